@@ -1,0 +1,231 @@
+"""Fault plans and the injector.
+
+A fault names a *kind*, a *target* (an actor name or glob) and *when*:
+``at`` a runtime time (once), ``every`` interval, or with a ``probability``
+per opportunity, drawn from the runtime's seeded generator so that a seed
+replays the same faults.
+
+Actor kinds are built in:
+
+- ``crash``: the target's next handling raises ``InjectedFault``;
+- ``pause``: the target handles nothing for ``duration`` seconds;
+- ``delay`` / ``drop`` / ``duplicate``: the next message sent to the target
+  is delivered ``delay`` seconds late, discarded, or delivered twice.
+
+Time-triggered actor faults pick one live matching actor with the seeded
+generator (every matching actor with ``all=true``); probability faults apply
+to each message of every matching actor.
+
+Systems add kinds of their own (``store_error``, ``lease_expiry`` ...) with
+:meth:`FaultInjector.register_kind`: either *active* (a callback runs at each
+time trigger) or *passive* (a trigger arms the fault; the system's next
+:meth:`FaultInjector.fire` check for that kind and a matching name consumes
+it). Every injected fault is a trace event and a structlog event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+if TYPE_CHECKING:
+    from runtime._cell import _ActorCell
+    from runtime._system import Runtime
+
+ACTOR_FAULT_KINDS = ("crash", "pause", "delay", "drop", "duplicate")
+TELL_KINDS = frozenset({"delay", "drop", "duplicate"})
+HANDLE_KINDS = frozenset({"crash", "pause"})
+
+_log = structlog.get_logger("shardline")
+
+
+class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One entry of a fault plan. Times and durations are seconds on the runtime clock."""
+
+    kind: str
+    target: str = "*"
+    at: float | None = None
+    every: float | None = None
+    probability: float | None = None
+    duration: float = 0.0
+    delay: float = 0.0
+    count: int | None = None
+    start: float = 0.0
+    all: bool = False
+
+    def __post_init__(self) -> None:
+        triggers = [t for t in (self.at, self.every, self.probability) if t is not None]
+        if len(triggers) != 1:
+            raise ValueError(
+                f"fault {self.kind!r} on {self.target!r}: "
+                "give exactly one of at, every, probability"
+            )
+        if self.at is not None and self.at < 0:
+            raise ValueError(f"fault {self.kind!r}: at must be >= 0, got {self.at}")
+        if self.every is not None and self.every <= 0:
+            raise ValueError(f"fault {self.kind!r}: every must be > 0, got {self.every}")
+        if self.probability is not None and not 0.0 <= self.probability <= 1.0:
+            raise ValueError(
+                f"fault {self.kind!r}: probability must be in [0, 1], got {self.probability}"
+            )
+        if self.duration < 0 or self.delay < 0 or self.start < 0:
+            raise ValueError(f"fault {self.kind!r}: duration, delay and start must be >= 0")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"fault {self.kind!r}: count must be >= 1, got {self.count}")
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.target)
+
+
+ActiveHandler = Callable[[Fault], None]
+
+
+class _Armed:
+    """A passive fault armed by a time trigger, waiting for a matching check."""
+
+    __slots__ = ("fault",)
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+
+
+class FaultInjector:
+    """Schedules a fault plan on the runtime clock and answers fault checks."""
+
+    def __init__(self, rt: Runtime, rng: random.Random) -> None:
+        self._rt = rt
+        self._rng = rng
+        self._active: dict[str, ActiveHandler] = {}
+        self._passive: set[str] = set()
+        self._armed: list[_Armed] = []
+        self._probabilistic: list[Fault] = []
+        self._fired: dict[int, int] = {}
+        self._timers: list[asyncio.TimerHandle] = []
+        self.injected = 0
+
+    # -- kinds -------------------------------------------------------------
+    def register_kind(self, kind: str, handler: ActiveHandler | None = None) -> None:
+        """Add a system-specific fault kind (active with a handler, passive without)."""
+        if kind in ACTOR_FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r} is built in")
+        if handler is None:
+            self._passive.add(kind)
+        else:
+            self._active[kind] = handler
+
+    def known_kinds(self) -> list[str]:
+        return [*ACTOR_FAULT_KINDS, *sorted(self._passive), *sorted(self._active)]
+
+    # -- plan --------------------------------------------------------------
+    def install(self, plan: Sequence[Fault]) -> None:
+        """Validate and schedule a plan. Unknown kinds are a ``ValueError`` naming them."""
+        for fault in plan:
+            if fault.kind not in ACTOR_FAULT_KINDS and fault.kind not in self._passive \
+                    and fault.kind not in self._active:
+                raise ValueError(
+                    f"unknown fault kind {fault.kind!r}; known: {', '.join(self.known_kinds())}"
+                )
+        for fault in plan:
+            if fault.probability is not None:
+                self._probabilistic.append(fault)
+                if fault.kind in ACTOR_FAULT_KINDS:
+                    for cell in self._rt._registry.values():
+                        self._attach_probabilistic(cell, fault)
+            elif fault.at is not None:
+                self._schedule(fault, fault.at)
+            elif fault.every is not None:
+                self._schedule(fault, fault.start + fault.every)
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def _schedule(self, fault: Fault, at: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_at(self._rt._epoch + at, self._trigger, fault))
+
+    def _budget_left(self, fault: Fault) -> bool:
+        return fault.count is None or self._fired.get(id(fault), 0) < fault.count
+
+    def _trigger(self, fault: Fault) -> None:
+        if fault.every is not None and self._budget_left(fault):
+            self._schedule(fault, self._rt.now() + fault.every)
+        if not self._budget_left(fault):
+            return
+        if fault.kind in ACTOR_FAULT_KINDS:
+            self._trigger_actor_fault(fault)
+        elif fault.kind in self._active:
+            self._count(fault)
+            self._active[fault.kind](fault)
+        else:
+            self._armed.append(_Armed(fault))
+
+    def _trigger_actor_fault(self, fault: Fault) -> None:
+        names = sorted(n for n in self._rt._registry if fault.matches(n))
+        if not names:
+            return
+        chosen = names if fault.all else [self._rng.choice(names)]
+        self._count(fault)
+        for name in chosen:
+            self._rt._registry[name].arm(fault)
+
+    def _count(self, fault: Fault) -> None:
+        self._fired[id(fault)] = self._fired.get(id(fault), 0) + 1
+
+    # -- checks ------------------------------------------------------------
+    def fire(self, kind: str, name: str) -> Fault | None:
+        """Should a fault of ``kind`` hit ``name`` now? Consumes an armed fault or rolls.
+
+        Systems call this at their injection points (a store call, a
+        destination write). A returned fault has been recorded as injected.
+        """
+        for index, armed in enumerate(self._armed):
+            if armed.fault.kind == kind and armed.fault.matches(name):
+                del self._armed[index]
+                self.record(armed.fault, name)
+                return armed.fault
+        for fault in self._probabilistic:
+            if fault.kind == kind and fault.matches(name) and self._budget_left(fault) \
+                    and self._rt.now() >= fault.start and self._rng.random() < fault.probability:  # type: ignore[operator]
+                self._count(fault)
+                self.record(fault, name)
+                return fault
+        return None
+
+    def roll(self, fault: Fault) -> bool:
+        """One probability draw for ``fault`` (used per message by actor cells)."""
+        if not self._budget_left(fault) or self._rt.now() < fault.start:
+            return False
+        assert fault.probability is not None
+        if self._rng.random() < fault.probability:
+            self._count(fault)
+            return True
+        return False
+
+    def _attach_probabilistic(self, cell: _ActorCell, fault: Fault) -> None:
+        if fault.matches(cell.name):
+            cell.add_probabilistic(fault)
+
+    def on_register(self, cell: _ActorCell) -> None:
+        """Give a newly registered actor the probability faults that target it."""
+        for fault in self._probabilistic:
+            if fault.kind in ACTOR_FAULT_KINDS:
+                self._attach_probabilistic(cell, fault)
+
+    def record(self, fault: Fault, name: str) -> None:
+        """Trace and log one injected fault."""
+        self.injected += 1
+        detail = f"{fault.kind}"
+        if fault.kind == "pause":
+            detail += f" {fault.duration:g}s"
+        elif fault.kind == "delay":
+            detail += f" {fault.delay:g}s"
+        self._rt.trace.record(self._rt.now(), "fault", name, detail)
+        _log.warning("fault.injected", kind=fault.kind, target=name, at=round(self._rt.now(), 6))

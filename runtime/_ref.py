@@ -1,0 +1,123 @@
+"""``ActorRef``: an actor's address.
+
+A ref points at the actor's cell, not at an instance, so it stays valid
+across restarts, and the mailbox behind it survives them. ``tell`` waits
+while the mailbox is full (backpressure) but takes a no-suspend fast path
+when there is room; ``tell_nowait`` raises ``MailboxFull`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from runtime._errors import ActorStopped, AskTimeout, MailboxFull
+from runtime._message import Message
+from runtime._stats import ActorStatistics
+
+if TYPE_CHECKING:
+    from runtime._cell import _ActorCell
+
+M = TypeVar("M", bound=Message)
+
+
+def _expire(future: asyncio.Future[object], actor: str, msg_type: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(AskTimeout(actor, msg_type, timeout))
+
+
+class ActorRef(Generic[M]):
+    """The address of an actor; cheap to copy and safe to keep."""
+
+    __slots__ = ("_cell", "name")
+
+    def __init__(self, cell: _ActorCell) -> None:
+        self._cell = cell
+        self.name = cell.name
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.name!r})"
+
+    def _check(self, msg: object) -> None:
+        cell = self._cell
+        if type(msg) not in cell.accepts_exact and not isinstance(msg, cell.accepts):
+            accepted = " | ".join(t.__name__ for t in cell.accepts)
+            raise TypeError(
+                f"actor {self.name!r} does not accept {type(msg).__name__}; "
+                f"it accepts {accepted}"
+            )
+
+    async def tell(self, msg: M) -> None:
+        """Enqueue ``msg``; waits while the mailbox is full. Messages to a stopped actor
+        are dead letters (logged and counted), as in Erlang and Akka."""
+        cell = self._cell
+        if type(msg) not in cell.accepts_exact:
+            self._check(msg)
+        mailbox = cell.mailbox
+        if len(mailbox.items) >= mailbox.capacity:
+            await mailbox.wait_for_room()
+        if cell.tell_hooks:
+            cell.deliver_with_faults(msg, None)
+        elif cell.dead:
+            cell.dead_letter(msg)
+        else:
+            cell.received += 1
+            mailbox.put_nowait((msg, None))
+
+    def tell_nowait(self, msg: M) -> None:
+        """Enqueue ``msg`` or raise ``MailboxFull`` at once."""
+        cell = self._cell
+        if type(msg) not in cell.accepts_exact:
+            self._check(msg)
+        mailbox = cell.mailbox
+        if len(mailbox.items) >= mailbox.capacity:
+            raise MailboxFull(self.name, type(msg).__name__, mailbox.capacity)
+        if cell.tell_hooks:
+            cell.deliver_with_faults(msg, None)
+        elif cell.dead:
+            cell.dead_letter(msg)
+        else:
+            cell.received += 1
+            mailbox.put_nowait((msg, None))
+
+    async def ask(self, msg: M, timeout: float = 5.0) -> object:
+        """Send ``msg`` and await the value ``receive`` returns.
+
+        Raises ``AskTimeout`` (naming actor, message type and timeout) if no
+        reply comes in time, ``ActorStopped`` if the actor is or goes down
+        before handling it, and re-raises whatever the handler raised.
+        """
+        cell = self._cell
+        if type(msg) not in cell.accepts_exact:
+            self._check(msg)
+        if cell.dead:
+            raise ActorStopped(self.name, type(msg).__name__)
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[object] = loop.create_future()
+        timer = loop.call_later(timeout, _expire, reply, self.name, type(msg).__name__, timeout)
+        try:
+            mailbox = cell.mailbox
+            if len(mailbox.items) >= mailbox.capacity:
+                await asyncio.wait_for(mailbox.wait_for_room(), timeout)
+            if cell.tell_hooks:
+                cell.deliver_with_faults(msg, reply)
+            elif cell.dead:
+                raise ActorStopped(self.name, type(msg).__name__)
+            else:
+                cell.received += 1
+                mailbox.put_nowait((msg, reply))
+            return await reply
+        except TimeoutError as exc:
+            if isinstance(exc, AskTimeout):
+                raise
+            raise AskTimeout(self.name, type(msg).__name__, timeout) from None
+        finally:
+            timer.cancel()
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor has stopped for good (it will not be restarted)."""
+        return not self._cell.dead
+
+    def statistics(self) -> ActorStatistics:
+        return self._cell.statistics()

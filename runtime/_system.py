@@ -1,0 +1,275 @@
+"""``Runtime``: the root supervisor, the name registry, the trace, and shutdown.
+
+``async with Runtime() as rt:`` starts a root supervisor; leaving the block
+stops every actor children-first (each may finish its current message within
+its shutdown timeout, then it is cancelled) and leaves no task behind. If an
+escalation reaches the root, the runtime has *failed*: its actors are
+stopped and the failure is raised when the block exits (and ``rt.failure``
+holds it), as an OTP application stops when its top supervisor gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from runtime._actor import Actor, Timer
+from runtime._cell import _ActorCell
+from runtime._clock import Clock
+from runtime._errors import NameTaken, ShardlineError
+from runtime._faults import Fault, FaultInjector
+from runtime._message import Message
+from runtime._ref import ActorRef
+from runtime._simloop import SimulatedEventLoop
+from runtime._stats import ActorStatistics
+from runtime._supervisor import (
+    Backoff,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+    _SupervisorNode,
+)
+from runtime._trace import Trace, TraceLevel
+
+if TYPE_CHECKING:
+    from runtime.store import Store
+
+M = TypeVar("M", bound=Message)
+_log = structlog.get_logger("shardline")
+
+
+class NoSuchActor(ShardlineError, LookupError):
+    """No live actor is registered under that name."""
+
+
+class Runtime:
+    """An actor system. Use as ``async with Runtime(...) as rt``.
+
+    ``seed`` feeds ``rt.random`` (default: the simulated loop's seed, else 0).
+    ``trace`` is ``"full"`` (every delivery is a trace event; the default
+    under simulation) or ``"lifecycle"`` (the default on the real clock,
+    where per-message hashing would cost throughput). ``store`` is a store
+    URL (``memory://``, ``sqlite:///path.db``) or an open ``Store``.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: str | Store | None = None,
+        seed: int | None = None,
+        trace: TraceLevel | str | None = None,
+        faults: Sequence[Fault] = (),
+        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        within: float = 5.0,
+        backoff: Backoff | None = None,
+        shutdown_timeout: float = 5.0,
+        name: str = "root",
+    ) -> None:
+        self._store_arg = store
+        self._seed_arg = seed
+        self._trace_arg = trace
+        self._fault_plan = list(faults)
+        self._root_spec = SupervisorSpec(Strategy(strategy), max_restarts, within,
+                                         backoff or Backoff())
+        self.shutdown_timeout = shutdown_timeout
+        self.name = name
+        self._registry: dict[str, _ActorCell] = {}
+        self._supervisors: dict[str, _SupervisorNode] = {}
+        self._auto_names: dict[str, int] = {}
+        self._timers: list[Timer] = []
+        self._owned_store = False
+        self._store: Store | None = None
+        self._epoch = 0.0
+        self.failure: BaseException | None = None
+        self.dead_letters = 0
+        self._entered = False
+
+    # -- context -------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        loop = asyncio.get_running_loop()
+        simulated = isinstance(loop, SimulatedEventLoop)
+        self.simulated = simulated
+        if self._seed_arg is not None:
+            self.seed = self._seed_arg
+        else:
+            self.seed = loop.seed if isinstance(loop, SimulatedEventLoop) else 0
+        self.random = random.Random(self.seed)
+        self.clock = Clock(loop, simulated)
+        self._epoch = loop.time()
+        level = TraceLevel(self._trace_arg) if self._trace_arg else (
+            TraceLevel.FULL if simulated else TraceLevel.LIFECYCLE)
+        self.trace = Trace(level)
+        self.faults = FaultInjector(self, random.Random(f"shardline-faults:{self.seed}"))
+        self._failed = asyncio.Event()
+        if isinstance(self._store_arg, str):
+            from runtime.store import open_store
+
+            self._store = await open_store(self._store_arg, clock=self.clock.wall)
+            self._owned_store = True
+        else:
+            self._store = self._store_arg
+        self._root = _SupervisorNode(self, self.name, self._root_spec, None, Restart.PERMANENT)
+        self._supervisors[self.name] = self._root
+        self._entered = True
+        self._lifecycle("runtime_started", self.name, f"seed {self.seed}")
+        if self._fault_plan:
+            self.faults.install(self._fault_plan)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+        if exc is None and self.failure is not None:
+            raise self.failure
+
+    async def shutdown(self) -> None:
+        """Stop everything, children first; idempotent."""
+        if not self._entered:
+            return
+        self._entered = False
+        self.faults.cancel()
+        for timer in self._timers:
+            timer.cancel()
+        await self._root.shutdown()
+        if self._store is not None and self._owned_store:
+            await self._store.close()
+        self._lifecycle("runtime_stopped", self.name)
+
+    # -- public API ------------------------------------------------------------
+    @property
+    def root(self) -> Supervisor:
+        return self._root.handle
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ShardlineError("this runtime has no store; pass Runtime(store=URL)")
+        return self._store
+
+    def now(self) -> float:
+        """Seconds since this runtime started, on the runtime clock (virtual if simulated)."""
+        return asyncio.get_running_loop().time() - self._epoch
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def spawn(
+        self,
+        cls: type[Actor[M]],
+        *args: object,
+        name: str | None = None,
+        restart: Restart | str = Restart.PERMANENT,
+        mailbox_capacity: int | None = None,
+        shutdown_timeout: float | None = None,
+        **kwargs: object,
+    ) -> ActorRef[M]:
+        """Start an actor under the root supervisor; see :meth:`Supervisor.spawn`."""
+        return await self._root.handle.spawn(
+            cls, *args, name=name, restart=restart, mailbox_capacity=mailbox_capacity,
+            shutdown_timeout=shutdown_timeout, **kwargs)
+
+    async def spawn_supervisor(
+        self,
+        name: str | None = None,
+        *,
+        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        within: float = 5.0,
+        backoff: Backoff | None = None,
+        restart: Restart | str = Restart.PERMANENT,
+    ) -> Supervisor:
+        return await self._root.handle.spawn_supervisor(
+            name, strategy=strategy, max_restarts=max_restarts, within=within,
+            backoff=backoff, restart=restart)
+
+    def lookup(self, name: str) -> ActorRef[Message]:
+        """The ref of the live actor registered as ``name``; ``NoSuchActor`` otherwise."""
+        cell = self._registry.get(name)
+        if cell is None:
+            raise NoSuchActor(f"no live actor named {name!r}")
+        ref: ActorRef[Message] = cell.ref
+        return ref
+
+    def actors(self) -> list[str]:
+        """Names of the live actors, in registration order."""
+        return list(self._registry)
+
+    async def stop(self, ref: ActorRef[Any]) -> None:
+        """Stop an actor for good, wherever it sits in the tree."""
+        cell = ref._cell
+        await cell.parent.stop_child(cell)
+
+    def send_after(self, delay: float, ref: ActorRef[M], msg: M) -> Timer:
+        """Deliver ``msg`` to ``ref`` after ``delay`` seconds on the runtime clock."""
+        ref._check(msg)
+        timer = Timer()
+
+        def fire() -> None:
+            timer._handle = None
+            if not timer.cancelled:
+                ref._cell.system_deliver(msg)
+
+        timer._handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.append(timer)
+        return timer
+
+    def statistics(self) -> list[ActorStatistics]:
+        return [cell.statistics() for cell in self._registry.values()]
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until an escalation reaches the root; returns the failure."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    # -- internals used by cells and supervisors -------------------------------
+    def _claim_name(self, name: str | None, prefix: str) -> str:
+        if name is None:
+            n = self._auto_names.get(prefix, 0) + 1
+            while f"{prefix}-{n}" in self._registry or f"{prefix}-{n}" in self._supervisors:
+                n += 1
+            self._auto_names[prefix] = n
+            return f"{prefix}-{n}"
+        if not name:
+            raise ValueError("actor name must not be empty")
+        if name in self._registry or name in self._supervisors:
+            raise NameTaken(f"name {name!r} is already taken by a live actor or supervisor")
+        return name
+
+    def _register(self, cell: _ActorCell) -> None:
+        self._registry[cell.name] = cell
+        self.faults.on_register(cell)
+
+    def _unregister(self, cell: _ActorCell) -> None:
+        if self._registry.get(cell.name) is cell:
+            del self._registry[cell.name]
+
+    def _register_supervisor(self, node: _SupervisorNode) -> None:
+        self._supervisors[node.name] = node
+
+    def _unregister_supervisor(self, node: _SupervisorNode) -> None:
+        if self._supervisors.get(node.name) is node:
+            del self._supervisors[node.name]
+
+    def _lifecycle(self, kind: str, actor: str, detail: str = "") -> None:
+        self.trace.record(self.now(), kind, actor, detail)
+
+    def _dead_letter(self, actor: str, msg: object) -> None:
+        self.dead_letters += 1
+        self.trace.record(self.now(), "dead_letter", actor, type(msg).__name__)
+        _log.info("message.dead_letter", actor=actor, message=type(msg).__name__)
+
+    def _fatal(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+            _log.critical("runtime.failed", error=str(error))
+            self._failed.set()
