@@ -84,7 +84,7 @@ class Runtime:
         self._supervisors: dict[str, _SupervisorNode] = {}
         self._auto_names: dict[str, int] = {}
         self._timers: list[Timer] = []
-        self._owned_store = False
+        self._owned_store: Store | None = None
         self._store: Store | None = None
         self._epoch = 0.0
         self.failure: BaseException | None = None
@@ -108,13 +108,15 @@ class Runtime:
         self.trace = Trace(level)
         self.faults = FaultInjector(self, random.Random(f"shardline-faults:{self.seed}"))
         self._failed = asyncio.Event()
-        if isinstance(self._store_arg, str):
-            from runtime.store import open_store
+        self.faults.register_kind("store_error")
+        if self._store_arg is not None:
+            from runtime.store import FaultyStore, open_store
 
-            self._store = await open_store(self._store_arg, clock=self.clock.wall)
-            self._owned_store = True
-        else:
-            self._store = self._store_arg
+            inner = self._store_arg
+            if isinstance(inner, str):
+                inner = await open_store(inner, clock=self.clock.wall)
+                self._owned_store = inner
+            self._store = FaultyStore(inner, self.faults)
         self._root = _SupervisorNode(self, self.name, self._root_spec, None, Restart.PERMANENT)
         self._supervisors[self.name] = self._root
         self._entered = True
@@ -140,8 +142,9 @@ class Runtime:
         for timer in self._timers:
             timer.cancel()
         await self._root.shutdown()
-        if self._store is not None and self._owned_store:
-            await self._store.close()
+        if self._owned_store is not None:
+            await self._owned_store.close()
+            self._owned_store = None
         self._lifecycle("runtime_stopped", self.name)
 
     # -- public API ------------------------------------------------------------

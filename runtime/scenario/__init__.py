@@ -1,0 +1,43 @@
+"""Scenario files: schema, loading, the system registry and the runner."""
+
+from runtime.scenario._durations import Duration, parse_duration
+from runtime.scenario._loader import (
+    FaultSpec,
+    LoadedScenario,
+    ScenarioHeader,
+    load_scenario,
+    parse_scenario,
+)
+from runtime.scenario._registry import load_system, register_system, system_names, systems
+from runtime.scenario._report import Report, print_report
+from runtime.scenario._runner import default_out_dir, run_scenario
+from runtime.scenario._system_api import (
+    InvariantResult,
+    MetricValue,
+    ScenarioContext,
+    ScenarioSystem,
+    SystemOutcome,
+)
+
+__all__ = [
+    "Duration",
+    "FaultSpec",
+    "InvariantResult",
+    "LoadedScenario",
+    "MetricValue",
+    "Report",
+    "ScenarioContext",
+    "ScenarioHeader",
+    "ScenarioSystem",
+    "SystemOutcome",
+    "default_out_dir",
+    "load_scenario",
+    "load_system",
+    "parse_scenario",
+    "parse_duration",
+    "print_report",
+    "register_system",
+    "run_scenario",
+    "system_names",
+    "systems",
+]

@@ -1,0 +1,100 @@
+"""The contract between the scenario runner and a system (stream, queue, ...).
+
+A system is found through the entry-point group ``shardline.systems``; the
+entry point's name is the scenario section it owns (``[stream]``) and its
+object is a :class:`ScenarioSystem` instance. A user's package adds a system
+the same way the built-in four do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+import msgspec
+
+from runtime._system import Runtime
+
+C = TypeVar("C")
+E = TypeVar("E")
+
+
+class InvariantResult(msgspec.Struct, frozen=True):
+    """One checked invariant: its name, whether it held, and the evidence."""
+
+    name: str
+    held: bool
+    detail: str = ""
+
+
+MetricValue = int | float | str
+
+
+class SystemOutcome(msgspec.Struct):
+    """What a system's run produced: invariants, metrics and report extras."""
+
+    invariants: list[InvariantResult]
+    metrics: dict[str, MetricValue] = msgspec.field(default_factory=dict)
+    extra: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, int | None, str], None]
+
+
+class ScenarioContext:
+    """What a system needs from the runner besides its own config."""
+
+    def __init__(
+        self, *, rt: Runtime, name: str, seed: int, clock: str, out_dir: Path,
+        scenario_dir: Path, deadline: float, progress: ProgressFn | None = None,
+    ) -> None:
+        self.rt = rt
+        self.name = name
+        self.seed = seed
+        self.clock = clock
+        self.out_dir = out_dir
+        self.scenario_dir = scenario_dir
+        self.deadline = deadline
+        self._progress = progress
+
+    def expand(self, template: str) -> str:
+        """Substitute ``{out}`` (the run's output directory) in a URL or path."""
+        return template.replace("{out}", str(self.out_dir))
+
+    def progress(self, done: int, total: int | None, note: str = "") -> None:
+        if self._progress is not None:
+            self._progress(done, total, note)
+
+    async def wait_until(self, condition: Callable[[], bool], poll: float = 0.01) -> bool:
+        """Poll ``condition`` on the runtime clock until it holds or the deadline passes."""
+        while not condition():
+            if self.rt.now() >= self.deadline:
+                return False
+            await asyncio.sleep(poll)
+        return True
+
+
+class ScenarioSystem(ABC, Generic[C, E]):
+    """A system that can run from a scenario file section."""
+
+    section: ClassVar[str]
+    config_type: ClassVar[type]
+    expect_type: ClassVar[type]
+    fault_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, config: C, expect: E) -> list[tuple[str, str]]:
+        """Cross-field checks msgspec cannot express: (field path, message) pairs."""
+        return []
+
+    def register_faults(self, rt: Runtime) -> None:
+        """Register this system's passive fault kinds; active ones are registered in run()."""
+        for kind in self.fault_kinds:
+            if kind not in rt.faults.known_kinds():
+                rt.faults.register_kind(kind)
+
+    @abstractmethod
+    async def run(self, ctx: ScenarioContext, config: C, expect: E) -> SystemOutcome:
+        """Build the topology, drive the workload, check the invariants."""

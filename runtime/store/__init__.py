@@ -1,0 +1,39 @@
+"""Durable state: logs, compare-and-set records and fenced leases.
+
+Open a store with :func:`open_store` (``memory://`` or ``sqlite:///path.db``);
+the contract every backend keeps is in the docstring of :class:`Store`'s
+module, ``runtime.store._base``.
+"""
+
+from runtime.store._base import Store
+from runtime.store._types import (
+    Append,
+    Clock,
+    Delete,
+    Fence,
+    Lease,
+    LogEntry,
+    Put,
+    StoreStatistics,
+    Versioned,
+    WriteResult,
+)
+from runtime.store._faulty import FaultyStore
+from runtime.store._url import check_store_url, open_store
+
+__all__ = [
+    "Append",
+    "Clock",
+    "Delete",
+    "FaultyStore",
+    "Fence",
+    "Lease",
+    "LogEntry",
+    "Put",
+    "Store",
+    "StoreStatistics",
+    "Versioned",
+    "WriteResult",
+    "check_store_url",
+    "open_store",
+]

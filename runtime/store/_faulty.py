@@ -1,0 +1,87 @@
+"""Store-call fault injection (the ``store_error`` fault kind).
+
+The runtime wraps its store in a ``FaultyStore`` so a fault plan can make
+any store call fail, by operation name as the target: ``store.write``,
+``store.read``, ``store.get``, ``store.acquire`` ... (``store.*`` for all).
+An injected failure raises ``StoreError`` *before* the call reaches the
+backend, so nothing was applied, exactly as a refused connection.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from runtime._errors import StoreError
+from runtime.store._base import Store
+from runtime.store._types import (
+    Fence,
+    Lease,
+    LogEntry,
+    StoreStatistics,
+    Versioned,
+    WriteOp,
+    WriteResult,
+)
+
+
+class FaultSource(Protocol):
+    def fire(self, kind: str, name: str) -> object | None: ...
+
+
+class FaultyStore(Store):
+    """Delegates to ``inner`` unless the fault source says this call fails."""
+
+    def __init__(self, inner: Store, faults: FaultSource) -> None:
+        super().__init__(inner._clock)
+        self.inner = inner
+        self._faults = faults
+
+    def _maybe_fail(self, op: str) -> None:
+        if self._faults.fire("store_error", f"store.{op}") is not None:
+            raise StoreError(f"injected store failure in {op}")
+
+    async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+        self._maybe_fail("read")
+        return await self.inner.read(log, from_seq, limit)
+
+    async def _high_water(self, log: str) -> int:
+        self._maybe_fail("high_water")
+        return await self.inner.high_water(log)
+
+    async def _get(self, key: str) -> Versioned | None:
+        self._maybe_fail("get")
+        return await self.inner.get(key)
+
+    async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
+        self._maybe_fail("scan")
+        return await self.inner.scan(prefix)
+
+    async def _write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
+        self._maybe_fail("write")
+        return await self.inner.write(ops, fence=fence)
+
+    async def _acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
+        self._maybe_fail("acquire")
+        return await self.inner.acquire(key, owner, ttl)
+
+    async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
+        self._maybe_fail("release")
+        return await self.inner.release(key, owner, token)
+
+    async def _lease(self, key: str, now: float) -> Lease | None:
+        self._maybe_fail("lease")
+        return await self.inner.lease(key)
+
+    async def _revoke(self, key: str, now: float) -> bool:
+        return await self.inner.revoke(key)
+
+    async def _leases(self, prefix: str, now: float) -> list[Lease]:
+        self._maybe_fail("leases")
+        return await self.inner.leases(prefix)
+
+    def statistics(self) -> StoreStatistics:
+        """The backend's own counters (calls that failed by injection never reached it)."""
+        return self.inner.statistics()
+
+    async def _close(self) -> None:
+        await self.inner.close()

@@ -1,0 +1,119 @@
+"""``memory://``: the contract kept in dicts, for tests and simulation.
+
+Nothing survives the process. Every call completes without yielding to the
+event loop, so under simulated time a store call never lets another task run
+in between; a write is its own transaction (no group commit to wait for).
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from runtime.store._base import Store
+from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
+from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+
+
+class MemoryStore(Store):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self._logs: dict[str, list[LogEntry]] = {}
+        self._records: dict[str, RecordState] = {}
+        self._sorted_keys: list[str] = []
+        """Every key ever written (tombstones included), sorted, for prefix scans."""
+        self._leases_by_key: dict[str, Lease] = {}
+        """Last grant per key, kept until released (expired ones too)."""
+        self._newest_tokens: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore at {id(self):#x}>"
+
+    async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+        return self._logs.get(log, [])[from_seq : from_seq + limit]
+
+    async def _high_water(self, log: str) -> int:
+        return len(self._logs.get(log, ()))
+
+    async def _get(self, key: str) -> Versioned | None:
+        state = self._records.get(key)
+        if state is None or state.value is None:
+            return None
+        return Versioned(state.value, state.version)
+
+    async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
+        found: list[tuple[str, Versioned]] = []
+        keys = self._sorted_keys
+        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+            key = keys[i]
+            if not key.startswith(prefix):
+                break
+            state = self._records[key]
+            if state.value is not None:
+                found.append((key, Versioned(state.value, state.version)))
+        return found
+
+    async def _write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
+        plan = plan_write(
+            ops,
+            fence,
+            next_seq=lambda log: len(self._logs.get(log, ())),
+            record_state=self._records.get,
+            newest_token=lambda key: self._newest_tokens.get(key, 0),
+        )
+        self._apply(plan)
+        self._counters.transactions += 1
+        return plan.result()
+
+    def _apply(self, plan: WritePlan) -> None:
+        for log, seq, key, payload in plan.rows:
+            entries = self._logs.setdefault(log, [])
+            assert seq == len(entries), f"log {log!r}: seq {seq} planned at {len(entries)}"
+            entries.append(LogEntry(seq, key, payload))
+        for key, state in plan.records.items():
+            if key not in self._records:
+                bisect.insort(self._sorted_keys, key)
+            self._records[key] = state
+
+    async def _acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
+        lease = grant_lease(
+            self._leases_by_key.get(key), self._newest_tokens.get(key, 0), key, owner, ttl, now
+        )
+        if lease is not None:
+            self._leases_by_key[key] = lease
+            self._newest_tokens[key] = lease.token
+            self._counters.transactions += 1
+        return lease
+
+    async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
+        lease = self._leases_by_key.get(key)
+        if lease is None or not is_held(lease, now) or (lease.owner, lease.token) != (owner, token):
+            return False
+        del self._leases_by_key[key]
+        self._counters.transactions += 1
+        return True
+
+    async def _lease(self, key: str, now: float) -> Lease | None:
+        lease = self._leases_by_key.get(key)
+        return lease if is_held(lease, now) else None
+
+    async def _revoke(self, key: str, now: float) -> bool:
+        lease = self._leases_by_key.get(key)
+        if lease is None or not is_held(lease, now):
+            return False
+        self._leases_by_key[key] = Lease(lease.key, lease.owner, lease.token, expires_at=now)
+        self._counters.transactions += 1
+        return True
+
+    async def _leases(self, prefix: str, now: float) -> list[Lease]:
+        return [
+            lease
+            for key, lease in sorted(self._leases_by_key.items())
+            if key.startswith(prefix) and is_held(lease, now)
+        ]
+
+    async def _close(self) -> None:
+        self._logs.clear()
+        self._records.clear()
+        self._sorted_keys.clear()
+        self._leases_by_key.clear()
+        self._newest_tokens.clear()

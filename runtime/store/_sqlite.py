@@ -1,0 +1,385 @@
+"""``sqlite://``: the contract in one SQLite file, with group commit.
+
+Durability: WAL journal. ``synchronous=NORMAL`` (the default) keeps every
+acknowledged write through a crash or ``kill -9`` of the process;
+``synchronous=FULL`` also through power loss, at an fsync per commit.
+
+Why every call is synchronous on the event-loop thread: no thread means no
+scheduling the simulator cannot see, so simulated runs stay deterministic.
+Blocking is short because writes are batched: every ``write`` issued during
+one loop iteration is committed by a single transaction (group commit), one
+SAVEPOINT per write so a refused write rolls back alone while the rest of
+its batch commits. A write returns only after its batch's COMMIT.
+
+One owner per file: the connection takes SQLite's exclusive lock, so a
+second store on the same file (in any process) fails to open instead of
+silently breaking the per-log seq cache. The lock dies with the process.
+
+A file that is not a SQLite database, or is one that some other program
+owns, is refused and left untouched (``application_id`` marks ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from runtime._errors import ShardlineError, StoreError
+from runtime.store._base import Store
+from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
+from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+
+Synchronous = Literal["normal", "full"]
+
+APPLICATION_ID = 0x53484C4E  # "SHLN"
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS log_entries (
+        log TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, payload BLOB NOT NULL,
+        PRIMARY KEY (log, seq)
+    ) WITHOUT ROWID""",
+    # value NULL marks a deleted key whose last version is kept (see _rules.RecordState)
+    """CREATE TABLE IF NOT EXISTS records (
+        key TEXT PRIMARY KEY, value BLOB, version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # owner NULL: released; token is always the newest ever granted for key
+    """CREATE TABLE IF NOT EXISTS leases (
+        key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+_UPSERT_RECORD = (
+    "INSERT INTO records (key, value, version) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+)
+_UPSERT_LEASE = (
+    "INSERT INTO leases (key, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
+    "expires_at = excluded.expires_at"
+)
+
+
+def _prefix_end(prefix: str) -> str:
+    """The least string above every string starting with ``prefix`` ("" = none).
+
+    SQLite's BINARY collation compares UTF-8 bytes, which orders like code
+    points, so ``prefix <= key < _prefix_end(prefix)`` is an index range.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code <= 0x10FFFF:
+            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip them
+                code = 0xE000
+            return "".join(chars) + chr(code)
+    return ""
+
+
+@dataclass(slots=True)
+class _QueuedWrite:
+    ops: list[WriteOp]
+    fence: Fence | None
+    future: asyncio.Future[WriteResult]
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if application_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"sqlite store {str(path)!r} has schema version {version}, newer than this "
+                f"Shardline understands ({SCHEMA_VERSION}); left untouched"
+            )
+        return
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application_id != 0 or tables:
+        raise StoreError(
+            f"{str(path)!r} is a SQLite database but not a Shardline store "
+            f"(application_id {application_id:#x}, {tables} schema objects); left untouched"
+        )
+
+
+def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> SqliteStore:
+    """Open (creating if absent) the store at ``path``; ``StoreError`` names path and cause."""
+    if path.is_dir():
+        raise StoreError(f"cannot open sqlite store {str(path)!r}: it is a directory")
+    if not path.parent.is_dir():
+        raise StoreError(
+            f"cannot open sqlite store {str(path)!r}: "
+            f"parent directory {str(path.parent)!r} does not exist"
+        )
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open sqlite store {str(path)!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        _refuse_foreign(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        conn.execute("BEGIN IMMEDIATE")  # the first write also takes the exclusive lock
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except (sqlite3.Error, StoreError) as exc:
+        conn.close()
+        if isinstance(exc, StoreError):
+            raise
+        cause = str(exc)
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
+            cause += " (another store, in this or another process, has it open)"
+        raise StoreError(f"cannot open sqlite store {str(path)!r}: {cause}") from exc
+    return SqliteStore(conn, path, clock)
+
+
+class SqliteStore(Store):
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
+        super().__init__(clock)
+        self._conn = conn
+        self.path = path
+        self._queue: list[_QueuedWrite] = []
+        self._flush_scheduled = False
+        self._next_seqs: dict[str, int] = {}
+        """Committed high water per log, loaded on first use; appends never query it."""
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {str(self.path)!r}>"
+
+    @contextmanager
+    def _failing_as_store_error(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{action} in sqlite store {str(self.path)!r} failed: {exc}") from exc
+
+    def _commit_one(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._failing_as_store_error("lease update"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        self._counters.transactions += 1
+
+    # -- logs and records ---------------------------------------------------
+
+    def _committed_next_seq(self, log: str) -> int:
+        seq = self._next_seqs.get(log)
+        if seq is None:
+            (top,) = self._conn.execute(
+                "SELECT MAX(seq) FROM log_entries WHERE log = ?", (log,)
+            ).fetchone()
+            seq = self._next_seqs[log] = 0 if top is None else top + 1
+        return seq
+
+    def _record_state(self, key: str) -> RecordState | None:
+        row = self._conn.execute(
+            "SELECT value, version FROM records WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else RecordState(row[0], row[1])
+
+    def _newest_token(self, key: str) -> int:
+        row = self._conn.execute("SELECT token FROM leases WHERE key = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+        with self._failing_as_store_error(f"read of log {log!r}"):
+            rows = self._conn.execute(
+                "SELECT seq, key, payload FROM log_entries WHERE log = ? AND seq >= ? "
+                "ORDER BY seq LIMIT ?",
+                (log, from_seq, limit),
+            ).fetchall()
+        return [LogEntry(seq, key, payload) for seq, key, payload in rows]
+
+    async def _high_water(self, log: str) -> int:
+        with self._failing_as_store_error(f"high water of log {log!r}"):
+            return self._committed_next_seq(log)
+
+    async def _get(self, key: str) -> Versioned | None:
+        with self._failing_as_store_error(f"get of key {key!r}"):
+            state = self._record_state(key)
+        if state is None or state.value is None:
+            return None
+        return Versioned(state.value, state.version)
+
+    async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
+        end = _prefix_end(prefix)
+        sql = "SELECT key, value, version FROM records WHERE key >= ? AND value IS NOT NULL"
+        params: tuple[str, ...] = (prefix,)
+        if end:
+            sql, params = sql + " AND key < ?", (prefix, end)
+        with self._failing_as_store_error(f"scan of prefix {prefix!r}"):
+            rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
+        return [(key, Versioned(value, version)) for key, value, version in rows]
+
+    # -- group commit -------------------------------------------------------
+
+    async def _write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteResult] = loop.create_future()
+        self._queue.append(_QueuedWrite(ops, fence, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        """Commit every queued write in one transaction, then wake the writers."""
+        self._flush_scheduled = False
+        batch = [w for w in self._queue if not w.future.done()]  # done = cancelled
+        self._queue = []
+        if not batch:
+            return
+        for queued, outcome in zip(batch, self._commit(batch), strict=True):
+            if isinstance(outcome, BaseException):
+                queued.future.set_exception(outcome)
+            else:
+                queued.future.set_result(outcome)
+
+    def _commit(self, batch: list[_QueuedWrite]) -> list[WriteResult | Exception]:
+        """Either COMMIT with per-write outcomes, or fail every write of the batch."""
+        batch_seqs: dict[str, int] = {}
+        outcomes: list[WriteResult | Exception] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for queued in batch:
+                outcomes.append(self._apply_in_savepoint(queued, batch_seqs))
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            try:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection is broken; the first error is the one to report
+            return [self._batch_failure(len(batch), exc) for _ in batch]
+        self._next_seqs.update(batch_seqs)
+        self._counters.transactions += 1
+        return outcomes
+
+    def _batch_failure(self, size: int, exc: Exception) -> StoreError:
+        error = StoreError(
+            f"commit of {size} write(s) to sqlite store {str(self.path)!r} failed, "
+            f"none applied: {exc}"
+        )
+        error.__cause__ = exc
+        return error
+
+    def _apply_in_savepoint(
+        self, queued: _QueuedWrite, batch_seqs: dict[str, int]
+    ) -> WriteResult | Exception:
+        """Apply one write inside the batch; a refused write rolls back alone.
+
+        ``batch_seqs`` holds the high water of logs appended to by earlier
+        writes of this batch; it is updated only when this write succeeds,
+        so a rolled-back append leaves no hole in the seq cache.
+        """
+        self._conn.execute("SAVEPOINT write")
+        try:
+            plan = plan_write(
+                queued.ops,
+                queued.fence,
+                next_seq=lambda log: (
+                    batch_seqs[log] if log in batch_seqs else self._committed_next_seq(log)
+                ),
+                record_state=self._record_state,
+                newest_token=self._newest_token,
+            )
+            self._apply(plan)
+        except ShardlineError as refused:
+            self._undo_savepoint()
+            return refused
+        except (sqlite3.Error, UnicodeError, OverflowError) as exc:
+            if not self._conn.in_transaction:
+                raise  # SQLite abandoned the whole transaction: the batch fails
+            self._undo_savepoint()
+            error = StoreError(f"write to sqlite store {str(self.path)!r} failed: {exc}")
+            error.__cause__ = exc
+            return error
+        self._conn.execute("RELEASE write")
+        batch_seqs.update(plan.next_seqs)
+        return plan.result()
+
+    def _undo_savepoint(self) -> None:
+        self._conn.execute("ROLLBACK TO write")
+        self._conn.execute("RELEASE write")
+
+    def _apply(self, plan: WritePlan) -> None:
+        if plan.rows:
+            self._conn.executemany(
+                "INSERT INTO log_entries (log, seq, key, payload) VALUES (?, ?, ?, ?)", plan.rows
+            )
+        if plan.records:
+            self._conn.executemany(
+                _UPSERT_RECORD,
+                [(key, state.value, state.version) for key, state in plan.records.items()],
+            )
+
+    # -- leases -------------------------------------------------------------
+
+    def _stored_lease(self, key: str) -> tuple[Lease | None, int]:
+        """The last grant not released (maybe expired), and the newest token."""
+        with self._failing_as_store_error(f"lease lookup of {key!r}"):
+            row = self._conn.execute(
+                "SELECT owner, token, expires_at FROM leases WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None, 0
+        owner, token, expires_at = row
+        return (None if owner is None else Lease(key, owner, token, expires_at)), token
+
+    async def _acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
+        current, newest = self._stored_lease(key)
+        lease = grant_lease(current, newest, key, owner, ttl, now)
+        if lease is not None:
+            self._commit_one(_UPSERT_LEASE, (key, owner, lease.token, lease.expires_at))
+        return lease
+
+    async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
+        current, _ = self._stored_lease(key)
+        if current is None or not is_held(current, now):
+            return False
+        if (current.owner, current.token) != (owner, token):
+            return False
+        self._commit_one("UPDATE leases SET owner = NULL WHERE key = ?", (key,))
+        return True
+
+    async def _lease(self, key: str, now: float) -> Lease | None:
+        current, _ = self._stored_lease(key)
+        return current if is_held(current, now) else None
+
+    async def _revoke(self, key: str, now: float) -> bool:
+        current, _ = self._stored_lease(key)
+        if not is_held(current, now):
+            return False
+        self._commit_one("UPDATE leases SET expires_at = ? WHERE key = ?", (now, key))
+        return True
+
+    async def _leases(self, prefix: str, now: float) -> list[Lease]:
+        end = _prefix_end(prefix)
+        sql = (
+            "SELECT key, owner, token, expires_at FROM leases "
+            "WHERE key >= ? AND owner IS NOT NULL AND expires_at > ?"
+        )
+        params: tuple[object, ...] = (prefix, now)
+        if end:
+            sql, params = sql + " AND key < ?", (*params, end)
+        with self._failing_as_store_error(f"lease scan of prefix {prefix!r}"):
+            rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
+        return [Lease(key, owner, token, expires_at) for key, owner, token, expires_at in rows]
+
+    async def _close(self) -> None:
+        self._flush()  # queued writes commit now rather than fail
+        with self._failing_as_store_error("close"):
+            self._conn.close()
