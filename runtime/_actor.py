@@ -134,6 +134,16 @@ class Actor(Generic[M]):
         """Stop after the current message: a normal exit (transient children stay down)."""
         self._cell.request_stop()
 
+    async def fault_point(self, where: str = "") -> None:
+        """A place inside a handling where an armed ``crash`` or ``pause`` may strike.
+
+        Call it between the steps of a multi-step protocol so fault plans can
+        crash or stall the actor *between* them (e.g. after recording a
+        pending checkpoint and before committing it). Nothing happens without
+        an armed fault.
+        """
+        await self._cell.fault_point(where)
+
     def watch(self, other: ActorRef[Any]) -> None:
         """Receive ``Terminated`` when ``other`` stops for good (at once if it already has)."""
         other._cell.add_watcher(self._cell)
@@ -142,12 +152,15 @@ class Actor(Generic[M]):
         other._cell.remove_watcher(self._cell)
 
     def send_after(self, delay: float, msg: M) -> Timer:
-        """Send ``msg`` to this actor after ``delay`` seconds; cancelled on restart."""
+        """Send ``msg`` to this actor after ``delay`` seconds; cancelled on restart.
+        A message this actor does not accept is a ``TypeError`` here, as for ``tell``."""
+        self._cell.ref._check(msg)
         return self._cell.start_timer(delay, msg, None)
 
     def send_every(self, interval: float, msg: M, initial_delay: float | None = None) -> Timer:
         """Send ``msg`` to this actor every ``interval`` seconds; cancelled on restart."""
         if interval <= 0:
             raise ValueError(f"timer interval must be > 0, got {interval}")
+        self._cell.ref._check(msg)
         first = interval if initial_delay is None else initial_delay
         return self._cell.start_timer(first, msg, interval)

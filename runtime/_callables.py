@@ -21,7 +21,8 @@ def resolve_callable(spec: str, *, what: str = "function") -> Callable[..., obje
     try:
         target: object = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ScenarioError(f"{what} {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+        raise ScenarioError(
+            f"{what} {spec!r}: cannot import module {module_name!r}: {exc}") from exc
     for part in attr_path.split("."):
         try:
             target = getattr(target, part)

@@ -20,7 +20,7 @@ import structlog
 from runtime._actor import Actor, Timer
 from runtime._errors import ActorStopped, InjectedFault
 from runtime._faults import HANDLE_KINDS, TELL_KINDS, Fault
-from runtime._mailbox import Envelope, Mailbox
+from runtime._mailbox import INTERRUPT, Envelope, Mailbox
 from runtime._message import Terminated
 from runtime._ref import ActorRef
 from runtime._stats import ActorStatistics
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
     from runtime._system import Runtime
 
 _log = structlog.get_logger("shardline")
-
-
-class _Stop:
-    """Sentinel that wakes a waiting cell so it notices a stop request."""
-
-
-_STOP = _Stop()
 
 
 class ExitKind(enum.Enum):
@@ -151,12 +144,16 @@ class _ActorCell:
                 await self._call_stopped(instance)
             self.instance = None
             self.task = None
+            first_start_failed = incarnation == 1 and not ready.done()
             if not ready.done():
                 if reason.error is not None:
                     ready.set_exception(reason.error)
                 else:
                     ready.set_exception(ActorStopped(self.name))
-            if not self._terminating:
+            # A failed first start is the spawner's error (spawn raises it, as OTP's
+            # start_child returns one): the supervisor never sees it, so it cannot
+            # restart a child that spawn is about to discard.
+            if not self._terminating and not first_start_failed:
                 self.parent.child_exited(self, reason, incarnation)
 
     async def _call_stopped(self, instance: Actor[Any]) -> None:
@@ -171,11 +168,16 @@ class _ActorCell:
         receive = instance.receive
         trace = self.rt.trace
         while not self._stop_requested:
-            envelope = mailbox.pop() if items else await mailbox.get()
+            if items:
+                envelope = mailbox.pop()
+            elif self._armed_handle and self._armed_handle[0].kind == "pause":
+                # an armed pause starts once the actor is idle, not at the next message
+                await self._before_handling((INTERRUPT, None))
+                continue
+            else:
+                envelope = await mailbox.get()
             msg, reply = envelope
-            if msg is _STOP:
-                if self._armed_handle and self._armed_handle[0].kind == "pause":
-                    await self._before_handling(envelope)
+            if msg is INTERRUPT:  # a stop request or an armed pause woke us
                 continue
             if self.handle_hooks:
                 await self._before_handling(envelope)
@@ -212,6 +214,23 @@ class _ActorCell:
             self._lost(envelope, exc)
             raise exc
 
+    async def fault_point(self, where: str) -> None:
+        """Apply an armed crash or pause fault here, inside a handling.
+
+        Armed faults otherwise strike at the next message; actors call this
+        between the steps of a long handling so faults can land mid-protocol
+        (after a pending checkpoint, before its commit).
+        """
+        if not self._armed_handle:
+            return
+        fault = self._armed_handle.pop(0)
+        self._refresh_hooks()
+        self.rt.faults.record(fault, self.name)
+        if fault.kind == "pause":
+            await asyncio.sleep(fault.duration)
+            return
+        raise InjectedFault(f"injected crash of {self.name!r} {where}")
+
     def _next_fault(self, armed: list[Fault], probabilistic: list[Fault]) -> Fault | None:
         if armed:
             return armed.pop(0)
@@ -222,8 +241,10 @@ class _ActorCell:
 
     # -- stopping ------------------------------------------------------------
     def request_stop(self) -> None:
+        """Stop after the current message; nothing is enqueued, so the mailbox keeps
+        exactly the messages senders put there."""
         self._stop_requested = True
-        self.mailbox.put_nowait((_STOP, None))
+        self.mailbox.interrupt()
 
     async def terminate(self) -> None:
         """Stop the running incarnation on the supervisor's behalf: the current
@@ -247,8 +268,6 @@ class _ActorCell:
         self.dead = True
         self.rt._unregister(self)
         for msg, reply in self.mailbox.drain():
-            if msg is _STOP:
-                continue
             self.dropped += 1
             if reply is not None and not reply.done():
                 reply.set_exception(ActorStopped(self.name, type(msg).__name__))
@@ -309,7 +328,7 @@ class _ActorCell:
         else:
             self._armed_handle.append(fault)
             if fault.kind == "pause":
-                self.mailbox.put_nowait((_STOP, None))  # wake an idle actor: the pause starts now
+                self.mailbox.interrupt()  # wake an idle actor: the pause starts now
         self._refresh_hooks()
 
     def add_probabilistic(self, fault: Fault) -> None:

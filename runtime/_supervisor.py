@@ -17,6 +17,10 @@ Policy (read this before the mechanism):
   ``max_restarts=3`` allows 3 restarts and the 4th escalates, and
   ``max_restarts=0`` escalates on the first failure. Escalation past the
   root supervisor fails the runtime.
+- **Readiness**: under ``one_for_one`` a restarted child runs ``started``
+  and ``recover`` while the supervisor goes on (a child's recovery may need
+  a sibling the supervisor has yet to restart); the ordered strategies wait
+  for each child's ``recover`` before starting the next, as OTP does.
 - **Backoff** (Akka's ``restartWithBackoff``): the n-th consecutive restart
   of a child waits ``min(max, min * 2**n) * (1 + U[0,1) * jitter)`` seconds
   on the runtime clock, U drawn from the runtime's seeded generator; the
@@ -103,6 +107,12 @@ class SupervisorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"within must be > 0 seconds, got {self.within}")
 
 
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a start failure as seen; the child's exit event already reports it."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _SupervisorNode:
@@ -223,8 +233,16 @@ class _SupervisorNode:
                                f"attempt {child.backoff_attempt} delay {delay:.6f}")
             _log.info("actor.restarted", actor=child.name, attempt=child.backoff_attempt,
                       delay=round(delay, 6), supervisor=self.name)
-            with contextlib.suppress(Exception):  # a failing start posts its own exit event
-                await child.start()
+            ready = child.start()
+            if self.spec.strategy is Strategy.ONE_FOR_ONE:
+                # Do not wait for started/recover: a recovering child may need a
+                # sibling that this supervisor has yet to restart (a deadlock if
+                # we waited). A failing start posts its own exit event.
+                ready.add_done_callback(_retrieve)
+            else:
+                # Ordered strategies start children in order, as OTP does.
+                with contextlib.suppress(Exception):
+                    await ready
 
     async def _escalate(self, child: _ActorCell | _SupervisorNode) -> None:
         error = RestartIntensityExceeded(self.name, self.spec.max_restarts,

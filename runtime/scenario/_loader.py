@@ -99,14 +99,16 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
     if "scenario" not in raw:
         raise _fail(file, "scenario", "missing required table [scenario]")
     sections = [key for key in raw if key in known]
-    unknown = [key for key in raw if key not in known and key not in ("scenario", "faults", "expect")]
+    fixed = ("scenario", "faults", "expect")
+    unknown = [key for key in raw if key not in known and key not in fixed]
     if unknown:
         expected = ", ".join(["scenario", "faults", "expect", *sorted(known)])
         raise _fail(file, unknown[0], f"unknown table; expected one of: {expected}")
     if len(sections) != 1:
         names = ", ".join(f"[{s}]" for s in sorted(known))
         found = ", ".join(sections) or "none"
-        raise _fail(file, "(top level)", f"expected exactly one system table ({names}); found {found}")
+        raise _fail(file, "(top level)",
+                    f"expected exactly one system table ({names}); found {found}")
     section = sections[0]
     system = load_system(section)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
@@ -123,11 +125,11 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
         assert match is not None
         raise _fail(file, _field_path(match["path"] or ""), match["msg"]) from None
     config = getattr(document, section)
-    expect = document.expect
-    faults = _faults(file, document.faults, system)
+    expect = getattr(document, "expect")  # noqa: B009 - a dynamically defined struct
+    faults = _faults(file, getattr(document, "faults"), system)  # noqa: B009
     for field_path, message in system.check(config, expect):
         raise _fail(file, f"{section}.{field_path}", message)
-    header: ScenarioHeader = document.scenario
+    header: ScenarioHeader = getattr(document, "scenario")  # noqa: B009
     if header.timeout <= 0:
         raise _fail(file, "scenario.timeout", "expected a positive duration")
     from runtime.store import check_store_url

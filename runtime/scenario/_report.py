@@ -28,7 +28,7 @@ class Report(msgspec.Struct):
     extra: dict[str, object] = msgspec.field(default_factory=dict)
 
     def to_json_object(self) -> dict[str, object]:
-        """The report as one flat JSON object; system extras (``result``, ``stages``) at top level."""
+        """The report as one JSON object; system extras (``result``, ``stages``) at top level."""
         obj: dict[str, object] = {
             "scenario": self.scenario,
             "seed": self.seed,

@@ -1,0 +1,151 @@
+"""The stream invariants, checked against what is durable, not what actors believe.
+
+- ``exactly_once``: the partition logs hold exactly the source items (as a
+  multiset), every partition is committed through its high water with no
+  pending batch, and the destination holds every processed record once: no
+  sequence number in two different batches, none missing, none altered.
+  Repeats of a pending batch overwrite the same batch id and are counted as
+  ``redelivered_batches``, not as duplicates.
+- ``order``: each partition's commit log is a contiguous run of batches in
+  sequence order from 0 to its high water, and within this run first
+  deliveries came in sequence order.
+- ``no_stale_commit``: fencing tokens in each partition's commit log never
+  go down (a write under a stale token was refused, never applied).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import msgspec
+
+from actors.stream import _keys as keys
+from actors.stream._destinations import CallableDestination
+from actors.stream._job import StreamJob, durable_store
+from actors.stream._records import Batch, Checkpoint, CommitRecord, Record
+from runtime.scenario import InvariantResult
+
+_decode_commit = msgspec.msgpack.Decoder(CommitRecord).decode
+_PAGE = 10_000
+
+
+async def _read_all(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
+    store = durable_store(job.rt)
+    out: list[tuple[int, str, bytes]] = []
+    while True:
+        page = await store.read(log, len(out), _PAGE)
+        out.extend((e.seq, e.key, e.payload) for e in page)
+        if len(page) < _PAGE:
+            return out
+
+
+def _show(items: Iterable[object], limit: int = 3) -> str:
+    listed = list(items)
+    more = f" (+{len(listed) - limit} more)" if len(listed) > limit else ""
+    return ", ".join(str(i) for i in listed[:limit]) + more
+
+
+async def check_stream(job: StreamJob, recorded: dict[str, Batch] | None) -> list[InvariantResult]:
+    """All three invariants; ``recorded`` holds this run's batches for callable destinations."""
+    config = job.config
+    logs = [await _read_all(job, keys.log_name(config.name, p)) for p in range(config.partitions)]
+    source = Counter(job.source_items(job.seed))
+    logged = Counter((key, payload) for log in logs for _, key, payload in log)
+    problems: list[str] = []
+    if source != logged:
+        missing = source - logged
+        extra = logged - source
+        problems.append(f"logs differ from source: {sum(missing.values())} missing, "
+                        f"{sum(extra.values())} extra")
+    checkpoints = await job.checkpoints()
+    unfinished = [p for p, (c, hw) in enumerate(checkpoints) if c.pending or c.next_seq < hw]
+    if unfinished:
+        problems.append(f"partitions not fully committed: {_show(unfinished)}")
+    expected: dict[tuple[int, int], Record] = {}
+    for p, log in enumerate(logs):
+        for record in job.process_records([Record(s, k, v) for s, k, v in log]):
+            expected[(p, record.seq)] = record
+    batches = (list(recorded.values()) if recorded is not None
+               else list(job.destination.batches()))  # type: ignore[attr-defined]
+    if recorded is not None:
+        expected = {k: v for k, v in expected.items() if k[1] >= job.start_seqs[k[0]]}
+    holders: dict[tuple[int, int], list[str]] = {}
+    altered: list[str] = []
+    for batch in batches:
+        for record in batch.records:
+            at = (batch.partition, record.seq)
+            holders.setdefault(at, []).append(batch.batch_id)
+            want = expected.get(at)
+            if want is not None and want != record:
+                altered.append(f"p{at[0]}#{at[1]}")
+    duplicated = [f"p{p}#{s} in {ids}" for (p, s), ids in holders.items() if len(ids) > 1]
+    missing_at = [f"p{p}#{s}" for (p, s) in expected if (p, s) not in holders]
+    unexpected = [f"p{p}#{s}" for (p, s) in holders if (p, s) not in expected]
+    for label, found in (("duplicated", duplicated), ("missing", missing_at),
+                         ("unexpected", unexpected), ("altered", altered)):
+        if found:
+            problems.append(f"{len(found)} {label} at destination: {_show(found)}")
+    exactly_once = InvariantResult(
+        "exactly_once", not problems,
+        "; ".join(problems) or f"{len(expected)} records delivered once each "
+        f"({sum(source.values())} source items, {job.metrics.redelivered_batches} "
+        "redelivered batches overwritten by id)")
+    return [exactly_once, *await _order_and_fencing(job, checkpoints)]
+
+
+async def _order_and_fencing(
+    job: StreamJob, checkpoints: list[tuple[Checkpoint, int]]
+) -> list[InvariantResult]:
+    config = job.config
+    order_problems: list[str] = []
+    token_problems: list[str] = []
+    commits_seen = 0
+    for p in range(config.partitions):
+        commits = [_decode_commit(payload) for _, _, payload in
+                   await _read_all(job, keys.commits_log(config.name, p))]
+        commits_seen += len(commits)
+        expected_first = 0
+        last_token = 0
+        for commit in commits:
+            if commit.first_seq != expected_first or commit.last_seq < commit.first_seq:
+                order_problems.append(f"p{p}: commit {commit.batch_id} after seq "
+                                      f"{expected_first - 1}")
+            expected_first = commit.last_seq + 1
+            if commit.token < last_token:
+                token_problems.append(f"p{p}: {commit.batch_id} under token {commit.token} "
+                                      f"after token {last_token}")
+            last_token = max(last_token, commit.token)
+        high_water = checkpoints[p][1]
+        if expected_first != high_water:
+            order_problems.append(f"p{p}: commits end at {expected_first}, log at {high_water}")
+    firsts: dict[int, int] = {}
+    seen_batches: set[tuple[int, int]] = set()
+    for partition, first, _last in job.metrics.deliveries:
+        if (partition, first) in seen_batches:
+            continue
+        seen_batches.add((partition, first))
+        if first < firsts.get(partition, -1):
+            order_problems.append(f"p{partition}: first delivery of seq {first} after "
+                                  f"{firsts[partition]}")
+        firsts[partition] = first
+    return [
+        InvariantResult("order", not order_problems, "; ".join(order_problems[:3]) or
+                        f"{commits_seen} commits contiguous and in sequence order"),
+        InvariantResult("no_stale_commit", not token_problems, "; ".join(token_problems[:3]) or
+                        f"fencing tokens monotone; {job.metrics.late_commits_refused} late "
+                        f"commits and {job.metrics.stale_refused} stale-token writes refused"),
+    ]
+
+
+def recorder(dest: CallableDestination) -> dict[str, Batch]:
+    """Wrap a callable destination so this run's batches can be checked."""
+    seen: dict[str, Batch] = {}
+    inner = dest.deliver
+
+    async def deliver(batch: Batch) -> None:
+        await inner(batch)
+        seen[batch.batch_id] = batch
+
+    dest.deliver = deliver  # type: ignore[method-assign]
+    return seen

@@ -1,0 +1,61 @@
+"""The ``[stream]`` scenario section, also the embedding configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from actors.stream._source import GeneratedSource
+from runtime import Backoff
+from runtime.scenario import Duration
+
+
+class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a stream job is laid out and paced. Durations are seconds."""
+
+    source: GeneratedSource | str
+    name: str = "stream"
+    partitions: int = 4
+    workers: int = 2
+    batch_size: int = 100
+    lease_ttl: Duration = Duration(2.0)
+    process: str | None = None
+    destination: str = "dir://{out}/sink"
+    rate: float = 0.0
+    batch_cost: Duration = Duration(0.0)
+    produce_chunk: int = 1000
+    idle_poll: Duration = Duration(0.02)
+    rebalance_interval: Duration = Duration(0.5)
+    ask_timeout: Duration = Duration(30.0)
+    retry_backoff: Backoff = Backoff(min=0.01, max=1.0, jitter=0.2)
+    max_restarts: int = 1000
+    within: Duration = Duration(10.0)
+    restart_backoff: Backoff = Backoff(min=0.001, max=0.1, jitter=0.2)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) for every value out of range."""
+        found: list[tuple[str, str]] = []
+        for name in ("partitions", "workers", "batch_size", "produce_chunk"):
+            if getattr(self, name) < 1:
+                found.append((name, f"expected an integer >= 1, got {getattr(self, name)}"))
+        for name in ("lease_ttl", "idle_poll", "rebalance_interval", "ask_timeout", "within"):
+            if getattr(self, name) <= 0:
+                found.append((name, "expected a positive duration"))
+        if self.rate < 0:
+            found.append(("rate", f"expected records per second >= 0, got {self.rate}"))
+        if not self.name or "/" in self.name:
+            found.append(("name", "expected a non-empty name without '/'"))
+        return found
+
+
+class StreamExpect(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``[expect]`` table of a stream scenario."""
+
+    exactly_once: bool = True
+    order: Literal["per-partition", "none"] = "per-partition"
+    no_stale_commit: bool = True
+    min_late_commits_refused: int = 0
+    min_redelivered_batches: int = 0
+    min_restarts: int = 0
+    min_destination_failures: int = 0

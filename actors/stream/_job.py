@@ -1,0 +1,153 @@
+"""``StreamJob``: a stream topology on a runtime (the embedding API).
+
+```python
+async with Runtime(store="sqlite:///state.db") as rt:
+    job = StreamJob(rt, StreamConfig(source=GeneratedSource(records=10_000)),
+                    destination=open_destination("dir://sink", threaded=True))
+    await job.start()
+    await job.wait_done()
+```
+
+The job spawns, under one supervisor named after the stream, the
+partitions, the workers, the coordinator and the producer, in that order
+(each depends only on those before it).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import msgspec
+
+from actors.stream import _keys as keys
+from actors.stream._config import StreamConfig
+from actors.stream._coordinator import Coordinator
+from actors.stream._destinations import Destination
+from actors.stream._messages import PartitionMsg, WorkerMsg
+from actors.stream._metrics import StreamMetrics
+from actors.stream._partition import Partition
+from actors.stream._producer import Producer
+from actors.stream._records import Checkpoint, Record
+from actors.stream._source import SourceItems, source_items
+from runtime import ActorRef, Runtime, Supervisor
+from runtime._callables import resolve_callable
+from runtime.store import FaultyStore, Store
+
+ProcessFn = Callable[[Record], object]
+_decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
+
+
+def durable_store(rt: Runtime) -> Store:
+    """The store without fault injection (checks must not be failed by the faults)."""
+    store = rt.store
+    return store.inner if isinstance(store, FaultyStore) else store
+
+
+class StreamJob:
+    def __init__(
+        self,
+        rt: Runtime,
+        config: StreamConfig,
+        *,
+        destination: Destination,
+        seed: int = 0,
+        process: ProcessFn | None = None,
+        source: SourceItems | None = None,
+    ) -> None:
+        self.rt = rt
+        self.config = config
+        self.destination = destination
+        self.seed = seed
+        self.metrics = StreamMetrics()
+        self.source_items: Callable[[int], Iterator[tuple[str, bytes]]] = (
+            source or source_items(config.source))
+        if process is None and config.process is not None:
+            process = resolve_callable(config.process, what="stream process")
+        self._process = process
+        self.partitions: list[ActorRef[PartitionMsg]] = []
+        self.workers: list[ActorRef[WorkerMsg]] = []
+        self.supervisor: Supervisor | None = None
+        self._chains = itertools.count(1)
+        self.start_seqs: list[int] = []
+        self.resumed = False
+
+    def next_chain(self) -> int:
+        return next(self._chains)
+
+    def process_records(self, records: list[Record]) -> list[Record]:
+        """Apply the user's function; ``None`` filters a record out.
+
+        The function may return bytes (a new payload), a ``(key, payload)``
+        pair, a ``Record``, or the record unchanged.
+        """
+        fn = self._process
+        if fn is None:
+            return records
+        out: list[Record] = []
+        for record in records:
+            result = fn(record)
+            if result is None:
+                continue
+            if isinstance(result, Record):
+                out.append(result)
+            elif isinstance(result, bytes):
+                out.append(Record(record.seq, record.key, result))
+            elif isinstance(result, tuple) and len(result) == 2:
+                out.append(Record(record.seq, str(result[0]), bytes(result[1])))
+            else:
+                raise TypeError(f"process function returned {type(result).__name__}; expected "
+                                "None, bytes, (key, payload) or Record")
+        return out
+
+    async def start(self) -> None:
+        config = self.config
+        from actors.stream._worker import Worker
+
+        found = await self.checkpoints()
+        self.start_seqs = [c.next_seq for c, _ in found]
+        self.resumed = any(hw > 0 for _, hw in found)
+        sup = await self.rt.spawn_supervisor(
+            config.name, max_restarts=config.max_restarts, within=config.within,
+            backoff=config.restart_backoff)
+        self.supervisor = sup
+        for p in range(config.partitions):
+            self.partitions.append(
+                await sup.spawn(Partition, self, p, name=f"{config.name}.partition-{p}"))
+        for w in range(config.workers):
+            self.workers.append(await sup.spawn(Worker, self, name=f"{config.name}.worker-{w}"))
+        await sup.spawn(Coordinator, self, name=f"{config.name}.coordinator")
+        await sup.spawn(Producer, self, name=f"{config.name}.producer")
+
+    async def checkpoints(self) -> list[tuple[Checkpoint, int]]:
+        """Each partition's (checkpoint, high water), read from the store."""
+        store = durable_store(self.rt)
+        found = []
+        for p in range(self.config.partitions):
+            raw = await store.get(keys.checkpoint_key(self.config.name, p))
+            checkpoint = _decode_checkpoint(raw.value) if raw else Checkpoint()
+            found.append((checkpoint, await store.high_water(keys.log_name(self.config.name, p))))
+        return found
+
+    async def done(self) -> bool:
+        """The source is exhausted and every partition is committed through its high water."""
+        if not self.metrics.producer_done:
+            return False
+        return all(c.pending is None and c.next_seq >= hw for c, hw in await self.checkpoints())
+
+    async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
+        while not await self.done():
+            if deadline is not None and self.rt.now() >= deadline:
+                return False
+            await self.rt.sleep(poll)
+        return True
+
+    async def stop(self) -> None:
+        """Stop the actors; the destination stays open (call ``close`` when done reading)."""
+        if self.supervisor is not None:
+            await self.rt.root.stop(self.supervisor)
+            self.supervisor = None
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.destination.close()

@@ -1,0 +1,93 @@
+"""The stream protocols: one tagged union per actor."""
+
+from __future__ import annotations
+
+from runtime import Message, Terminated
+
+
+class AppendBatch(Message, frozen=True):
+    """Producer -> partition: the source items with index < ``upto`` that hash here.
+
+    ``entries`` are (source index, key, payload). The partition stores
+    ``upto`` in the same transaction as the records, and ignores entries it
+    already holds, so a restarted producer neither skips nor repeats.
+    """
+
+    upto: int
+    entries: list[tuple[int, str, bytes]]
+
+
+class ReadCheckpoint(Message, frozen=True):
+    """Worker -> partition: the current checkpoint (authoritative: the partition writes it)."""
+
+
+class RecordPending(Message, frozen=True):
+    """Worker -> partition: durably name the batch ``first..last`` before processing it."""
+
+    batch_id: str
+    first_seq: int
+    last_seq: int
+    token: int
+    owner: str
+
+
+class CommitBatch(Message, frozen=True):
+    """Worker -> partition: the pending batch was delivered; advance past it."""
+
+    batch_id: str
+    first_seq: int
+    last_seq: int
+    token: int
+    owner: str
+
+
+PartitionMsg = AppendBatch | ReadCheckpoint | RecordPending | CommitBatch
+
+
+class Assign(Message, frozen=True):
+    """Coordinator -> worker: you hold ``partition`` under fencing ``token``."""
+
+    partition: int
+    token: int
+
+
+class Revoke(Message, frozen=True):
+    """Coordinator -> worker: hand ``partition`` back (rebalancing)."""
+
+    partition: int
+
+
+class Work(Message, frozen=True):
+    """Worker -> itself: process the next batch of ``partition``.
+
+    ``chain`` identifies the worker incarnation's processing loop for the
+    partition; Work left in the mailbox by an earlier incarnation (the
+    mailbox survives restarts) carries an old chain and is ignored, so
+    restarts never multiply the loops.
+    """
+
+    partition: int
+    chain: int
+
+
+class Renew(Message, frozen=True):
+    """Worker -> itself: renew every lease it holds."""
+
+
+WorkerMsg = Assign | Revoke | Work | Renew
+
+
+class Rebalance(Message, frozen=True):
+    """Coordinator -> itself: grant free leases, even out the load."""
+
+
+CoordinatorMsg = Rebalance | Terminated
+
+
+class Produce(Message, frozen=True):
+    """Producer -> itself: append the next chunk (``chain`` as for ``Work``)."""
+
+    chain: int
+
+
+ProducerMsg = Produce

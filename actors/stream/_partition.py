@@ -1,0 +1,142 @@
+"""The partition actor: single writer of its partition's log and checkpoint.
+
+Every checkpoint write is a compare-and-set on the version this actor last
+wrote, and carries the worker's fencing token, so two workers can never
+both advance a partition: a write under a stale token is refused by the
+store (``StaleFencingToken``) and reported back to the worker as a refusal,
+not raised here (a stale worker must not crash the partition).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from actors.stream import _keys as keys
+from actors.stream._messages import (
+    AppendBatch,
+    CommitBatch,
+    PartitionMsg,
+    ReadCheckpoint,
+    RecordPending,
+)
+from actors.stream._records import Checkpoint, CommitRecord, PendingCheckpoint
+from runtime import Actor, ConflictError, StaleFencingToken
+from runtime.store import Append, Fence, Put
+
+if TYPE_CHECKING:
+    from actors.stream._job import StreamJob
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
+_decode_int = msgspec.msgpack.Decoder(int).decode
+
+
+class CheckpointReply(msgspec.Struct, frozen=True):
+    """The checkpoint after a request, or why the request was refused."""
+
+    checkpoint: Checkpoint
+    refused: str = ""
+
+
+class Partition(Actor[PartitionMsg]):
+    mailbox_capacity = 256
+
+    def __init__(self, job: StreamJob, partition: int) -> None:
+        self.job = job
+        self.partition = partition
+        stream = job.config.name
+        self.log_name = keys.log_name(stream, partition)
+        self.checkpoint_key = keys.checkpoint_key(stream, partition)
+        self.producer_key = keys.producer_key(stream, partition)
+        self.commits_log = keys.commits_log(stream, partition)
+        self.lease_key = keys.lease_key(stream, partition)
+
+    async def recover(self) -> None:
+        """Reload the durable state: whatever this actor cached may be stale after a crash."""
+        store = self.runtime.store
+        found = await store.get(self.checkpoint_key)
+        self.checkpoint = _decode_checkpoint(found.value) if found else Checkpoint()
+        self.checkpoint_version = found.version if found else 0
+        upto = await store.get(self.producer_key)
+        self.producer_upto = _decode_int(upto.value) if upto else 0
+        self.producer_version = upto.version if upto else 0
+
+    async def receive(self, msg: PartitionMsg) -> object:
+        match msg:
+            case AppendBatch():
+                return await self._append(msg)
+            case ReadCheckpoint():
+                return CheckpointReply(self.checkpoint)
+            case RecordPending():
+                return await self._record_pending(msg)
+            case CommitBatch():
+                return await self._commit(msg)
+        return None
+
+    async def _append(self, msg: AppendBatch) -> int:
+        if msg.upto <= self.producer_upto:
+            return 0
+        fresh = [(key, payload) for index, key, payload in msg.entries
+                 if index >= self.producer_upto]
+        ops: list[Append | Put] = [Append(self.log_name, fresh)] if fresh else []
+        ops.append(Put(self.producer_key, _encode(msg.upto), self.producer_version))
+        result = await self.runtime.store.write(ops)
+        self.producer_upto = msg.upto
+        self.producer_version = result.versions[self.producer_key]
+        self.job.metrics.produced += len(fresh)
+        return len(fresh)
+
+    async def _record_pending(self, msg: RecordPending) -> CheckpointReply:
+        current = self.checkpoint
+        if current.pending is not None:
+            if current.pending.batch_id == msg.batch_id and current.pending.token == msg.token:
+                return CheckpointReply(current)
+            return CheckpointReply(current, f"pending batch {current.pending.batch_id} exists")
+        if msg.first_seq != current.next_seq:
+            return CheckpointReply(current, f"batch starts at {msg.first_seq}, "
+                                            f"checkpoint is at {current.next_seq}")
+        pending = PendingCheckpoint(msg.batch_id, msg.first_seq, msg.last_seq, msg.token)
+        return await self._write(Checkpoint(current.next_seq, pending), msg.token, [])
+
+    async def _commit(self, msg: CommitBatch) -> CheckpointReply:
+        pending = self.checkpoint.pending
+        if pending is None or pending.batch_id != msg.batch_id:
+            return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id}")
+        record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
+        extra = [Append(self.commits_log, [(msg.batch_id, _encode(record))])]
+        reply = await self._write(Checkpoint(msg.last_seq + 1, None), msg.token, extra)
+        if not reply.refused:
+            self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
+                                       self.runtime.now())
+        return reply
+
+    async def _write(self, new: Checkpoint, token: int, extra: list[Append]) -> CheckpointReply:
+        """Compare-and-set the checkpoint under the worker's fencing token.
+
+        Invariant kept here: a checkpoint write under a stale fencing token is
+        refused (the store checks the token in the same transaction).
+        """
+        put = Put(self.checkpoint_key, _encode(new), self.checkpoint_version)
+        try:
+            result = await self.runtime.store.write(
+                [put, *extra], fence=Fence(self.lease_key, token))
+        except StaleFencingToken as exc:
+            self.job.metrics.stale_refused += 1
+            self.runtime.trace.record(self.runtime.now(), "stale_write_refused", self.name,
+                                      f"token {token}")
+            return CheckpointReply(self.checkpoint, f"stale fencing token: {exc}")
+        except ConflictError as exc:
+            await self.recover()
+            return CheckpointReply(self.checkpoint, f"conflict: {exc}")
+        self.checkpoint = new
+        self.checkpoint_version = result.versions[self.checkpoint_key]
+        kind = "checkpoint_pending" if new.pending else "checkpoint_committed"
+        self.runtime.trace.record(self.runtime.now(), kind, self.name,
+                                  new.pending.batch_id if new.pending else str(new.next_seq))
+        return reply_ok(new)
+
+
+def reply_ok(checkpoint: Checkpoint) -> CheckpointReply:
+    return CheckpointReply(checkpoint)

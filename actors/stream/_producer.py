@@ -1,0 +1,72 @@
+"""The producer: appends the source to the partitions, exactly once.
+
+Each chunk of source items is split by partition and sent to every
+partition with ``upto`` (the source index the chunk ends at); a partition
+stores ``upto`` in the same transaction as the records. After a restart
+the producer resumes from the smallest ``upto`` of all partitions and the
+partitions drop what they already hold, so nothing is skipped or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from actors.stream import _keys as keys
+from actors.stream._messages import AppendBatch, Produce, ProducerMsg
+from runtime import Actor
+
+if TYPE_CHECKING:
+    from actors.stream._job import StreamJob
+
+_decode_int = msgspec.msgpack.Decoder(int).decode
+
+
+class Producer(Actor[ProducerMsg]):
+    def __init__(self, job: StreamJob) -> None:
+        self.job = job
+        self.index = 0
+        self.chain = -1
+        self.items: Iterator[tuple[str, bytes]] = iter(())
+
+    async def recover(self) -> None:
+        config = self.job.config
+        positions = []
+        for partition in range(config.partitions):
+            found = await self.runtime.store.get(keys.producer_key(config.name, partition))
+            positions.append(_decode_int(found.value) if found else 0)
+        self.index = min(positions)
+        self.items = itertools.islice(self.job.source_items(self.job.seed), self.index, None)
+        if not self.job.metrics.producer_done:
+            self.chain = self.job.next_chain()
+            self.send_after(0.0, Produce(self.chain))
+
+    async def receive(self, msg: ProducerMsg) -> object:
+        if msg.chain != self.chain:
+            return None
+        job = self.job
+        config = job.config
+        chunk = list(itertools.islice(self.items, config.produce_chunk))
+        if not chunk:
+            job.metrics.producer_done = True
+            self.runtime.trace.record(self.runtime.now(), "producer_done", self.name,
+                                      str(self.index))
+            return None
+        per_partition: list[list[tuple[int, str, bytes]]] = [[] for _ in job.partitions]
+        for offset, (key, payload) in enumerate(chunk):
+            per_partition[keys.partition_of(key, config.partitions)].append(
+                (self.index + offset, key, payload))
+        upto = self.index + len(chunk)
+        await asyncio.gather(*(
+            part.ask(AppendBatch(upto, entries), timeout=config.ask_timeout)
+            for part, entries in zip(job.partitions, per_partition, strict=True)
+        ))
+        self.index = upto
+        job.metrics.source_position = upto
+        delay = len(chunk) / config.rate if config.rate > 0 else 0.0
+        self.send_after(delay, Produce(self.chain))
+        return None

@@ -1,0 +1,148 @@
+"""The ``[stream]`` scenario system: run a stream job, inject faults, check invariants."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+from actors.stream import _keys as keys
+from actors.stream._checks import check_stream, recorder
+from actors.stream._config import StreamConfig, StreamExpect
+from actors.stream._destinations import CallableDestination, open_destination
+from actors.stream._job import StreamJob, durable_store
+from runtime import Fault, Runtime
+from runtime.scenario import (
+    InvariantResult,
+    MetricValue,
+    ScenarioContext,
+    ScenarioSystem,
+    SystemOutcome,
+)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
+    section = "stream"
+    config_type = StreamConfig
+    expect_type = StreamExpect
+    fault_kinds = ("destination_error", "lease_expiry")
+
+    def check(self, config: StreamConfig, expect: StreamExpect) -> list[tuple[str, str]]:
+        return config.problems()
+
+    def register_faults(self, rt: Runtime) -> None:
+        rt.faults.register_kind("destination_error")
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def expire(fault: Fault) -> None:
+            store = durable_store(rt)
+            leases = [lease for lease in await store.leases("stream/")
+                      if fault.matches(lease_actor(lease.key))]
+            if not leases:
+                return
+            chosen = rt.random.choice(leases)
+            await store.revoke(chosen.key)
+            rt.faults.record(fault, lease_actor(chosen.key))
+
+        def on_trigger(fault: Fault) -> None:
+            task = asyncio.get_running_loop().create_task(expire(fault))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        rt.faults.register_kind("lease_expiry", on_trigger)
+
+    async def run(self, ctx: ScenarioContext, config: StreamConfig,
+                  expect: StreamExpect) -> SystemOutcome:
+        rt = ctx.rt
+        destination = open_destination(ctx.expand(config.destination), threaded=not rt.simulated)
+        recorded = recorder(destination) if isinstance(destination, CallableDestination) else None
+        job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
+        started = rt.now()
+        await job.start()
+        total = config.source.records if not isinstance(config.source, str) else None
+        finished = False
+        while not finished:
+            finished = await job.done()
+            if rt.now() >= ctx.deadline:
+                break
+            ctx.progress(job.metrics.committed_records, total, "records committed")
+            if not finished:
+                await rt.sleep(0.05)
+        elapsed = rt.now() - started
+        restarts = sum(s.restarted for s in rt.statistics())
+        await job.stop()
+        invariants = [InvariantResult("finished", finished,
+                                      f"in {elapsed:.3f} s" if finished else
+                                      f"not finished within {ctx.deadline:g} s")]
+        checked = await check_stream(job, recorded)
+        await job.close()
+        wanted = {"exactly_once": expect.exactly_once, "order": expect.order != "none",
+                  "no_stale_commit": expect.no_stale_commit}
+        invariants += [i for i in checked if wanted[i.name]]
+        if job.resumed:
+            invariants.append(InvariantResult(
+                "resumed", True, f"resumed from committed sequences {job.start_seqs}; "
+                "fault-exercise floors apply to fresh runs only"))
+        else:
+            invariants += self._exercised(job, expect, restarts)
+        return SystemOutcome(invariants=invariants,
+                             metrics=self._metrics(job, elapsed, restarts, rt))
+
+    @staticmethod
+    def _exercised(job: StreamJob, expect: StreamExpect, restarts: int) -> list[InvariantResult]:
+        """A scenario that claims to test a fault must show the fault happened."""
+        m = job.metrics
+        found: list[InvariantResult] = []
+        for name, floor, seen in (
+            ("late_commits_refused", expect.min_late_commits_refused,
+             m.late_commits_refused),
+            ("redelivered_batches", expect.min_redelivered_batches, m.redelivered_batches),
+            ("restarts", expect.min_restarts, restarts),
+            ("destination_failures", expect.min_destination_failures, m.destination_failures),
+        ):
+            if floor > 0:
+                found.append(InvariantResult(f"exercised_{name}", seen >= floor,
+                                             f"{seen} (expected at least {floor})"))
+        return found
+
+    @staticmethod
+    def _metrics(job: StreamJob, elapsed: float, restarts: int,
+                 rt: Runtime) -> dict[str, MetricValue]:
+        m = job.metrics
+        span = m.last_commit_at - (m.first_commit_at or 0.0)
+        return {
+            "records_produced": m.produced,
+            "records_committed": m.committed_records,
+            "records_delivered": m.delivered_records,
+            "throughput_records_per_s": round(m.committed_records / elapsed, 1) if elapsed else 0.0,
+            "batches_committed": m.committed_batches,
+            "redelivered_batches": m.redelivered_batches,
+            "destination_failures": m.destination_failures,
+            "late_commits_refused": m.late_commits_refused,
+            "stale_fence_refusals": m.stale_refused,
+            "leases_lost": m.leases_lost,
+            "lease_moves": m.lease_moves,
+            "restarts": restarts,
+            "faults_injected": rt.faults.injected,
+            "recovery_p50_s": round(_percentile(m.recovery_times, 0.50), 6),
+            "recovery_p99_s": round(_percentile(m.recovery_times, 0.99), 6),
+            "recovery_mean_s": round(statistics.fmean(m.recovery_times), 6)
+            if m.recovery_times else 0.0,
+            "commit_span_s": round(span, 6),
+            "elapsed_s": round(elapsed, 6),
+        }
+
+
+def lease_actor(lease_key: str) -> str:
+    """``stream/<name>/lease/p3`` -> ``<name>.partition-3`` (what fault targets name)."""
+    stream = lease_key.split("/")[1]
+    return f"{stream}.partition-{keys.partition_from_lease(lease_key)}"
+
+
+SYSTEM = StreamSystem()
