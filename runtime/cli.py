@@ -11,6 +11,7 @@ group (a callable that receives the argparse sub-parsers).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -45,6 +46,10 @@ def _build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("file")
     validate.set_defaults(handler=_cmd_validate)
+    bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
+    bench.add_argument("name", nargs="?", help="benchmark name (omit to list them)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    bench.set_defaults(handler=_cmd_bench)
     for ep in entry_points(group="shardline.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = ep.load()
         register(sub)
@@ -101,6 +106,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return EXIT_OK if report.passed else EXIT_INVARIANT
+
+
+def _benchmarks_dir() -> Path | None:
+    beside_package = Path(__file__).resolve().parents[1] / "benchmarks"
+    for candidate in (Path.cwd() / "benchmarks", beside_package):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    folder = _benchmarks_dir()
+    if folder is None:
+        return _error("no benchmarks/ directory here or beside the installed package")
+    names = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    if not args.name:
+        print("benchmarks: " + ", ".join(names))
+        return EXIT_OK
+    if args.name not in names:
+        return _error(f"unknown benchmark {args.name!r}; expected one of: {', '.join(names)}")
+    return subprocess.call([sys.executable, str(folder / f"{args.name}.py"), *args.args])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

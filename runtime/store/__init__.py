@@ -6,6 +6,7 @@ module, ``runtime.store._base``.
 """
 
 from runtime.store._base import Store
+from runtime.store._faulty import FaultyStore
 from runtime.store._types import (
     Append,
     Clock,
@@ -18,7 +19,6 @@ from runtime.store._types import (
     Versioned,
     WriteResult,
 )
-from runtime.store._faulty import FaultyStore
 from runtime.store._url import check_store_url, open_store
 
 __all__ = [
