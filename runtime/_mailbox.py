@@ -5,8 +5,10 @@ Why not ``asyncio.Queue`` or an anyio memory stream: awaiting a stream's
 cost of ``send_nowait``). Here ``put`` only suspends when the mailbox is
 full, so backpressure is kept and the common case costs a deque append.
 
-System messages (``Terminated``, stop signals) bypass the bound: they must
-never be lost or block the runtime.
+System messages (``Terminated``, timer ticks) bypass the bound: they must
+never be lost or block the runtime. A stop request or an armed pause is not
+a message: ``interrupt`` wakes the idle consumer without enqueuing anything,
+so nothing stale is left to take a slot or show in the depth.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from collections import deque
 from typing import Any
 
 Envelope = tuple[Any, "asyncio.Future[object] | None"]
+
+
+class _Interrupt:
+    """What ``get`` returns when ``interrupt`` woke it with nothing queued."""
+
+
+INTERRUPT = _Interrupt()
+_INTERRUPTED: Envelope = (INTERRUPT, None)
 
 
 class Mailbox:
@@ -29,7 +39,7 @@ class Mailbox:
         self.capacity = capacity
         self.items: deque[Envelope] = deque()
         self.high_water = 0
-        self._getter: asyncio.Future[None] | None = None
+        self._getter: asyncio.Future[_Interrupt | None] | None = None
         self._putters: deque[asyncio.Future[None]] = deque()
 
     def __len__(self) -> int:
@@ -62,6 +72,10 @@ class Mailbox:
                 waiter.cancel()
                 if waiter in self._putters:
                     self._putters.remove(waiter)
+                elif len(self.items) < self.capacity:
+                    # We were given room but cannot use it: pass it on, or the
+                    # next waiting sender sleeps while the mailbox has room.
+                    self._wake_putter()
                 raise
 
     def pop(self) -> Envelope:
@@ -72,6 +86,7 @@ class Mailbox:
         return envelope
 
     async def get(self) -> Envelope:
+        """The oldest envelope, waiting for one; ``(INTERRUPT, None)`` if interrupted."""
         while not self.items:
             getter = asyncio.get_running_loop().create_future()
             self._getter = getter
@@ -79,10 +94,20 @@ class Mailbox:
                 await getter
             finally:
                 self._getter = None
+            if getter.result() is INTERRUPT and not self.items:
+                return _INTERRUPTED
         envelope = self.items.popleft()
         if self._putters:
             self._wake_putter()
         return envelope
+
+    def interrupt(self) -> None:
+        """Wake a consumer waiting in ``get`` without enqueuing (no-op if it is busy)."""
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(INTERRUPT)
 
     def _wake_putter(self) -> None:
         while self._putters:

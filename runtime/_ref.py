@@ -93,26 +93,30 @@ class ActorRef(Generic[M]):
         if cell.dead:
             raise ActorStopped(self.name, type(msg).__name__)
         loop = asyncio.get_running_loop()
-        reply: asyncio.Future[object] = loop.create_future()
-        timer = loop.call_later(timeout, _expire, reply, self.name, type(msg).__name__, timeout)
-        try:
-            mailbox = cell.mailbox
-            if len(mailbox.items) >= mailbox.capacity:
+        deadline = loop.time() + timeout
+        mailbox = cell.mailbox
+        if len(mailbox.items) >= mailbox.capacity:
+            try:
                 await asyncio.wait_for(mailbox.wait_for_room(), timeout)
-            if cell.tell_hooks:
-                cell.deliver_with_faults(msg, reply)
-            elif cell.dead:
-                raise ActorStopped(self.name, type(msg).__name__)
-            else:
-                cell.received += 1
-                mailbox.put_nowait((msg, reply))
+            except TimeoutError:
+                raise AskTimeout(self.name, type(msg).__name__, timeout) from None
+        reply: asyncio.Future[object] = loop.create_future()
+        if cell.tell_hooks:
+            cell.deliver_with_faults(msg, reply)
+        elif cell.dead:
+            raise ActorStopped(self.name, type(msg).__name__)
+        else:
+            cell.received += 1
+            mailbox.put_nowait((msg, reply))
+        # Only this timer turns into AskTimeout: a TimeoutError the handler raised
+        # reaches the asker unchanged, like any other handler error.
+        timer = loop.call_at(deadline, _expire, reply, self.name, type(msg).__name__, timeout)
+        try:
             return await reply
-        except TimeoutError as exc:
-            if isinstance(exc, AskTimeout):
-                raise
-            raise AskTimeout(self.name, type(msg).__name__, timeout) from None
         finally:
             timer.cancel()
+            if not reply.done():
+                reply.cancel()  # the asker gave up: a late reply has nobody to go to
 
     @property
     def alive(self) -> bool:

@@ -87,8 +87,17 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"backoff reset_after must be > 0, got {self.reset_after}")
 
     def delay(self, attempt: int, u: float) -> float:
-        """Delay before restart number ``attempt`` (0-based), given ``u`` in [0, 1)."""
-        base = min(self.max, self.min * (2.0**attempt)) if self.min > 0 else 0.0
+        """Delay before restart number ``attempt`` (0-based), given ``u`` in [0, 1).
+
+        Any attempt number is valid: past the float range ``2**attempt`` is taken
+        as infinite, so the delay is ``max`` (as Akka's ``calculateDelay`` does).
+        """
+        if self.min <= 0:
+            return 0.0
+        try:
+            base = min(self.max, self.min * (2.0**attempt))
+        except OverflowError:
+            base = self.max
         return base * (1.0 + u * self.jitter)
 
 
