@@ -23,10 +23,11 @@ import msgspec
 from actors.stream import _keys as keys
 from actors.stream._destinations import CallableDestination
 from actors.stream._job import StreamJob, durable_store
-from actors.stream._records import Batch, Checkpoint, CommitRecord, Record
+from actors.stream._records import Batch, Chunk, CommitRecord, Record
 from runtime.scenario import InvariantResult
 
 _decode_commit = msgspec.msgpack.Decoder(CommitRecord).decode
+_decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
 _PAGE = 10_000
 
 
@@ -40,6 +41,18 @@ async def _read_all(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
             return out
 
 
+async def _read_records(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
+    """The records of a partition log, unpacked from its chunks, in sequence order."""
+    records: list[tuple[int, str, bytes]] = []
+    for _, _, payload in await _read_all(job, log):
+        chunk = _decode_chunk(payload)
+        if chunk.first_seq != len(records):
+            raise AssertionError(f"{log}: chunk starts at {chunk.first_seq}, "
+                                 f"expected {len(records)}")
+        records.extend((r.seq, r.key, r.payload) for r in chunk.records())
+    return records
+
+
 def _show(items: Iterable[object], limit: int = 3) -> str:
     listed = list(items)
     more = f" (+{len(listed) - limit} more)" if len(listed) > limit else ""
@@ -49,7 +62,8 @@ def _show(items: Iterable[object], limit: int = 3) -> str:
 async def check_stream(job: StreamJob, recorded: dict[str, Batch] | None) -> list[InvariantResult]:
     """All three invariants; ``recorded`` holds this run's batches for callable destinations."""
     config = job.config
-    logs = [await _read_all(job, keys.log_name(config.name, p)) for p in range(config.partitions)]
+    logs = [await _read_records(job, keys.log_name(config.name, p))
+            for p in range(config.partitions)]
     source = Counter(job.source_items(job.seed))
     logged = Counter((key, payload) for log in logs for _, key, payload in log)
     problems: list[str] = []
@@ -59,7 +73,7 @@ async def check_stream(job: StreamJob, recorded: dict[str, Batch] | None) -> lis
         problems.append(f"logs differ from source: {sum(missing.values())} missing, "
                         f"{sum(extra.values())} extra")
     checkpoints = await job.checkpoints()
-    unfinished = [p for p, (c, hw) in enumerate(checkpoints) if c.pending or c.next_seq < hw]
+    unfinished = [p for p, (c, hw) in enumerate(checkpoints) if c.pending or c.next_chunk < hw]
     if unfinished:
         problems.append(f"partitions not fully committed: {_show(unfinished)}")
     expected: dict[tuple[int, int], Record] = {}
@@ -91,11 +105,11 @@ async def check_stream(job: StreamJob, recorded: dict[str, Batch] | None) -> lis
         "; ".join(problems) or f"{len(expected)} records delivered once each "
         f"({sum(source.values())} source items, {job.metrics.redelivered_batches} "
         "redelivered batches overwritten by id)")
-    return [exactly_once, *await _order_and_fencing(job, checkpoints)]
+    return [exactly_once, *await _order_and_fencing(job, [len(log) for log in logs])]
 
 
 async def _order_and_fencing(
-    job: StreamJob, checkpoints: list[tuple[Checkpoint, int]]
+    job: StreamJob, record_counts: list[int]
 ) -> list[InvariantResult]:
     config = job.config
     order_problems: list[str] = []
@@ -116,7 +130,7 @@ async def _order_and_fencing(
                 token_problems.append(f"p{p}: {commit.batch_id} under token {commit.token} "
                                       f"after token {last_token}")
             last_token = max(last_token, commit.token)
-        high_water = checkpoints[p][1]
+        high_water = record_counts[p]
         if expected_first != high_water:
             order_problems.append(f"p{p}: commits end at {expected_first}, log at {high_water}")
     firsts: dict[int, int] = {}

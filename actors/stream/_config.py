@@ -24,7 +24,8 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     destination: str = "dir://{out}/sink"
     rate: float = 0.0
     batch_cost: Duration = Duration(0.0)
-    produce_chunk: int = 1000
+    produce_chunk: int = 4000
+    chunks_per_read: int = 8
     idle_poll: Duration = Duration(0.02)
     rebalance_interval: Duration = Duration(0.5)
     ask_timeout: Duration = Duration(30.0)
@@ -36,7 +37,7 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
         found: list[tuple[str, str]] = []
-        for name in ("partitions", "workers", "batch_size", "produce_chunk"):
+        for name in ("partitions", "workers", "batch_size", "produce_chunk", "chunks_per_read"):
             if getattr(self, name) < 1:
                 found.append((name, f"expected an integer >= 1, got {getattr(self, name)}"))
         for name in ("lease_ttl", "idle_poll", "rebalance_interval", "ask_timeout", "within"):

@@ -141,21 +141,41 @@ class CallableDestination:
         return None
 
 
-def open_destination(url: str, *, threaded: bool) -> Destination:
-    """Parse a destination URL; ``ScenarioError`` names it and the accepted forms."""
-    if url.startswith("dir://"):
-        path = url.removeprefix("dir://")
-        if not path:
-            raise ScenarioError(f"destination {url!r}: expected dir://PATH")
-        return DirectoryDestination(Path(path), threaded=threaded)
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if not path:
-            raise ScenarioError(f"destination {url!r}: expected sqlite:///PATH")
-        return SqliteDestination(Path(path), threaded=threaded)
-    if url.startswith("callable:"):
-        return CallableDestination(resolve_callable(url.removeprefix("callable:"),
-                                                    what="destination"))
+def _parse_destination(url: str) -> tuple[str, str]:
+    """(kind, rest) of a destination URL; ``ScenarioError`` names it and the accepted forms."""
+    for prefix, kind, form in (("dir://", "dir", "dir://PATH"),
+                               ("sqlite:///", "sqlite", "sqlite:///PATH"),
+                               ("callable:", "callable", "callable:pkg.mod:fn")):
+        if url.startswith(prefix):
+            rest = url.removeprefix(prefix)
+            if not rest:
+                raise ScenarioError(f"destination {url!r}: expected {form}")
+            return kind, rest
     raise ScenarioError(
         f"destination {url!r}: expected dir://PATH, sqlite:///PATH or callable:pkg.mod:fn"
     )
+
+
+def destination_problem(url: str) -> str | None:
+    """What is wrong with a destination URL, creating nothing (``shardline validate``).
+
+    A ``callable:`` destination is imported, so a typo in the function's
+    name is found before a run starts.
+    """
+    try:
+        kind, rest = _parse_destination(url)
+        if kind == "callable":
+            resolve_callable(rest, what="destination")
+    except ScenarioError as exc:
+        return str(exc)
+    return None
+
+
+def open_destination(url: str, *, threaded: bool) -> Destination:
+    """Open the destination a URL names; ``ScenarioError`` names it and the accepted forms."""
+    kind, rest = _parse_destination(url)
+    if kind == "dir":
+        return DirectoryDestination(Path(rest), threaded=threaded)
+    if kind == "sqlite":
+        return SqliteDestination(Path(rest), threaded=threaded)
+    return CallableDestination(resolve_callable(rest, what="destination"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import msgspec
 
@@ -30,11 +31,20 @@ from actors.stream._partition import Partition
 from actors.stream._producer import Producer
 from actors.stream._records import Checkpoint, Record
 from actors.stream._source import SourceItems, source_items
-from runtime import ActorRef, Runtime, Supervisor
+from runtime import (
+    Actor,
+    ActorRef,
+    Message,
+    Runtime,
+    ScenarioError,
+    ShardlineError,
+    Supervisor,
+)
 from runtime._callables import resolve_callable
 from runtime.store import FaultyStore, Store
 
 ProcessFn = Callable[[Record], object]
+M = TypeVar("M", bound=Message)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 
 
@@ -113,14 +123,37 @@ class StreamJob:
         self.supervisor = sup
         for p in range(config.partitions):
             self.partitions.append(
-                await sup.spawn(Partition, self, p, name=f"{config.name}.partition-{p}"))
+                await self._spawn(sup, Partition, p, name=f"{config.name}.partition-{p}"))
         for w in range(config.workers):
-            self.workers.append(await sup.spawn(Worker, self, name=f"{config.name}.worker-{w}"))
-        await sup.spawn(Coordinator, self, name=f"{config.name}.coordinator")
-        await sup.spawn(Producer, self, name=f"{config.name}.producer")
+            self.workers.append(
+                await self._spawn(sup, Worker, name=f"{config.name}.worker-{w}"))
+        await self._spawn(sup, Coordinator, name=f"{config.name}.coordinator")
+        await self._spawn(sup, Producer, name=f"{config.name}.producer")
+
+    async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,
+                     name: str) -> ActorRef[M]:
+        """Spawn, retrying a first start that failed transiently.
+
+        A failed first ``recover`` is the spawner's error, not the
+        supervisor's (as OTP's ``start_child``), so a store error or an
+        injected fault while an actor first loads its state would otherwise
+        abort the whole job. It is retried like a restart, with the same
+        backoff and the same bound.
+        """
+        config = self.config
+        for attempt in itertools.count():
+            try:
+                return await sup.spawn(cls, self, *args, name=name)
+            except ScenarioError:
+                raise
+            except ShardlineError:
+                if attempt + 1 >= config.max_restarts:
+                    raise
+                await self.rt.sleep(config.restart_backoff.delay(attempt, self.rt.random.random()))
+        raise AssertionError("unreachable")
 
     async def checkpoints(self) -> list[tuple[Checkpoint, int]]:
-        """Each partition's (checkpoint, high water), read from the store."""
+        """Each partition's (checkpoint, chunk high water), read from the store."""
         store = durable_store(self.rt)
         found = []
         for p in range(self.config.partitions):
@@ -133,7 +166,7 @@ class StreamJob:
         """The source is exhausted and every partition is committed through its high water."""
         if not self.metrics.producer_done:
             return False
-        return all(c.pending is None and c.next_seq >= hw for c, hw in await self.checkpoints())
+        return all(c.pending is None and c.next_chunk >= hw for c, hw in await self.checkpoints())
 
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
         while not await self.done():

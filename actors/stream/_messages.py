@@ -29,6 +29,8 @@ class RecordPending(Message, frozen=True):
     last_seq: int
     token: int
     owner: str
+    first_chunk: int
+    last_chunk: int
 
 
 class CommitBatch(Message, frozen=True):

@@ -21,7 +21,13 @@ from actors.stream._messages import (
     ReadCheckpoint,
     RecordPending,
 )
-from actors.stream._records import Checkpoint, CommitRecord, PendingCheckpoint
+from actors.stream._records import (
+    Checkpoint,
+    Chunk,
+    CommitRecord,
+    PendingCheckpoint,
+    ProducerPosition,
+)
 from runtime import Actor, ConflictError, StaleFencingToken
 from runtime.store import Append, Fence, Put
 
@@ -30,7 +36,7 @@ if TYPE_CHECKING:
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
-_decode_int = msgspec.msgpack.Decoder(int).decode
+_decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
 
 class CheckpointReply(msgspec.Struct, frozen=True):
@@ -59,9 +65,12 @@ class Partition(Actor[PartitionMsg]):
         found = await store.get(self.checkpoint_key)
         self.checkpoint = _decode_checkpoint(found.value) if found else Checkpoint()
         self.checkpoint_version = found.version if found else 0
-        upto = await store.get(self.producer_key)
-        self.producer_upto = _decode_int(upto.value) if upto else 0
-        self.producer_version = upto.version if upto else 0
+        found_position = await store.get(self.producer_key)
+        position = (_decode_position(found_position.value) if found_position
+                    else ProducerPosition(0, 0))
+        self.producer_upto = position.upto
+        self.next_seq = position.next_seq
+        self.producer_version = found_position.version if found_position else 0
 
     async def receive(self, msg: PartitionMsg) -> object:
         match msg:
@@ -78,15 +87,23 @@ class Partition(Actor[PartitionMsg]):
     async def _append(self, msg: AppendBatch) -> int:
         if msg.upto <= self.producer_upto:
             return 0
-        fresh = [(key, payload) for index, key, payload in msg.entries
-                 if index >= self.producer_upto]
-        ops: list[Append | Put] = [Append(self.log_name, fresh)] if fresh else []
-        ops.append(Put(self.producer_key, _encode(msg.upto), self.producer_version))
+        entries = msg.entries
+        if entries and entries[0][0] < self.producer_upto:
+            entries = [entry for entry in entries if entry[0] >= self.producer_upto]
+        fresh = len(entries)
+        next_seq = self.next_seq + fresh
+        ops: list[Append | Put] = []
+        if entries:
+            chunk = Chunk(self.next_seq, [e[1] for e in entries], [e[2] for e in entries])
+            ops.append(Append(self.log_name, [("", _encode(chunk))]))
+        ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
+                       self.producer_version))
         result = await self.runtime.store.write(ops)
         self.producer_upto = msg.upto
+        self.next_seq = next_seq
         self.producer_version = result.versions[self.producer_key]
-        self.job.metrics.produced += len(fresh)
-        return len(fresh)
+        self.job.metrics.produced += fresh
+        return fresh
 
     async def _record_pending(self, msg: RecordPending) -> CheckpointReply:
         current = self.checkpoint
@@ -97,8 +114,13 @@ class Partition(Actor[PartitionMsg]):
         if msg.first_seq != current.next_seq:
             return CheckpointReply(current, f"batch starts at {msg.first_seq}, "
                                             f"checkpoint is at {current.next_seq}")
-        pending = PendingCheckpoint(msg.batch_id, msg.first_seq, msg.last_seq, msg.token)
-        return await self._write(Checkpoint(current.next_seq, pending), msg.token, [])
+        if msg.first_chunk != current.next_chunk:
+            return CheckpointReply(current, f"batch starts at chunk {msg.first_chunk}, "
+                                            f"checkpoint is at chunk {current.next_chunk}")
+        pending = PendingCheckpoint(msg.batch_id, msg.first_seq, msg.last_seq, msg.token,
+                                    msg.first_chunk, msg.last_chunk)
+        return await self._write(Checkpoint(current.next_seq, pending, current.next_chunk),
+                                 msg.token, [])
 
     async def _commit(self, msg: CommitBatch) -> CheckpointReply:
         pending = self.checkpoint.pending
@@ -106,7 +128,8 @@ class Partition(Actor[PartitionMsg]):
             return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id}")
         record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
         extra = [Append(self.commits_log, [(msg.batch_id, _encode(record))])]
-        reply = await self._write(Checkpoint(msg.last_seq + 1, None), msg.token, extra)
+        reply = await self._write(Checkpoint(msg.last_seq + 1, None, pending.last_chunk + 1),
+                                  msg.token, extra)
         if not reply.refused:
             self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
                                        self.runtime.now())

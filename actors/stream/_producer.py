@@ -18,12 +18,13 @@ import msgspec
 
 from actors.stream import _keys as keys
 from actors.stream._messages import AppendBatch, Produce, ProducerMsg
+from actors.stream._records import ProducerPosition
 from runtime import Actor
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
-_decode_int = msgspec.msgpack.Decoder(int).decode
+_decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
 
 class Producer(Actor[ProducerMsg]):
@@ -31,6 +32,7 @@ class Producer(Actor[ProducerMsg]):
         self.job = job
         self.index = 0
         self.chain = -1
+        self.placement: dict[str, int] = {}
         self.items: Iterator[tuple[str, bytes]] = iter(())
 
     async def recover(self) -> None:
@@ -38,7 +40,7 @@ class Producer(Actor[ProducerMsg]):
         positions = []
         for partition in range(config.partitions):
             found = await self.runtime.store.get(keys.producer_key(config.name, partition))
-            positions.append(_decode_int(found.value) if found else 0)
+            positions.append(_decode_position(found.value).upto if found else 0)
         self.index = min(positions)
         self.items = itertools.islice(self.job.source_items(self.job.seed), self.index, None)
         if not self.job.metrics.producer_done:
@@ -57,9 +59,14 @@ class Producer(Actor[ProducerMsg]):
                                       str(self.index))
             return None
         per_partition: list[list[tuple[int, str, bytes]]] = [[] for _ in job.partitions]
-        for offset, (key, payload) in enumerate(chunk):
-            per_partition[keys.partition_of(key, config.partitions)].append(
-                (self.index + offset, key, payload))
+        placement = self.placement
+        index = self.index
+        for key, payload in chunk:
+            partition = placement.get(key)
+            if partition is None:
+                partition = placement[key] = keys.partition_of(key, config.partitions)
+            per_partition[partition].append((index, key, payload))
+            index += 1
         upto = self.index + len(chunk)
         await asyncio.gather(*(
             part.ask(AppendBatch(upto, entries), timeout=config.ask_timeout)

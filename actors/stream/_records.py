@@ -29,20 +29,53 @@ class Batch(msgspec.Struct, frozen=True):
     records: list[Record]
 
 
+class Chunk(msgspec.Struct, frozen=True, array_like=True):
+    """One log entry: the records one producer append brought to a partition.
+
+    The log stores chunks, not single records (as Kafka stores record
+    batches): one row per append instead of one per record is what lets a
+    durable log keep up with the stream. Records keep consecutive sequence
+    numbers: a chunk holds ``first_seq .. first_seq + len(keys) - 1``, and a
+    chunk, once appended, never changes, so a range of chunks names an exact
+    range of records.
+    """
+
+    first_seq: int
+    keys: list[str]
+    payloads: list[bytes]
+
+    def records(self) -> list[Record]:
+        first = self.first_seq
+        return [Record(first + i, key, payload)
+                for i, (key, payload) in enumerate(zip(self.keys, self.payloads, strict=True))]
+
+
+class ProducerPosition(msgspec.Struct, frozen=True, array_like=True):
+    """Stored with each append: source items below ``upto`` are in; next record seq."""
+
+    upto: int
+    next_seq: int
+
+
 class PendingCheckpoint(msgspec.Struct, frozen=True):
-    """A batch recorded *before* processing: exactly the range ``first..last``."""
+    """A batch recorded *before* processing: exactly chunks ``first_chunk..last_chunk``,
+    which hold records ``first_seq..last_seq``."""
 
     batch_id: str
     first_seq: int
     last_seq: int
     token: int
+    first_chunk: int = 0
+    last_chunk: int = 0
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
-    """Per-partition progress: everything below ``next_seq`` is delivered and committed."""
+    """Per-partition progress: records below ``next_seq`` (chunks below ``next_chunk``)
+    are delivered and committed."""
 
     next_seq: int = 0
     pending: PendingCheckpoint | None = None
+    next_chunk: int = 0
 
 
 class CommitRecord(msgspec.Struct, frozen=True):

@@ -8,9 +8,14 @@ import statistics
 from actors.stream import _keys as keys
 from actors.stream._checks import check_stream, recorder
 from actors.stream._config import StreamConfig, StreamExpect
-from actors.stream._destinations import CallableDestination, open_destination
+from actors.stream._destinations import (
+    CallableDestination,
+    destination_problem,
+    open_destination,
+)
 from actors.stream._job import StreamJob, durable_store
-from runtime import Fault, Runtime
+from runtime import Fault, Runtime, ScenarioError
+from runtime._callables import resolve_callable
 from runtime.scenario import (
     InvariantResult,
     MetricValue,
@@ -34,7 +39,23 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     fault_kinds = ("destination_error", "lease_expiry")
 
     def check(self, config: StreamConfig, expect: StreamExpect) -> list[tuple[str, str]]:
-        return config.problems()
+        """Ranges, the destination URL, and the user functions the file names.
+
+        User functions are imported here, so ``shardline validate`` reports a
+        typo in ``process`` or ``source`` with its field, not the run.
+        """
+        found = config.problems()
+        problem = destination_problem(config.destination)
+        if problem is not None:
+            found.append(("destination", problem))
+        for field, spec, what in (("source", config.source, "stream source"),
+                                  ("process", config.process, "stream process")):
+            if isinstance(spec, str):
+                try:
+                    resolve_callable(spec, what=what)
+                except ScenarioError as exc:
+                    found.append((field, str(exc)))
+        return found
 
     def register_faults(self, rt: Runtime) -> None:
         rt.faults.register_kind("destination_error")
@@ -60,7 +81,11 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     async def run(self, ctx: ScenarioContext, config: StreamConfig,
                   expect: StreamExpect) -> SystemOutcome:
         rt = ctx.rt
-        destination = open_destination(ctx.expand(config.destination), threaded=not rt.simulated)
+        try:
+            destination = open_destination(ctx.expand(config.destination),
+                                           threaded=not rt.simulated)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{self.section}.destination: {exc}") from exc
         recorded = recorder(destination) if isinstance(destination, CallableDestination) else None
         job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
         started = rt.now()

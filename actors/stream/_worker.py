@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from actors.stream import _keys as keys
 from actors.stream._messages import (
     Assign,
@@ -35,8 +37,10 @@ from actors.stream._messages import (
     WorkerMsg,
 )
 from actors.stream._partition import CheckpointReply
-from actors.stream._records import Batch, Record, batch_id
+from actors.stream._records import Batch, Chunk, batch_id
 from runtime import Actor, ShardlineError
+
+_decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
@@ -127,27 +131,46 @@ class Worker(Actor[WorkerMsg]):
         reply = await part.ask(ReadCheckpoint(), timeout=config.ask_timeout)
         assert isinstance(reply, CheckpointReply)
         pending = reply.checkpoint.pending
+        log = keys.log_name(config.name, partition)
         if pending is not None:
             first, last, bid = pending.first_seq, pending.last_seq, pending.batch_id
             job.metrics.redelivered_batches += 1
+            chunks = await self._read_chunks(log, pending.first_chunk,
+                                             pending.last_chunk - pending.first_chunk + 1)
         elif replay_only:
             return
         else:
-            high_water = await self.runtime.store.high_water(keys.log_name(config.name, partition))
-            first = reply.checkpoint.next_seq
-            if first >= high_water:
+            checkpoint = reply.checkpoint
+            entries = await self.runtime.store.read(log, checkpoint.next_chunk,
+                                                    config.chunks_per_read)
+            if not entries:
                 self._schedule(partition, config.idle_poll)
                 return
-            last = min(first + config.batch_size, high_water) - 1
+            chunks = []
+            count = 0
+            for entry in entries:  # decode only the chunks this batch takes
+                chunk = _decode_chunk(entry.payload)
+                if count and count + len(chunk.keys) > config.batch_size:
+                    break
+                chunks.append(chunk)
+                count += len(chunk.keys)
+            taken = len(chunks)
+            first = checkpoint.next_seq
+            last = first + count - 1
+            if chunks[0].first_seq != first:
+                raise ShardlineError(f"partition {partition}: chunk {checkpoint.next_chunk} "
+                                     f"starts at seq {chunks[0].first_seq}, expected {first}")
             bid = batch_id(config.name, partition, first, last)
-            recorded = await part.ask(RecordPending(bid, first, last, token, self.name),
-                                      timeout=config.ask_timeout)
+            recorded = await part.ask(
+                RecordPending(bid, first, last, token, self.name, checkpoint.next_chunk,
+                              checkpoint.next_chunk + taken - 1),
+                timeout=config.ask_timeout)
             assert isinstance(recorded, CheckpointReply)
             if recorded.refused:
                 self._lose(partition, recorded.refused)
                 return
             await self.fault_point(f"after recording pending batch {bid}")
-        if not await self._deliver(partition, first, last, bid):
+        if not await self._deliver(partition, first, last, bid, chunks):
             return
         await self.fault_point(f"after delivering batch {bid}")
         committed = await part.ask(CommitBatch(bid, first, last, token, self.name),
@@ -161,16 +184,21 @@ class Worker(Actor[WorkerMsg]):
         if not replay_only:
             self._schedule(partition, 0.0)
 
-    async def _deliver(self, partition: int, first: int, last: int, bid: str) -> bool:
+    async def _read_chunks(self, log: str, first_chunk: int, count: int) -> list[Chunk]:
+        entries = await self.runtime.store.read(log, first_chunk, count)
+        return [_decode_chunk(entry.payload) for entry in entries]
+
+    async def _deliver(self, partition: int, first: int, last: int, bid: str,
+                       chunks: list[Chunk]) -> bool:
         """Process and deliver ``first..last``; on failure schedule a retry and say False."""
         job = self.job
         config = job.config
-        entries = await self.runtime.store.read(
-            keys.log_name(config.name, partition), first, last - first + 1)
-        if len(entries) != last - first + 1:
+        raw = [record for chunk in chunks for record in chunk.records()]
+        if not raw or raw[0].seq != first or raw[-1].seq != last:
             raise ShardlineError(
-                f"partition {partition}: log holds {len(entries)} of records {first}..{last}")
-        records = job.process_records([Record(e.seq, e.key, e.payload) for e in entries])
+                f"partition {partition}: chunks hold {raw[0].seq if raw else '-'}.."
+                f"{raw[-1].seq if raw else '-'}, batch {bid} needs {first}..{last}")
+        records = job.process_records(raw)
         if config.batch_cost > 0:
             await asyncio.sleep(config.batch_cost)
             await self.fault_point(f"while processing batch {bid}")
