@@ -48,19 +48,33 @@ def _accepted_types(param: object) -> tuple[type, ...] | None:
 
 
 class Timer:
-    """A cancellable send-after or periodic timer on the runtime clock."""
+    """A cancellable send-after or periodic timer on the runtime clock.
 
-    __slots__ = ("_handle", "cancelled")
+    Its owner (an actor incarnation or the runtime) holds it only while it can
+    still fire: a fired one-shot or a cancelled timer is released, so an actor
+    that re-arms a timer on every message does not accumulate them.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_handle", "_owner", "cancelled")
+
+    def __init__(self, owner: dict[Timer, None] | None = None) -> None:
         self._handle: asyncio.TimerHandle | None = None
         self.cancelled = False
+        self._owner = owner
+        if owner is not None:
+            owner[self] = None
 
     def cancel(self) -> None:
         self.cancelled = True
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._owner is not None:
+            self._owner.pop(self, None)
+            self._owner = None
 
 
 class Actor(Generic[M]):

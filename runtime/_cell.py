@@ -90,7 +90,7 @@ class _ActorCell:
         self.backoff_attempt = 0
         self._stop_requested = False
         self._terminating = False
-        self._timers: list[Timer] = []
+        self._timers: dict[Timer, None] = {}  # live timers of this incarnation
         self._watchers: dict[_ActorCell, None] = {}
         self._armed_tell: list[Fault] = []
         self._armed_handle: list[Fault] = []
@@ -126,6 +126,7 @@ class _ActorCell:
             await instance.started()
             await instance.recover()
             self.rt._lifecycle("started", self.name, f"incarnation {incarnation}")
+            self.log.info("actor.started", incarnation=incarnation)
             if not ready.done():
                 ready.set_result(None)
             await self._take_messages(instance)
@@ -255,6 +256,8 @@ class _ActorCell:
             return
         self._terminating = True
         self.request_stop()
+        if task is asyncio.current_task():
+            return  # the actor stops itself: its loop ends when this message is done
         done, _ = await asyncio.wait({task}, timeout=self.shutdown_timeout)
         if not done:
             self.log.warning("actor.shutdown_timeout", timeout=self.shutdown_timeout)
@@ -354,7 +357,7 @@ class _ActorCell:
         self._watchers.pop(watcher, None)
 
     def start_timer(self, delay: float, msg: object, interval: float | None) -> Timer:
-        timer = Timer()
+        timer = Timer(self._timers)
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
@@ -362,18 +365,17 @@ class _ActorCell:
                 return
             if interval is None:
                 timer._handle = None
+                timer._release()
             else:
                 timer._handle = loop.call_later(interval, fire)
             self.system_deliver(msg)
 
         timer._handle = loop.call_later(delay, fire)
-        self._timers.append(timer)
         return timer
 
     def _cancel_timers(self) -> None:
-        for timer in self._timers:
+        for timer in list(self._timers):
             timer.cancel()
-        self._timers.clear()
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(

@@ -159,12 +159,15 @@ class FaultInjector:
             self._schedule(fault, self._rt.now() + fault.every)
         if not self._budget_left(fault):
             return
+        # Each trigger that takes effect spends one of ``count``, whatever the kind.
         if fault.kind in ACTOR_FAULT_KINDS:
             self._trigger_actor_fault(fault)
         elif fault.kind in self._active:
             self._count(fault)
+            self.record(fault, fault.target)
             self._active[fault.kind](fault)
         else:
+            self._count(fault)
             self._armed.append(_Armed(fault))
 
     def _trigger_actor_fault(self, fault: Fault) -> None:

@@ -83,7 +83,7 @@ class Runtime:
         self._registry: dict[str, _ActorCell] = {}
         self._supervisors: dict[str, _SupervisorNode] = {}
         self._auto_names: dict[str, int] = {}
-        self._timers: list[Timer] = []
+        self._timers: dict[Timer, None] = {}
         self._owned_store: Store | None = None
         self._store: Store | None = None
         self._epoch = 0.0
@@ -139,7 +139,7 @@ class Runtime:
             return
         self._entered = False
         self.faults.cancel()
-        for timer in self._timers:
+        for timer in list(self._timers):
             timer.cancel()
         await self._root.shutdown()
         if self._owned_store is not None:
@@ -214,15 +214,15 @@ class Runtime:
     def send_after(self, delay: float, ref: ActorRef[M], msg: M) -> Timer:
         """Deliver ``msg`` to ``ref`` after ``delay`` seconds on the runtime clock."""
         ref._check(msg)
-        timer = Timer()
+        timer = Timer(self._timers)
 
         def fire() -> None:
             timer._handle = None
+            timer._release()
             if not timer.cancelled:
                 ref._cell.system_deliver(msg)
 
         timer._handle = asyncio.get_running_loop().call_later(delay, fire)
-        self._timers.append(timer)
         return timer
 
     def statistics(self) -> list[ActorStatistics]:

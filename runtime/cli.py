@@ -51,8 +51,13 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(handler=_cmd_bench)
     for ep in entry_points(group="shardline.commands"):
-        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = ep.load()
-        register(sub)
+        try:
+            register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
+                ep.load())
+            register(sub)
+        except Exception as exc:  # a broken plugin must not take `run` down with it
+            print(f"shardline: warning: command {ep.name!r} ({ep.value}) failed to load: {exc}",
+                  file=sys.stderr)
     return parser
 
 

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 SEEDS = range(8)
 
+Journal = list[tuple[str, str, float]]
+
 
 def sim(main: Callable[[], Awaitable[T]], seed: int = 0) -> T:
     """Run ``main`` on a simulated loop seeded with ``seed`` and return its result.

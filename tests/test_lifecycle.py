@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import ClassVar
 
 import pytest
@@ -348,3 +349,76 @@ def test_unnamed_actors_get_numbered_names() -> None:
                 await rt.spawn(Worker, name="")
 
     sim(main)
+
+
+class Rearming(Actor[Tick]):
+    """Re-arms a one-shot timer on every tick, cancelling the previous one first."""
+
+    async def started(self) -> None:
+        self.idle = self.send_after(0.5, Tick("idle"))
+        self.next = self.send_after(0.01, Tick("tick"))
+
+    async def receive(self, msg: Tick) -> object:
+        self.idle.cancel()
+        self.idle = self.send_after(0.5, Tick("idle"))
+        self.next = self.send_after(0.01, Tick("tick"))
+        return None
+
+
+class Sink(Actor[Tick]):
+    async def receive(self, msg: Tick) -> object:
+        return None
+
+
+def test_fired_and_cancelled_timers_are_released() -> None:
+    def live_timers() -> int:
+        gc.collect()
+        return sum(isinstance(o, Timer) for o in gc.get_objects())
+
+    async def main() -> None:
+        before = live_timers()
+        async with Runtime() as rt:
+            ref = await rt.spawn(Rearming)
+            await asyncio.sleep(50.005)
+            assert ref.statistics().processed == 5000
+            assert live_timers() - before <= 2
+            sink = await rt.spawn(Sink)
+            for _ in range(1000):
+                rt.send_after(0.001, sink, Tick("from outside")).cancel()
+                rt.send_after(0.001, sink, Tick("from outside"))
+            await asyncio.sleep(1)
+            assert sink.statistics().processed == 1000
+            assert live_timers() - before <= 2
+
+    sim(main)
+
+
+class Quit(Message, frozen=True):
+    pass
+
+
+class Quitter(Actor[Quit | Ping]):
+    async def receive(self, msg: Quit | Ping) -> object:
+        if isinstance(msg, Quit):
+            await self.runtime.stop(self.ref)
+            return "bye"
+        return msg.n
+
+
+def test_an_actor_can_stop_itself_for_good_through_the_runtime() -> None:
+    seen: list[tuple[str, str, float]] = []
+
+    async def main() -> None:
+        async with Runtime() as rt:
+            ref = await rt.spawn(Quitter, name="q")
+            await rt.spawn(Watcher, [ref], seen)
+            await ref.tell(Ping(1))
+            assert await ref.ask(Quit()) == "bye"  # it finishes the message it is handling
+            assert rt.now() == 0.0
+            await asyncio.sleep(0.1)
+            assert not ref.alive
+            assert "q" not in rt.actors()
+            assert ref.statistics().processed == 2
+
+    sim(main)
+    assert seen == [("q", "shutdown", 0.0)]

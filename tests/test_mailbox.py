@@ -169,7 +169,7 @@ def test_ask_timeout_while_waiting_for_room() -> None:
             await ref.tell(Sleep(100))
             await asyncio.sleep(1)
             await ref.tell(Ping(0))
-            with pytest.raises(AskTimeout, match="'w' with Ping .* 3 s"):
+            with pytest.raises(AskTimeout, match=r"'w' with Ping .* 3 s"):
                 await ref.ask(Ping(1), timeout=3)
             assert rt.now() == 4.0
             assert ref.statistics().mailbox_depth == 1  # the timed-out ask was not enqueued

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import pytest
-from _helpers import Boom, Crash, Ping, Stop, Worker, sim
+from _helpers import Boom, Crash, Ping, Probe, Stop, Worker, sim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +33,7 @@ from runtime import (
 Journal = list[tuple[str, str, float]]
 
 
-async def crash_at(rt: Runtime, ref: ActorRef[Crash], times: Sequence[float]) -> None:
+async def crash_at(rt: Runtime, ref: ActorRef[Probe], times: Sequence[float]) -> None:
     """Make ``ref`` crash at each of ``times`` (virtual seconds since the runtime started)."""
     for t in times:
         await asyncio.sleep(t - rt.now())
@@ -181,9 +181,9 @@ def test_escalation_happens_iff_some_window_holds_more_than_max_restarts(
 
 async def three_children(
     rt: Runtime, journal: Journal, strategy: str, names: str = "abc"
-) -> list[ActorRef[Crash]]:
+) -> list[ActorRef[Probe]]:
     sup = await rt.spawn_supervisor("sup", strategy=strategy, max_restarts=10, within=10)
-    refs: list[ActorRef[Crash]] = [await sup.spawn(Worker, journal, name=n) for n in names]
+    refs: list[ActorRef[Probe]] = [await sup.spawn(Worker, journal, name=n) for n in names]
     await asyncio.sleep(1)
     journal.clear()
     return refs
@@ -360,7 +360,7 @@ def test_supervisor_flags_are_validated_at_the_edge() -> None:
         SupervisorSpec(within=0)
     with pytest.raises(ValueError, match="min must be >= 0"):
         Backoff(min=-1)
-    with pytest.raises(ValueError, match="max .* must be >= min"):
+    with pytest.raises(ValueError, match=r"max .* must be >= min"):
         Backoff(min=2, max=1)
     with pytest.raises(ValueError, match="jitter"):
         Backoff(jitter=-0.1)

@@ -9,6 +9,7 @@ to a default).
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,11 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{file}: not valid TOML: {exc}") from exc
+    # User functions a file names ("mymod:fn") may live beside it, and systems
+    # import them while validating (as the runner does before running).
+    scenario_dir = str(Path(path).resolve().parent)
+    if scenario_dir not in sys.path:
+        sys.path.insert(0, scenario_dir)
     return parse_scenario(raw, file)
 
 
@@ -128,7 +134,9 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
     expect = getattr(document, "expect")  # noqa: B009 - a dynamically defined struct
     faults = _faults(file, getattr(document, "faults"), system)  # noqa: B009
     for field_path, message in system.check(config, expect):
-        raise _fail(file, f"{section}.{field_path}", message)
+        # paths into [expect] are returned as "expect.<field>"; the rest are in [section]
+        where = field_path if field_path.startswith("expect.") else f"{section}.{field_path}"
+        raise _fail(file, where, message)
     header: ScenarioHeader = getattr(document, "scenario")  # noqa: B009
     if header.timeout <= 0:
         raise _fail(file, "scenario.timeout", "expected a positive duration")
