@@ -1,0 +1,113 @@
+"""``Fleet``: a deployment's hosts and controller on a runtime (the embedding API).
+
+```python
+async with Runtime(store="sqlite:///state.db") as rt:
+    spec = DeploymentSpec("checkout-2024-06", hosts=[f"web-{i}" for i in range(8)],
+                          configs=[ConfigChange("pool", "v1", "v2")])
+    fleet = Fleet(rt, spec, handler=my_handler)      # or model=fn, request_rate=...
+    await fleet.start()
+    reply = await fleet.serve("web-3", request_id="r-17", payload=b"...")
+    state = await fleet.wait()                        # stages, verdicts, evidence
+```
+
+Everything runs under one supervisor named ``name`` (hosts first, then the
+controller ``<name>.controller``), restarting crashed actors with backoff;
+hosts and controller recover their state from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from actors.deploy import _keys as keys
+from actors.deploy._context import DeploymentContext
+from actors.deploy._controller import DeploymentController
+from actors.deploy._host import DeploymentHost, HostMsg, HostStatus, ReadHostStatus, Serve, Served
+from actors.deploy._model import AppHandler, ServiceModel
+from actors.deploy._records import DeploymentState
+from actors.deploy._spec import DeploymentSpec
+from runtime import ActorRef, Backoff, Runtime, Supervisor
+
+_decode_state = msgspec.msgpack.Decoder(DeploymentState).decode
+
+
+class Fleet:
+    """Spawn, drive and inspect one deployment; see the module docstring."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        spec: DeploymentSpec,
+        *,
+        model: ServiceModel | None = None,
+        handler: AppHandler | None = None,
+        request_rate: float = 0.0,
+        tick: float = 0.5,
+        name: str = "deploy",
+        max_restarts: int = 1000,
+        within: float = 10.0,
+        restart_backoff: Backoff | None = None,
+    ) -> None:
+        self.rt = rt
+        self.spec = spec
+        self.name = name
+        self.context = DeploymentContext(rt, spec, model=model, handler=handler,
+                                         request_rate=request_rate, tick=tick,
+                                         metrics_name=f"{name}.metrics")
+        self._max_restarts = max_restarts
+        self._within = within
+        self._backoff = restart_backoff or Backoff(min=0.01, max=1.0, jitter=0.2)
+        self.hosts: dict[str, ActorRef[HostMsg]] = {}
+        self.supervisor: Supervisor | None = None
+
+    @property
+    def controller_name(self) -> str:
+        return f"{self.name}.controller"
+
+    async def start(self) -> None:
+        self.context.stopping = False
+        sup = await self.rt.spawn_supervisor(
+            self.name, max_restarts=self._max_restarts, within=self._within,
+            backoff=self._backoff)
+        self.supervisor = sup
+        for host in self.spec.hosts:
+            self.hosts[host] = await sup.spawn(DeploymentHost, self.context, name=host)
+        await sup.spawn(DeploymentController, self.context, name=self.controller_name)
+
+    async def state(self) -> DeploymentState | None:
+        """The durable state (readable while the controller is restarting)."""
+        stored = await self.rt.store.get(keys.state_key(self.spec.deployment))
+        return _decode_state(stored.value) if stored is not None else None
+
+    async def wait(self, timeout: float | None = None) -> DeploymentState:
+        """Wait (runtime clock) until the deployment finished; ``TimeoutError`` otherwise."""
+        async with asyncio.timeout(timeout):
+            await self.context.finished.wait()
+        state = await self.state()
+        assert state is not None
+        return state
+
+    async def serve(self, host: str, request_id: str, payload: bytes = b"",
+                    timeout: float = 30.0) -> Served:
+        """Serve one application request on ``host`` through the embedding handler."""
+        reply = await self.hosts[host].ask(Serve(request_id, payload), timeout=timeout)
+        assert isinstance(reply, Served)
+        return reply
+
+    async def host_status(self, timeout: float = 30.0) -> list[HostStatus]:
+        """What every host runs now, asked of the hosts themselves."""
+        found: list[HostStatus] = []
+        for ref in self.hosts.values():
+            status = await ref.ask(ReadHostStatus(), timeout=timeout)
+            assert isinstance(status, HostStatus)
+            found.append(status)
+        return found
+
+    async def stop(self) -> None:
+        """Stop every actor of the deployment (its durable state stays in the store)."""
+        self.context.stopping = True
+        if self.supervisor is not None:
+            await self.rt.root.stop(self.supervisor)
+            self.supervisor = None
