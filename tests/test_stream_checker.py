@@ -8,6 +8,7 @@ the CLI entry point, as a user would.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from actors.stream import DirectoryDestination
+from actors.stream import Batch, DirectoryDestination
 from actors.stream._messages import CommitBatch, RecordPending
 from actors.stream._partition import CheckpointReply, Partition
 from actors.stream._records import Checkpoint, CommitRecord
@@ -100,6 +101,28 @@ def test_a_destination_that_loses_a_write_fails_exactly_once(
     assert not found["exactly_once"].held
     assert "missing at destination" in found["exactly_once"].detail
     assert found["order"].held  # the stream itself did nothing wrong in order
+
+
+def test_a_destination_that_does_not_write_by_batch_id_fails_exactly_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replays are harmless only because a repeat overwrites the same batch id. A sink
+    that stores each delivery under a new id turns the paused worker's late delivery
+    of the batch its successor replayed into duplicates."""
+    real_write = DirectoryDestination._write
+    deliveries = itertools.count()
+
+    def renaming_write(self: DirectoryDestination, batch: Batch) -> None:
+        real_write(self, msgspec.structs.replace(
+            batch, batch_id=f"{batch.batch_id}-copy{next(deliveries)}"))
+
+    monkeypatch.setattr(DirectoryDestination, "_write", renaming_write)
+    code, report = _run(_scenario(tmp_path, faults=_PAUSE), tmp_path / "out", capsys)
+    assert code == 1
+    assert report["metrics"]["redelivered_batches"] >= 1
+    found = invariants(report)
+    assert not found["exactly_once"].held
+    assert "duplicated at destination" in found["exactly_once"].detail
 
 
 def test_a_nondeterministic_process_function_fails_exactly_once(

@@ -87,6 +87,11 @@ def invariants(report: Report | Mapping[str, Any]) -> dict[str, InvariantResult]
             for i in report["invariants"]}
 
 
+def numbers(report: Report) -> dict[str, float]:
+    """The report's numeric metrics."""
+    return {k: v for k, v in report.metrics.items() if isinstance(v, int | float)}
+
+
 def assert_all_held(report: Report | Mapping[str, Any]) -> dict[str, InvariantResult]:
     """Every checked invariant is reported and held, and the run passed."""
     found = invariants(report)
