@@ -1,0 +1,275 @@
+"""The embedding API: ``LogService`` (many logs) and ``LogClient`` (one log).
+
+```python
+async with Runtime(store="sqlite:///state.db") as rt:
+    orders = await open_log(rt, "orders")
+    await orders.append([("k1", b"hello")])
+    session = await orders.create_session(start="earliest")
+    batch = await orders.read(session, max_records=100, wait=5.0)
+    ...  # process batch.records
+    await orders.ack(session, [r.seq for r in batch.records])
+```
+
+A client object is stateless: it holds the server's address, never a
+position. Any number of readers (tasks, processes behind HTTP) may share a
+session id; a reader that restarts with nothing but the id carries on
+where the session left off. Errors are ``LogDeliveryError`` subclasses; a
+server restart or store failure is ``LogUnavailable`` (retry later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from actors.logdelivery import _keys as keys
+from actors.logdelivery._errors import (
+    ERRORS,
+    BadRequest,
+    LogDeliveryError,
+    LogUnavailable,
+    TooLarge,
+)
+from actors.logdelivery._limits import (
+    MAX_ACK_SEQS,
+    MAX_APPEND_RECORDS,
+    MAX_KEY_BYTES,
+    MAX_PAYLOAD_BYTES,
+    SessionSettings,
+    check_read,
+)
+from actors.logdelivery._messages import (
+    Acked,
+    AckRecords,
+    Appended,
+    AppendRecords,
+    CreateSession,
+    DescribeSession,
+    LogServerMsg,
+    Parked,
+    ReadDeadLetters,
+    ReadRecords,
+    ReadResult,
+    Refusal,
+    SessionCreated,
+    SessionInfo,
+)
+from actors.logdelivery._server import LogServer, ReadObserver
+from actors.logdelivery._state import DeadLetter
+from runtime import ActorRef, Backoff, Runtime, ShardlineError, Supervisor
+
+
+class LogClient:
+    """Operations on one log; safe to share between tasks."""
+
+    def __init__(self, rt: Runtime, ref: ActorRef[LogServerMsg], log: str, *,
+                 defaults: SessionSettings, ask_timeout: float,
+                 closing: asyncio.Future[None] | None = None) -> None:
+        self.rt = rt
+        self.ref = ref
+        self.log = log
+        self.defaults = defaults
+        self.ask_timeout = ask_timeout
+        self._closing = closing
+
+    async def _ask(self, msg: LogServerMsg) -> object:
+        try:
+            reply = await self.ref.ask(msg, timeout=self.ask_timeout)
+        except LogDeliveryError:
+            raise
+        except ShardlineError as exc:  # stopped, restarting, timed out, store down
+            raise LogUnavailable(f"log {self.log!r}: {exc}") from exc
+        if isinstance(reply, Refusal):
+            raise ERRORS.get(reply.code, LogUnavailable)(reply.detail)
+        return reply
+
+    async def append(self, entries: Sequence[tuple[str, bytes]]) -> Appended:
+        """Store ``(key, payload)`` entries durably, in order; returns where they went."""
+        batch = list(entries)
+        if len(batch) > MAX_APPEND_RECORDS:
+            raise TooLarge(f"an append carries at most {MAX_APPEND_RECORDS} records, "
+                           f"got {len(batch)}")
+        for index, entry in enumerate(batch):
+            _check_entry(index, entry)
+        reply = await self._ask(AppendRecords(batch))
+        assert isinstance(reply, Appended)
+        return reply
+
+    async def create_session(
+        self, start: str | int = "earliest", *, ack_wait: float | None = None,
+        max_in_flight: int | None = None, max_deliveries: int | None = None,
+        ttl: float | None = None,
+    ) -> str:
+        """A new session id (128 random bits) reading from ``start``:
+        ``"earliest"``, ``"latest"`` (only records appended from now on) or a seq.
+        Settings left out take the service's defaults."""
+        created = await self.open_session(start, ack_wait=ack_wait, max_in_flight=max_in_flight,
+                                          max_deliveries=max_deliveries, ttl=ttl)
+        return created.session
+
+    async def open_session(
+        self, start: str | int = "earliest", *, ack_wait: float | None = None,
+        max_in_flight: int | None = None, max_deliveries: int | None = None,
+        ttl: float | None = None,
+    ) -> SessionCreated:
+        """As :meth:`create_session`, also saying which seq the session starts at."""
+        d = self.defaults
+        msg = CreateSession(
+            start=start,
+            ack_wait=d.ack_wait if ack_wait is None else ack_wait,
+            max_in_flight=d.max_in_flight if max_in_flight is None else max_in_flight,
+            max_deliveries=d.max_deliveries if max_deliveries is None else max_deliveries,
+            ttl=d.ttl if ttl is None else ttl)
+        reply = await self._ask(msg)
+        assert isinstance(reply, SessionCreated)
+        return reply
+
+    async def read(self, session: str, max_records: int = 100, wait: float = 0.0) -> ReadResult:
+        """Up to ``max_records``: due redeliveries first, then new records, in seq order.
+
+        With nothing to hand out, waits up to ``wait`` seconds (runtime clock)
+        for records to be appended or to fall due; returns empty records then.
+        ``SessionExpired`` if the session idled past its TTL.
+        """
+        check_read(max_records, wait)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        while True:
+            closing = self._closing is not None and self._closing.done()
+            park = not closing and loop.time() < until
+            reply = await self._ask(ReadRecords(session, max_records, park))
+            if isinstance(reply, ReadResult):
+                return reply
+            assert isinstance(reply, Parked)
+            timeout = until - loop.time()
+            if reply.retry_after is not None:
+                timeout = min(timeout, reply.retry_after)
+            waits: set[asyncio.Future[None]] = {reply.wake}
+            if self._closing is not None:
+                waits.add(self._closing)
+            try:
+                await asyncio.wait(waits, timeout=max(0.0, timeout),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reply.wake.cancel()  # no-op if it fired; otherwise the server forgets it
+            # Ask again: woken (something changed), a deadline fell due, or time is up
+            # (the last ask does not park, so it answers with whatever is there).
+
+    async def ack(self, session: str, seqs: Sequence[int] | None = None, *,
+                  through: int | None = None) -> Acked:
+        """Acknowledge ``seqs`` (records this session delivered) or all ``through`` a seq.
+
+        ``NotDelivered`` (nothing acknowledged) if a seq was never delivered.
+        """
+        if (seqs is None) == (through is None):
+            raise BadRequest("ack takes either seqs or through")
+        listed = None if seqs is None else list(seqs)
+        if listed is not None:
+            if len(listed) > MAX_ACK_SEQS:
+                raise TooLarge(f"an ack lists at most {MAX_ACK_SEQS} seqs, got {len(listed)}")
+            if not all(type(s) is int and s >= 0 for s in listed):
+                raise BadRequest("seqs must be integers >= 0")
+        elif type(through) is not int or through < 0:
+            raise BadRequest(f"through must be an integer >= 0, got {through!r}")
+        reply = await self._ask(AckRecords(session, listed, through))
+        assert isinstance(reply, Acked)
+        return reply
+
+    async def describe(self, session: str) -> SessionInfo:
+        reply = await self._ask(DescribeSession(session))
+        assert isinstance(reply, SessionInfo)
+        return reply
+
+    async def dead_letters(self, session: str, offset: int = 0,
+                           limit: int = 1000) -> list[DeadLetter]:
+        """The session's dead-letter ranges, oldest first."""
+        reply = await self._ask(ReadDeadLetters(session, offset, limit))
+        assert isinstance(reply, list)
+        return reply
+
+
+def _check_entry(index: int, entry: object) -> None:
+    if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], bytes)):
+        raise BadRequest(f"record {index} must be a (key: str, payload: bytes) pair")
+    key, payload = entry
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise TooLarge(f"record {index}: key longer than {MAX_KEY_BYTES} bytes")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise TooLarge(f"record {index}: payload of {len(payload)} bytes exceeds "
+                       f"{MAX_PAYLOAD_BYTES}")
+
+
+_RESTART_BACKOFF = Backoff(min=0.005, max=0.05, jitter=0.2, reset_after=1.0)
+"""A crashed log server is back within 50 ms: its state is in the store, and every
+moment it is down, readers wait."""
+
+
+class LogService:
+    """Log servers for up to ``max_logs`` logs, spawned on first use under one supervisor."""
+
+    def __init__(self, rt: Runtime, *, defaults: SessionSettings | None = None,
+                 cache_records: int = 262_144, ask_timeout: float = 30.0,
+                 observer: ReadObserver | None = None, name: str = "logdelivery",
+                 restart_backoff: Backoff | None = None, max_logs: int = 1000) -> None:
+        self.rt = rt
+        self.defaults = defaults or SessionSettings()
+        self.cache_records = cache_records
+        self.ask_timeout = ask_timeout
+        self.observer = observer
+        self.name = name
+        self.restart_backoff = restart_backoff or _RESTART_BACKOFF
+        self.max_logs = max_logs
+        self._clients: dict[str, LogClient] = {}
+        self._lock = asyncio.Lock()
+        self._supervisor: Supervisor | None = None
+        self._closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @staticmethod
+    def server_name(log: str) -> str:
+        """The actor name of a log's server (what fault plans target)."""
+        return f"logserver.{log}"
+
+    async def log(self, name: str) -> LogClient:
+        """The client for log ``name``, starting its server if needed."""
+        client = self._clients.get(name)
+        if client is not None:
+            return client
+        if not keys.valid_log_name(name):
+            raise BadRequest(f"log name {name!r} must match {keys.LOG_NAME.pattern}")
+        async with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                if len(self._clients) >= self.max_logs:
+                    raise TooLarge(f"this service serves at most {self.max_logs} logs; "
+                                   f"log {name!r} would be one more")
+                if self._supervisor is None:
+                    self._supervisor = await self.rt.spawn_supervisor(
+                        self.name, max_restarts=1000, within=10.0, backoff=self.restart_backoff)
+                ref = await self._supervisor.spawn(
+                    LogServer, name, cache_records=self.cache_records, observer=self.observer,
+                    name=self.server_name(name))
+                client = LogClient(self.rt, ref, name, defaults=self.defaults,
+                                   ask_timeout=self.ask_timeout, closing=self._closing)
+                self._clients[name] = client
+        return client
+
+    def begin_shutdown(self) -> None:
+        """Answer waiting reads now and let no new read wait (a server is stopping)."""
+        if not self._closing.done():
+            self._closing.set_result(None)
+
+    async def close(self) -> None:
+        """Stop the log servers (their state is durable)."""
+        self.begin_shutdown()
+        if self._supervisor is not None:
+            await self.rt.root.stop(self._supervisor)
+            self._supervisor = None
+            self._clients.clear()
+
+
+async def open_log(rt: Runtime, name: str, *, defaults: SessionSettings | None = None,
+                   ask_timeout: float = 30.0) -> LogClient:
+    """Start a server for log ``name`` on ``rt`` (its store holds the log) and return a client."""
+    return await LogService(rt, defaults=defaults, ask_timeout=ask_timeout,
+                            name=f"logdelivery.{name}").log(name)

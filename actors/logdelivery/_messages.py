@@ -1,0 +1,148 @@
+"""The LogServer protocol and the values it answers with.
+
+A request names the session by id only: there is no offset field anywhere
+in the protocol, so a client cannot keep one even if it wanted to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import msgspec
+
+from runtime import Message
+
+
+class AppendRecords(Message, frozen=True):
+    """Append ``(key, payload)`` entries durably, in order; answered with ``Appended``."""
+
+    entries: list[tuple[str, bytes]]
+
+
+class CreateSession(Message, frozen=True):
+    """Open a session at ``start`` (``"earliest"``, ``"latest"`` or a sequence number)."""
+
+    start: str | int
+    ack_wait: float
+    max_in_flight: int
+    max_deliveries: int
+    ttl: float
+
+
+class ReadRecords(Message, frozen=True):
+    """Hand out up to ``max_records``; with ``park`` and nothing to hand out, answer ``Parked``."""
+
+    session: str
+    max_records: int
+    park: bool = False
+
+
+class AckRecords(Message, frozen=True):
+    """Acknowledge ``seqs``, or every record delivered through ``through``."""
+
+    session: str
+    seqs: list[int] | None = None
+    through: int | None = None
+
+
+class DescribeSession(Message, frozen=True):
+    session: str
+
+
+class ReadDeadLetters(Message, frozen=True):
+    """The session's dead-letter ranges from index ``offset`` on, at most ``limit``."""
+
+    session: str
+    offset: int = 0
+    limit: int = 1000
+
+
+LogServerMsg = (AppendRecords | CreateSession | ReadRecords | AckRecords | DescribeSession
+                | ReadDeadLetters)
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One record handed to a reader; ``delivery`` is 1 the first time, 2 the next ..."""
+
+    seq: int
+    key: str
+    payload: bytes = msgspec.field(name="payload_b64")
+    delivery: int
+
+
+class ReadResult(msgspec.Struct, frozen=True):
+    """What a read returns: redeliveries first, then new records; both in sequence order.
+
+    ``ack_deadline`` (wall-clock seconds) is when these records become due
+    for redelivery unless acknowledged; ``None`` when nothing was returned.
+    """
+
+    records: list[Delivery]
+    ack_deadline: float | None = None
+
+
+class Appended(msgspec.Struct, frozen=True):
+    """``count`` records were stored durably at ``first_seq`` onward."""
+
+    first_seq: int
+    count: int
+
+
+class SessionCreated(msgspec.Struct, frozen=True):
+    session: str
+    start_seq: int
+
+
+class Acked(msgspec.Struct, frozen=True):
+    """``acked`` records were newly acknowledged; ``floor``: all below it are settled."""
+
+    acked: int
+    floor: int
+    in_flight: int
+
+
+class SessionInfo(msgspec.Struct, frozen=True):
+    """A snapshot of a session, for operators and checks (times are wall-clock seconds)."""
+
+    session: str
+    log: str
+    start_seq: int
+    next_seq: int
+    floor: int
+    in_flight: int
+    in_flight_peak: int
+    delivered: int
+    redelivered: int
+    acked: int
+    dead_lettered: int
+    ack_wait: float
+    max_in_flight: int
+    max_deliveries: int
+    ttl: float
+    created_at: float
+    last_active: float
+    expires_at: float
+    expired: bool
+    high_water: int
+    """The log's high water when the snapshot was taken (``floor == high_water``: all settled)."""
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    """The server refused a request; ``code`` names the error class (see ``_errors``)."""
+
+    code: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Parked:
+    """Nothing to hand out yet: ``wake`` resolves when that may have changed.
+
+    One future per waiting reader, resolved by the server when records are
+    appended or acknowledged; ``retry_after`` (seconds) is when the earliest
+    in-flight deadline passes, after which a redelivery may be due.
+    """
+
+    wake: asyncio.Future[None]
+    retry_after: float | None

@@ -1,0 +1,344 @@
+"""``LogServer``: the single writer of one log and of its sessions' state.
+
+Every change a request makes is durable before it is answered: an append
+returns after its records are committed, a read after the session state
+naming what it hands out is committed (the records are fetched first, so a
+failed read changes nothing), an ack after the shrunk state is committed.
+So a crash of the actor, of the process, or a ``kill -9`` loses nothing a
+client was told; a read whose answer was lost only delays those records
+until their ack deadline passes, then they are redelivered (at least once).
+
+A client error never crashes the server: it is answered with a
+``Refusal`` that the client raises as the matching ``LogDeliveryError``. A
+failing store call is answered the same way (``unavailable``) and leaves
+the cached state untouched, because cached state changes only after the
+write that records it succeeded.
+
+Waiting readers do not poll: a read with nothing to hand out is answered
+with ``Parked``, one future per reader, resolved when records are appended
+or the session's records are acknowledged (or the server stops), and a hint
+of when the earliest in-flight deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+
+import msgspec
+
+from actors.logdelivery import _keys as keys
+from actors.logdelivery._cache import EntryCache
+from actors.logdelivery._errors import (
+    BadRequest,
+    LogDeliveryError,
+    SessionExpired,
+    SessionNotFound,
+)
+from actors.logdelivery._limits import check_session_settings
+from actors.logdelivery._messages import (
+    Acked,
+    AckRecords,
+    Appended,
+    AppendRecords,
+    CreateSession,
+    Delivery,
+    DescribeSession,
+    LogServerMsg,
+    Parked,
+    ReadDeadLetters,
+    ReadRecords,
+    ReadResult,
+    Refusal,
+    SessionCreated,
+    SessionInfo,
+)
+from actors.logdelivery._state import (
+    DeadLetter,
+    ReadPlan,
+    SessionState,
+    ack_seqs,
+    ack_through,
+    next_due,
+    plan_read,
+)
+from runtime import Actor, ConflictError, StoreError
+from runtime.store import Append, LogEntry, Put, Store
+
+ReadObserver = Callable[[str, ReadPlan], None]
+"""Called after a read's new session state is durable, in the order reads were served."""
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_state = msgspec.msgpack.Decoder(SessionState).decode
+_decode_dead = msgspec.msgpack.Decoder(DeadLetter).decode
+
+
+class _Session:
+    """A cached session: its durable state and version, and when it was last used."""
+
+    __slots__ = ("state", "touched", "version")
+
+    def __init__(self, state: SessionState, version: int) -> None:
+        self.state = state
+        self.version = version
+        self.touched = state.last_active
+
+
+class LogServer(Actor[LogServerMsg]):
+    """Appends to one log and serves its receiver sessions (see the module docstring)."""
+
+    mailbox_capacity = 4096
+
+    def __init__(self, log: str, *, cache_records: int = 262_144,
+                 observer: ReadObserver | None = None) -> None:
+        if not keys.valid_log_name(log):
+            raise ValueError(f"log name {log!r} must match {keys.LOG_NAME.pattern}")
+        self.log_name = log
+        self.records_log = keys.records_log(log)
+        self.cache = EntryCache(self.records_log, cache_records)
+        self.observer = observer
+        self.sessions: dict[str, _Session] = {}
+        self.waiters: dict[str, dict[asyncio.Future[None], None]] = {}
+        self.high_water = 0
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    def wall(self) -> float:
+        return self.runtime.clock.wall()
+
+    async def recover(self) -> None:
+        """Nothing is trusted from before a restart: the high water comes from the store,
+        sessions are reloaded from it when first used."""
+        self.high_water = await self.store.high_water(self.records_log)
+
+    async def stopped(self) -> None:
+        """Wake every parked reader: it asks again and reaches the next incarnation."""
+        for session in list(self.waiters):
+            self._wake(session)
+
+    async def receive(self, msg: LogServerMsg) -> object:
+        try:
+            match msg:
+                case ReadRecords():
+                    return await self._read(msg)
+                case AckRecords():
+                    return await self._ack(msg)
+                case AppendRecords():
+                    return await self._append(msg)
+                case CreateSession():
+                    return await self._create(msg)
+                case DescribeSession():
+                    return await self._describe(msg)
+                case ReadDeadLetters():
+                    return await self._dead_letters(msg)
+        except LogDeliveryError as exc:
+            return Refusal(exc.code, exc.detail)
+        except ConflictError as exc:
+            # Another writer changed a session behind our back: trust the store again.
+            self.sessions.pop(getattr(msg, "session", ""), None)
+            return Refusal("unavailable", f"log {self.log_name!r}: {exc}")
+        except StoreError as exc:
+            return Refusal("unavailable", f"log {self.log_name!r}: store failure: {exc}")
+        raise TypeError(f"unexpected message {type(msg).__name__}")
+
+    # -- appends ----------------------------------------------------------------
+
+    async def _append(self, msg: AppendRecords) -> Appended:
+        entries = msg.entries
+        if not entries:
+            return Appended(self.high_water, 0)
+        try:
+            first = await self.store.append(self.records_log, entries)
+        except TypeError as exc:
+            raise BadRequest(f"append to log {self.log_name!r}: {exc}") from None
+        self.cache.appended(first, [LogEntry(first + i, key, payload)
+                                    for i, (key, payload) in enumerate(entries)])
+        self.high_water = first + len(entries)
+        for session in list(self.waiters):
+            self._wake(session)
+        await self.fault_point("after an append was committed, before replying")
+        return Appended(first, len(entries))
+
+    # -- sessions ---------------------------------------------------------------
+
+    def _new_session_id(self) -> str:
+        """128 random bits: from the seeded generator under simulation (so a seed replays),
+        from the operating system's CSPRNG otherwise (so ids cannot be guessed)."""
+        rt = self.runtime
+        if rt.simulated:
+            return f"{rt.random.getrandbits(128):032x}"
+        return secrets.token_hex(16)
+
+    async def _create(self, msg: CreateSession) -> SessionCreated:
+        check_session_settings(msg.ack_wait, msg.max_in_flight, msg.max_deliveries, msg.ttl)
+        start = msg.start
+        if start == "earliest":
+            start_seq = 0
+        elif start == "latest":
+            start_seq = self.high_water
+        elif isinstance(start, int) and not isinstance(start, bool) and start >= 0:
+            start_seq = start
+        else:
+            raise BadRequest(
+                f"start must be 'earliest', 'latest' or a sequence number >= 0, got {start!r}")
+        now = self.wall()
+        session = self._new_session_id()
+        state = SessionState(
+            session=session, log=self.log_name, start_seq=start_seq, next_seq=start_seq,
+            ack_wait=float(msg.ack_wait), max_in_flight=msg.max_in_flight,
+            max_deliveries=msg.max_deliveries, ttl=float(msg.ttl), created_at=now,
+            last_active=now)
+        key = keys.session_key(self.log_name, session)
+        result = await self.store.write([Put(key, _encode(state), expect_version=0)])
+        self.sessions[session] = _Session(state, result.versions[key])
+        self.runtime.trace.record(self.runtime.now(), "session_created", self.name,
+                                  f"{session} at {start_seq}")
+        return SessionCreated(session, start_seq)
+
+    async def _load(self, session: str) -> _Session:
+        cached = self.sessions.get(session)
+        if cached is not None:
+            return cached
+        if not keys.valid_session_id(session):
+            raise SessionNotFound(f"log {self.log_name!r} has no session {session!r} "
+                                  "(a session id is 32 lowercase hex digits)")
+        found = await self.store.get(keys.session_key(self.log_name, session))
+        if found is None:
+            raise SessionNotFound(f"log {self.log_name!r} has no session {session!r}")
+        loaded = _Session(_decode_state(found.value), found.version)
+        self.sessions[session] = loaded
+        return loaded
+
+    async def _live(self, session: str, now: float) -> _Session:
+        """The session, or ``SessionExpired`` (recorded durably the first time)."""
+        s = await self._load(session)
+        state = s.state
+        last = max(state.last_active, s.touched)
+        if state.expired or now > last + state.ttl:
+            if not state.expired:
+                expired = msgspec.structs.replace(state, expired=True, last_active=last)
+                key = keys.session_key(self.log_name, session)
+                result = await self.store.write([Put(key, _encode(expired), s.version)])
+                s.state, s.version = expired, result.versions[key]
+                del self.sessions[session]  # reloaded (as expired) if it is ever asked for
+                self.runtime.trace.record(self.runtime.now(), "session_expired", self.name,
+                                          session)
+            raise SessionExpired(
+                f"session {session} of log {self.log_name!r} expired: idle for more than its "
+                f"ttl of {state.ttl:g} s; create a new session")
+        return s
+
+    async def _save(self, session: str, s: _Session, state: SessionState,
+                    extra: list[Append] | None = None) -> None:
+        key = keys.session_key(self.log_name, session)
+        result = await self.store.write([Put(key, _encode(state), s.version), *(extra or ())])
+        s.state, s.version = state, result.versions[key]
+        s.touched = max(s.touched, state.last_active)
+
+    async def _touch(self, session: str, s: _Session, now: float) -> None:
+        """Note activity that changed nothing. Persisted at most about four times per TTL,
+        so after a crash a session has at least three quarters of its TTL to come back."""
+        s.touched = max(s.touched, now)
+        if now - s.state.last_active > s.state.ttl / 4:
+            with contextlib.suppress(StoreError):  # only a hint; the next activity retries
+                await self._save(session, s, msgspec.structs.replace(s.state, last_active=now))
+
+    # -- reads ------------------------------------------------------------------
+
+    async def _read(self, msg: ReadRecords) -> ReadResult | Parked:
+        now = self.wall()
+        s = await self._live(msg.session, now)
+        if not isinstance(msg.max_records, int) or msg.max_records < 1:
+            raise BadRequest(f"max_records must be an integer >= 1, got {msg.max_records!r}")
+        plan = plan_read(s.state, high_water=self.high_water, max_records=msg.max_records,
+                         now=now)
+        if not plan.changed:
+            await self._touch(msg.session, s, now)
+            return self._park(msg.session, s.state, now) if msg.park else ReadResult([])
+        records = await self._fetch(plan)
+        extra = []
+        if plan.dead:
+            extra.append(Append(keys.dead_letter_log(self.log_name, msg.session), [
+                (msg.session, _encode(DeadLetter(r.first, r.last, r.deliveries, now)))
+                for r in plan.dead]))
+        await self._save(msg.session, s, plan.state, extra)
+        if self.observer is not None:
+            self.observer(msg.session, plan)
+        for r in plan.dead:
+            self.runtime.trace.record(self.runtime.now(), "dead_lettered", self.name,
+                                      f"{msg.session} {r.first}..{r.last} after {r.deliveries}")
+        await self.fault_point("after recording a delivery, before replying")
+        if not records:
+            return self._park(msg.session, s.state, now) if msg.park else ReadResult([])
+        return ReadResult(records, now + s.state.ack_wait)
+
+    async def _fetch(self, plan: ReadPlan) -> list[Delivery]:
+        out: list[Delivery] = []
+        for r in [*plan.redelivered, *([plan.new] if plan.new else [])]:
+            entries = await self.cache.read(self.store, r.first, r.size)
+            n = r.deliveries
+            out.extend([Delivery(e.seq, e.key, e.payload, n) for e in entries])
+        return out
+
+    def _park(self, session: str, state: SessionState, now: float) -> Parked:
+        waiting = self.waiters.setdefault(session, {})
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting[wake] = None
+        wake.add_done_callback(lambda done: waiting.pop(done, None))
+        due = next_due(state)
+        return Parked(wake, None if due is None else max(0.0, due - now))
+
+    def _wake(self, session: str) -> None:
+        for wake in list(self.waiters.get(session, ())):
+            if not wake.done():
+                wake.set_result(None)
+
+    # -- acks -------------------------------------------------------------------
+
+    async def _ack(self, msg: AckRecords) -> Acked:
+        now = self.wall()
+        s = await self._live(msg.session, now)
+        if (msg.seqs is None) == (msg.through is None):
+            raise BadRequest("an ack names either seqs or through, not both and not neither")
+        if msg.seqs is not None:
+            if not all(type(seq) is int for seq in msg.seqs):
+                raise BadRequest("seqs must be integers")
+            state, acked = ack_seqs(s.state, msg.seqs, now)
+        else:
+            if type(msg.through) is not int or msg.through < 0:
+                raise BadRequest(f"through must be an integer >= 0, got {msg.through!r}")
+            state, acked = ack_through(s.state, msg.through, now)
+        if acked:
+            await self._save(msg.session, s, state)
+            self._wake(msg.session)  # room under max_in_flight for a waiting reader
+        else:
+            await self._touch(msg.session, s, now)
+        return Acked(acked, state.floor, state.in_flight_count)
+
+    # -- inspection ---------------------------------------------------------------
+
+    async def _describe(self, msg: DescribeSession) -> SessionInfo:
+        s = await self._load(msg.session)
+        st = s.state
+        last = max(st.last_active, s.touched)
+        return SessionInfo(
+            session=st.session, log=st.log, start_seq=st.start_seq, next_seq=st.next_seq,
+            floor=st.floor, in_flight=st.in_flight_count, in_flight_peak=st.in_flight_peak,
+            delivered=st.delivered, redelivered=st.redelivered, acked=st.acked,
+            dead_lettered=st.dead_lettered, ack_wait=st.ack_wait,
+            max_in_flight=st.max_in_flight, max_deliveries=st.max_deliveries, ttl=st.ttl,
+            created_at=st.created_at, last_active=last,
+            expires_at=last + st.ttl, expired=st.is_expired(self.wall()),
+            high_water=self.high_water)
+
+    async def _dead_letters(self, msg: ReadDeadLetters) -> list[DeadLetter]:
+        await self._load(msg.session)
+        if msg.offset < 0 or msg.limit < 1:
+            raise BadRequest("offset must be >= 0 and limit >= 1")
+        entries = await self.store.read(keys.dead_letter_log(self.log_name, msg.session),
+                                        msg.offset, msg.limit)
+        return [_decode_dead(e.payload) for e in entries]

@@ -1,0 +1,238 @@
+"""The ``[log]`` scenario system: serve a log to reader actors through sessions,
+inject faults, check the invariants against the store and the journal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from actors.logdelivery import _checks as checks
+from actors.logdelivery import _keys as keys
+from actors.logdelivery._client import LogService
+from actors.logdelivery._config import LogConfig, LogExpect
+from actors.logdelivery._errors import LogUnavailable, SessionExpired
+from actors.logdelivery._limits import SessionSettings
+from actors.logdelivery._workload import Journal, Workload
+from runtime import ActorStatistics, Runtime
+from runtime.scenario import (
+    InvariantResult,
+    MetricValue,
+    ScenarioContext,
+    ScenarioSystem,
+    SystemOutcome,
+)
+from runtime.store import FaultyStore, Put, Store
+
+_POLL = 0.05
+
+
+def durable_store(rt: Runtime) -> Store:
+    """The store without fault injection (setup and checks must not be failed by faults)."""
+    store = rt.store
+    return store.inner if isinstance(store, FaultyStore) else store
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _fresh_log(store: Store, base: str) -> tuple[str, int]:
+    """This run's log name: ``base`` the first time a store sees it, ``base-N`` after.
+
+    Running a scenario again against the same store must not inherit the
+    last run's log and sessions (its wall-clock stamps are from another run).
+    """
+    key = f"logdelivery/scenario-runs/{base}"
+    found = await store.get(key)
+    runs = int(found.value) if found else 0
+    await store.write([Put(key, str(runs + 1).encode(), found.version if found else 0)])
+    return (base if runs == 0 else f"{base}-{runs}"), runs
+
+
+def _restarts(stats: list[ActorStatistics], prefix: str) -> int:
+    return sum(s.restarted for s in stats if s.name.startswith(prefix))
+
+
+class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
+    section = "log"
+    config_type = LogConfig
+    expect_type = LogExpect
+    fault_kinds = ("poison", "slow")
+
+    def check(self, config: LogConfig, expect: LogExpect) -> list[tuple[str, str]]:
+        return config.problems()
+
+    async def run(self, ctx: ScenarioContext, config: LogConfig,
+                  expect: LogExpect) -> SystemOutcome:
+        rt = ctx.rt
+        store = durable_store(rt)
+        log_name, previous_runs = await _fresh_log(store, config.log)
+        journal = Journal()
+        defaults = SessionSettings(config.ack_wait, config.max_in_flight, config.max_deliveries,
+                                   config.session_ttl)
+        service = LogService(rt, defaults=defaults, ask_timeout=config.ask_timeout,
+                             observer=journal.observe)
+        workload = Workload(rt, config, await service.log(log_name), journal)
+        sessions = await workload.create_sessions(config.sessions)
+        idle = await workload.create_sessions(config.idle_sessions)
+        readers = await workload.start_readers(sessions)
+        started = rt.now()
+        producer = asyncio.get_running_loop().create_task(workload.produce())
+        for session in idle:
+            await workload.touch_once(session)
+        idle_touched = rt.now()
+        settled = False
+        while not settled:
+            settled = producer.done() and await self._settled(store, log_name, sessions)
+            if settled or rt.now() >= ctx.deadline:
+                break
+            ctx.progress(sum(len(b.seqs) for bs in journal.batches.values() for b in bs),
+                         config.records * config.sessions, "records delivered")
+            await rt.sleep(_POLL)
+        elapsed = rt.now() - started
+        stats = rt.statistics()
+        workload.stopping = True
+        await rt.root.stop(readers)
+        if not producer.done():
+            producer.cancel()
+        elif (failure := producer.exception()) is not None:
+            raise failure
+        expired = await self._expire_idle(workload, idle, idle_touched, config, ctx)
+        await service.close()
+        durable = await checks.load_durable(store, log_name, sessions)
+        client_restarts = _restarts(stats, "reader.")
+        invariants = [InvariantResult(
+            "finished", settled, f"every session settled in {elapsed:.3f} s" if settled
+            else f"sessions not settled by the deadline ({ctx.deadline:g} s)")]
+        wanted = {"no_gaps": expect.no_gaps,
+                  "at_least_once_in_order": expect.at_least_once_in_order,
+                  "no_client_offsets": expect.no_client_offsets,
+                  "in_flight_bounded": expect.in_flight_bounded}
+        found = [
+            checks.check_no_gaps(config, journal, durable, sessions),
+            checks.check_order(journal, durable, sessions),
+            checks.check_no_client_offsets(journal, durable, sessions, client_restarts,
+                                           settled),
+            checks.check_in_flight(config, journal, durable, sessions),
+        ]
+        invariants += [i for i in found if wanted[i.name]]
+        if idle:
+            invariants.append(InvariantResult(
+                "idle_sessions_expired", expired == len(idle),
+                f"{expired} of {len(idle)} abandoned sessions answered 'expired' after their "
+                f"ttl of {config.session_ttl:g} s"))
+        dead_total = sum(s.dead_lettered for s in durable.states.values())
+        counts = {
+            "client_restarts": client_restarts,
+            "server_restarts": _restarts(stats, "logserver."),
+            "redeliveries": sum(s.redelivered for s in durable.states.values()),
+            "dead_letters": dead_total,
+            "expired_sessions": expired,
+            "unavailable": journal.unavailable,
+        }
+        invariants += self._exercised(expect, counts)
+        if expect.max_dead_letters is not None:
+            invariants.append(InvariantResult(
+                "dead_letters_at_most", dead_total <= expect.max_dead_letters,
+                f"{dead_total} (expected at most {expect.max_dead_letters})"))
+        metrics = self._metrics(journal, durable, counts, elapsed, rt, previous_runs)
+        return SystemOutcome(invariants=invariants, metrics=metrics,
+                             extra=self._extra(durable, log_name))
+
+    @staticmethod
+    async def _settled(store: Store, log: str, sessions: list[str]) -> bool:
+        high_water = await store.high_water(keys.records_log(log))
+        for session in sessions:
+            found = await store.get(keys.session_key(log, session))
+            if found is None:
+                return False
+            state = checks.decode_state(found.value)
+            if state.next_seq != high_water or state.in_flight:
+                return False
+        return True
+
+    @staticmethod
+    async def _expire_idle(workload: Workload, idle: list[str], touched: float,
+                           config: LogConfig, ctx: ScenarioContext) -> int:
+        """Wait out the abandoned sessions' TTL, then each must answer 'expired'."""
+        if not idle:
+            return 0
+        rt = ctx.rt
+        await rt.sleep(max(0.0, touched + config.session_ttl + 0.01 - rt.now()))
+        expired = 0
+        for session in idle:
+            while True:
+                try:
+                    await workload.log.read(session, 1, 0.0)
+                except SessionExpired:
+                    expired += 1
+                except LogUnavailable:
+                    await workload.retry_pause()
+                    continue
+                break
+        return expired
+
+    @staticmethod
+    def _exercised(expect: LogExpect, counts: dict[str, int]) -> list[InvariantResult]:
+        """A scenario that claims to test a fault must show the fault happened."""
+        found = []
+        for name, floor in (("client_restarts", expect.min_client_restarts),
+                            ("server_restarts", expect.min_server_restarts),
+                            ("redeliveries", expect.min_redeliveries),
+                            ("dead_letters", expect.min_dead_letters),
+                            ("expired_sessions", expect.min_expired_sessions),
+                            ("unavailable", expect.min_unavailable)):
+            if floor > 0:
+                found.append(InvariantResult(f"exercised_{name}", counts[name] >= floor,
+                                             f"{counts[name]} (expected at least {floor})"))
+        return found
+
+    @staticmethod
+    def _metrics(journal: Journal, durable: checks.Durable, counts: dict[str, int],
+                 elapsed: float, rt: Runtime, previous_runs: int) -> dict[str, MetricValue]:
+        appended_at: dict[int, float] = {}
+        for first_seq, _, count, at in journal.appended:
+            for seq in range(first_seq, first_seq + count):
+                appended_at[seq] = at
+        latencies = [max(0.0, b.at - appended_at[seq])
+                     for batches in journal.batches.values() for b in batches
+                     for seq, n in zip(b.seqs, b.deliveries, strict=True)
+                     if n == 1 and seq in appended_at]
+        states = list(durable.states.values())
+        delivered = sum(s.delivered for s in states)
+        metrics: dict[str, MetricValue] = {
+            "records_appended": durable.high_water,
+            "sessions": len(states),
+            "deliveries": delivered,
+            "first_deliveries": delivered - counts["redeliveries"],
+            "acked": sum(s.acked for s in states),
+            "deliveries_per_s": round(delivered / elapsed, 1) if elapsed else 0.0,
+            "in_flight_peak": max((s.in_flight_peak for s in states), default=0),
+            "poisoned_batches": journal.poisoned,
+            "slow_batches": journal.slowed,
+            "faults_injected": rt.faults.injected,
+            "append_to_delivery_p50_s": round(_percentile(latencies, 0.5), 6),
+            "append_to_delivery_p99_s": round(_percentile(latencies, 0.99), 6),
+            "elapsed_s": round(elapsed, 6),
+        }
+        metrics.update(counts)
+        if previous_runs:
+            metrics["previous_runs_in_store"] = previous_runs
+        return metrics
+
+    @staticmethod
+    def _extra(durable: checks.Durable, log: str) -> dict[str, object]:
+        return {
+            "log": log,
+            "sessions": {sid: msgspec.to_builtins(msgspec.structs.replace(s, in_flight=[]))
+                         for sid, s in durable.states.items()},
+            "dead_letters": {sid: [[d.first, d.last, d.deliveries] for d in found[:100]]
+                             for sid, found in durable.dead.items() if found},
+        }
+
+
+SYSTEM = LogSystem()
