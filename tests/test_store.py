@@ -462,6 +462,30 @@ async def test_second_store_on_one_file_is_refused(tmp_path: Path, clock: FakeCl
         pass
 
 
+async def test_the_wal_stays_bounded_under_writes_without_pause(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints run on a background thread; with writes back to back it never
+    catches the WAL's end, so the inline backstop must still let the WAL restart."""
+    import threading
+
+    from runtime.store import _sqlite
+
+    monkeypatch.setattr(_sqlite, "_BACKSTOP_PAGES", 64)
+    path = tmp_path / "busy.db"
+    wal = Path(f"{path}-wal")
+    largest = 0
+    async with await open_store(sqlite_url(path), clock=clock) as store:
+        for i in range(300):
+            await asyncio.gather(*[store.write([Append(f"log{j}", [("k", bytes(200))] * 20)])
+                                   for j in range(4)])
+            largest = max(largest, wal.stat().st_size)
+        assert await store.high_water("log0") == 300 * 20
+    # 300 x 4 x 20 x 200 bytes is ~5 MB of entries; 64 pages is 256 KiB
+    assert largest < 2_000_000, largest
+    assert not any(t.name.startswith("checkpoint ") for t in threading.enumerate())
+
+
 async def test_statistics_are_a_frozen_record(store: Store) -> None:
     await store.get("k")
     stats = store.statistics()
