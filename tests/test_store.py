@@ -476,7 +476,7 @@ async def test_the_wal_stays_bounded_under_writes_without_pause(
     wal = Path(f"{path}-wal")
     largest = 0
     async with await open_store(sqlite_url(path), clock=clock) as store:
-        for i in range(300):
+        for _ in range(300):
             await asyncio.gather(*[store.write([Append(f"log{j}", [("k", bytes(200))] * 20)])
                                    for j in range(4)])
             largest = max(largest, wal.stat().st_size)
