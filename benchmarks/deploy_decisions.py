@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -110,12 +111,20 @@ def run_one(job: tuple[str, int, str]) -> dict[str, Any]:
         "experiment_verdict": stages[0]["verdict"] if stages else "none",
         "caught_in_wave": bool(stages) and stages[0]["verdict"] == "approved" and not in_force,
         "time_to_decision": (deciding["decided_at"] - started) if deciding else None,
+        "decided_by": _decided_by(deciding) if deciding and deciding["verdict"] != "approved"
+        else "",
         "bad_exposure": report.metrics["requests_on_bad_versions"],
         "requests": report.metrics["requests"],
         # good_approved / bad_rejected are the decision itself, counted above
         "invariants_failed": [i.name for i in report.invariants if not i.held
                               and i.name not in ("good_approved", "bad_rejected")],
     }
+
+
+def _decided_by(stage: dict[str, Any]) -> str:
+    """``"<stage kind>: <failed critical metrics>"`` of a stage that did not approve."""
+    failed = [m["metric"] for m in stage["evidence"]["metrics"] if m["critical"] and m["failed"]]
+    return f"{stage['kind']}: {', '.join(failed) or stage['verdict']}"
 
 
 def _rate(rows: list[dict[str, Any]], key: str, value: object = True) -> float:
@@ -143,6 +152,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "decision_s_median": statistics.median(times) if times else 0.0,
         "decision_s_p95": _pct(times, 0.95),
         "other_invariant_failures": sum(1 for r in rows if r["invariants_failed"]),
+        "not_approved_by": dict(Counter(r["decided_by"] for r in rows if r["decided_by"])),
     }
 
 
@@ -191,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                        "met": value <= limit}
     console = Console(file=sys.stdout, highlight=False, width=150)
     console.print(table)
+    for case in CASES:
+        by = results[case]["not_approved_by"]
+        if by:
+            console.print(f"{case}: not approved by " + ", ".join(
+                f"{where} ({n})" for where, n in sorted(by.items())))
     for case, goal in goals.items():
         mark = "[green]met[/]" if goal["met"] else "[red]NOT met[/]"
         console.print(f"goal {case}: {goal['measure']} {goal['value']:.1%} "

@@ -12,6 +12,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm  # type: ignore[import-untyped]
 
 from actors.deploy import (
     Analysis,
@@ -64,18 +65,28 @@ def test_latency_without_data_is_untestable() -> None:
     assert m.p_value is None and not m.failed
 
 
-def test_error_regression_uses_z_test_with_enough_errors() -> None:
+def test_error_regression_fails_with_an_exact_p_value_and_reports_z() -> None:
     m = compare_errors(50, 10000, 60, 1000, confidence=0.98, max_increase=0.01)
-    assert m.test == "two-proportion-z"
-    assert m.failed and m.effect == pytest.approx(0.055)
-    assert m.statistic is not None and m.statistic > 5
-
-
-def test_few_errors_use_fisher_exact() -> None:
-    """2 in 1504 vs 8 in 746: the z-test says p ~ 0.0008, the exact test ~ 0.003."""
-    m = compare_errors(2, 1504, 8, 746, confidence=0.98, max_increase=0.005)
     assert m.test == "fisher-exact"
-    assert m.p_value is not None and 0.001 < m.p_value < 0.01
+    assert m.failed and m.effect == pytest.approx(0.055)
+    assert m.p_value is not None and m.p_value < 1e-20
+    assert m.extra["z"] > 5
+
+
+@pytest.mark.parametrize(("control", "experiment", "z_p", "exact_p"), [
+    ((2, 1504), (8, 746), 0.0008, 0.0032),        # few errors
+    ((54, 13053), (22, 2310), 0.00034, 0.0014),   # dozens of errors, still far in the tail
+])
+def test_error_p_value_is_exact_where_the_z_test_understates_it(
+        control: tuple[int, int], experiment: tuple[int, int], z_p: float,
+        exact_p: float) -> None:
+    """At a corrected level the controller uses (1e-3), the z-test's normal
+    approximation would call these significant; the exact test does not."""
+    m = compare_errors(*control, *experiment, confidence=1.0 - 0.001, max_increase=0.005)
+    assert m.p_value == pytest.approx(exact_p, rel=0.05)
+    assert norm.sf(m.extra["z"]) == pytest.approx(z_p, rel=0.1)
+    assert norm.sf(m.extra["z"]) < 0.001 < m.p_value
+    assert not m.significant and not m.failed
 
 
 def test_increase_within_allowance_passes_and_no_errors_is_no_evidence() -> None:
@@ -146,13 +157,36 @@ def test_judge_approves_only_with_complete_data(n_c: int, n_e: int, err_c: float
         assert verdict in ("pending", "rejected")
 
 
-def test_look_alpha_spreads_confidence_over_every_planned_look() -> None:
+def test_look_alpha_spreads_confidence_over_every_planned_look_and_metric() -> None:
     policy = Analysis(confidence=0.98, bake=120.0, wave_bake=60.0,  # type: ignore[arg-type]
                       check_interval=20.0)  # type: ignore[arg-type]
     assert policy.looks("experiment") == 6 and policy.looks("wave") == 3
-    assert policy.look_alpha(2) == pytest.approx(0.02 / 12)
+    assert policy.look_alpha(2) == pytest.approx(0.02 / (12 * 2))
+    latency_only = Analysis(confidence=0.98, bake=120.0, wave_bake=60.0,  # type: ignore[arg-type]
+                            check_interval=20.0, critical=["latency"])  # type: ignore[arg-type]
+    assert latency_only.look_alpha(2) == pytest.approx(0.02 / 12)
     none = Analysis(confidence=0.98, look_correction="none")
     assert none.look_alpha(3) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("critical", [["latency"], ["errors"], ["latency", "errors"]])
+@pytest.mark.parametrize(("bake", "wave_bake", "interval", "waves", "hosts"), [
+    (120.0, 60.0, 20.0, [0.25, 1.0], 6),
+    (60.0, None, 15.0, [0.05, 0.25, 1.0], 8),
+    (45.0, 30.0, 20.0, [1.0], 1),
+])
+def test_every_test_of_a_rollout_together_stays_within_one_minus_confidence(
+        critical: list[str], bake: float, wave_bake: float | None, interval: float,
+        waves: list[float], hosts: int) -> None:
+    """The union bound the controller relies on: the levels of every planned
+    (stage, look, critical metric) test of one change sum to at most 1 - confidence."""
+    policy = Analysis(confidence=0.98, bake=bake, wave_bake=wave_bake,  # type: ignore[arg-type]
+                      check_interval=interval, waves=waves,  # type: ignore[arg-type]
+                      critical=critical)  # type: ignore[arg-type]
+    stages = ["experiment"] + ["wave"] * len(wave_sizes(waves, hosts))
+    level = policy.look_alpha(len(stages) - 1)
+    total = sum(level * policy.looks(kind) * len(critical) for kind in stages)
+    assert total == pytest.approx(0.02)
 
 
 def test_wave_sizes() -> None:

@@ -60,6 +60,9 @@ def test_quickstart_runs_the_stages_in_order_with_evidence(
     assert b["version"] == "b2" and b["control_version"] == "b1"
     evidence = b["evidence"]
     assert evidence["n_control"] >= 300 and evidence["n_experiment"] >= 300
+    # 1 - confidence over 6 + 3 * 3 planned looks and 2 critical metrics
+    assert evidence["alpha"] == pytest.approx(0.02 / (15 * 2))
+    assert all(s["evidence"]["alpha"] == evidence["alpha"] for s in report["stages"])
     latency = next(m for m in evidence["metrics"] if m["metric"] == "latency")
     assert latency["failed"] and latency["p_value"] < evidence["alpha"]
     assert latency["effect"] > 0.2 and latency["statistic"] > 0

@@ -7,8 +7,8 @@ Public API for embedding: :class:`Fleet` runs a :class:`DeploymentSpec`
 either a service model (``fn(configs, request, rng) -> (latency_s, ok)``,
 e.g. the built-in :class:`LatencyModel`) or the application's own async
 handler (``Fleet.serve``). The analysis is usable on its own:
-:func:`compare_latency` (Mann-Whitney U), :func:`compare_errors` (two-
-proportion z-test) and :func:`judge`. ``SYSTEM`` is the ``[deploy]``
+:func:`compare_latency` (Mann-Whitney U), :func:`compare_errors` (two
+proportions, Fisher's exact test) and :func:`judge`. ``SYSTEM`` is the ``[deploy]``
 scenario system registered under the ``shardline.systems`` entry point.
 """
 

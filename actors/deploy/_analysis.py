@@ -8,21 +8,25 @@ its median is slower than the control's by more than ``latency_tolerance``
 (relative). A tiny but real slowdown within the tolerance passes; a large
 observed slowdown that is not significant is not evidence either way.
 
-Errors: a one-sided two-proportion z-test (pooled) of "the experiment's
-error rate is higher"; it fails if significant **and** the observed increase
-exceeds ``max_error_rate_increase`` (absolute, 0.01 = one percentage point).
-With few errors (an expected count below ``MIN_EXPECTED`` in any cell) the
-normal approximation overstates significance several-fold (2 errors in
-1504 vs 8 in 746 gives p = 0.0008 by z, 0.003 exactly), so the same
-one-sided question is answered by Fisher's exact test instead; the evidence
-names the test used.
+Errors: a one-sided two-proportion test of "the experiment's error rate is
+higher"; it fails if significant **and** the observed increase exceeds
+``max_error_rate_increase`` (absolute, 0.01 = one percentage point). The
+p-value is always Fisher's exact test, not the pooled z-test's normal
+approximation: the controller tests at Bonferroni-corrected levels around
+1e-3 to 1e-4, and that far into the tail the approximation understates p
+several-fold even with dozens of errors (54 errors in 13053 vs 22 in 2310
+gives p = 0.00034 by z, 0.0014 exactly; 2 in 1504 vs 8 in 746 gives 0.0008
+by z, 0.003 exactly), which would reject harmless changes more often than
+the level says. The z statistic is still reported.
 
 A verdict needs data: fewer than ``min_samples`` requests on either side is
 no verdict at all; approval also needs the bake to be over and enough hosts
 reporting. A failed critical metric rejects at any look (stopping a bad
 change early limits exposure); non-critical metrics are reported only.
-Because every look may reject, the controller tests each look at a
-corrected level (``Analysis.look_alpha``), not at ``1 - confidence``.
+Because every look may reject on every critical metric, the controller
+tests each metric at each look at a corrected level (``Analysis.look_alpha``:
+``1 - confidence`` split over every planned look of the rollout and every
+critical metric), not at ``1 - confidence``; ``Evidence.alpha`` records it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from scipy.stats import fisher_exact, mannwhitneyu, norm  # type: ignore[import-untyped]
+from scipy.stats import fisher_exact, mannwhitneyu  # type: ignore[import-untyped]
 
 from actors.deploy._records import Evidence, MetricEvidence, VariantOutcomes
 from actors.deploy._spec import Analysis
 
 Judgement = Literal["approved", "rejected", "inconclusive", "pending"]
-MIN_EXPECTED = 10.0
 
 
 def compare_latency(
@@ -78,36 +81,29 @@ def compare_errors(
 ) -> MetricEvidence:
     """One-sided test of experiment error rate > control error rate.
 
-    A pooled two-proportion z-test (statistic: z), or Fisher's exact test
-    (statistic: the odds ratio) when an expected cell count is below
-    ``MIN_EXPECTED``.
+    The p-value is Fisher's exact test (statistic: the odds ratio); the
+    pooled two-proportion z is reported as ``extra["z"]``.
     """
     n_c, n_e = control_requests, experiment_requests
     if n_c < 1 or n_e < 1:
-        return MetricEvidence("errors", "two-proportion-z", critical, n_c, n_e, None, None,
+        return MetricEvidence("errors", "fisher-exact", critical, n_c, n_e, None, None,
                               None, max_increase, None, None, False, False)
     p_c, p_e = control_errors / n_c, experiment_errors / n_e
     errors = control_errors + experiment_errors
-    pooled = errors / (n_c + n_e)
-    expected = min(pooled * min(n_c, n_e), (1.0 - pooled) * min(n_c, n_e))
-    test = "two-proportion-z"
     if errors == 0 or errors == n_c + n_e:  # nothing distinguishes the variants
-        statistic, p = 0.0, 1.0
-    elif expected < MIN_EXPECTED:
-        test = "fisher-exact"
+        statistic, p, z = 1.0, 1.0, 0.0
+    else:
         table = [[experiment_errors, n_e - experiment_errors],
                  [control_errors, n_c - control_errors]]
         odds, p_value = fisher_exact(table, alternative="greater")
         statistic, p = float(odds), float(p_value)
-    else:
-        se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_e))
-        statistic = (p_e - p_c) / se
-        p = float(norm.sf(statistic))
+        pooled = errors / (n_c + n_e)
+        z = (p_e - p_c) / math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_e))
     effect = p_e - p_c
     significant = p < 1.0 - confidence
     failed = significant and effect > max_increase
-    return MetricEvidence("errors", test, critical, n_c, n_e, p_c, p_e, effect,
-                          max_increase, statistic, p, significant, failed)
+    return MetricEvidence("errors", "fisher-exact", critical, n_c, n_e, p_c, p_e, effect,
+                          max_increase, statistic, p, significant, failed, extra={"z": z})
 
 
 def judge(
@@ -118,9 +114,9 @@ def judge(
     """One look at a step: ``rejected`` any time, ``approved`` only when ``final``.
 
     ``pending`` means keep baking; ``inconclusive`` (only when ``final``) means
-    the bake ended without the data an approval needs. ``alpha`` is this
-    look's significance level (default ``1 - policy.confidence``; the
-    controller passes ``policy.look_alpha(kind)``).
+    the bake ended without the data an approval needs. ``alpha`` is the
+    level each metric is tested at in this look (default ``1 -
+    policy.confidence``; the controller passes ``policy.look_alpha(waves)``).
     """
     level = policy.alpha if alpha is None else alpha
     coverage = hosts_reporting / hosts if hosts else 1.0

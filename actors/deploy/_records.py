@@ -73,7 +73,8 @@ class MetricEvidence(msgspec.Struct, frozen=True):
     ``effect`` is the relative change of the median latency (``0.3`` = 30 %
     slower) for ``latency`` and the absolute change of the error rate for
     ``errors``; ``allowed`` is the tolerance it is compared with. ``failed``
-    means significant (``p_value < 1 - confidence``) *and* beyond ``allowed``.
+    means significant (``p_value`` below the look's ``Evidence.alpha``) *and*
+    beyond ``allowed``.
     ``statistic``/``p_value`` are ``None`` when the test could not be run.
     """
 
@@ -94,7 +95,11 @@ class MetricEvidence(msgspec.Struct, frozen=True):
 
 
 class Evidence(msgspec.Struct, frozen=True):
-    """Everything one look at a step saw; ``missing`` says why data was not enough."""
+    """Everything one look at a step saw; ``missing`` says why data was not enough.
+
+    ``alpha`` is the level every metric was tested at in this look (the
+    step's ``1 - confidence`` after the look and metric correction).
+    """
 
     look: int
     at: float

@@ -14,9 +14,10 @@ The policy, as the controller applies it:
   approval is only given at the end of the bake, with at least
   ``min_samples`` requests on each side and at least ``min_coverage`` of the
   hosts having reported within ``report_timeout``.
-- Every look may reject, so each look tests at a corrected level (see
-  ``Analysis.look_alpha``): the chance that a harmless change is rejected
-  anywhere in its rollout stays below ``1 - confidence``.
+- Every look may reject on every critical metric, so each of those tests
+  runs at a corrected level (see ``Analysis.look_alpha``): the chance that
+  a harmless change is rejected anywhere in its rollout, on any metric,
+  stays below ``1 - confidence``.
 - Missing data is never an approval: it is ``inconclusive``, which extends
   the bake by ``extension`` (up to ``max_extensions`` times) when
   ``on_inconclusive = "extend"``, and then, or at once with ``"reject"``,
@@ -80,22 +81,27 @@ class Analysis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return max(1, math.ceil(self.bake_for(kind) / self.check_interval - 1e-9))
 
     def look_alpha(self, wave_count: int) -> float:
-        """The significance level of one look, for a change promoted in ``wave_count`` waves.
+        """The level one metric is tested at in one look, for ``wave_count`` waves.
 
-        A change is looked at every ``check_interval`` of its experiment and of
-        each promotion wave, and the first significant look rejects it. Testing
-        each look at ``alpha`` would reject a harmless change far more often
-        than ``alpha`` (the peeking problem, once per look and per stage), so by
-        default every planned look of the change's whole rollout tests at
-        ``alpha / looks`` (Bonferroni): the chance that a harmless change is
-        rejected anywhere in its rollout stays below ``1 - confidence``. Looks
-        added by a bake extension use the same level.
-        ``look_correction = "none"`` tests every look at ``alpha`` (Kayenta's
-        single-analysis behaviour).
+        A change is looked at every ``check_interval`` of its experiment and
+        of each promotion wave, each look tests every critical metric, and
+        the first significant failure rejects the change. Testing each of
+        those at ``alpha`` would reject a harmless change far more often
+        than ``alpha`` (the peeking problem, once per look, per stage and
+        per metric), so by default every planned (look, critical metric)
+        pair of the change's whole rollout tests at ``alpha / (looks *
+        critical metrics)`` (Bonferroni): by the union bound, the chance
+        that a harmless change is rejected anywhere in its rollout stays
+        below ``1 - confidence``. Looks added by a bake extension, or
+        repeated after a controller restart, use the same level (they only
+        happen when data was missing or a decision was lost).
+        ``look_correction = "none"`` tests every metric at every look at
+        ``alpha`` (Kayenta's single-analysis behaviour).
         """
         if self.look_correction == "none":
             return self.alpha
-        return self.alpha / (self.looks("experiment") + wave_count * self.looks("wave"))
+        looks = self.looks("experiment") + wave_count * self.looks("wave")
+        return self.alpha / (looks * len(self.critical))
 
     def bake_for(self, kind: str) -> float:
         if kind == "wave" and self.wave_bake is not None:
