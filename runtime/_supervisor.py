@@ -45,7 +45,7 @@ import structlog
 
 from runtime._actor import Actor
 from runtime._cell import ExitKind, ExitReason, _ActorCell
-from runtime._errors import RestartIntensityExceeded
+from runtime._errors import RestartIntensityExceeded, ScenarioError, ShardlineError
 from runtime._message import Message
 from runtime._ref import ActorRef
 
@@ -399,6 +399,34 @@ class Supervisor:
                                           mailbox_capacity, shutdown_timeout)
         ref: ActorRef[M] = cell.ref
         return ref
+
+    async def spawn_retrying(
+        self,
+        cls: type[Actor[M]],
+        *args: object,
+        name: str,
+        backoff: Backoff,
+        attempts: int,
+    ) -> ActorRef[M]:
+        """``spawn``, retrying a first start that failed transiently.
+
+        A failed first ``recover`` is the spawner's error, not the
+        supervisor's, so a store error or an injected fault while an actor
+        first loads its state would otherwise abort the whole application
+        start. It is retried like a restart, with ``backoff``, at most
+        ``attempts`` times in all; a ``ScenarioError`` (bad input) is not.
+        """
+        for attempt in range(attempts):
+            try:
+                return await self.spawn(cls, *args, name=name)
+            except ScenarioError:
+                raise
+            except ShardlineError:
+                if attempt + 1 >= attempts:
+                    raise
+                rt = self._node.rt
+                await rt.sleep(backoff.delay(attempt, rt.random.random()))
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
 
     async def spawn_supervisor(
         self,

@@ -7,25 +7,14 @@ faults landed); these tests also check what the report shows beyond them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from runtime import cli
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """``cli.main`` points structlog at ``<out>/events.jsonl`` and closes that file on
-    return; put the previous configuration back so later tests can still log."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def run(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, *args: str,

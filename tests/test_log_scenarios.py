@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from actors.logdelivery import _server
 from actors.logdelivery._state import plan_read
@@ -15,15 +13,6 @@ from runtime.cli import main as shardline
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 INVARIANTS = ("no_gaps", "at_least_once_in_order", "no_client_offsets", "in_flight_bounded")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """``cli.main`` leaves structlog writing to ``<out>/events.jsonl``, which it has
-    closed on return; put the previous configuration back so later tests can log."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def run(path: Path | str, out: Path, capsys: pytest.CaptureFixture[str],

@@ -26,6 +26,7 @@ from runtime import (
     Restart,
     RestartIntensityExceeded,
     Runtime,
+    StoreError,
     Strategy,
     SupervisorSpec,
 )
@@ -523,3 +524,49 @@ def test_no_backoff_restarts_at_once() -> None:
             assert rt.trace.events("restart_scheduled") == []
 
     sim(main)
+
+
+# -- spawn_retrying -------------------------------------------------------------------
+
+
+class _FlakyStart(Actor[Ping]):
+    """Fails its first ``recover`` calls (a store that is briefly down)."""
+
+    failures_left: ClassVar[int] = 0
+    attempts: ClassVar[list[float]] = []
+
+    async def recover(self) -> None:
+        _FlakyStart.attempts.append(self.runtime.now())
+        if _FlakyStart.failures_left > 0:
+            _FlakyStart.failures_left -= 1
+            raise StoreError("store unavailable")
+
+    async def receive(self, msg: Ping) -> str:
+        return "pong"
+
+
+@pytest.mark.parametrize(("failures", "attempts", "starts"), [(2, 3, True), (3, 3, False)])
+def test_spawn_retrying_retries_a_failed_first_start_with_backoff(
+    failures: int, attempts: int, starts: bool
+) -> None:
+    """A first ``recover`` that fails is retried after the backoff delays, up to
+    ``attempts`` starts in all; past that the error reaches the spawner."""
+    _FlakyStart.failures_left = failures
+    _FlakyStart.attempts = []
+    backoff = Backoff(min=0.5, max=10.0, jitter=0.0)
+
+    async def main() -> None:
+        async with Runtime() as rt:
+            sup = await rt.spawn_supervisor("sup")
+            if starts:
+                ref = await sup.spawn_retrying(_FlakyStart, name="flaky", backoff=backoff,
+                                               attempts=attempts)
+                assert await ref.ask(Ping()) == "pong"
+            else:
+                with pytest.raises(StoreError):
+                    await sup.spawn_retrying(_FlakyStart, name="flaky", backoff=backoff,
+                                             attempts=attempts)
+                assert sup.children() == []
+
+    sim(main)
+    assert _FlakyStart.attempts == pytest.approx([0.0, 0.5, 1.5])

@@ -36,8 +36,6 @@ from runtime import (
     ActorRef,
     Message,
     Runtime,
-    ScenarioError,
-    ShardlineError,
     Supervisor,
 )
 from runtime._callables import resolve_callable
@@ -132,25 +130,10 @@ class StreamJob:
 
     async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,
                      name: str) -> ActorRef[M]:
-        """Spawn, retrying a first start that failed transiently.
-
-        A failed first ``recover`` is the spawner's error, not the
-        supervisor's (as OTP's ``start_child``), so a store error or an
-        injected fault while an actor first loads its state would otherwise
-        abort the whole job. It is retried like a restart, with the same
-        backoff and the same bound.
-        """
         config = self.config
-        for attempt in itertools.count():
-            try:
-                return await sup.spawn(cls, self, *args, name=name)
-            except ScenarioError:
-                raise
-            except ShardlineError:
-                if attempt + 1 >= config.max_restarts:
-                    raise
-                await self.rt.sleep(config.restart_backoff.delay(attempt, self.rt.random.random()))
-        raise AssertionError("unreachable")
+        return await sup.spawn_retrying(cls, self, *args, name=name,
+                                        backoff=config.restart_backoff,
+                                        attempts=config.max_restarts)
 
     async def checkpoints(self) -> list[tuple[Checkpoint, int]]:
         """Each partition's (checkpoint, chunk high water), read from the store."""

@@ -1,0 +1,102 @@
+"""The built-in tier functions: numeric sums per original key.
+
+They let a scenario run without user code and give the report an oracle:
+the final result must equal the sums computed directly over the originals
+(minus the dead letters counted out). Originals are ASCII integers
+(``b"417"``); every later body is JSON ``{"<original key>": sum, ...}``.
+``out_keys`` maps each key onto that many coarser keys (a stable CRC-32),
+so the range of strict-order keys narrows tier by tier.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+MapFn = Callable[[str, bytes], tuple[str, bytes]]
+ReduceFn = Callable[[str, list[bytes]], tuple[str, bytes]]
+FinalFn = Callable[[list[bytes]], object]
+
+_encode = msgspec.json.Encoder().encode
+_decode_sums = msgspec.json.Decoder(dict[str, int]).decode
+
+
+def sums_of(key: str, body: bytes) -> dict[str, int]:
+    """The sums a body stands for: an original's value under its key, or the JSON sums."""
+    if body[:1] == b"{":
+        return _decode_sums(body)
+    return {key: int(body)}
+
+
+def add_into(total: dict[str, int], sums: dict[str, int], sign: int = 1) -> None:
+    for k, v in sums.items():
+        total[k] = total.get(k, 0) + sign * v
+
+
+def regroup(tier: str, out_keys: int | None) -> Callable[[str], str]:
+    """The coarser key of ``key`` (the key itself when ``out_keys`` is None)."""
+    if out_keys is None:
+        return lambda key: key
+    width = len(str(out_keys - 1))
+
+    @functools.lru_cache(maxsize=1 << 16)  # a key recurs once per message it carries
+    def coarser(key: str) -> str:
+        return f"{tier}-{zlib.crc32(key.encode()) % out_keys:0{width}d}"
+
+    return coarser
+
+
+def make_map(tier: str, out_keys: int | None) -> MapFn:
+    """Built-in map: the body's sums, under the coarser key."""
+    to_key = regroup(tier, out_keys)
+
+    def transform(key: str, body: bytes) -> tuple[str, bytes]:
+        return to_key(key), _encode(sums_of(key, body))
+
+    transform.builtin = True  # type: ignore[attr-defined]
+    return transform
+
+
+def make_reduce(tier: str, out_keys: int | None) -> ReduceFn:
+    """Built-in reduce: the window's sums added up, under the coarser key."""
+    to_key = regroup(tier, out_keys)
+
+    def summarize(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+        total: dict[str, int] = {}
+        for body in bodies:
+            add_into(total, sums_of(key, body))
+        return to_key(key), _encode(total)
+
+    summarize.builtin = True  # type: ignore[attr-defined]
+    return summarize
+
+
+def final_sums(bodies: list[bytes]) -> object:
+    """Built-in final step: the sum per original key, their grand total and key count."""
+    total: dict[str, int] = {}
+    for body in bodies:
+        add_into(total, sums_of("", body))
+    return result_of(total)
+
+
+final_sums.builtin = True  # type: ignore[attr-defined]
+
+
+def result_of(total: dict[str, int]) -> dict[str, object]:
+    sums = {k: total[k] for k in sorted(total) if total[k] != 0}
+    return {"total": sum(sums.values()), "keys": len(sums), "sums": sums}
+
+
+def oracle(originals: Iterable[tuple[str, bytes]]) -> dict[str, int]:
+    """Sums per key computed directly over the originals."""
+    total: dict[str, int] = {}
+    for key, body in originals:
+        total[key] = total.get(key, 0) + int(body)
+    return total
+
+
+def is_builtin(fn: object) -> bool:
+    return bool(getattr(fn, "builtin", False))

@@ -1,0 +1,281 @@
+"""The queue invariants, checked against what is durable, not what actors believe.
+
+- ``strict_order``: replaying every server's journal, each key's messages
+  were handed out in offset (enqueue) order, a new one only after the one
+  before was acked or dead-lettered, and never while another of the key
+  was out; acks and releases matched the delivery that was out; and the
+  first queue's originals were enqueued per key in source order.
+- ``exactly_once_contribution``: the ledger of the messages folded into the
+  final result (count and digest, and in full lineage the exact ids) equals
+  the source's, minus the dead letters counted out; following ``parents``
+  from the final aggregates back to the originals reaches every original
+  that was not counted out exactly once.
+- ``result_matches_oracle`` (built-in functions only): the result equals
+  the sums computed directly over the originals, minus the dead letters
+  counted out.
+- ``dead_letters``: every dead-lettering the journals record has its
+  message in a dead-letter log and vice versa. A dead letter is counted
+  out of the ledger unless its output had already reached the result (a
+  client that enqueued it and then failed to ack, every time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from actors.queue import _records as records
+from actors.queue._builtins import add_into, is_builtin, oracle, result_of, sums_of
+from actors.queue._cluster import durable_store
+from actors.queue._history import History
+from actors.queue._journal import (
+    DeadLetter,
+    JournalEvent,
+    MessageAcked,
+    MessageDeadLettered,
+    MessageEnqueued,
+    MessageReceived,
+)
+from actors.queue._ledger import Ledger, digest_of_ids, merge_ledgers, original_id, subtract
+from actors.queue._records import FinalEntry
+from runtime.scenario import InvariantResult
+
+if TYPE_CHECKING:
+    from actors.queue._pipeline import QueuePipeline
+
+
+def _show(items: list[str], limit: int = 3) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+@dataclass
+class Checked:
+    invariants: list[InvariantResult]
+    dead_letters: list[dict[str, object]] = field(default_factory=list)
+    ledger: dict[str, object] = field(default_factory=dict)
+    counted_out: int = 0
+
+
+class _KeyTrack:
+    __slots__ = ("flight", "last_enqueued", "pending")
+
+    def __init__(self) -> None:
+        self.pending: deque[int] = deque()
+        self.flight: tuple[int, int] | None = None
+        self.last_enqueued = -1
+
+
+def check_strict_order(history: History, first_queue: str,
+                       source_index: dict[str, int]) -> InvariantResult:
+    problems: list[str] = []
+    deliveries = 0
+    keys: set[tuple[str, str]] = set()
+    last_index: dict[str, int] = {}
+    for server, events in enumerate(history.events):
+        tracks: dict[tuple[str, str], _KeyTrack] = {}
+        for e in events:
+            deliveries += _replay(server, e, tracks, problems)
+            if isinstance(e, MessageEnqueued) and e.queue == first_queue:
+                index = source_index.get(e.message.id, -1)
+                if index < last_index.get(e.message.key, -1):
+                    problems.append(f"original #{index} of key {e.message.key!r} enqueued "
+                                    f"after #{last_index[e.message.key]}")
+                last_index[e.message.key] = index
+        keys.update(tracks)
+    return InvariantResult(
+        "strict_order", not problems, "; ".join(problems[:3]) or
+        f"{deliveries} deliveries over {len(keys)} (queue, key) pairs: each key in enqueue "
+        "order, never two out at once")
+
+
+def _replay(server: int, e: JournalEvent, tracks: dict[tuple[str, str], _KeyTrack],
+            problems: list[str]) -> int:
+    key = e.message.key if isinstance(e, MessageEnqueued) else e.key
+    track = tracks.get((e.queue, key))
+    if track is None:
+        track = tracks[(e.queue, key)] = _KeyTrack()
+    where = f"server {server} {e.queue}/{key}@{e.offset}"
+    if isinstance(e, MessageEnqueued):
+        if e.offset <= track.last_enqueued:
+            problems.append(f"{where}: offset not increasing")
+        track.last_enqueued = e.offset
+        track.pending.append(e.offset)
+        return 0
+    head = track.pending[0] if track.pending else None
+    if isinstance(e, MessageReceived):
+        if track.flight is not None:
+            problems.append(f"{where}: delivered while @{track.flight[0]} was out")
+        if head != e.offset:
+            problems.append(f"{where}: delivered before @{head}")
+        track.flight = (e.offset, e.attempt)
+        return 1
+    if isinstance(e, MessageDeadLettered):
+        if head != e.offset:
+            problems.append(f"{where}: dead-lettered but the head is @{head}")
+        elif track.pending:
+            track.pending.popleft()
+        track.flight = None
+        return 0
+    if track.flight != (e.offset, e.attempt):
+        problems.append(f"{where}: {type(e).__name__} of attempt {e.attempt} not out")
+    elif isinstance(e, MessageAcked):
+        track.pending.popleft()
+    track.flight = None
+    return 0
+
+
+def _originals_under(history: History, roots: list[str], problems: list[str]) -> Counter[str]:
+    """Originals reached by following ``parents`` down from ``roots``, with multiplicity."""
+    found: Counter[str] = Counter()
+    stack = list(roots)
+    while stack:
+        ident = stack.pop()
+        stored = history.messages.get(ident)
+        if stored is None:
+            problems.append(f"message {ident[:12]} is not in any journal")
+            continue
+        parents = stored.message.parents
+        if parents:
+            stack.extend(parents)
+        else:
+            found[ident] += 1
+    return found
+
+
+async def check_pipeline(pipeline: QueuePipeline, history: History) -> Checked:
+    config = pipeline.config
+    store = durable_store(pipeline.rt)
+    items = list(pipeline.source_items(pipeline.seed))
+    ids = [original_id(config.name, i) for i in range(len(items))]
+    index_of = {ident: i for i, ident in enumerate(ids)}
+    first_queue = pipeline.input_queue(0)
+    invariants = [check_strict_order(history, first_queue, index_of)]
+    entries = [records.decode_final_entry(v.value)
+               for _, v in await store.scan(records.final_prefix(config.name))]
+    dead = await pipeline.cluster.dead_letters()
+    problems: list[str] = []
+    reached_roots = [e.message.id for e in entries]
+    reached_messages = _reachable(history, reached_roots)
+    dead_out = [d for d in dead if d.message.id not in reached_messages]
+    checked = Checked(invariants)
+    checked.counted_out = len(dead_out)
+    invariants.append(_contribution(pipeline, history, ids, index_of, entries, dead_out,
+                                    checked, problems))
+    if all(is_builtin(s.fn) for s in pipeline.steps) and is_builtin(pipeline.final_fn):
+        invariants.append(await _oracle(pipeline, items, dead_out, first_queue))
+    invariants.append(_dead_letter_check(history, dead, dead_out, checked, first_queue))
+    return checked
+
+
+def _reachable(history: History, roots: list[str]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        ident = stack.pop()
+        if ident in seen:
+            continue
+        seen.add(ident)
+        stored = history.messages.get(ident)
+        if stored is not None:
+            stack.extend(stored.message.parents)
+    return seen
+
+
+def _contribution(pipeline: QueuePipeline, history: History, ids: list[str],
+                  index_of: dict[str, int], entries: list[FinalEntry],
+                  dead_out: list[DeadLetter], checked: Checked,
+                  problems: list[str]) -> InvariantResult:
+    full = pipeline.full
+    source = digest_of_ids(ids)
+    out_ledger = merge_ledgers((d.message.ledger for d in dead_out), full)
+    expected = subtract(source, out_ledger)
+    final = merge_ledgers((e.message.ledger for e in entries), full)
+    checked.ledger = {
+        "source": {"count": source[0], "digest": source[1].hex()},
+        "final": {"count": final.count, "digest": final.digest_hex},
+        "dead_letters_counted_out": {"count": out_ledger.count, "digest": out_ledger.digest_hex},
+        "mode": pipeline.config.lineage,
+    }
+    if (final.count, final.digest) != expected:
+        problems.append(f"final ledger count {final.count} digest {final.digest_hex[:12]}… "
+                        f"!= source minus dead letters: count {expected[0]} digest "
+                        f"{expected[1].hex()[:12]}…")
+    walked = _originals_under(history, [e.message.id for e in entries], problems)
+    dropped = _originals_under(history, [d.message.id for d in dead_out], problems)
+    _compare("following parents", walked, Counter(ids) - dropped, index_of, problems)
+    if full:
+        exact = Counter(final.originals or [])
+        _compare("full-lineage ids", exact, Counter(ids) - Counter(
+            i for d in dead_out for i in (d.message.ledger.originals or [])), index_of, problems)
+    return InvariantResult(
+        "exactly_once_contribution", not problems, "; ".join(problems[:3]) or
+        f"final ledger of {len(entries)} aggregates: count {final.count} = {source[0]} "
+        f"originals - {out_ledger.count} counted out as dead letters; digest "
+        f"{final.digest_hex[:16]}… matches" + (
+            "; exact ids match" if full else "") + "; every original reached once")
+
+
+def _compare(how: str, got: Counter[str], want: Counter[str], index_of: dict[str, int],
+             problems: list[str]) -> None:
+    missing = [f"#{index_of.get(i, '?')}" for i in sorted(want - got)]
+    extra = [f"#{index_of.get(i, '?')} x{n}" for i, n in sorted((got - want).items())]
+    if missing:
+        problems.append(f"{how}: {len(missing)} originals missing: {_show(missing)}")
+    if extra:
+        problems.append(f"{how}: {len(extra)} originals counted more than once: "
+                        f"{_show(extra)}")
+
+
+async def _oracle(pipeline: QueuePipeline, items: list[tuple[str, bytes]],
+                  dead_out: list[DeadLetter], first_queue: str) -> InvariantResult:
+    try:
+        total = oracle(items)
+        for d in dead_out:
+            add_into(total, sums_of(d.message.key, d.message.body), sign=-1)
+    except ValueError as exc:
+        return InvariantResult("result_matches_oracle", False,
+                               f"the source's bodies are not integers: {exc}")
+    want = result_of(total)
+    got = await pipeline.result()
+    if got == want:
+        return InvariantResult("result_matches_oracle", True,
+                               f"sums of {want['keys']} keys, total {want['total']}, equal a "
+                               f"direct computation over {len(items)} originals"
+                               + (f" minus {len(dead_out)} dead letters" if dead_out else ""))
+    detail = "no result was folded" if not isinstance(got, dict) else (
+        f"total {got.get('total')} != {want['total']}, keys {got.get('keys')} != {want['keys']}")
+    return InvariantResult("result_matches_oracle", False, detail)
+
+
+def _dead_letter_check(history: History, dead: list[DeadLetter], dead_out: list[DeadLetter],
+                       checked: Checked, first_queue: str) -> InvariantResult:
+    journaled = Counter(
+        (server, e.queue, e.offset)
+        for server, events in enumerate(history.events)
+        for e in events if isinstance(e, MessageDeadLettered))
+    logged = Counter((d.server, d.queue, d.offset) for d in dead)
+    out_ids = {d.message.id for d in dead_out}
+    for d in dead:
+        checked.dead_letters.append({
+            "queue": d.queue, "key": d.message.key, "server": d.server, "offset": d.offset,
+            "id": d.message.id, "receives": d.receives, "reason": d.reason,
+            "originals": d.message.ledger.count,
+            "counted_out": d.message.id in out_ids,
+        })
+    problems = []
+    if journaled != logged:
+        problems.append(f"journals record {sum(journaled.values())} dead-letterings, "
+                        f"dead-letter logs hold {sum(logged.values())}")
+    counted = sum(d.message.ledger.count for d in dead_out)
+    return InvariantResult(
+        "dead_letters", not problems, "; ".join(problems) or
+        f"{len(dead)} dead letters listed; {len(dead_out)} counted out of the ledger "
+        f"({counted} originals)" + (
+            f", {len(dead) - len(dead_out)} had already reached the result"
+            if len(dead) != len(dead_out) else ""))
+
+
+def ledger_total(ledgers: list[Ledger]) -> Ledger:
+    return merge_ledgers(ledgers, full=False)

@@ -1,0 +1,293 @@
+"""``QueueCluster``: N queue servers on a runtime, and the calls clients make.
+
+```python
+async with Runtime(store="sqlite:///queue.db") as rt:
+    cluster = QueueCluster(rt, servers=4, visibility_timeout=30.0)
+    await cluster.start()
+    await cluster.send("orders", [("customer-7", b"paid")])
+    for d in await cluster.receive("orders", per_server=10):
+        ...                                    # process d.message.body
+        await cluster.ack([d.receipt])
+```
+
+Keys are placed by rendezvous hashing over the server ids ``server-0`` ...
+A store remembers how many servers its queues were spread over; starting
+a cluster with another count on the same store is refused (the keys whose
+owner changed would strand their messages on the old owner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from actors.queue._journal import DeadLetter, dead_letter_log, decode_dead_letter
+from actors.queue._ledger import Ledger, output_id
+from actors.queue._messages import (
+    Ack,
+    AckResult,
+    Delivery,
+    Depth,
+    Enqueue,
+    EnqueueResult,
+    QueueDepth,
+    QueuedMessage,
+    QueueServerMsg,
+    Receipt,
+    Receive,
+    Release,
+)
+from actors.queue._metrics import QueueMetrics
+from actors.queue._placement import Placement
+from actors.queue._server import QueueServer
+from actors.queue._state import ServerSettings
+from runtime import (
+    ActorRef,
+    AskTimeout,
+    Backoff,
+    InjectedFault,
+    Message,
+    Runtime,
+    ScenarioError,
+    StoreError,
+    Supervisor,
+)
+from runtime.store import FaultyStore, Put, Store
+
+M = TypeVar("M", bound=Message)
+
+TRANSIENT = (StoreError, InjectedFault, AskTimeout)
+"""What a server call may fail with and succeed on retry: the server journals a
+request before it answers, and every request is safe to repeat."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry a failed server call ``attempts`` more times, waiting ``backoff``."""
+
+    attempts: int
+    backoff: Backoff
+    rng: random.Random
+    on_retry: Callable[[str, BaseException], None] | None = None
+
+
+_START_BACKOFF = Backoff(min=0.001, max=0.1, jitter=0.2)
+_START_ATTEMPTS = 1000
+
+
+class ClusterLayout(msgspec.Struct, frozen=True):
+    """What a store's queues were created with (kept in ``q/<name>/layout``)."""
+
+    servers: int
+
+
+def durable_store(rt: Runtime) -> Store:
+    """The store without fault injection (checks and reports must not fail by faults)."""
+    store = rt.store
+    return store.inner if isinstance(store, FaultyStore) else store
+
+
+class QueueCluster:
+    """Strict-order queues over ``servers`` queue-server actors.
+
+    Every call may raise what the servers raise (``StoreError`` when the
+    store failed the request, ``InjectedFault``, ``AskTimeout``); nothing
+    of a failed call took effect except, possibly, its durable part, so
+    retrying an enqueue (same ids) or an ack is always safe.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        name: str = "queue",
+        servers: int = 4,
+        visibility_timeout: float = 30.0,
+        max_receives: int = 5,
+        dedup_window: float = 300.0,
+        ask_timeout: float = 30.0,
+        metrics: QueueMetrics | None = None,
+    ) -> None:
+        if servers < 1:
+            raise ValueError(f"servers must be >= 1, got {servers}")
+        if visibility_timeout <= 0 or dedup_window <= 0 or ask_timeout <= 0:
+            raise ValueError("visibility_timeout, dedup_window and ask_timeout must be > 0")
+        if max_receives < 1:
+            raise ValueError(f"max_receives must be >= 1, got {max_receives}")
+        if not name or "/" in name:
+            raise ValueError(f"cluster name must be non-empty and without '/', got {name!r}")
+        self.rt = rt
+        self.name = name
+        self.settings = ServerSettings(visibility_timeout, max_receives, dedup_window)
+        self.ask_timeout = ask_timeout
+        self.metrics = metrics or QueueMetrics()
+        self.server_ids = [f"server-{i}" for i in range(servers)]
+        self.placement = Placement(self.server_ids)
+        self.servers: list[ActorRef[QueueServerMsg]] = []
+        self.supervisor: Supervisor | None = None
+        self._owns_supervisor = False
+
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Check the layout and spawn the servers (under ``supervisor`` or a new one)."""
+        await self._check_layout()
+        if supervisor is None:
+            supervisor = await self.rt.spawn_supervisor(
+                f"{self.name}.servers", max_restarts=1000, within=10.0,
+                backoff=Backoff(min=0.001, max=0.1, jitter=0.2))
+            self._owns_supervisor = True
+        self.supervisor = supervisor
+        for i in range(len(self.server_ids)):
+            self.servers.append(await supervisor.spawn_retrying(
+                QueueServer, self, i, name=f"{self.name}.server-{i}",
+                backoff=_START_BACKOFF, attempts=_START_ATTEMPTS))
+
+    async def _check_layout(self) -> None:
+        store = durable_store(self.rt)
+        key = f"q/{self.name}/layout"
+        found = await store.get(key)
+        mine = ClusterLayout(len(self.server_ids))
+        if found is None:
+            await store.write([Put(key, msgspec.json.encode(mine), 0)])
+            return
+        theirs = msgspec.json.decode(found.value, type=ClusterLayout)
+        if theirs != mine:
+            raise ScenarioError(
+                f"queue cluster {self.name!r}: the store holds queues spread over "
+                f"{theirs.servers} servers; starting with {mine.servers} would strand the "
+                "messages of every key whose owner changed (use a fresh store)")
+
+    async def stop(self) -> None:
+        if self.supervisor is not None and self._owns_supervisor:
+            await self.rt.root.stop(self.supervisor)
+        self.supervisor = None
+
+    # -- client calls --------------------------------------------------------
+
+    def server_of(self, key: str) -> int:
+        return self.placement(key)
+
+    async def _ask(self, server: int, msg: QueueServerMsg, retry: Retry | None) -> object:
+        attempt = 0
+        while True:
+            try:
+                return await self.servers[server].ask(msg, timeout=self.ask_timeout)
+            except TRANSIENT as exc:
+                if retry is None or attempt >= retry.attempts:
+                    raise
+                if retry.on_retry is not None:
+                    retry.on_retry(f"{type(msg).__name__} to server {server}", exc)
+                await asyncio.sleep(retry.backoff.delay(attempt, retry.rng.random()))
+                attempt += 1
+
+    async def enqueue(self, queue: str, messages: Sequence[QueuedMessage],
+                      retry: Retry | None = None) -> EnqueueResult:
+        """Store ``messages`` on their keys' servers (one request per server, concurrently).
+
+        With ``retry``, each server's part is retried on its own; a repeat of a
+        part that was stored is dropped as a duplicate.
+        """
+        by_server: dict[int, list[QueuedMessage]] = {}
+        placement = self.placement
+        for m in messages:
+            by_server.setdefault(placement(m.key), []).append(m)
+        results = await asyncio.gather(*[
+            self._ask(s, Enqueue(queue, batch), retry) for s, batch in by_server.items()])
+        accepted = duplicates = 0
+        for r in results:
+            assert isinstance(r, EnqueueResult)
+            accepted += r.accepted
+            duplicates += r.duplicates
+        return EnqueueResult(accepted, duplicates)
+
+    async def send(self, queue: str, items: Iterable[tuple[str, bytes]],
+                   dedup_ids: Sequence[str] | None = None) -> EnqueueResult:
+        """Enqueue ``(key, body)`` pairs; ids default to a hash of queue, key and body."""
+        messages = []
+        for index, (key, body) in enumerate(items):
+            ident = (dedup_ids[index] if dedup_ids is not None
+                     else output_id(f"send:{queue}", [key, body.hex()]))
+            messages.append(QueuedMessage(ident, key, body, Ledger()))
+        return await self.enqueue(queue, messages)
+
+    async def receive(self, queue: str, per_server: int = 10,
+                      on_error: Callable[[int, BaseException], None] | None = None,
+                      ) -> list[Delivery]:
+        """Up to ``per_server`` messages from each server, each the head of a distinct key.
+
+        With ``on_error``, a server whose call failed is reported there and
+        skipped (whatever it journaled as delivered comes back after the
+        visibility timeout); without it the first failure is raised.
+        """
+        replies = await asyncio.gather(*[
+            ref.ask(Receive(queue, per_server), timeout=self.ask_timeout)
+            for ref in self.servers], return_exceptions=on_error is not None)
+        out: list[Delivery] = []
+        for server, reply in enumerate(replies):
+            if isinstance(reply, BaseException):
+                if on_error is None or not isinstance(reply, TRANSIENT):
+                    raise reply
+                on_error(server, reply)
+                continue
+            assert isinstance(reply, list)
+            out.extend(reply)
+        return out
+
+    async def ack(self, receipts: Iterable[Receipt], retry: Retry | None = None) -> AckResult:
+        """Acknowledge deliveries; stale ones (after their visibility timeout) are refused."""
+        return await self._settle(receipts, None, retry)
+
+    async def release(self, receipts: Iterable[Receipt], reason: str = "",
+                      retry: Retry | None = None) -> AckResult:
+        """Give deliveries back at once (processing failed); the last receive dead-letters."""
+        return await self._settle(receipts, reason, retry)
+
+    async def _settle(self, receipts: Iterable[Receipt], reason: str | None,
+                      retry: Retry | None) -> AckResult:
+        by_server: dict[int, list[Receipt]] = {}
+        for r in receipts:
+            by_server.setdefault(r.server, []).append(r)
+        settle: Callable[[list[Receipt]], QueueServerMsg] = (
+            Ack if reason is None else (lambda batch: Release(batch, reason)))
+        results = await asyncio.gather(*[
+            self._ask(s, settle(batch), retry) for s, batch in by_server.items()])
+        acked = 0
+        refused: list[Receipt] = []
+        for result in results:
+            assert isinstance(result, AckResult)
+            acked += result.acked
+            refused.extend(result.refused)
+        return AckResult(acked, refused)
+
+    async def depth(self, queue: str) -> QueueDepth:
+        """The queue's depth summed over the servers."""
+        replies = await asyncio.gather(*[
+            self._ask(s, Depth(queue), None) for s in range(len(self.servers))])
+        pending = in_flight = dead = 0
+        for d in replies:
+            assert isinstance(d, QueueDepth)
+            pending += d.pending
+            in_flight += d.in_flight
+            dead += d.dead
+        return QueueDepth(pending, in_flight, dead)
+
+    async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
+        """Every dead letter in the store (of ``queue``, or of all queues), by server."""
+        store = durable_store(self.rt)
+        found: list[DeadLetter] = []
+        for i in range(len(self.server_ids)):
+            log = dead_letter_log(self.name, i)
+            seq = 0
+            while True:
+                page = await store.read(log, seq, 1000)
+                for entry in page:
+                    if queue is None or entry.key == queue:
+                        found.append(decode_dead_letter(entry.payload))
+                seq += len(page)
+                if len(page) < 1000:
+                    break
+        return found

@@ -1,0 +1,107 @@
+"""The polling loop every queue client shares (tier clients and the final step).
+
+A client handles one ``Poll`` at a time: receive a batch (at most one
+message per key, from every server at once), handle it, and poll again at
+once if it got anything, else after ``idle_poll``. Fault points sit between
+the steps of a handling, so an injected crash or pause can land after a
+receive, after processing, or between enqueueing outputs and acking inputs.
+Server calls that fail transiently are retried with backoff; a client that
+still cannot proceed crashes, and its messages come back after their
+visibility timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from actors.queue._cluster import Retry
+from actors.queue._messages import Delivery, Receipt
+from runtime import Actor, ConflictError, Message, StoreError
+
+if TYPE_CHECKING:
+    from actors.queue._pipeline import QueuePipeline
+
+
+T = TypeVar("T")
+
+
+class Poll(Message, frozen=True):
+    """Timer: take the next batch."""
+
+
+class QueueConsumer(Actor[Poll]):
+    """Base of the clients: subclasses implement ``handle``."""
+
+    mailbox_capacity = 16
+
+    def __init__(self, pipeline: QueuePipeline, queue: str) -> None:
+        self.pipeline = pipeline
+        self.cluster = pipeline.cluster
+        self.metrics = pipeline.metrics
+        self.queue = queue
+        config = pipeline.config
+        self.batch = config.receive_batch
+        self.idle_poll = config.idle_poll
+
+    async def started(self) -> None:
+        config = self.pipeline.config
+        self.retry = Retry(attempts=8, backoff=config.retry_backoff, rng=self.random,
+                           on_retry=self._on_retry)
+        self.send_after(0.0, Poll())
+
+    def _on_retry(self, what: str, exc: BaseException) -> None:
+        self.metrics.request_retries += 1
+        self.log.warning("queue.retry", call=what, error=f"{type(exc).__name__}: {exc}")
+
+    async def store_call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A store call, retried with backoff on ``StoreError`` (never on a conflict:
+        a compare-and-set that lost must be recomputed, not repeated)."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ConflictError:
+                raise
+            except StoreError as exc:
+                if attempt >= self.retry.attempts:
+                    raise
+                self._on_retry(what, exc)
+                await asyncio.sleep(self.retry.backoff.delay(attempt, self.random.random()))
+                attempt += 1
+
+    def _on_receive_error(self, server: int, exc: BaseException) -> None:
+        self.metrics.request_retries += 1
+        self.log.warning("queue.receive_failed", server=server,
+                         error=f"{type(exc).__name__}: {exc}")
+
+    async def receive(self, msg: Poll) -> None:
+        deliveries = await self.cluster.receive(self.queue, self.batch,
+                                                on_error=self._on_receive_error)
+        if deliveries:
+            await self.fault_point(f"after receiving {len(deliveries)} messages")
+            await self.handle(deliveries)
+        self.send_after(0.0 if deliveries else self.idle_poll, Poll())
+
+    async def handle(self, deliveries: list[Delivery]) -> None:
+        raise NotImplementedError
+
+    async def ack(self, receipts: list[Receipt]) -> None:
+        """Ack inputs whose outputs are durable; refused (late) acks are counted."""
+        if not receipts:
+            return
+        result = await self.cluster.ack(receipts, self.retry)
+        if result.refused:
+            self.pipeline.note_refused(self.name, result.refused)
+
+    async def release(self, failed: list[tuple[Receipt, BaseException]]) -> None:
+        if not failed:
+            return
+        self.metrics.processing_errors += len(failed)
+        by_reason: dict[str, list[Receipt]] = {}
+        for receipt, exc in failed:
+            by_reason.setdefault(f"{type(exc).__name__}: {exc}", []).append(receipt)
+        for reason, receipts in by_reason.items():
+            self.log.warning("queue.processing_failed", count=len(receipts), error=reason)
+            await self.cluster.release(receipts, reason, self.retry)

@@ -1,0 +1,34 @@
+"""The final step's client: keeps every message of the last tier, once.
+
+Each message is written as a record named by its id (writing it again
+changes nothing) before it is acked; when the last tier has finished, the
+conductor folds the records into the final result.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors.queue import _records as records
+from actors.queue._config import FINAL_QUEUE
+from actors.queue._consumer import QueueConsumer
+from actors.queue._messages import Delivery
+from actors.queue._records import FinalEntry
+from runtime.store import Put
+
+if TYPE_CHECKING:
+    from actors.queue._pipeline import QueuePipeline
+
+
+class FinalClient(QueueConsumer):
+    def __init__(self, pipeline: QueuePipeline) -> None:
+        super().__init__(pipeline, FINAL_QUEUE)
+        self.prefix = records.final_prefix(pipeline.config.name)
+
+    async def handle(self, deliveries: list[Delivery]) -> None:
+        ops = [Put(self.prefix + d.message.id,
+                   records.encode(FinalEntry(d.receipt.server, d.receipt.offset, d.message)))
+               for d in deliveries]
+        await self.store_call("final write", lambda: self.runtime.store.write(ops))
+        await self.fault_point("after keeping final messages, before acking them")
+        await self.ack([d.receipt for d in deliveries])

@@ -1,0 +1,67 @@
+"""Counters and latency samples a queue cluster keeps while it runs.
+
+They live outside the actors (a restart does not reset them) and only
+describe this run; the store holds the truth the invariants are checked on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.queue._journal import MessageReleased, VisibilityExpired
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (0 for no values), the rule every report here uses."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class QueueMetrics:
+    enqueued: int = 0
+    duplicates_dropped: int = 0
+    deliveries: int = 0
+    redeliveries: int = 0
+    acked: int = 0
+    acks_refused: int = 0
+    released: int = 0
+    visibility_expired: int = 0
+    dead_lettered: int = 0
+    server_recoveries: int = 0
+    recovered_messages: int = 0
+    processing_errors: int = 0
+    outputs_enqueued: int = 0
+    windows_closed: int = 0
+    window_conflicts: int = 0
+    request_retries: int = 0
+    latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    """Per queue: (key, seconds from enqueue to ack) of every acked message."""
+
+    def on_delivery(self, queue: str, key: str, offset: int, attempt: int, now: float) -> None:
+        self.deliveries += 1
+        if attempt > 1:
+            self.redeliveries += 1
+
+    def on_ack(self, queue: str, key: str, latency: float) -> None:
+        self.acked += 1
+        samples = self.latencies.get(queue)
+        if samples is None:
+            samples = self.latencies[queue] = []
+        samples.append((key, latency))
+
+    def on_visible_again(self, event: MessageReleased | VisibilityExpired) -> None:
+        if isinstance(event, MessageReleased):
+            self.released += 1
+        else:
+            self.visibility_expired += 1
+
+    def latency(self, queue: str, q: float, keys: set[str] | None = None,
+                exclude: set[str] | None = None) -> float:
+        """Percentile ``q`` of enqueue-to-ack seconds on ``queue``, optionally for some keys."""
+        samples = self.latencies.get(queue, [])
+        values = [lat for key, lat in samples
+                  if (keys is None or key in keys) and (exclude is None or key not in exclude)]
+        return percentile(values, q)

@@ -1,0 +1,177 @@
+"""``QueuePipeline``: tiers of queue clients over a queue cluster (the embedding API).
+
+```python
+async with Runtime(store="sqlite:///pipeline.db") as rt:
+    pipeline = QueuePipeline(rt, QueueConfig(
+        source=GeneratedSource(records=10_000, keys=500),
+        tiers=[TierConfig("transform", "map", out_keys=100),
+               TierConfig("summarize", "reduce", window=50, out_keys=10),
+               TierConfig("aggregate", "reduce", window=20)]))
+    await pipeline.start()
+    await pipeline.wait_done()
+    print(await pipeline.result())
+```
+
+Under one supervisor named after the pipeline it spawns, in this order,
+the queue servers, the tier clients (``<name>.<tier>-<j>``), the final
+step's client (``<name>.final``), the conductor and the producer. Each
+tier's input queue is named after the tier; the last tier writes to the
+queue ``final``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from actors.queue import _records as records
+from actors.queue._builtins import final_sums
+from actors.queue._cluster import QueueCluster, durable_store
+from actors.queue._conductor import Conductor
+from actors.queue._config import FINAL_QUEUE, QueueConfig
+from actors.queue._final import FinalClient
+from actors.queue._functions import TierStep
+from actors.queue._messages import Receipt
+from actors.queue._metrics import QueueMetrics
+from actors.queue._producer import Producer
+from actors.queue._records import FinalSummary, ProducerCursor, Progress
+from actors.queue._source import SourceItems, source_items
+from actors.queue._tiers import MapClient, ReduceClient
+from runtime import Actor, ActorRef, Message, Runtime, Supervisor
+from runtime._callables import resolve_callable
+
+FinalFn = Callable[[list[bytes]], object]
+M = TypeVar("M", bound=Message)
+
+
+class QueuePipeline:
+    """A multi-tier pipeline; see the module docstring.
+
+    ``source``, ``functions`` (tier name -> function) and ``final`` override
+    the configuration's function names with Python callables.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        config: QueueConfig,
+        *,
+        seed: int = 0,
+        source: SourceItems | None = None,
+        functions: dict[str, Callable[..., object]] | None = None,
+        final: FinalFn | None = None,
+    ) -> None:
+        problems = config.problems()
+        if problems:
+            field, message = problems[0]
+            raise ValueError(f"queue config: {field}: {message}")
+        self.rt = rt
+        self.config = config
+        self.seed = seed
+        self.full = config.lineage == "full"
+        self.metrics = QueueMetrics()
+        self.metrics_produced = 0
+        self.late_acks: list[tuple[str, Receipt]] = []
+        self.cluster = QueueCluster(
+            rt, name=config.name, servers=config.servers,
+            visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
+            dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
+            metrics=self.metrics)
+        self.source_items: Callable[[int], Iterator[tuple[str, bytes]]] = (
+            source or source_items(config.source))
+        functions = functions or {}
+        unknown = set(functions) - {t.name for t in config.tiers}
+        if unknown:
+            raise ValueError(f"functions given for unknown tiers: {sorted(unknown)}")
+        poison = config.poison
+        poisoned = (poison.tier or config.tiers[0].name) if poison is not None else None
+        self.steps = [TierStep(t, functions.get(t.name), poison if t.name == poisoned else None)
+                      for t in config.tiers]
+        if final is None and config.final is not None:
+            final = resolve_callable(config.final, what="queue final function")
+        self.final_fn: FinalFn = final or final_sums
+        self.supervisor: Supervisor | None = None
+        self.resumed = False
+
+    # -- layout ------------------------------------------------------------------
+
+    def input_queue(self, tier: int) -> str:
+        return self.config.tiers[tier].name
+
+    def output_queue(self, tier: int) -> str:
+        tiers = self.config.tiers
+        return tiers[tier + 1].name if tier + 1 < len(tiers) else FINAL_QUEUE
+
+    @property
+    def queues(self) -> list[str]:
+        return [*(t.name for t in self.config.tiers), FINAL_QUEUE]
+
+    def note_refused(self, client: str, refused: list[Receipt]) -> None:
+        """A client's acks came too late (or were stale); its outputs were duplicates."""
+        rt = self.rt
+        for receipt in refused:
+            self.late_acks.append((client, receipt))
+            rt.trace.record(rt.now(), "late_ack_refused", client,
+                            f"{receipt.queue}/{receipt.key}@{receipt.offset}#{receipt.attempt}")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self.resumed = (await self.cursor()).position > 0
+        sup = await self.rt.spawn_supervisor(
+            config.name, max_restarts=config.max_restarts, within=config.within,
+            backoff=config.restart_backoff)
+        self.supervisor = sup
+        await self.cluster.start(sup)
+        for i, tier in enumerate(config.tiers):
+            cls = MapClient if tier.kind == "map" else ReduceClient
+            for j in range(tier.clients):
+                await self._spawn(sup, cls, self, i, name=f"{config.name}.{tier.name}-{j}")
+        await self._spawn(sup, FinalClient, self, name=f"{config.name}.final")
+        await self._spawn(sup, Conductor, self, name=f"{config.name}.conductor")
+        await self._spawn(sup, Producer, self, name=f"{config.name}.producer")
+
+    async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,
+                     name: str) -> ActorRef[M]:
+        config = self.config
+        return await sup.spawn_retrying(cls, *args, name=name,
+                                        backoff=config.restart_backoff,
+                                        attempts=config.max_restarts)
+
+    async def stop(self) -> None:
+        """Stop every actor of the pipeline; the store keeps its state (start again to resume)."""
+        if self.supervisor is not None:
+            await self.rt.root.stop(self.supervisor)
+            self.supervisor = None
+
+    # -- progress ----------------------------------------------------------------------
+
+    async def cursor(self) -> ProducerCursor:
+        found = await durable_store(self.rt).get(records.cursor_key(self.config.name))
+        return records.decode_cursor(found.value) if found else ProducerCursor()
+
+    async def progress(self) -> Progress:
+        found = await durable_store(self.rt).get(records.progress_key(self.config.name))
+        return records.decode_progress(found.value) if found else Progress()
+
+    async def done(self) -> bool:
+        """Every tier finished and the result is folded (durably)."""
+        return (await self.progress()).done
+
+    async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
+        while not await self.done():
+            if deadline is not None and self.rt.now() >= deadline:
+                return False
+            await self.rt.sleep(poll)
+        return True
+
+    async def summary(self) -> FinalSummary | None:
+        found = await durable_store(self.rt).get(records.result_key(self.config.name))
+        return records.decode_summary(found.value) if found else None
+
+    async def result(self) -> object:
+        """The final function's result (decoded from JSON), or None before it is folded."""
+        summary = await self.summary()
+        return None if summary is None else json.loads(summary.result)

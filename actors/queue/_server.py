@@ -1,0 +1,187 @@
+"""The queue server actor: single writer of its journal.
+
+Every request is planned against the in-memory state, written to the
+journal as one entry (one store write, so concurrent requests of all
+servers share a group commit), and only then applied and answered. If the
+write fails the server crashes on purpose: its supervisor restarts it and
+``recover`` rebuilds the state from the journal, so memory never holds
+anything the store does not. Messages out when the server went down stay
+out (a fresh visibility timeout), so a key never has two out at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors.queue import _journal as journal
+from actors.queue._journal import (
+    DeadLetter,
+    JournalEntry,
+    JournalEvent,
+    MessageDeadLettered,
+    ServerCheckpoint,
+)
+from actors.queue._messages import (
+    Ack,
+    AckResult,
+    Depth,
+    Enqueue,
+    EnqueueResult,
+    ExpireVisibility,
+    QueueDepth,
+    QueueServerMsg,
+    Receive,
+    Release,
+)
+from actors.queue._state import ServerState
+from runtime import Actor, ShardlineError, Timer
+from runtime.store import Append, Put
+
+if TYPE_CHECKING:
+    from actors.queue._cluster import QueueCluster
+
+_READ_PAGE = 256
+CHECKPOINT_EVERY = 256
+"""Journal entries between checkpoints (each bounds how far back recovery reads)."""
+
+
+class MisroutedMessage(ShardlineError):
+    """An enqueue named a key that rendezvous placement puts on another server."""
+
+
+class QueueServer(Actor[QueueServerMsg]):
+    mailbox_capacity = 4096
+
+    def __init__(self, cluster: QueueCluster, index: int) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.journal_log = journal.journal_log(cluster.name, index)
+        self.dlq_log = journal.dead_letter_log(cluster.name, index)
+        self.checkpoint_key = journal.checkpoint_key(cluster.name, index)
+        self._timer: Timer | None = None
+        self._timer_at: float | None = None
+
+    async def recover(self) -> None:
+        """Rebuild the state from the checkpoint and the journal after it."""
+        rt = self.runtime
+        store = rt.store
+        found = await store.get(self.checkpoint_key)
+        checkpoint = journal.decode_checkpoint(found.value) if found else ServerCheckpoint()
+        self.checkpoint_version = found.version if found else 0
+        state = ServerState(self.index, self.cluster.settings, rt.now, rt.clock.wall,
+                            self.cluster.metrics)
+        state.next_offset = checkpoint.next_offset
+        seq = checkpoint.from_seq
+        replayed = 0
+        while True:
+            page = await store.read(self.journal_log, seq, _READ_PAGE)
+            for entry in page:
+                events = journal.decode_entry(entry.payload).events
+                state.apply(events, entry.seq, live=False)
+                replayed += len(events)
+            if page:
+                seq = page[-1].seq + 1
+            if len(page) < _READ_PAGE:
+                break
+        self.state = state
+        self.high_water = max(seq, await store.high_water(self.journal_log))
+        self.since_checkpoint = 0
+        if self.high_water > 0:
+            metrics = self.cluster.metrics
+            metrics.server_recoveries += 1
+            metrics.recovered_messages += sum(q.held for q in state.queues.values())
+            rt.trace.record(rt.now(), "queue_recovered", self.name,
+                            f"journal {checkpoint.from_seq}..{self.high_water}, "
+                            f"{replayed} events")
+        self._arm_expiry()
+
+    async def receive(self, msg: QueueServerMsg) -> object:
+        state = self.state
+        match msg:
+            case Receive(queue=queue, max_messages=n):
+                events, deliveries = state.plan_receive(queue, n)
+                await self._commit(events)
+                self._arm_expiry()
+                return deliveries
+            case Ack(receipts=receipts):
+                events, refused = state.plan_ack(receipts)
+                await self._commit(events)
+                self.cluster.metrics.acks_refused += len(refused)
+                return AckResult(len(events), refused)
+            case Enqueue(queue=queue, messages=messages):
+                placement = self.cluster.placement
+                for m in messages:
+                    if placement(m.key) != self.index:
+                        raise MisroutedMessage(
+                            f"{self.name}: key {m.key!r} of queue {queue!r} belongs to "
+                            f"server {placement(m.key)}")
+                events, duplicates = state.plan_enqueue(queue, messages)
+                await self._commit(events)
+                self.cluster.metrics.duplicates_dropped += duplicates
+                return EnqueueResult(len(events), duplicates)
+            case Release(receipts=receipts, reason=reason):
+                events, refused = state.plan_release(receipts, reason)
+                await self._commit(events)
+                return AckResult(len(receipts) - len(refused), refused)
+            case Depth(queue=queue):
+                return state.depth(queue)
+            case ExpireVisibility():
+                self._timer, self._timer_at = None, None
+                await self._commit(state.plan_expire())
+                self._arm_expiry()
+        return None
+
+    async def _commit(self, events: list[JournalEvent]) -> None:
+        """Journal ``events`` durably, then apply them. A failed write crashes the server."""
+        if not events:
+            return
+        ops: list[Append | Put] = [
+            Append(self.journal_log, [("", journal.encode(JournalEntry(events)))])]
+        dead = self._dead_letters(events)
+        if dead:
+            ops.append(Append(self.dlq_log, dead))
+        self.since_checkpoint += 1
+        if self.since_checkpoint >= CHECKPOINT_EVERY:
+            # Taken before these events apply, so it is conservative: they only add
+            # messages at or after this entry, or settle older ones.
+            checkpoint = self.state.checkpoint(self.high_water)
+            ops.append(Put(self.checkpoint_key, journal.encode(checkpoint),
+                           self.checkpoint_version))
+        result = await self.runtime.store.write(ops)
+        seq = result.first_seqs[self.journal_log]
+        if self.checkpoint_key in result.versions:
+            self.checkpoint_version = result.versions[self.checkpoint_key]
+            self.since_checkpoint = 0
+        self.high_water = seq + 1
+        await self.fault_point("after journaling, before applying")
+        self.state.apply(events, seq)
+
+    def _dead_letters(self, events: list[JournalEvent]) -> list[tuple[str, bytes]]:
+        found: list[tuple[str, bytes]] = []
+        for e in events:
+            if isinstance(e, MessageDeadLettered):
+                held = self.state.held(e.queue, e.key, e.offset)
+                if held is None:
+                    continue
+                letter = DeadLetter(self.index, e.queue, e.offset, held.receives, e.at,
+                                    e.reason, held.message)
+                found.append((e.queue, journal.encode(letter)))
+                self.runtime.trace.record(self.runtime.now(), "dead_lettered", self.name,
+                                          f"{e.queue}/{e.key}@{e.offset}")
+        return found
+
+    def _arm_expiry(self) -> None:
+        """Keep one timer set for the earliest visibility deadline."""
+        deadline = self.state.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        # a hair late, so the deadline has surely passed when the timer fires
+        delay = max(0.0, deadline - self.runtime.now()) + 1e-6
+        self._timer = self.send_after(delay, ExpireVisibility())
+
+    def depth(self, queue: str) -> QueueDepth:
+        return self.state.depth(queue)
+
