@@ -6,6 +6,7 @@ from actors.queue._checks import Checked, check_pipeline
 from actors.queue._cluster import durable_store
 from actors.queue._config import GeneratedSource, QueueConfig, QueueExpect
 from actors.queue._history import History, read_history
+from actors.queue._lineage import write_lineage
 from actors.queue._metrics import percentile
 from actors.queue._pipeline import QueuePipeline
 from actors.queue._source import HOT_KEY
@@ -90,7 +91,9 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             "tiers": self._tiers(pipeline, history),
         }
         if pipeline.full:
-            extra["lineage"] = lineage_samples(pipeline, history, config.lineage_samples)
+            path = ctx.out_dir / "lineage.jsonl"
+            extra["lineage"] = write_lineage(pipeline, history, path, config.lineage_samples)
+            extra["lineage_file"] = str(path)
         return SystemOutcome(invariants=invariants,
                              metrics=self._metrics(pipeline, elapsed, restarts, rt),
                              extra=extra)
@@ -191,30 +194,6 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
                 m.latency(queue, 0.99, exclude={HOT_KEY}), 6)
         found["elapsed_s"] = round(elapsed, 6)
         return found
-
-
-def lineage_samples(pipeline: QueuePipeline, history: History,
-                    samples: int) -> list[dict[str, object]]:
-    """For the first originals: the intermediates and the final aggregate they went through."""
-    from actors.queue._ledger import original_id
-
-    out: list[dict[str, object]] = []
-    for index in range(samples):
-        ident = original_id(pipeline.config.name, index)
-        stored = history.messages.get(ident)
-        if stored is None:
-            break
-        path = history.path_from(ident)
-        final = path[-1] if path and path[-1].queue == "final" else None
-        made_by = {pipeline.output_queue(i): t.name for i, t in enumerate(pipeline.config.tiers)}
-        out.append({
-            "original": ident, "index": index, "key": stored.message.key,
-            "through": [{"made_by": made_by[s.queue], "queue": s.queue, "id": s.message.id,
-                         "key": s.message.key} for s in path],
-            "final_aggregate": final.message.id if final else None,
-            "verified": bool(final and ident in (final.message.ledger.originals or [])),
-        })
-    return out
 
 
 SYSTEM = QueueSystem()
