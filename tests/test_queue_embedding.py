@@ -28,8 +28,6 @@ from tests.queue_helpers import user as user_code
 TIERS = [TierConfig("transform", "map", clients=2),
          TierConfig("summarize", "reduce", clients=2, window=6),
          TierConfig("aggregate", "reduce", window=4)]
-UNUSED = GeneratedSource(records=0)
-"""``QueueConfig.source`` is required even when a callable source is passed."""
 
 
 def test_a_pipeline_of_python_callables_runs_end_to_end() -> None:
@@ -42,7 +40,7 @@ def test_a_pipeline_of_python_callables_runs_end_to_end() -> None:
     async def main() -> tuple[object, int, int]:
         async with Runtime(store="memory://") as rt:
             pipeline = QueuePipeline(
-                rt, QueueConfig(tiers=TIERS, source=UNUSED, servers=3, lineage="full"),
+                rt, QueueConfig(tiers=TIERS, servers=3, lineage="full"),
                 seed=7, source=user_code.originals,
                 functions={"transform": transform, "summarize": user_code.summarize,
                            "aggregate": user_code.aggregate},
@@ -93,7 +91,7 @@ def test_a_python_source_with_a_custom_map_and_the_built_in_final() -> None:
 
     async def main() -> object:
         async with Runtime(store="memory://") as rt:
-            pipeline = QueuePipeline(rt, QueueConfig(tiers=TIERS[:2], source=UNUSED),
+            pipeline = QueuePipeline(rt, QueueConfig(tiers=TIERS[:2]),
                                      source=source, functions={"transform": double},
                                      final=final_sums)
             await pipeline.start()
@@ -111,7 +109,7 @@ def test_the_contribution_is_the_same_whatever_the_schedule(tmp_path: Path) -> N
         async def main() -> tuple[object, int, str]:
             async with Runtime(store=f"sqlite:///{tmp_path}/run-{seed}.db") as rt:
                 pipeline = QueuePipeline(
-                    rt, QueueConfig(tiers=TIERS, source=UNUSED, receive_batch=7),
+                    rt, QueueConfig(tiers=TIERS, receive_batch=7),
                     seed=1, source=user_code.originals,
                     functions={"transform": user_code.transform,
                                "summarize": user_code.summarize,
@@ -133,10 +131,13 @@ def test_a_bad_embedding_is_refused_with_a_named_value() -> None:
     async def main() -> None:
         async with Runtime(store="memory://") as rt:
             with pytest.raises(ValueError, match=r"unknown tiers: \[.nope.\]"):
-                QueuePipeline(rt, QueueConfig(tiers=TIERS, source=UNUSED),
+                QueuePipeline(rt, QueueConfig(tiers=TIERS), source=user_code.originals,
                               functions={"nope": user_code.transform})
+            with pytest.raises(ValueError, match=r"needs a source"):
+                QueuePipeline(rt, QueueConfig(tiers=TIERS))
             with pytest.raises(ValueError, match=r"tiers\[1\]\.window"):
                 QueuePipeline(rt, QueueConfig(
-                    tiers=[TIERS[0], TierConfig("summarize", "reduce")], source=UNUSED))
+                    tiers=[TIERS[0], TierConfig("summarize", "reduce")]),
+                    source=user_code.originals)
 
     sim(main)

@@ -86,6 +86,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
                      "queue.visibility_timeout", ["expected a duration", "'3x'"]),
     "bad-lineage": (_replace("servers = 2", 'servers = 2\nlineage = "some"'), "queue.lineage",
                     ["Invalid enum value 'some'"]),
+    "no-source": (_replace("source = { records = 50, keys = 5 }\n", ""), "queue.source",
+                  ["expected a table like { records", "'pkg.mod:fn'"]),
     "source-unknown-field": (_replace("keys = 5", "kees = 5"), "queue.source",
                              ["unknown field", "kees"]),
     "source-hot-share": (_replace("keys = 5", "keys = 5, hot_share = 1.5"), "queue.source",

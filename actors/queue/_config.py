@@ -75,7 +75,8 @@ class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a queue pipeline is laid out and paced. Durations are seconds."""
 
     tiers: list[TierConfig]
-    source: GeneratedSource | str
+    source: GeneratedSource | str | None = None
+    """Required in a scenario; when embedding, ``QueuePipeline(source=...)`` may give it."""
     name: str = "queue"
     servers: int = 4
     visibility_timeout: Duration = Duration(30.0)

@@ -78,8 +78,11 @@ class QueuePipeline:
             visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
             dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
             metrics=self.metrics)
-        self.source_items: Callable[[int], Iterator[tuple[str, bytes]]] = (
-            source or source_items(config.source))
+        if source is None:
+            if config.source is None:
+                raise ValueError("QueuePipeline needs a source: QueueConfig.source or source=")
+            source = source_items(config.source)
+        self.source_items: Callable[[int], Iterator[tuple[str, bytes]]] = source
         functions = functions or {}
         unknown = set(functions) - {t.name for t in config.tiers}
         if unknown:

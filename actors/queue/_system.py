@@ -33,6 +33,9 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         typo in a tier's ``fn``, ``source`` or ``final`` with its field, not the run.
         """
         found = config.problems()
+        if config.source is None:
+            found.append(("source", "expected a table like { records = 10000, keys = 100 } "
+                                    "or a function name 'pkg.mod:fn'"))
         if expect.max_other_keys_p99 is not None and not (
                 isinstance(config.source, GeneratedSource) and config.source.hot_share > 0):
             found.append(("source", "expect.max_other_keys_p99 needs a generated source "
