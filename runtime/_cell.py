@@ -325,9 +325,17 @@ class _ActorCell:
         self.mailbox.put_nowait((msg, reply))
 
     def arm(self, fault: Fault) -> None:
-        """A time-triggered fault chose this actor: it applies at the next opportunity."""
+        """A time-triggered fault chose this actor: it applies at the next opportunity.
+
+        A crash already armed by the same fault and not yet applied absorbs the
+        new one: an actor that was idle (or restarting) through several
+        triggers crashes once, instead of once per trigger on each of its next
+        handlings, which starved a restarting actor of any progress.
+        """
         if fault.kind in TELL_KINDS:
             self._armed_tell.append(fault)
+        elif fault.kind == "crash" and any(f is fault for f in self._armed_handle):
+            return
         else:
             self._armed_handle.append(fault)
             if fault.kind == "pause":

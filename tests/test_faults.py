@@ -40,6 +40,24 @@ def test_crash_makes_the_next_handling_raise_injected_fault() -> None:
     sim(main)
 
 
+def test_crash_triggers_on_an_idle_actor_crash_it_once_not_once_each() -> None:
+    """Five triggers while ``w`` handles nothing are one pending crash: its next
+    handling fails and the ones after it succeed, so an actor restarting slower
+    than the trigger period still makes progress."""
+    async def main() -> None:
+        async with Runtime(faults=[Fault("crash", target="w", every=1, start=1)]) as rt:
+            ref = await rt.spawn(Worker, name="w")
+            await asyncio.sleep(5.5)
+            with pytest.raises(InjectedFault):
+                await ref.ask(Ping(1))
+            assert await ref.ask(Ping(2)) == 2
+            assert await ref.ask(Ping(3)) == 3
+            assert ref.statistics().crashed == 1
+            assert faults_traced(rt) == [(5.5, "w", "crash")]
+
+    sim(main)
+
+
 def test_pause_of_an_idle_actor_starts_at_the_trigger() -> None:
     journal: Journal = []
 
