@@ -84,6 +84,9 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
                      ["integer >= 1", "got 0"]),
     "bad-duration": (_replace("servers = 2", 'servers = 2\nvisibility_timeout = "3x"'),
                      "queue.visibility_timeout", ["expected a duration", "'3x'"]),
+    "dedup-not-longer-than-visibility": (
+        _replace("servers = 2", 'servers = 2\nvisibility_timeout = "30s"\ndedup_window = "30s"'),
+        "queue.dedup_window", ["more than visibility_timeout (30 s)", "got 30 s"]),
     "bad-lineage": (_replace("servers = 2", 'servers = 2\nlineage = "some"'), "queue.lineage",
                     ["Invalid enum value 'some'"]),
     "no-source": (_replace("source = { records = 50, keys = 5 }\n", ""), "queue.source",

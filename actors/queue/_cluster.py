@@ -117,6 +117,10 @@ class QueueCluster:
             raise ValueError(f"servers must be >= 1, got {servers}")
         if visibility_timeout <= 0 or dedup_window <= 0 or ask_timeout <= 0:
             raise ValueError("visibility_timeout, dedup_window and ask_timeout must be > 0")
+        if dedup_window <= visibility_timeout:
+            raise ValueError(f"dedup_window ({dedup_window:g} s) must exceed visibility_timeout "
+                             f"({visibility_timeout:g} s): redelivered work re-sends its outputs "
+                             "at least that late")
         if max_receives < 1:
             raise ValueError(f"max_receives must be >= 1, got {max_receives}")
         if not name or "/" in name:

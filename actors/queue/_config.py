@@ -107,6 +107,11 @@ class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                      "ask_timeout", "within"):
             if getattr(self, name) <= 0:
                 found.append((name, "expected a positive duration"))
+        if 0 < self.dedup_window <= self.visibility_timeout:
+            found.append(("dedup_window", f"expected more than visibility_timeout "
+                          f"({self.visibility_timeout:g} s), got {self.dedup_window:g} s: an "
+                          "input handed out again after its timeout re-sends its outputs, "
+                          "and only the dedup window drops them"))
         if self.rate < 0:
             found.append(("rate", f"expected originals per second >= 0, got {self.rate}"))
         if self.lineage_samples < 0:

@@ -1,9 +1,10 @@
 """A tier's processing step: the user's (or built-in) function, plus poison.
 
 ``TierStep`` turns one delivered message into an output (map) or checks
-that it may join a window (reduce); the reduce function itself runs when a
-window closes. Anything a function raises, or a result of the wrong shape,
-is a processing failure of that message: the client releases it, and after
+that it may join a window (reduce: the function must accept it alone); the
+reduce function over the whole window runs when the window closes.
+Anything a function raises, or a result of the wrong shape, is a
+processing failure of that message: the client releases it, and after
 ``max_receives`` failures it is dead-lettered while its key moves on.
 """
 
@@ -62,9 +63,17 @@ class TierStep:
         self.poison = PoisonMatcher(poison.key, poison.body) if poison is not None else None
 
     def admit(self, key: str, body: bytes) -> None:
-        """Raise if processing this message must fail (the poison option)."""
+        """Raise if processing this message must fail.
+
+        Besides the poison option, a reduce tier tries its function on the
+        message alone: a body the function cannot take would otherwise join
+        a window and make whichever message closes that window fail instead,
+        dead-lettering innocent messages and leaving a window nobody can close.
+        """
         if self.poison is not None:
             self.poison.check(self.name, key, body)
+        if self.config.kind == "reduce":
+            check_result(self.name, self.fn(key, [body]))
 
     def map(self, key: str, body: bytes) -> tuple[str, bytes]:
         self.admit(key, body)

@@ -18,7 +18,9 @@ Policy, kept here:
   after ``max_receives`` deliveries goes to the dead-letter queue, and its
   key moves on to the next message.
 - An enqueue whose id was seen within ``dedup_window`` is accepted and
-  dropped.
+  dropped. The window is counted from the enqueue, or from the server's
+  last recovery for ids it replayed, and must exceed the visibility
+  timeout: a redelivered input's outputs come at least that late.
 """
 
 from __future__ import annotations
@@ -242,9 +244,13 @@ class ServerState:
         """Apply journal events (just written, or replayed by ``recover``)."""
         metrics = self.metrics if live else None
         now = self.now()
+        # Replayed dedup ids count from the recovery, not from their enqueue: the
+        # downtime must not age them, or work in flight at the crash, redelivered
+        # after the restart, would re-send outputs whose ids had expired meanwhile.
+        dedup_floor = 0.0 if live else self.wall()
         for event in events:
             if isinstance(event, MessageEnqueued):
-                self._apply_enqueued(event, journal_seq, metrics)
+                self._apply_enqueued(event, journal_seq, metrics, dedup_floor)
             elif isinstance(event, MessageReceived):
                 self._apply_received(event, now, metrics)
             elif isinstance(event, MessageAcked):
@@ -255,7 +261,7 @@ class ServerState:
                 self._apply_dead(event, metrics)
 
     def _apply_enqueued(self, e: MessageEnqueued, journal_seq: int,
-                        metrics: QueueMetrics | None) -> None:
+                        metrics: QueueMetrics | None, dedup_floor: float) -> None:
         q = self._queue(e.queue)
         message = e.message
         k = q.keys.get(message.key)
@@ -264,8 +270,9 @@ class ServerState:
         k.pending.append(_Held(message, e.offset, e.at, journal_seq))
         q.held += 1
         q.make_ready(k)
-        self._dedup[message.id] = (e.at, journal_seq)
-        self._dedup_order.append((e.at, message.id))
+        stamp = max(e.at, dedup_floor)
+        self._dedup[message.id] = (stamp, journal_seq)
+        self._dedup_order.append((stamp, message.id))
         if e.offset >= self.next_offset:
             self.next_offset = e.offset + 1
         if metrics is not None:

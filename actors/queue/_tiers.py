@@ -127,10 +127,12 @@ class ReduceClient(TierClient):
                     puts[m.key] = state
                 continue
             member = windows.Member(m.id, m.body, m.ledger)
+            closing = windows.should_close(state, now, step)
+            # a store failure here is not the message's fault: it crashes the client
+            prior = await self._members(m.key, state) if closing else []
             try:
                 step.admit(m.key, m.body)
-                if windows.should_close(state, now, step):
-                    prior = await self._members(m.key, state)
+                if closing:
                     puts[m.key] = windows.close(
                         WindowState(d.receipt.offset, state.opened_at, state.first_seq,
                                     state.count), [*prior, member], m.key, step, self.full)
@@ -152,14 +154,18 @@ class ReduceClient(TierClient):
         if closed:
             self.metrics.windows_closed += len(closed)
             await self._enqueue(closed)
-        await self.fault_point("after recording windows, before acking inputs")
-        await self.ack(done)
-        await self.release(failed)
         if closed:
+            # Cleared before the inputs are acked: a record still holding outputs
+            # after its inputs were acked would be re-sent by the next writer of the
+            # key, possibly after the dedup window. Until the ack, a crash here only
+            # brings the inputs back, and their redelivery re-sends (deduplicated).
             cleared = {k: windows.without_pending(s) for k, s in puts.items() if s.pending}
             # on a conflict, whoever moved first saw the pending outputs and enqueued them
             with contextlib.suppress(ConflictError):
                 await self._write(cleared, {}, {k: (puts[k], versions[k]) for k in cleared})
+        await self.fault_point("after recording windows, before acking inputs")
+        await self.ack(done)
+        await self.release(failed)
 
     async def _write(self, puts: dict[str, WindowState], appends: dict[str, Member],
                      base: dict[str, tuple[WindowState, int]]) -> dict[str, int]:
