@@ -153,6 +153,24 @@ async def test_scan_returns_live_records_under_prefix_sorted(store: Store) -> No
     assert await store.scan("zzz") == []
 
 
+async def test_get_many_returns_live_records_with_their_versions(store: Store) -> None:
+    await store.write([Put("a", b"a1"), Put("b", b"b1"), Put("b", b"b2"), Put("c", b"c1")])
+    await store.write([Delete("c")])
+    found = await store.get_many(["a", "b", "c", "never", "a"])
+    assert found == {"a": Versioned(b"a1", 1), "b": Versioned(b"b2", 2)}
+    assert await store.get_many([]) == {}
+    # More keys than one SELECT binds (and than old SQLite's 999 variables).
+    keys = [f"k{i:04}" for i in range(1200)]
+    await store.write([Put(k, k.encode()) for k in keys[::2]])
+    found = await store.get_many([*keys, "a"])
+    assert found == {**{k: Versioned(k.encode(), 1) for k in keys[::2]},
+                     "a": Versioned(b"a1", 1)}
+    with pytest.raises(TypeError, match="sequence of keys"):
+        await store.get_many("ab")
+    with pytest.raises(TypeError):
+        await store.get_many(["a", ""])
+
+
 # -- atomic writes ----------------------------------------------------------
 
 
@@ -569,6 +587,7 @@ async def run_program(store: Store, clock: FakeClock, steps: list[tuple[str, obj
             clock.advance(arg)
     seen.append(repr(await store.read("l1", 0, 100) + await store.read("l2", 0, 100)))
     seen.append(repr((await store.scan(""), await store.leases(""))))
+    seen.append(repr(sorted((await store.get_many(["c", "a", "b", "none"])).items())))
     return seen
 
 
@@ -610,6 +629,23 @@ def test_store_error_fault_fails_the_call_and_applies_nothing() -> None:
     faults, writes = run(main, simulated=True, seed=1)
     assert faults == 1
     assert writes == 2
+
+
+def test_store_get_faults_fail_get_many_too() -> None:
+    """``get_many`` is a record read: a ``store.get`` fault plan reaches it."""
+    from runtime import Fault, Runtime, StoreError, run
+    from runtime.store import Put
+
+    async def main() -> dict[str, Versioned]:
+        async with Runtime(store="memory://",
+                           faults=[Fault(kind="store_error", target="store.get", at=1.0)]) as rt:
+            await rt.store.write([Put("k", b"v")])
+            await rt.sleep(2.0)
+            with pytest.raises(StoreError, match="injected store failure in get"):
+                await rt.store.get_many(["k"])
+            return await rt.store.get_many(["k"])
+
+    assert run(main, simulated=True, seed=1) == {"k": Versioned(b"v", 1)}
 
 
 def test_check_store_url_validates_without_opening(tmp_path: Path) -> None:

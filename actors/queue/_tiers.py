@@ -83,10 +83,19 @@ class ReduceClient(TierClient):
     def log_of(self, key: str) -> str:
         return windows.window_log(self.pipeline.config.name, self.step.name, key)
 
-    async def _state(self, key: str) -> tuple[WindowState, int]:
-        record = self.prefix + key
-        found = await self.store_call("window read", lambda: self.runtime.store.get(record))
-        return (windows.decode(found.value), found.version) if found else (windows.EMPTY, 0)
+    async def _states(self, deliveries: list[Delivery]) -> dict[str, tuple[WindowState, int]]:
+        """The window (state, version) of every key in the batch, read in one store call."""
+        prefix = self.prefix
+        keys = list(dict.fromkeys(d.message.key for d in deliveries))
+        records = [prefix + key for key in keys]
+        found = await self.store_call("window read",
+                                      lambda: self.runtime.store.get_many(records))
+        states: dict[str, tuple[WindowState, int]] = {}
+        for key, record in zip(keys, records, strict=True):
+            stored = found.get(record)
+            states[key] = ((windows.decode(stored.value), stored.version) if stored
+                           else (windows.EMPTY, 0))
+        return states
 
     async def _members(self, key: str, state: WindowState) -> list[Member]:
         store = self.runtime.store
@@ -108,9 +117,7 @@ class ReduceClient(TierClient):
     async def _absorb_all(self, deliveries: list[Delivery]) -> None:
         step = self.step
         now = self.runtime.clock.wall()
-        states: dict[str, tuple[WindowState, int]] = {}
-        for d in deliveries:
-            states[d.message.key] = await self._state(d.message.key)
+        states = await self._states(deliveries)
         leftover = [p for state, _ in states.values() for p in state.pending]
         if leftover:  # a predecessor closed these windows and stopped before enqueueing
             await self._enqueue(leftover)

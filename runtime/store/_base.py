@@ -16,6 +16,8 @@ Records
     and both versions. A deleted key reads as absent (version 0), but a
     later put continues from its last version, so a version number is never
     reused for a key and a stale compare-and-set cannot succeed by accident.
+    ``get_many(keys)`` reads several records in one call; a missing or
+    deleted key is left out of its result.
 
 Writes
     ``write(ops, fence=...)`` is atomic: every op applies or none does. Ops
@@ -165,6 +167,25 @@ class Store(ABC):
         self._counters.reads += 1
         return await self._get(key)
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
+        """The live records among ``keys``, by key, read at one point in time.
+
+        A missing or deleted key is absent from the result (as ``get`` gives
+        ``None`` for it). One call for a batch of keys instead of one per key:
+        a client absorbing a batch of messages reads all their records at once.
+        """
+        self._check_open()
+        if isinstance(keys, str):
+            raise TypeError(f"get_many takes a sequence of keys; wrap the single {keys!r} "
+                            "in a list")
+        unique = list(dict.fromkeys(keys))
+        for key in unique:
+            _require_name("key", key)
+        self._counters.reads += 1
+        if not unique:
+            return {}
+        return await self._get_many(unique)
+
     async def scan(self, prefix: str) -> list[tuple[str, Versioned]]:
         """Every live record whose key starts with ``prefix``, sorted by key."""
         self._check_open()
@@ -196,6 +217,12 @@ class Store(ABC):
                 raise TypeError(f"fence must be a Fence, got {fence!r}")
             _require_name("Fence.lease_key", fence.lease_key)
             _require_count("Fence.token", fence.token, 0)
+        return await self._counted_write(ops, fence)
+
+    async def _counted_write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
+        """``write`` after validation: a wrapping store (``FaultyStore``) forwards here,
+        so each op of a write is validated once, not once per layer."""
+        self._check_open()
         self._counters.writes += 1
         try:
             result = await self._write(ops, fence)
@@ -306,6 +333,10 @@ class Store(ABC):
 
     @abstractmethod
     async def _get(self, key: str) -> Versioned | None: ...
+
+    @abstractmethod
+    async def _get_many(self, keys: list[str]) -> dict[str, Versioned]:
+        """``keys`` are distinct and at least one."""
 
     @abstractmethod
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]: ...

@@ -2,7 +2,8 @@
 
 The runtime wraps its store in a ``FaultyStore`` so a fault plan can make
 any store call fail, by operation name as the target: ``store.write``,
-``store.read``, ``store.get``, ``store.acquire`` ... (``store.*`` for all).
+``store.read``, ``store.get`` (``get_many`` too), ``store.acquire`` ...
+(``store.*`` for all).
 An injected failure raises ``StoreError`` *before* the call reaches the
 backend, so nothing was applied, exactly as a refused connection.
 """
@@ -52,13 +53,17 @@ class FaultyStore(Store):
         self._maybe_fail("get")
         return await self.inner.get(key)
 
+    async def _get_many(self, keys: list[str]) -> dict[str, Versioned]:
+        self._maybe_fail("get")  # a record read like ``get``: the same faults hit it
+        return await self.inner.get_many(keys)
+
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
         self._maybe_fail("scan")
         return await self.inner.scan(prefix)
 
     async def _write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
         self._maybe_fail("write")
-        return await self.inner.write(ops, fence=fence)
+        return await self.inner._counted_write(ops, fence)  # validated by our ``write``
 
     async def _acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
         self._maybe_fail("acquire")

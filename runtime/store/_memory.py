@@ -40,6 +40,14 @@ class MemoryStore(Store):
             return None
         return Versioned(state.value, state.version)
 
+    async def _get_many(self, keys: list[str]) -> dict[str, Versioned]:
+        found: dict[str, Versioned] = {}
+        for key in keys:
+            state = self._records.get(key)
+            if state is not None and state.value is not None:
+                found[key] = Versioned(state.value, state.version)
+        return found
+
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
         found: list[tuple[str, Versioned]] = []
         keys = self._sorted_keys

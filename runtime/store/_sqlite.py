@@ -160,6 +160,10 @@ _BACKSTOP_PAGES = 4096
 pause the background checkpoint never catches the WAL's end, so the WAL could never
 restart; the inline one can (most pages are already copied, so it is short)."""
 
+_KEYS_PER_SELECT = 500
+"""Keys per ``SELECT ... IN (...)`` of ``get_many``: under SQLite's bound-variable
+limit (999 before SQLite 3.32), and no single statement grows without bound."""
+
 _BUSY_TIMEOUT = 5.0
 """Seconds a statement waits on a lock. Only the checkpointer shares the file, and a
 PASSIVE checkpoint takes no lock a writer waits for; this is a safety margin."""
@@ -295,6 +299,20 @@ class SqliteStore(Store):
         if state is None or state.value is None:
             return None
         return Versioned(state.value, state.version)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Versioned]:
+        found: dict[str, Versioned] = {}
+        with self._failing_as_store_error(f"get of {len(keys)} keys"):
+            for start in range(0, len(keys), _KEYS_PER_SELECT):
+                chunk = keys[start : start + _KEYS_PER_SELECT]
+                rows = self._conn.execute(
+                    "SELECT key, value, version FROM records WHERE value IS NOT NULL AND key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for key, value, version in rows:
+                    found[key] = Versioned(value, version)
+        return found
 
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
         end = _prefix_end(prefix)
