@@ -12,7 +12,7 @@ from actors.deploy._model import Truth
 from actors.deploy._plan import step_tag
 from actors.deploy._records import DeploymentState, StageResult
 from runtime import Runtime
-from runtime.scenario import InvariantResult, MetricValue
+from runtime.scenario import InvariantResult, MetricValue, exercised_floors
 
 
 def stages_json(state: DeploymentState) -> list[dict[str, object]]:
@@ -61,17 +61,13 @@ def exercised(fleet: Fleet, state: DeploymentState, expect: DeployExpect,
         found.append(InvariantResult(f"fault_during_{kind}", bool(hits),
                                      "; ".join(hits[:4]) or f"no fault landed in a {kind}"))
     missing_looks = sum(r.missing_data_looks for r in state.results) + state.missing_data_looks
-    for name, floor, seen in (
+    return found + exercised_floors((
         ("host_restarts", expect.min_host_restarts, ledger.restarts(f"{fleet.name}.host-")),
         ("controller_restarts", expect.min_controller_restarts,
          ledger.restarts(fleet.controller_name)),
         ("replays", expect.min_replays, state.replays),
         ("missing_data_looks", expect.min_missing_data_looks, missing_looks),
-    ):
-        if floor > 0:
-            found.append(InvariantResult(f"exercised_{name}", seen >= floor,
-                                         f"{seen} (expected at least {floor})"))
-    return found
+    ))
 
 
 def _first(results: list[StageResult], kind: str) -> StageResult | None:

@@ -21,6 +21,7 @@ from runtime.scenario import (
     ScenarioContext,
     ScenarioSystem,
     SystemOutcome,
+    exercised_floors,
 )
 from runtime.store import FaultyStore, Put, Store
 
@@ -179,17 +180,14 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     @staticmethod
     def _exercised(expect: LogExpect, counts: dict[str, int]) -> list[InvariantResult]:
         """A scenario that claims to test a fault must show the fault happened."""
-        found = []
-        for name, floor in (("client_restarts", expect.min_client_restarts),
-                            ("server_restarts", expect.min_server_restarts),
-                            ("redeliveries", expect.min_redeliveries),
-                            ("dead_letters", expect.min_dead_letters),
-                            ("expired_sessions", expect.min_expired_sessions),
-                            ("unavailable", expect.min_unavailable)):
-            if floor > 0:
-                found.append(InvariantResult(f"exercised_{name}", counts[name] >= floor,
-                                             f"{counts[name]} (expected at least {floor})"))
-        return found
+        return exercised_floors(
+            (name, floor, counts[name])
+            for name, floor in (("client_restarts", expect.min_client_restarts),
+                                ("server_restarts", expect.min_server_restarts),
+                                ("redeliveries", expect.min_redeliveries),
+                                ("dead_letters", expect.min_dead_letters),
+                                ("expired_sessions", expect.min_expired_sessions),
+                                ("unavailable", expect.min_unavailable)))
 
     @staticmethod
     def _metrics(journal: Journal, durable: checks.Durable, counts: dict[str, int],

@@ -18,6 +18,7 @@ from runtime.scenario import (
     ScenarioContext,
     ScenarioSystem,
     SystemOutcome,
+    exercised_floors,
 )
 
 
@@ -124,19 +125,14 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
                    restarts: int) -> list[InvariantResult]:
         """A scenario that claims to test a fault must show the fault happened."""
         m = pipeline.metrics
-        found: list[InvariantResult] = []
-        for name, floor, seen in (
+        return exercised_floors((
             ("dead_letters", expect.min_dead_letters, m.dead_lettered),
             ("late_acks_refused", expect.min_late_acks_refused, len(pipeline.late_acks)),
             ("duplicates_dropped", expect.min_duplicates_dropped, m.duplicates_dropped),
             ("redeliveries", expect.min_redeliveries, m.redeliveries),
             ("restarts", expect.min_restarts, restarts),
             ("server_recoveries", expect.min_server_recoveries, m.server_recoveries),
-        ):
-            if floor > 0:
-                found.append(InvariantResult(f"exercised_{name}", seen >= floor,
-                                             f"{seen} (expected at least {floor})"))
-        return found
+        ))
 
     @staticmethod
     def _tiers(pipeline: QueuePipeline, history: History) -> list[dict[str, object]]:

@@ -22,6 +22,7 @@ from runtime.scenario import (
     ScenarioContext,
     ScenarioSystem,
     SystemOutcome,
+    exercised_floors,
 )
 
 
@@ -123,18 +124,13 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     def _exercised(job: StreamJob, expect: StreamExpect, restarts: int) -> list[InvariantResult]:
         """A scenario that claims to test a fault must show the fault happened."""
         m = job.metrics
-        found: list[InvariantResult] = []
-        for name, floor, seen in (
+        return exercised_floors((
             ("late_commits_refused", expect.min_late_commits_refused,
              m.late_commits_refused),
             ("redelivered_batches", expect.min_redelivered_batches, m.redelivered_batches),
             ("restarts", expect.min_restarts, restarts),
             ("destination_failures", expect.min_destination_failures, m.destination_failures),
-        ):
-            if floor > 0:
-                found.append(InvariantResult(f"exercised_{name}", seen >= floor,
-                                             f"{seen} (expected at least {floor})"))
-        return found
+        ))
 
     @staticmethod
     def _metrics(job: StreamJob, elapsed: float, restarts: int,

@@ -17,6 +17,7 @@ from runtime.scenario._system_api import (
     ScenarioContext,
     ScenarioSystem,
     SystemOutcome,
+    exercised_floors,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ScenarioSystem",
     "SystemOutcome",
     "default_out_dir",
+    "exercised_floors",
     "load_scenario",
     "load_system",
     "parse_duration",

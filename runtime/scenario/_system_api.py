@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
@@ -31,6 +31,18 @@ class InvariantResult(msgspec.Struct, frozen=True):
 
 
 MetricValue = int | float | str
+
+
+def exercised_floors(floors: Iterable[tuple[str, int, int]]) -> list[InvariantResult]:
+    """``exercised_<name>`` for each ``(name, floor, seen)`` whose floor is set (> 0).
+
+    A scenario that claims to test a fault sets a floor in ``[expect]`` and
+    must show the fault happened; a floor of 0 checks nothing and reports
+    nothing.
+    """
+    return [InvariantResult(f"exercised_{name}", seen >= floor,
+                            f"{seen} (expected at least {floor})")
+            for name, floor, seen in floors if floor > 0]
 
 
 class SystemOutcome(msgspec.Struct):
