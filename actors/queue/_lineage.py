@@ -22,7 +22,13 @@ if TYPE_CHECKING:
     from actors.queue._pipeline import QueuePipeline
 
 
-def lineage_of(pipeline: QueuePipeline, history: History, index: int) -> dict[str, object] | None:
+def made_by(pipeline: QueuePipeline) -> dict[str, str]:
+    """Queue name -> the tier whose outputs go there."""
+    return {pipeline.output_queue(i): t.name for i, t in enumerate(pipeline.config.tiers)}
+
+
+def lineage_of(pipeline: QueuePipeline, history: History, index: int,
+               makers: dict[str, str]) -> dict[str, object] | None:
     """The path of original number ``index`` (None past the last original)."""
     ident = original_id(pipeline.config.name, index)
     stored = history.messages.get(ident)
@@ -30,10 +36,9 @@ def lineage_of(pipeline: QueuePipeline, history: History, index: int) -> dict[st
         return None
     path = history.path_from(ident)
     final = path[-1] if path and path[-1].queue == "final" else None
-    made_by = {pipeline.output_queue(i): t.name for i, t in enumerate(pipeline.config.tiers)}
     return {
         "original": ident, "index": index, "key": stored.message.key,
-        "through": [{"made_by": made_by[s.queue], "queue": s.queue, "id": s.message.id,
+        "through": [{"made_by": makers[s.queue], "queue": s.queue, "id": s.message.id,
                      "key": s.message.key} for s in path],
         "final_aggregate": final.message.id if final else None,
         "verified": bool(final and ident in (final.message.ledger.originals or [])),
@@ -44,11 +49,12 @@ def write_lineage(pipeline: QueuePipeline, history: History, path: Path,
                   samples: int) -> list[dict[str, object]]:
     """Write every original's path to ``path``; return the first ``samples`` of them."""
     encode = msgspec.json.Encoder().encode
+    makers = made_by(pipeline)
     first: list[dict[str, object]] = []
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         index = 0
-        while (entry := lineage_of(pipeline, history, index)) is not None:
+        while (entry := lineage_of(pipeline, history, index, makers)) is not None:
             out.write(encode(entry) + b"\n")
             if index < samples:
                 first.append(entry)

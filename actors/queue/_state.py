@@ -306,15 +306,20 @@ class ServerState:
         if found is None:
             return
         q, k, head = found
-        if k.flight is head:
+        self._remove_head(q, k)
+        if metrics is not None:
+            metrics.on_ack(e.queue, e.key, e.at - head.at)
+
+    @staticmethod
+    def _remove_head(q: _Queue, k: _Key) -> None:
+        """The key's head is settled (acked or dead): its next message may go out."""
+        if k.flight is not None:  # only ever the head: one message out per key
             q.in_flight -= 1
-        k.flight = None
+            k.flight = None
         k.pending.popleft()
         q.held -= 1
         q.make_ready(k)
         q.forget_if_idle(k)
-        if metrics is not None:
-            metrics.on_ack(e.queue, e.key, e.at - head.at)
 
     def _apply_visible(self, e: MessageReleased | VisibilityExpired,
                        metrics: QueueMetrics | None) -> None:
@@ -334,14 +339,8 @@ class ServerState:
         if found is None:
             return
         q, k, _head = found
-        if k.flight is not None:
-            q.in_flight -= 1
-            k.flight = None
-        k.pending.popleft()
-        q.held -= 1
+        self._remove_head(q, k)
         q.dead += 1
-        q.make_ready(k)
-        q.forget_if_idle(k)
         if metrics is not None:
             metrics.dead_lettered += 1
 
