@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -164,6 +164,24 @@ class Runtime:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def wait_until(self, condition: Callable[[], bool | Awaitable[bool]], *,
+                         deadline: float | None = None, poll: float = 0.05) -> bool:
+        """Poll ``condition`` (plain or async) every ``poll`` seconds of the runtime
+        clock until it holds (True) or ``deadline`` (runtime time) passes (False).
+
+        Polling, not a notification, because what is awaited is usually durable
+        state in the store that several actors change.
+        """
+        while True:
+            held = condition()
+            if not isinstance(held, bool):
+                held = await held
+            if held:
+                return True
+            if deadline is not None and self.now() >= deadline:
+                return False
+            await self.sleep(poll)
 
     async def spawn(
         self,

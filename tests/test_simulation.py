@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from _helpers import Ping, Worker, sim
 
 import runtime
@@ -200,3 +201,23 @@ def test_trace_keeps_events_counts_and_a_digest_over_all_of_them() -> None:
             assert rt.trace.events()[0].detail == "seed 0"
 
     sim(main)
+
+
+def test_wait_until_polls_on_the_runtime_clock_until_true_or_the_deadline() -> None:
+    """Plain and async conditions; True as soon as a poll sees it, False at the first
+    poll at or past the deadline (polls from 0.3 every 0.25: 0.55, 0.8, 1.05)."""
+    async def main() -> tuple[bool, float, bool, float]:
+        async with runtime.Runtime() as rt:
+            flips_at = 0.3
+
+            async def flipped() -> bool:
+                return rt.now() >= flips_at
+
+            held = await rt.wait_until(flipped, poll=0.1)
+            held_at = rt.now()
+            missed = await rt.wait_until(lambda: False, deadline=1.0, poll=0.25)
+            return held, held_at, missed, rt.now()
+
+    held, held_at, missed, missed_at = runtime.run(main, simulated=True, seed=0)
+    assert held and held_at == pytest.approx(0.3)
+    assert not missed and missed_at == pytest.approx(1.05)

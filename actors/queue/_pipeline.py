@@ -164,11 +164,7 @@ class QueuePipeline:
         return (await self.progress()).done
 
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
-        while not await self.done():
-            if deadline is not None and self.rt.now() >= deadline:
-                return False
-            await self.rt.sleep(poll)
-        return True
+        return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
     async def summary(self) -> FinalSummary | None:
         found = await durable_store(self.rt).get(records.result_key(self.config.name))

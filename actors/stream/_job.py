@@ -152,11 +152,7 @@ class StreamJob:
         return all(c.pending is None and c.next_chunk >= hw for c, hw in await self.checkpoints())
 
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
-        while not await self.done():
-            if deadline is not None and self.rt.now() >= deadline:
-                return False
-            await self.rt.sleep(poll)
-        return True
+        return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
     async def stop(self) -> None:
         """Stop the actors; the destination stays open (call ``close`` when done reading)."""

@@ -8,7 +8,6 @@ the same way the built-in four do.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -82,11 +81,7 @@ class ScenarioContext:
 
     async def wait_until(self, condition: Callable[[], bool], poll: float = 0.01) -> bool:
         """Poll ``condition`` on the runtime clock until it holds or the deadline passes."""
-        while not condition():
-            if self.rt.now() >= self.deadline:
-                return False
-            await asyncio.sleep(poll)
-        return True
+        return await self.rt.wait_until(condition, deadline=self.deadline, poll=poll)
 
 
 class ScenarioSystem(ABC, Generic[C, E]):
