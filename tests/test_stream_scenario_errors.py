@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
+from tests.scenario_helpers import assert_bad_file_refused
 from tests.stream_helpers import quiet_logs
 
 GOOD = """
@@ -91,14 +92,8 @@ def test_bad_scenario_file_exits_2_naming_file_field_and_expectation(
     case: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text, field, expected = CASES[case]
-    path = _write(tmp_path, text)
-    args = [command, str(path)] + (["--out", str(tmp_path / "out")] if command == "run" else [])
-    assert main(args) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert f"{path}: {field}: " in captured.err, captured.err
-    for words in expected:
-        assert words in captured.err, captured.err
+    assert_bad_file_refused(command, _write(tmp_path, text), field, expected,
+                            tmp_path / "out", capsys)
 
 
 def test_the_good_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

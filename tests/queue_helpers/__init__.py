@@ -8,7 +8,6 @@ would give them. Runs are simulated and small, each well under a second.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,8 +18,11 @@ from structlog.testing import capture_logs
 
 import runtime
 from actors.queue import Delivery, QueueCluster
-from runtime import Fault, Runtime, configure_logging
-from runtime.scenario import InvariantResult, Report, parse_scenario, run_scenario
+from runtime import Fault, Runtime
+from runtime.scenario import InvariantResult, Report
+from tests import scenario_helpers
+from tests.scenario_helpers import invariants as invariants  # re-exported
+from tests.scenario_helpers import quiet_logs as quiet_logs
 
 T = TypeVar("T")
 
@@ -53,12 +55,6 @@ def sim(main: Callable[[], Awaitable[T]], seed: int = 0) -> T:
     """Run ``main`` in simulated time (logs captured, not rendered) and return its result."""
     with capture_logs():
         return runtime.run(main, simulated=True, seed=seed)
-
-
-def quiet_logs() -> None:
-    """Send the runtime's events nowhere (crash storms would print thousands of
-    tracebacks), undoing ``shardline run``'s setup that points at a closed file."""
-    configure_logging(json=True, level="critical", stream=open(os.devnull, "w"))  # noqa: SIM115
 
 
 @asynccontextmanager
@@ -118,31 +114,15 @@ def scenario_doc(store: str = "memory://", *, faults: Sequence[Mapping[str, Any]
 
 
 def run_doc(doc: dict[str, Any], out: Path, *, seed: int | None = None) -> Report:
-    """Validate and run a document as ``shardline run`` would, with ``out`` as --out."""
-    loaded = parse_scenario(doc, str(out / "scenario.toml"))
-    with capture_logs():
-        return run_scenario(loaded, out=out, seed=seed)
-
-
-def invariants(report: Report | Mapping[str, Any]) -> dict[str, InvariantResult]:
-    """Invariants by name, from a ``Report`` or a ``--json`` object."""
-    if isinstance(report, Report):
-        return {i.name: i for i in report.invariants}
-    return {i["name"]: InvariantResult(i["name"], i["held"], i["detail"])
-            for i in report["invariants"]}
+    """Validate and run a document as ``shardline run`` would (log events captured)."""
+    return scenario_helpers.run_doc(doc, out, seed=seed, capture=True)
 
 
 def assert_all_held(report: Report | Mapping[str, Any],
                     checked: Sequence[str] = CHECKED) -> dict[str, InvariantResult]:
-    """Every invariant is reported and held (``checked`` among them), and the run passed."""
-    found = invariants(report)
-    failed = {n: i.detail for n, i in found.items() if not i.held}
-    assert not failed, failed
-    for name in (*checked, "finished"):
-        assert name in found, f"{name} not reported; got {sorted(found)}"
-    passed = report.passed if isinstance(report, Report) else report["passed"]
-    assert passed
-    return found
+    """Every invariant is reported and held (``checked`` and ``finished`` among them),
+    and the run passed."""
+    return scenario_helpers.assert_all_held(report, (*checked, "finished"))
 
 
 def direct_sums(items: Sequence[tuple[str, bytes]],

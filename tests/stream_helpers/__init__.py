@@ -8,7 +8,6 @@ time, seeded), small (a few thousand records) and take well under a second.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,8 +17,11 @@ import msgspec
 
 from actors.stream import Batch, GeneratedSource
 from actors.stream._source import generated_items
-from runtime import configure_logging
-from runtime.scenario import InvariantResult, Report, parse_scenario, run_scenario
+from runtime.scenario import InvariantResult, Report
+from tests import scenario_helpers
+from tests.scenario_helpers import invariants as invariants  # re-exported
+from tests.scenario_helpers import quiet_logs as quiet_logs
+from tests.scenario_helpers import run_doc as run_doc
 
 CHECKED = ("exactly_once", "order", "no_stale_commit")
 
@@ -43,15 +45,6 @@ BASE_STREAM: dict[str, Any] = {
 _decode_batch = msgspec.json.Decoder(Batch).decode
 
 
-def quiet_logs() -> None:
-    """Send the runtime's events nowhere (a crash storm would print thousands of tracebacks).
-
-    Also undoes ``shardline run``'s logging setup, which points at an
-    events file the CLI closes when it returns.
-    """
-    configure_logging(json=True, level="critical", stream=open(os.devnull, "w"))  # noqa: SIM115
-
-
 def scenario_doc(
     store: str,
     *,
@@ -73,20 +66,6 @@ def scenario_doc(
     }
 
 
-def run_doc(doc: dict[str, Any], out: Path, *, seed: int | None = None) -> Report:
-    """Validate and run a document as ``shardline run`` would, with ``out`` as --out."""
-    loaded = parse_scenario(doc, str(out / "scenario.toml"))
-    return run_scenario(loaded, out=out, seed=seed)
-
-
-def invariants(report: Report | Mapping[str, Any]) -> dict[str, InvariantResult]:
-    """Invariants by name, from a ``Report`` or a ``--json`` object."""
-    if isinstance(report, Report):
-        return {i.name: i for i in report.invariants}
-    return {i["name"]: InvariantResult(i["name"], i["held"], i["detail"])
-            for i in report["invariants"]}
-
-
 def numbers(report: Report) -> dict[str, float]:
     """The report's numeric metrics."""
     return {k: v for k, v in report.metrics.items() if isinstance(v, int | float)}
@@ -94,14 +73,7 @@ def numbers(report: Report) -> dict[str, float]:
 
 def assert_all_held(report: Report | Mapping[str, Any]) -> dict[str, InvariantResult]:
     """Every checked invariant is reported and held, and the run passed."""
-    found = invariants(report)
-    failed = {n: i.detail for n, i in found.items() if not i.held}
-    assert not failed, failed
-    for name in CHECKED:
-        assert name in found, f"{name} not reported; got {sorted(found)}"
-    passed = report.passed if isinstance(report, Report) else report["passed"]
-    assert passed
-    return found
+    return scenario_helpers.assert_all_held(report, CHECKED)
 
 
 def read_dir_sink(path: Path) -> list[Batch]:
