@@ -7,7 +7,9 @@ Documents are plain dicts (what ``tomllib`` would give) fed to the public
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,21 @@ def assert_all_held(report: Report | Mapping[str, Any],
     passed = report.passed if isinstance(report, Report) else report["passed"]
     assert passed
     return found
+
+
+def rerun_to_completion(command: Sequence[str], env: Mapping[str, str],
+                        cwd: Path) -> dict[str, Any]:
+    """Run ``shardline run ... --json`` again after kills (up to 3 tries, each may still
+    find a half-finished store) and return its report, which must have passed."""
+    for _attempt in range(3):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd,
+                                timeout=90)
+        if result.returncode == 0:
+            break
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["passed"] is True
+    return report
 
 
 def assert_bad_file_refused(command: str, path: Path, field: str, expected: Sequence[str],

@@ -8,7 +8,6 @@ files itself: every source record must be there exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -17,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.scenario_helpers import rerun_to_completion
 from tests.stream_helpers import assert_each_once, read_dir_sink, source_items
 
 RECORDS, KEYS, PAYLOAD, SEED = 6000, 200, 32, 5
@@ -74,14 +74,7 @@ def test_sigkill_at_random_moments_then_rerun_delivers_each_record_once(tmp_path
         killed_midway += done < RECORDS
     assert killed_midway >= 1, "no kill landed before the work was done; the test proved nothing"
 
-    for _attempt in range(3):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path,
-                                timeout=90)
-        if result.returncode == 0:
-            break
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
-    assert report["passed"] is True
+    report = rerun_to_completion(command, env, tmp_path)
     held = {i["name"]: i["held"] for i in report["invariants"]}
     assert held["exactly_once"] and held["order"] and held["no_stale_commit"]
     assert held.get("resumed") is True  # the last run picked up the killed runs' work
