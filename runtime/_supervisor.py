@@ -416,17 +416,20 @@ class Supervisor:
         start. It is retried like a restart, with ``backoff``, at most
         ``attempts`` times in all; a ``ScenarioError`` (bad input) is not.
         """
-        for attempt in range(attempts):
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {attempts}")
+        rt = self._node.rt
+        attempt = 0
+        while True:
             try:
                 return await self.spawn(cls, *args, name=name)
             except ScenarioError:
                 raise
             except ShardlineError:
-                if attempt + 1 >= attempts:
+                attempt += 1
+                if attempt >= attempts:
                     raise
-                rt = self._node.rt
-                await rt.sleep(backoff.delay(attempt, rt.random.random()))
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
+                await rt.sleep(backoff.delay(attempt - 1, rt.random.random()))
 
     async def spawn_supervisor(
         self,
