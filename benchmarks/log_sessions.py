@@ -5,7 +5,7 @@
 
 Workload (issue 5): a log of N records (SQLite store in a temp dir), read by
 10 sessions from the start, 2 readers per session, read batch 500; each
-reader acknowledges what it read (by seq). Measured twice in one run:
+reader acknowledges what it read (by receipt: seq and delivery). Measured twice in one run:
 
 - **in process**: readers call ``LogClient.read``/``ack`` on the same event
   loop as the ``LogServer`` actor (the baseline);
@@ -91,7 +91,7 @@ async def _reader(log: LogClient, session: str, args: argparse.Namespace) -> int
             await asyncio.sleep(0.001)
             continue
         got += len(result.records)
-        await log.ack(session, [r.seq for r in result.records])
+        await log.ack(session, result.records)
 
 
 async def _latency_inprocess(log: LogClient, samples: int) -> dict[str, float]:
@@ -101,7 +101,7 @@ async def _latency_inprocess(log: LogClient, samples: int) -> dict[str, float]:
     async def wait_one() -> None:
         result = await log.read(session, 10, wait=10.0)
         await waiting.put(time.perf_counter())
-        await log.ack(session, [r.seq for r in result.records])
+        await log.ack(session, result.records)
 
     found = []
     for i in range(samples):
@@ -127,6 +127,7 @@ def _latency_fields(found: list[float]) -> dict[str, float]:
 
 class _Record(msgspec.Struct):
     seq: int
+    delivery: int
 
 
 class _Read(msgspec.Struct):
@@ -185,15 +186,16 @@ async def _http_reader(http: httpx.AsyncClient, session: str, args: argparse.Nam
     while True:
         r = await http.get(f"{base}/records", params={"max": args.batch})
         r.raise_for_status()
-        seqs = [rec.seq for rec in msgspec.json.decode(r.content, type=_Read).records]
-        if not seqs:
+        receipts = [(rec.seq, rec.delivery)
+                    for rec in msgspec.json.decode(r.content, type=_Read).records]
+        if not receipts:
             info = msgspec.json.decode((await http.get(base)).content, type=_Info)
             if info.floor >= info.high_water:
                 return got
             await asyncio.sleep(0.001)
             continue
-        got += len(seqs)
-        (await http.post(f"{base}/ack", content=msgspec.json.encode({"seqs": seqs}))
+        got += len(receipts)
+        (await http.post(f"{base}/ack", content=msgspec.json.encode({"receipts": receipts}))
          ).raise_for_status()
 
 
@@ -212,8 +214,9 @@ async def _latency_http(http: httpx.AsyncClient, samples: int) -> dict[str, floa
         r = await reader
         found.append(time.perf_counter() - sent)
         (await appended).raise_for_status()
-        seqs = [rec.seq for rec in msgspec.json.decode(r.content, type=_Read).records]
-        await http.post(f"{base}/ack", json={"seqs": seqs})
+        receipts = [[rec.seq, rec.delivery]
+                    for rec in msgspec.json.decode(r.content, type=_Read).records]
+        await http.post(f"{base}/ack", json={"receipts": receipts})
     return _latency_fields(found)
 
 

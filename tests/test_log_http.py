@@ -106,10 +106,11 @@ def test_append_session_read_ack_round_trip(http: httpx.Client) -> None:
         for i in range(3)]
     assert body["ack_deadline"] > time.time()
     assert read(http, "orders", sid, max=10) == [(3, 1), (4, 1)]
-    r = http.post(f"/logs/orders/sessions/{sid}/ack", json={"seqs": [0, 2]})
-    assert r.json() == {"acked": 2, "floor": 1, "in_flight": 3}
-    r = http.post(f"/logs/orders/sessions/{sid}/ack", json={"through": 4})
-    assert r.json() == {"acked": 3, "floor": 5, "in_flight": 0}
+    r = http.post(f"/logs/orders/sessions/{sid}/ack", json={"receipts": [[0, 1], [2, 1]]})
+    assert r.json() == {"acked": 2, "floor": 1, "in_flight": 3, "superseded": []}
+    r = http.post(f"/logs/orders/sessions/{sid}/ack",
+                  json={"receipts": [[1, 1], [3, 1], [4, 1]]})
+    assert r.json() == {"acked": 3, "floor": 5, "in_flight": 0, "superseded": []}
     info = http.get(f"/logs/orders/sessions/{sid}").json()
     assert (info["delivered"], info["acked"], info["high_water"]) == (5, 5, 5)
     created = http.post("/logs/orders/sessions", json={"start": 3}).json()
@@ -123,7 +124,10 @@ def test_unacked_records_are_redelivered_and_dead_lettered(http: httpx.Client) -
     sid = session(http, "poison", start=0, ack_wait=0.2, max_deliveries=2)
     assert read(http, "poison", sid, max=10) == [(0, 1), (1, 1)]
     assert read(http, "poison", sid, max=10, wait=2) == [(0, 2), (1, 2)]
-    http.post(f"/logs/poison/sessions/{sid}/ack", json={"seqs": [1]}).raise_for_status()
+    late = http.post(f"/logs/poison/sessions/{sid}/ack", json={"receipts": [[0, 1]]})
+    assert late.json() == {"acked": 0, "floor": 0, "in_flight": 2, "superseded": [0]}
+    http.post(f"/logs/poison/sessions/{sid}/ack", json={"receipts": [[1, 2]]}
+              ).raise_for_status()
     assert read(http, "poison", sid, max=10, wait=0.5) == []
     dead = http.get(f"/logs/poison/sessions/{sid}/dead_letters").json()["dead_letters"]
     assert [(d["first"], d["last"], d["deliveries"]) for d in dead] == [(0, 0, 2)]
@@ -162,11 +166,11 @@ def test_readers_sharing_a_session_get_disjoint_records(server: Server,
     def reader(index: int) -> None:
         with server.client() as mine:
             while True:
-                seqs = [s for s, _ in read(mine, "shared", sid, max=13)]
-                if not seqs:
+                receipts = read(mine, "shared", sid, max=13)
+                if not receipts:
                     return
-                seen[index] += seqs
-                mine.post(f"/logs/shared/sessions/{sid}/ack", json={"seqs": seqs})
+                seen[index] += [seq for seq, _ in receipts]
+                mine.post(f"/logs/shared/sessions/{sid}/ack", json={"receipts": receipts})
 
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
     for t in threads:
@@ -200,17 +204,24 @@ def test_malformed_requests_get_json_4xx_and_disturb_no_session(server: Server,
     for params in ({"max": "0"}, {"max": "abc"}, {"max": "20000"}, {"wait": "99"},
                    {"wait": "-1"}, {"offset": "1"}, {"max": ["1", "2"]}):
         error(http.get(f"{base}/records", params=params), 400, "bad_request")
-    error(http.post(f"{base}/ack", json={"seqs": [1], "through": 2}), 400, "bad_request")
-    error(http.post(f"{base}/ack", json={"seqs": ["x"]}), 400, "bad_request")
-    assert "never delivered seq 7" in error(http.post(f"{base}/ack", json={"seqs": [7]}),
-                                            409, "conflict")
+    assert '"receipts"' in error(http.post(f"{base}/ack", json={"seqs": [1]}),
+                                 400, "bad_request")
+    error(http.post(f"{base}/ack", json={"receipts": [["x", 1]]}), 400, "bad_request")
+    error(http.post(f"{base}/ack", json={"receipts": [[1]]}), 400, "bad_request")
+    assert "delivery >= 1" in error(http.post(f"{base}/ack", json={"receipts": [[1, 0]]}),
+                                    400, "bad_request")
+    assert "never delivered seq 7" in error(
+        http.post(f"{base}/ack", json={"receipts": [[7, 1]]}), 409, "conflict")
+    assert "seq 1 1 time(s), not 2" in error(
+        http.post(f"{base}/ack", json={"receipts": [[1, 2]]}), 409, "conflict")
     error(http.get(f"/logs/steady/sessions/{'0' * 32}/records"), 404, "not_found")
     error(http.get("/logs/steady/sessions/xyz/records"), 404, "not_found")
     error(http.get("/nowhere"), 404, "not_found")
     error(http.post("/logs/steady/records", content=b"x" * 70_000), 413, "too_large")
     error(http.post("/logs/steady/records", json=[{"key": "k", "payload_b64": ""}] * 10_001),
           413, "too_large")
-    error(http.post(f"{base}/ack", json={"seqs": list(range(10_001))}), 413, "too_large")
+    error(http.post(f"{base}/ack", json={"receipts": [[i, 1] for i in range(10_001)]}),
+          413, "too_large")
     # the session carries on exactly where it was: nothing redelivered, nothing skipped
     assert read(http, "steady", sid, max=100) == [(i, 1) for i in range(5, 20)]
     info = http.get(base).json()
@@ -233,7 +244,8 @@ def test_an_expired_session_answers_410(http: httpx.Client) -> None:
     assert read(http, "ttl", sid) == []
     time.sleep(0.4)
     assert "expired" in error(http.get(f"/logs/ttl/sessions/{sid}/records"), 410, "expired")
-    error(http.post(f"/logs/ttl/sessions/{sid}/ack", json={"through": 0}), 410, "expired")
+    error(http.post(f"/logs/ttl/sessions/{sid}/ack", json={"receipts": [[0, 1]]}),
+          410, "expired")
 
 
 def test_sigterm_answers_waiting_reads_and_exits_cleanly(tmp_path: Path) -> None:
@@ -266,7 +278,7 @@ def test_sigkill_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
         sid = session(http, "orders", start="earliest", ack_wait=0.5)
         assert read(http, "orders", sid, max=120) == [(i, 1) for i in range(120)]
         acked = http.post(f"/logs/orders/sessions/{sid}/ack",
-                          json={"seqs": list(range(0, 120, 2))})
+                          json={"receipts": [[i, 1] for i in range(0, 120, 2)]})
         assert acked.json()["acked"] == 60
     assert srv.stop(signal.SIGKILL) == -signal.SIGKILL
     again = Server(store)

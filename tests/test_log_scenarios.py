@@ -34,6 +34,7 @@ EXERCISED = {
     "log_store_errors.toml": {"unavailable": 10, "client_restarts": 5},
     "log_poison.toml": {"dead_letters": 4000, "redeliveries": 1000},
     "log_slow_readers.toml": {"redeliveries": 200, "expired_sessions": 2},
+    "log_late_acks.toml": {"redeliveries": 200, "superseded_acks": 100},
 }
 
 

@@ -46,6 +46,11 @@ def seqs_of(result: object) -> list[tuple[int, int]]:
     return [(r.seq, r.delivery) for r in result.records]  # type: ignore[attr-defined]
 
 
+def firsts(*seqs: int) -> list[tuple[int, int]]:
+    """Receipts of the first delivery of ``seqs``."""
+    return [(seq, 1) for seq in seqs]
+
+
 def test_the_public_api_is_deliberate() -> None:
     assert sorted(logdelivery.__all__) == [
         "Acked", "Appended", "BadRequest", "DeadLetter", "Delivery", "LogClient", "LogConfig",
@@ -71,10 +76,11 @@ def test_records_reach_a_session_in_order_and_acks_settle_them(store_url: str) -
             assert first.ack_deadline == rt.clock.wall() + SessionSettings().ack_wait
             assert seqs_of(await log.read(session, 100)) == [(i, 1) for i in range(4, 10)]
             assert seqs_of(await log.read(session, 100)) == []
-            acked = await log.ack(session, [0, 1, 2, 3, 5])
+            acked = await log.ack(session, firsts(0, 1, 2, 3, 5))
             assert (acked.acked, acked.floor, acked.in_flight) == (5, 4, 5)
-            acked = await log.ack(session, through=9)
-            assert (acked.acked, acked.floor, acked.in_flight) == (5, 10, 0)
+            acked = await log.ack(session, firsts(4, *range(6, 10)))
+            assert (acked.acked, acked.floor, acked.in_flight, acked.superseded) == (
+                5, 10, 0, [])
             info = await log.describe(session)
             assert (info.delivered, info.acked, info.redelivered, info.high_water) == (
                 10, 10, 0, 10)
@@ -88,7 +94,7 @@ def test_unacked_records_come_back_after_ack_wait_and_not_before(store_url: str)
             await log.append(entries(0, 6))
             session = await log.create_session(ack_wait=5.0)
             await log.read(session, 3)
-            await log.ack(session, [1])
+            await log.ack(session, firsts(1))
             await rt.sleep(4.9)
             assert seqs_of(await log.read(session, 10)) == [(3, 1), (4, 1), (5, 1)]
             await rt.sleep(0.1)
@@ -143,7 +149,7 @@ def test_max_in_flight_holds_back_new_records_until_an_ack(store_url: str) -> No
 
             async def ack_later() -> None:
                 await rt.sleep(1.0)
-                await log.ack(session, [0, 1])
+                await log.ack(session, firsts(0, 1))
 
             task = asyncio.get_running_loop().create_task(ack_later())
             started = rt.now()
@@ -164,7 +170,7 @@ def test_a_record_delivered_max_deliveries_times_is_dead_lettered(store_url: str
             for _ in range(4):
                 result = await log.read(session, 10, wait=5.0)
                 got.append(seqs_of(result))
-                await log.ack(session, [r.seq for r in result.records if r.seq >= 2])
+                await log.ack(session, [r for r in result.records if r.seq >= 2])
             assert got == [[(0, 1), (1, 1)], [(0, 2), (1, 2)], [(2, 1), (3, 1)], []]
             dead = await log.dead_letters(session)
             assert [(d.first, d.last, d.deliveries) for d in dead] == [(0, 1, 2)]
@@ -184,7 +190,7 @@ def test_readers_sharing_a_session_never_hold_the_same_record(store_url: str) ->
                 while sum(len(s) for s in seen) < 300:
                     result = await log.read(session, 7, wait=1.0)
                     seen.append([r.seq for r in result.records])
-                    await log.ack(session, seen[-1])
+                    await log.ack(session, result.records)
 
             readers = [asyncio.get_running_loop().create_task(reader()) for _ in range(3)]
             for start in range(0, 300, 50):
@@ -208,7 +214,7 @@ def test_sessions_start_where_asked(store_url: str) -> None:
             assert seqs_of(await log.read(latest, 10)) == [(5, 1), (6, 1)]
             assert seqs_of(await log.read(at_three, 10)) == [(i, 1) for i in range(3, 7)]
             with pytest.raises(NotDelivered):
-                await log.ack(at_three, [2])
+                await log.ack(at_three, firsts(2))
             for bad in ("newest", -1, True, 2.5):
                 with pytest.raises(BadRequest, match="start must be"):
                     await log.create_session(bad)  # type: ignore[arg-type]
@@ -230,7 +236,7 @@ def test_an_idle_session_expires_with_a_clear_error(store_url: str) -> None:
             with pytest.raises(SessionExpired, match="idle for more than its ttl of 10 s"):
                 await log.read(idle, 1)
             with pytest.raises(SessionExpired):
-                await log.ack(idle, through=0)
+                await log.ack(idle, firsts(0))
             assert (await log.describe(idle)).expired
             assert not (await log.describe(kept)).expired
     sim(main)
@@ -245,7 +251,7 @@ def test_state_survives_a_process_restart(tmp_path: Path) -> None:
             await log.append(entries(0, 10))
             session = await log.create_session(ack_wait=2.0)
             await log.read(session, 6)
-            await log.ack(session, [0, 1, 2])
+            await log.ack(session, firsts(0, 1, 2))
             return session
 
     async def second(session: str) -> None:
@@ -253,7 +259,7 @@ def test_state_survives_a_process_restart(tmp_path: Path) -> None:
             log = await open_log(rt, "orders")
             # 3..5 are still in flight (not due yet); new records carry on at 6.
             assert seqs_of(await log.read(session, 3)) == [(6, 1), (7, 1), (8, 1)]
-            await log.ack(session, [6, 7, 8])
+            await log.ack(session, firsts(6, 7, 8))
             await rt.sleep(2.0)
             assert seqs_of(await log.read(session, 10)) == [(3, 2), (4, 2), (5, 2), (9, 1)]
             assert (await log.describe(session)).acked == 6
@@ -273,10 +279,10 @@ def test_a_server_crash_loses_nothing_it_answered(store_url: str) -> None:
             rt.faults.install([Fault("crash", target="logserver.orders", at=rt.now())])
             await rt.sleep(0.001)
             with pytest.raises(LogUnavailable, match="injected crash"):
-                await log.ack(session, [r.seq for r in batch.records])
+                await log.ack(session, batch.records)
             await rt.sleep(0.1)  # the supervisor restarts it; state comes from the store
             assert seqs_of(await log.read(session, 3)) == [(5, 1), (6, 1), (7, 1)]
-            await log.ack(session, [0, 1, 2, 3, 4])
+            await log.ack(session, firsts(0, 1, 2, 3, 4))
             assert (await log.describe(session)).floor == 5
             assert rt.statistics()[0].restarted == 1
     sim(main)
@@ -295,7 +301,7 @@ def test_store_failures_are_unavailable_and_change_nothing(store_url: str) -> No
                 try:
                     result = await log.read(session, 7)
                     delivered += [r.seq for r in result.records]
-                    await log.ack(session, [r.seq for r in result.records])
+                    await log.ack(session, result.records)
                 except LogUnavailable:
                     failures += 1
             assert failures > 0
@@ -317,12 +323,16 @@ def test_bad_requests_are_refused_and_name_the_problem(store_url: str) -> None:
             for max_records, wait in ((0, 0.0), (10_001, 0.0), (1, -1.0), (1, 61.0)):
                 with pytest.raises(BadRequest):
                     await log.read(session, max_records, wait)
-            with pytest.raises(BadRequest, match="either seqs or through"):
-                await log.ack(session, [1], through=1)
-            with pytest.raises(BadRequest):
-                await log.ack(session, ["1"])  # type: ignore[list-item]
+            with pytest.raises(BadRequest, match=r"receipt 0 must be \[seq, delivery\]"):
+                await log.ack(session, [1])  # type: ignore[list-item]
+            with pytest.raises(BadRequest, match="receipt 1"):
+                await log.ack(session, [(0, 1), ("1", 1)])  # type: ignore[list-item]
+            with pytest.raises(BadRequest, match="delivery >= 1"):
+                await log.ack(session, [(0, 0)])
+            with pytest.raises(TooLarge, match="at most 10000 receipts"):
+                await log.ack(session, firsts(*range(10_001)))
             with pytest.raises(NotDelivered, match="never delivered seq 0"):
-                await log.ack(session, [0])
+                await log.ack(session, firsts(0))
             with pytest.raises(TooLarge):
                 await log.append(entries(0, 10_001))
             with pytest.raises(BadRequest, match="pair"):
@@ -364,4 +374,29 @@ def test_waiting_readers_leave_nothing_behind(store_url: str) -> None:
             server = cell.instance
             assert server is not None
             assert sum(len(w) for w in server.waiters.values()) == 0  # type: ignore[attr-defined]
+    sim(main)
+
+
+def test_a_late_ack_of_a_superseded_delivery_changes_nothing(store_url: str) -> None:
+    """A slow reader's ack arrives after its records were handed to another reader:
+    it must not free ``max_in_flight`` while the other reader holds them (issue #10)."""
+    async def main() -> None:
+        async with Runtime(store=store_url) as rt:
+            log = await open_log(rt, "orders")
+            await log.append(entries(0, 10))
+            session = await log.create_session(max_in_flight=4, ack_wait=1.0)
+            slow = await log.read(session, 4)
+            await rt.sleep(1.0)
+            fresh = await log.read(session, 4)  # the other reader gets the redelivery
+            assert seqs_of(fresh) == [(0, 2), (1, 2), (2, 2), (3, 2)]
+            late = await log.ack(session, slow.records)
+            assert (late.acked, late.in_flight, late.superseded) == (0, 4, [0, 1, 2, 3])
+            assert seqs_of(await log.read(session, 4)) == []  # still 4 held: no room
+            with pytest.raises(NotDelivered, match="seq 0 2 time"):
+                await log.ack(session, [(0, 3)])
+            done = await log.ack(session, fresh.records)
+            assert (done.acked, done.floor, done.superseded) == (4, 4, [])
+            assert seqs_of(await log.read(session, 4)) == [(i, 1) for i in range(4, 8)]
+            info = await log.describe(session)
+            assert (info.acked, info.in_flight_peak) == (4, 4)
     sim(main)

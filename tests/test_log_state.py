@@ -18,8 +18,7 @@ from actors.logdelivery import NotDelivered
 from actors.logdelivery._state import (
     InFlight,
     SessionState,
-    ack_seqs,
-    ack_through,
+    ack_receipts,
     next_due,
     plan_read,
 )
@@ -68,12 +67,21 @@ class Model:
             self.next_seq = seq + 1
         return out
 
-    def ack(self, seqs: list[int]) -> int:
-        done = [s for s in set(seqs) if s in self.in_flight]
+    def ack(self, receipts: list[tuple[int, int]]) -> tuple[int, list[int]] | None:
+        """(acked, superseded), or None when a receipt names a delivery never made."""
+        named: dict[int, int] = {}
+        for seq, delivery in receipts:
+            named[seq] = max(delivery, named.get(seq, 0))
+        if any(seq < self.start or seq >= self.next_seq for seq in named):
+            return None
+        current = {seq: self.in_flight[seq][0] for seq in named if seq in self.in_flight}
+        if any(named[seq] > n for seq, n in current.items()):
+            return None
+        done = [seq for seq, n in current.items() if named[seq] == n]
         for seq in done:
             del self.in_flight[seq]
             self.acked.add(seq)
-        return len(done)
+        return len(done), sorted(seq for seq, n in current.items() if named[seq] < n)
 
 
 def expand(state: SessionState) -> dict[int, tuple[int, float]]:
@@ -93,8 +101,8 @@ def check_same(state: SessionState, model: Model) -> None:
 
 ops = st.lists(st.one_of(
     st.tuples(st.just("read"), st.integers(1, 12)),
-    st.tuples(st.just("ack"), st.lists(st.integers(0, 60), max_size=15)),
-    st.tuples(st.just("through"), st.integers(0, 60)),
+    st.tuples(st.just("ack"), st.lists(st.tuples(st.integers(0, 60), st.integers(1, 4)),
+                                       max_size=15)),
     st.tuples(st.just("append"), st.integers(1, 20)),
     st.tuples(st.just("tick"), st.sampled_from([0.5, 1.0, 1.5, 3.0])),
 ), max_size=60)
@@ -119,21 +127,15 @@ def test_ranges_behave_like_a_record_by_record_model(
                    for seq in range(r.first, r.last + 1)]
             assert got == model.read(high_water, arg, now)
             state = plan.state
-        elif op in ("ack", "through"):
-            seqs = arg if isinstance(arg, list) else list(range(state.start_seq, int(arg) + 1))
-            never = [s for s in seqs if s < state.start_seq or s >= state.next_seq]
-            if never:
+        elif op == "ack":
+            assert isinstance(arg, list)
+            expected = model.ack(arg)
+            if expected is None:
                 with pytest.raises(NotDelivered):
-                    if op == "ack":
-                        ack_seqs(state, seqs, now)
-                    else:
-                        ack_through(state, int(arg), now)
+                    ack_receipts(state, arg, now)
                 continue
-            if op == "ack":
-                state, n = ack_seqs(state, seqs, now)
-            else:
-                state, n = ack_through(state, int(arg), now)
-            assert n == model.ack(seqs)
+            state, n, superseded = ack_receipts(state, arg, now)
+            assert (n, superseded) == expected
         elif op == "append":
             high_water += int(arg)  # type: ignore[call-overload]
         else:
@@ -151,7 +153,7 @@ def test_a_read_of_many_records_is_one_range() -> None:
 
 def test_redeliveries_come_first_then_new_records() -> None:
     state = plan_read(new_state(), high_water=20, max_records=4, now=0.0).state
-    state, _ = ack_seqs(state, [1], 0.5)
+    state = ack_receipts(state, [(1, 1)], 0.5).state
     plan = plan_read(state, high_water=20, max_records=5, now=ACK_WAIT)
     assert [(r.first, r.last, r.deliveries) for r in plan.redelivered] == [(0, 0, 2), (2, 3, 2)]
     assert plan.new == InFlight(4, 5, 1, 2 * ACK_WAIT)
@@ -178,14 +180,23 @@ def test_max_deliveries_dead_letters_and_moves_on() -> None:
 
 def test_ack_of_a_record_never_delivered_changes_nothing() -> None:
     state = plan_read(new_state(start=10), high_water=20, max_records=3, now=0.0).state
-    for bad in ([13], [9], [10, 15]):
+    for bad in ([(13, 1)], [(9, 1)], [(10, 1), (15, 1)]):
         with pytest.raises(NotDelivered, match="never delivered"):
-            ack_seqs(state, bad, 1.0)
-    with pytest.raises(NotDelivered):
-        ack_through(state, 13, 1.0)
-    again, n = ack_seqs(state, [11, 11, 10], 1.0)
+            ack_receipts(state, bad, 1.0)
+    with pytest.raises(NotDelivered, match="delivered seq 11 1 time"):
+        ack_receipts(state, [(10, 1), (11, 2)], 1.0)
+    again, n, _ = ack_receipts(state, [(11, 1), (11, 1), (10, 1)], 1.0)
     assert n == 2 and again.floor == 12
-    assert ack_seqs(again, [10], 2.0)[1] == 0  # a repeat ack is harmless
+    assert ack_receipts(again, [(10, 1)], 2.0).acked == 0  # a repeat ack is harmless
+
+
+def test_an_ack_of_a_superseded_delivery_keeps_the_newer_copy_in_flight() -> None:
+    state = plan_read(new_state(max_in_flight=3), high_water=20, max_records=3, now=0.0).state
+    state = plan_read(state, high_water=20, max_records=2, now=ACK_WAIT).state  # 0, 1 again
+    outcome = ack_receipts(state, [(0, 1), (1, 1), (2, 1)], ACK_WAIT + 0.5)
+    assert (outcome.acked, outcome.superseded) == (1, [0, 1])
+    assert outcome.state.in_flight_count == 2
+    assert outcome.state.in_flight == [InFlight(0, 1, 2, 2 * ACK_WAIT)]
 
 
 def test_expiry_is_judged_from_the_last_activity() -> None:

@@ -112,7 +112,7 @@ def check_no_gaps(config: LogConfig, journal: Journal, durable: Durable,
                             f"{state.in_flight_count} in flight, high water {hw}")
         batches = journal.batches.get(session, [])
         received = {seq for b in batches for seq in b.seqs}
-        acked = {seq for b in batches if b.ack_done is not None for seq in b.seqs}
+        acked = {seq for b in batches for seq in b.acked_seqs()}
         maybe = {seq for b in batches if b.ack_failed for seq in b.seqs}
         missing = [seq for seq in range(state.start_seq, hw)
                    if seq not in received and seq not in dead]
@@ -180,7 +180,7 @@ def check_no_client_offsets(journal: Journal, durable: Durable, sessions: list[s
         acked_at: dict[int, float] = {}
         for b in batches:
             if b.ack_done is not None:
-                for seq in b.seqs:
+                for seq in b.acked_seqs():
                     acked_at.setdefault(seq, b.ack_done)
         for b in batches:
             back = [seq for seq in b.seqs if seq in acked_at and acked_at[seq] < b.at]

@@ -7,7 +7,7 @@ async with Runtime(store="sqlite:///state.db") as rt:
     session = await orders.create_session(start="earliest")
     batch = await orders.read(session, max_records=100, wait=5.0)
     ...  # process batch.records
-    await orders.ack(session, [r.seq for r in batch.records])
+    await orders.ack(session, batch.records)  # each record's receipt: (seq, delivery)
 ```
 
 A client object is stateless: it holds the server's address, never a
@@ -20,7 +20,7 @@ server restart or store failure is ``LogUnavailable`` (retry later).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from actors.logdelivery import _keys as keys
 from actors.logdelivery._errors import (
@@ -31,12 +31,12 @@ from actors.logdelivery._errors import (
     TooLarge,
 )
 from actors.logdelivery._limits import (
-    MAX_ACK_SEQS,
     MAX_APPEND_RECORDS,
     MAX_KEY_BYTES,
     MAX_PAYLOAD_BYTES,
     SessionSettings,
     check_read,
+    check_receipts,
 )
 from actors.logdelivery._messages import (
     Acked,
@@ -44,6 +44,7 @@ from actors.logdelivery._messages import (
     Appended,
     AppendRecords,
     CreateSession,
+    Delivery,
     DescribeSession,
     LogServerMsg,
     Parked,
@@ -155,23 +156,20 @@ class LogClient:
             # Ask again: woken (something changed), a deadline fell due, or time is up
             # (the last ask does not park, so it answers with whatever is there).
 
-    async def ack(self, session: str, seqs: Sequence[int] | None = None, *,
-                  through: int | None = None) -> Acked:
-        """Acknowledge ``seqs`` (records this session delivered) or all ``through`` a seq.
+    async def ack(self, session: str,
+                  receipts: Iterable[Delivery | tuple[int, int]]) -> Acked:
+        """Acknowledge records by receipt: the ``Delivery`` a read returned, or its
+        ``(seq, delivery)``.
 
-        ``NotDelivered`` (nothing acknowledged) if a seq was never delivered.
+        A receipt of a delivery that was superseded (the record's deadline
+        passed and it was handed out again, perhaps to another reader) is
+        not acknowledged: its seq is listed in ``Acked.superseded``, and the
+        newer copy stays in flight. ``NotDelivered`` (nothing acknowledged)
+        if a seq was never delivered in this session, or not that many times.
         """
-        if (seqs is None) == (through is None):
-            raise BadRequest("ack takes either seqs or through")
-        listed = None if seqs is None else list(seqs)
-        if listed is not None:
-            if len(listed) > MAX_ACK_SEQS:
-                raise TooLarge(f"an ack lists at most {MAX_ACK_SEQS} seqs, got {len(listed)}")
-            if not all(type(s) is int and s >= 0 for s in listed):
-                raise BadRequest("seqs must be integers >= 0")
-        elif type(through) is not int or through < 0:
-            raise BadRequest(f"through must be an integer >= 0, got {through!r}")
-        reply = await self._ask(AckRecords(session, listed, through))
+        listed = [r.receipt if isinstance(r, Delivery) else r for r in receipts]
+        check_receipts(listed)
+        reply = await self._ask(AckRecords(session, [(s, n) for s, n in listed]))
         assert isinstance(reply, Acked)
         return reply
 

@@ -6,15 +6,15 @@
     GET  /logs/{log}/sessions/{session}/records?max=N&wait=SECONDS
                                                   -> {records: [{seq, key, payload_b64,
                                                       delivery}], ack_deadline}
-    POST /logs/{log}/sessions/{session}/ack       {seqs: [...]} or {through: seq}
-                                                  -> {acked, floor, in_flight}
+    POST /logs/{log}/sessions/{session}/ack       {receipts: [[seq, delivery], ...]}
+                                                  -> {acked, floor, in_flight, superseded}
     GET  /logs/{log}/sessions/{session}           the session's counters
     GET  /logs/{log}/sessions/{session}/dead_letters?offset=&limit=
     GET  /healthz                                 (no token needed)
 
 Every error is ``{"error": code, "detail": text}`` with 400 (malformed),
 401 (token), 404 (unknown session or route), 409 (ack of a record never
-delivered), 410 (session expired), 413 (body, batch or record too large)
+delivered, or not that many times), 410 (session expired), 413 (body, batch or record too large)
 or 503 (store failure or server restart: retry). A request is validated
 completely before it reaches a log server, so a malformed one changes
 nothing and cannot disturb another session.
@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._errors import BadRequest, LogDeliveryError, TooLarge
-from actors.logdelivery._limits import MAX_ACK_SEQS, MAX_APPEND_RECORDS, MAX_BODY_BYTES
+from actors.logdelivery._limits import MAX_APPEND_RECORDS, MAX_BODY_BYTES, check_receipts
 
 T = TypeVar("T")
 _INT = re.compile(r"\d{1,12}")
@@ -59,8 +59,10 @@ class SessionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class AckIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    seqs: list[int] | None = None
-    through: int | None = None
+    """Receipts ``[seq, delivery]`` as a read returned them; a receipt of a superseded
+    delivery is not acknowledged and comes back in ``superseded``."""
+
+    receipts: list[tuple[int, int]]
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -153,11 +155,10 @@ class _Routes:
 
     async def ack(self, request: Request) -> Response:
         body = await _read_body(request, self.max_body)
-        spec = _decode(body, AckIn, "ack body")
-        if spec.seqs is not None and len(spec.seqs) > MAX_ACK_SEQS:
-            raise TooLarge(f"an ack lists at most {MAX_ACK_SEQS} seqs, got {len(spec.seqs)}")
+        spec = _decode(body, AckIn, 'ack body (expected {"receipts": [[seq, delivery], ...]})')
+        check_receipts(spec.receipts)
         log = await self._log(request)
-        acked = await log.ack(request.path_params["session"], spec.seqs, through=spec.through)
+        acked = await log.ack(request.path_params["session"], spec.receipts)
         return json_response(acked)
 
     async def describe(self, request: Request) -> Response:

@@ -11,7 +11,7 @@ import math
 
 import msgspec
 
-from actors.logdelivery._errors import BadRequest
+from actors.logdelivery._errors import BadRequest, TooLarge
 
 MAX_READ_RECORDS = 10_000
 """Most records one read may ask for."""
@@ -19,8 +19,8 @@ MAX_WAIT = 60.0
 """Longest long-poll, in seconds."""
 MAX_APPEND_RECORDS = 10_000
 """Most records one append may carry."""
-MAX_ACK_SEQS = 10_000
-"""Most sequence numbers one ack may list."""
+MAX_ACK_RECEIPTS = 10_000
+"""Most receipts one ack may list."""
 MAX_BODY_BYTES = 16 << 20
 """Default bound of an HTTP request body."""
 MAX_KEY_BYTES = 1024
@@ -80,3 +80,18 @@ def check_read(max_records: object, wait: object) -> None:
         raise BadRequest(f"max must be an integer in 1..{MAX_READ_RECORDS}, got {max_records!r}")
     if not _within(wait, 0, MAX_WAIT):
         raise BadRequest(f"wait must be seconds in 0..{MAX_WAIT:g}, got {wait!r}")
+
+
+def check_receipts(receipts: object) -> None:
+    """``BadRequest`` unless ``receipts`` is a list of ``(seq, delivery)`` integer pairs,
+    ``seq >= 0``, ``delivery >= 1``; ``TooLarge`` past ``MAX_ACK_RECEIPTS``."""
+    if not isinstance(receipts, list):
+        raise BadRequest(f"receipts must be a list of [seq, delivery] pairs, got {receipts!r}")
+    if len(receipts) > MAX_ACK_RECEIPTS:
+        raise TooLarge(f"an ack lists at most {MAX_ACK_RECEIPTS} receipts, got {len(receipts)}")
+    for index, receipt in enumerate(receipts):
+        if not (isinstance(receipt, tuple | list) and len(receipt) == 2
+                and all(type(n) is int for n in receipt)
+                and receipt[0] >= 0 and receipt[1] >= 1):
+            raise BadRequest(f"receipt {index} must be [seq, delivery] with integers "
+                             f"seq >= 0 and delivery >= 1, got {receipt!r}")

@@ -39,11 +39,15 @@ class ReadRecords(Message, frozen=True):
 
 
 class AckRecords(Message, frozen=True):
-    """Acknowledge ``seqs``, or every record delivered through ``through``."""
+    """Acknowledge records by receipt: ``(seq, delivery)`` as a read handed them out.
+
+    Naming the delivery is what makes a late ack safe: an ack of a delivery
+    that was superseded (the record was handed out again since) changes
+    nothing; see ``_state.ack_receipts``.
+    """
 
     session: str
-    seqs: list[int] | None = None
-    through: int | None = None
+    receipts: list[tuple[int, int]]
 
 
 class DescribeSession(Message, frozen=True):
@@ -63,12 +67,19 @@ LogServerMsg = (AppendRecords | CreateSession | ReadRecords | AckRecords | Descr
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """One record handed to a reader; ``delivery`` is 1 the first time, 2 the next ..."""
+    """One record handed to a reader; ``delivery`` is 1 the first time, 2 the next ...
+
+    ``(seq, delivery)`` is the record's receipt: what an ack names.
+    """
 
     seq: int
     key: str
     payload: bytes = msgspec.field(name="payload_b64")
     delivery: int
+
+    @property
+    def receipt(self) -> tuple[int, int]:
+        return (self.seq, self.delivery)
 
 
 class ReadResult(msgspec.Struct, frozen=True):
@@ -95,11 +106,17 @@ class SessionCreated(msgspec.Struct, frozen=True):
 
 
 class Acked(msgspec.Struct, frozen=True):
-    """``acked`` records were newly acknowledged; ``floor``: all below it are settled."""
+    """``acked`` records were newly acknowledged; ``floor``: all below it are settled.
+
+    ``superseded``: the seqs whose receipt named an earlier delivery than the
+    current one; they were not acknowledged (their newer copy is out to a
+    reader, which settles them, or they come back after its deadline).
+    """
 
     acked: int
     floor: int
     in_flight: int
+    superseded: list[int] = []
 
 
 class SessionInfo(msgspec.Struct, frozen=True):

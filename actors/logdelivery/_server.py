@@ -37,7 +37,7 @@ from actors.logdelivery._errors import (
     SessionExpired,
     SessionNotFound,
 )
-from actors.logdelivery._limits import check_session_settings
+from actors.logdelivery._limits import check_receipts, check_session_settings
 from actors.logdelivery._messages import (
     Acked,
     AckRecords,
@@ -59,8 +59,7 @@ from actors.logdelivery._state import (
     DeadLetter,
     ReadPlan,
     SessionState,
-    ack_seqs,
-    ack_through,
+    ack_receipts,
     next_due,
     plan_read,
 )
@@ -302,22 +301,17 @@ class LogServer(Actor[LogServerMsg]):
     async def _ack(self, msg: AckRecords) -> Acked:
         now = self.wall()
         s = await self._live(msg.session, now)
-        if (msg.seqs is None) == (msg.through is None):
-            raise BadRequest("an ack names either seqs or through, not both and not neither")
-        if msg.seqs is not None:
-            if not all(type(seq) is int for seq in msg.seqs):
-                raise BadRequest("seqs must be integers")
-            state, acked = ack_seqs(s.state, msg.seqs, now)
-        else:
-            if type(msg.through) is not int or msg.through < 0:
-                raise BadRequest(f"through must be an integer >= 0, got {msg.through!r}")
-            state, acked = ack_through(s.state, msg.through, now)
+        check_receipts(msg.receipts)
+        state, acked, superseded = ack_receipts(s.state, msg.receipts, now)
         if acked:
             await self._save(msg.session, s, state)
             self._wake(msg.session)  # room under max_in_flight for a waiting reader
         else:
             await self._touch(msg.session, s, now)
-        return Acked(acked, state.floor, state.in_flight_count)
+        if superseded:
+            self.runtime.trace.record(self.runtime.now(), "ack_superseded", self.name,
+                                      f"{msg.session} {len(superseded)} records")
+        return Acked(acked, state.floor, state.in_flight_count, superseded)
 
     # -- inspection ---------------------------------------------------------------
 

@@ -18,8 +18,10 @@ Rules kept here (and property-tested against a per-record model):
 - a record whose deadline passes after its ``max_deliveries``-th delivery
   is dead-lettered instead of redelivered, and the session moves on
   (``max_deliveries = 0``: no limit);
-- an ack names only records the session delivered (else ``NotDelivered``
-  and nothing changes); acking a settled record again changes nothing.
+- an ack names each record with the delivery it acknowledges (a receipt
+  ``(seq, delivery)``); only records the session delivered, that many
+  times (else ``NotDelivered`` and nothing changes); a receipt of a
+  superseded delivery, or of a settled record, changes nothing.
 
 Times are wall-clock seconds (the runtime clock's ``wall()``), so deadlines
 and TTLs survive a process restart.
@@ -183,16 +185,39 @@ def _check_delivered(state: SessionState, low: int, high: int) -> None:
             f"{sent}); nothing was acknowledged")
 
 
-def ack_seqs(state: SessionState, seqs: list[int], now: float) -> tuple[SessionState, int]:
-    """Acknowledge the records ``seqs`` (any order, repeats allowed); returns (state, newly acked).
+class AckOutcome(NamedTuple):
+    """What one ack did: the new state, how many records it settled, which it did not."""
 
-    ``NotDelivered`` (nothing changes) if any seq was never delivered in this session.
+    state: SessionState
+    acked: int
+    superseded: list[int]
+    """Seqs named with a delivery that was superseded: they were handed out again after
+    the delivery the ack names, so the reader holding the newer copy settles them."""
+
+
+def ack_receipts(state: SessionState, receipts: list[tuple[int, int]],
+                 now: float) -> AckOutcome:
+    """Acknowledge records by receipt ``(seq, delivery)`` (any order, repeats allowed).
+
+    An ack names the delivery it acknowledges, as an SQS receipt handle does:
+    a receipt of the record's current delivery settles it; a receipt of an
+    earlier delivery (the record was redelivered since, perhaps to another
+    reader) is *superseded*: it changes nothing, so the in-flight count of
+    the current delivery stays until its holder acks it or its deadline
+    passes. A receipt of a settled record changes nothing either.
+    ``NotDelivered`` (nothing changes) if a seq was never delivered in this
+    session, or not that many times.
     """
-    if not seqs:
-        return msgspec.structs.replace(state, last_active=max(state.last_active, now)), 0
-    ordered = sorted(set(seqs))
+    touched = msgspec.structs.replace(state, last_active=max(state.last_active, now))
+    if not receipts:
+        return AckOutcome(touched, 0, [])
+    named: dict[int, int] = {}
+    for seq, delivery in receipts:
+        named[seq] = max(delivery, named.get(seq, 0))
+    ordered = sorted(named)
     _check_delivered(state, ordered[0], ordered[-1])
     out: list[InFlight] = []
+    superseded: list[int] = []
     removed = 0
     i = 0
     n = len(ordered)
@@ -202,32 +227,23 @@ def ack_seqs(state: SessionState, seqs: list[int], now: float) -> tuple[SessionS
         cur = r.first
         while i < n and ordered[i] <= r.last:
             s = ordered[i]
+            i += 1
+            if named[s] < r.deliveries:
+                superseded.append(s)
+                continue
+            if named[s] > r.deliveries:
+                raise NotDelivered(
+                    f"session {state.session} delivered seq {s} {r.deliveries} time(s), "
+                    f"not {named[s]}; nothing was acknowledged")
             if s > cur:
                 out.append(InFlight(cur, s - 1, r.deliveries, r.deadline))
             cur = s + 1
             removed += 1
-            i += 1
         if cur == r.first:
             out.append(r)
         elif cur <= r.last:
             out.append(InFlight(cur, r.last, r.deliveries, r.deadline))
-    return _acked(state, out, removed, now), removed
-
-
-def ack_through(state: SessionState, through: int, now: float) -> tuple[SessionState, int]:
-    """Acknowledge every record delivered up to and including ``through``."""
-    _check_delivered(state, max(through, state.start_seq), through)
-    out: list[InFlight] = []
-    removed = 0
-    for r in state.in_flight:
-        if r.last <= through:
-            removed += r.size
-        elif r.first <= through:
-            removed += through - r.first + 1
-            out.append(InFlight(through + 1, r.last, r.deliveries, r.deadline))
-        else:
-            out.append(r)
-    return _acked(state, out, removed, now), removed
+    return AckOutcome(_acked(state, out, removed, now), removed, superseded)
 
 
 def _acked(state: SessionState, ranges: list[InFlight], removed: int,

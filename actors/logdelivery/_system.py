@@ -212,6 +212,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             "in_flight_peak": max((s.in_flight_peak for s in states), default=0),
             "poisoned_batches": journal.poisoned,
             "slow_batches": journal.slowed,
+            "superseded_acks": journal.superseded,
             "faults_injected": rt.faults.injected,
             "append_to_delivery_p50_s": round(_percentile(latencies, 0.5), 6),
             "append_to_delivery_p99_s": round(_percentile(latencies, 0.99), 6),

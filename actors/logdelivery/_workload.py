@@ -34,6 +34,17 @@ class Batch:
     ack_sent: float | None = None
     ack_done: float | None = None
     ack_failed: bool = False
+    superseded: list[int] = field(default_factory=list)
+    """Seqs the ack named with a delivery handed out again since (not acknowledged)."""
+
+    def acked_seqs(self) -> list[int]:
+        """The seqs this batch's completed ack settled."""
+        if self.ack_done is None:
+            return []
+        if not self.superseded:
+            return self.seqs
+        stale = set(self.superseded)
+        return [seq for seq in self.seqs if seq not in stale]
 
 
 @dataclass(slots=True)
@@ -50,6 +61,8 @@ class Journal:
     unavailable: int = 0
     poisoned: int = 0
     slowed: int = 0
+    superseded: int = 0
+    """Receipts readers acked after their delivery was superseded (not acknowledged)."""
     expired: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -201,7 +214,8 @@ class Reader(Actor[Poll]):
             return
         batch.ack_sent = w.wall()
         try:
-            await w.log.ack(self.session, batch.seqs)
+            acked = await w.log.ack(self.session, zip(batch.seqs, batch.deliveries,
+                                                      strict=True))
         except LogUnavailable:
             batch.ack_failed = True
             w.journal.unavailable += 1
@@ -212,3 +226,5 @@ class Reader(Actor[Poll]):
                 w.journal.problems.append(f"{self.name}: ack refused: {exc}")
             return
         batch.ack_done = w.wall()
+        batch.superseded = acked.superseded
+        w.journal.superseded += len(acked.superseded)
