@@ -324,23 +324,22 @@ class _ActorCell:
         self.received += 1
         self.mailbox.put_nowait((msg, reply))
 
-    def arm(self, fault: Fault) -> None:
+    def arm(self, fault: Fault) -> bool:
         """A time-triggered fault chose this actor: it applies at the next opportunity.
 
-        A crash already armed by the same fault and not yet applied absorbs the
-        new one: an actor that was idle (or restarting) through several
-        triggers crashes once, instead of once per trigger on each of its next
-        handlings, which starved a restarting actor of any progress.
+        The same fault already armed and not yet applied absorbs the new
+        trigger (returns False): an actor that was idle through several
+        triggers crashes (or drops a message ...) once, instead of once per
+        trigger on each of its next handlings, which starved it of progress.
         """
-        if fault.kind in TELL_KINDS:
-            self._armed_tell.append(fault)
-        elif fault.kind == "crash" and any(f is fault for f in self._armed_handle):
-            return
-        else:
-            self._armed_handle.append(fault)
-            if fault.kind == "pause":
-                self.mailbox.interrupt()  # wake an idle actor: the pause starts now
+        armed = self._armed_tell if fault.kind in TELL_KINDS else self._armed_handle
+        if any(f is fault for f in armed):
+            return False
+        armed.append(fault)
+        if fault.kind == "pause":
+            self.mailbox.interrupt()  # wake an idle actor: the pause starts now
         self._refresh_hooks()
+        return True
 
     def add_probabilistic(self, fault: Fault) -> None:
         (self._prob_handle if fault.kind in HANDLE_KINDS else self._prob_tell).append(fault)

@@ -21,6 +21,28 @@ Systems add kinds of their own (``store_error``, ``lease_expiry`` ...) with
 time trigger) or *passive* (a trigger arms the fault; the system's next
 :meth:`FaultInjector.fire` check for that kind and a matching name consumes
 it). Every injected fault is a trace event and a structlog event.
+
+Triggers are fire-and-forget: they never accumulate.
+
+- A trigger that finds its fault still armed (not yet consumed) is
+  absorbed: a passive fault is armed at most once, an actor holds at most
+  one pending ``crash``, ``pause``, ``delay``, ``drop`` or ``duplicate`` of
+  each plan entry. So ``destination_error`` with ``every = "250ms"`` fails
+  at most one delivery per 250 ms, however rarely deliveries happen; it
+  does not become "every delivery fails" after a quiet spell.
+- A ``crash`` or ``pause`` trigger only chooses among *running* actors: an
+  actor that is down, waiting out its restart backoff, is not hit again
+  (it is already down), and nothing is saved up for its next incarnation.
+- An absorbed trigger did not take effect: it spends none of ``count``.
+
+The interaction with restart backoff: after a crash an actor is down for
+its supervisor's backoff delay, then runs until the next trigger that
+chooses it. With ``every`` shorter than the backoff, the actor is up for
+less than ``every`` out of each ``backoff + every`` (triggers meanwhile
+pass it by), so it progresses slowly, never not at all. A passive fault
+meets the system's own retry backoff the same way: if a destination is
+retried less often than ``every``, each retry finds a fresh trigger and
+fails, so choose ``every`` longer than the retry backoff to see recovery.
 """
 
 from __future__ import annotations
@@ -166,18 +188,20 @@ class FaultInjector:
             self._count(fault)
             self.record(fault, fault.target)
             self._active[fault.kind](fault)
-        else:
+        elif not any(armed.fault is fault for armed in self._armed):  # else absorbed
             self._count(fault)
             self._armed.append(_Armed(fault))
 
     def _trigger_actor_fault(self, fault: Fault) -> None:
-        names = sorted(n for n in self._rt._registry if fault.matches(n))
+        registry = self._rt._registry
+        names = sorted(n for n, cell in registry.items()
+                       if fault.matches(n) and (fault.kind in TELL_KINDS or cell.running))
         if not names:
             return
         chosen = names if fault.all else [self._rng.choice(names)]
-        self._count(fault)
-        for name in chosen:
-            self._rt._registry[name].arm(fault)
+        armed = [registry[name].arm(fault) for name in chosen]
+        if any(armed):
+            self._count(fault)
 
     def _count(self, fault: Fault) -> None:
         self._fired[id(fault)] = self._fired.get(id(fault), 0) + 1

@@ -8,7 +8,7 @@ import pytest
 from _helpers import Journal, Ping, Probe, Sleep, Worker, events, sim
 from structlog.testing import capture_logs
 
-from runtime import ActorRef, Fault, InjectedFault, Runtime
+from runtime import ActorRef, Backoff, Fault, InjectedFault, Runtime
 
 
 def faults_traced(rt: Runtime) -> list[tuple[float, str, str]]:
@@ -56,6 +56,27 @@ def test_crash_triggers_on_an_idle_actor_crash_it_once_not_once_each() -> None:
             assert faults_traced(rt) == [(5.5, "w", "crash")]
 
     sim(main)
+
+
+def test_a_crash_every_shorter_than_the_restart_backoff_does_not_starve_the_actor() -> None:
+    """Crash every 0.3 s, restart backoff 0.5 s: triggers while ``w`` is down pass it by
+    (it is already down), so each incarnation runs until the next trigger (issue #10:
+    before, each trigger armed a crash for the next incarnation, which died at its
+    first message, forever)."""
+    async def main() -> tuple[int, int]:
+        plan = [Fault("crash", target="w", every=0.3)]
+        async with Runtime(faults=plan, backoff=Backoff(min=0.5, max=0.5),
+                           max_restarts=10_000, within=1.0) as rt:
+            ref = await rt.spawn(Worker, name="w")
+            for n in range(400):  # a message every 50 ms for 20 s
+                await ref.tell(Ping(n))
+                await asyncio.sleep(0.05)
+            stats = ref.statistics()
+            return stats.processed, stats.crashed
+
+    processed, crashed = sim(main)
+    assert crashed >= 20  # ~one crash per 0.5 s backoff + up to 0.3 s up
+    assert processed >= 200  # most messages: an incarnation runs until the next trigger
 
 
 def test_pause_of_an_idle_actor_starts_at_the_trigger() -> None:
@@ -290,6 +311,28 @@ def test_passive_every_respects_count() -> None:
             return fired
 
     assert sim(main) == [1.5, 3.0]
+
+
+def test_a_passive_every_fault_is_armed_once_however_many_triggers_pass() -> None:
+    """``every = 250ms`` with nothing to consume it for 10 s is one armed fault, not 40:
+    the next check fails, the ones after it do not (issue #10: they all failed)."""
+    async def main() -> tuple[int, list[bool]]:
+        async with Runtime() as rt:
+            rt.faults.register_kind("destination_error")
+            rt.faults.install([Fault("destination_error", target="sink", every=0.25)])
+            await asyncio.sleep(10.1)
+            backlog = 0
+            while rt.faults.fire("destination_error", "sink") is not None and backlog < 100:
+                backlog += 1
+            checks = []
+            for _ in range(10):  # then deliveries every 100 ms: one in 2.5 fails
+                await asyncio.sleep(0.1)
+                checks.append(rt.faults.fire("destination_error", "sink") is not None)
+            return backlog, checks
+
+    backlog, checks = sim(main)
+    assert backlog == 1
+    assert 3 <= sum(checks) <= 5
 
 
 def test_passive_probability_is_rolled_at_each_fire() -> None:
