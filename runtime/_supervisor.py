@@ -407,8 +407,9 @@ class Supervisor:
         name: str,
         backoff: Backoff,
         attempts: int,
+        **kwargs: object,
     ) -> ActorRef[M]:
-        """``spawn``, retrying a first start that failed transiently.
+        """``spawn`` of ``cls(*args, **kwargs)``, retrying a first start that failed transiently.
 
         A failed first ``recover`` is the spawner's error, not the
         supervisor's, so a store error or an injected fault while an actor
@@ -422,7 +423,10 @@ class Supervisor:
         attempt = 0
         while True:
             try:
-                return await self.spawn(cls, *args, name=name)
+                cell = await self._node.add_actor(cls, args, kwargs, name, Restart.PERMANENT,
+                                                  None, None)
+                ref: ActorRef[M] = cell.ref
+                return ref
             except ScenarioError:
                 raise
             except ShardlineError:

@@ -223,3 +223,35 @@ def test_bad_config_names_the_field(capsys: pytest.CaptureFixture[str], tmp_path
     path.write_text(BASE.replace(old, new))
     assert cli.main(["validate", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+_FAULTS_AT_CHECK_TIME = """
+[[faults]]
+kind = "store_error"
+target = "store.*"
+probability = 0.2
+
+[[faults]]
+kind = "crash"
+target = "deploy.host-*"
+every = "1s"
+all = true
+"""
+
+
+def test_store_errors_and_crashes_while_checking_are_not_the_run_failing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """One store call in five fails and every host crashes every second, also while the
+    runner reads the deployment state and asks what the hosts run (issue #10: an
+    injected store error escaped as exit 2 "bad input", an injected crash of the host
+    asked for its status as a traceback). Setup bookkeeping and checks read the store
+    without injected faults; a host's status is asked again after a crash."""
+    text = (SCENARIOS / "deploy_host_crash.toml").read_text()
+    text = text[:text.index("[[faults]]")] + _FAULTS_AT_CHECK_TIME + '[expect]\nconverged = true\n'
+    path = tmp_path / "deploy_faults_at_check_time.toml"
+    path.write_text(text)
+    code, report = run(capsys, tmp_path, str(path), "--seed", "2")
+    assert code in (0, 1) and report, "no report"
+    held = {i["name"]: i["held"] for i in report["invariants"]}
+    assert held["converged"] and held["rollback_complete"], report["invariants"]
+    assert report["metrics"]["host_restarts"] >= 100

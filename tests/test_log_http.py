@@ -302,3 +302,30 @@ def test_bad_command_lines_exit_2_with_a_message(server: Server) -> None:
                           capture_output=True, text=True, timeout=30,
                           env={**os.environ, "SHARDLINE_TOKEN": ""})
     assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_a_store_failure_while_a_log_server_first_starts_is_503_then_it_starts() -> None:
+    """In process, through ASGI: the store fails every ``high_water`` (a server's first
+    ``recover``), so the log cannot start: 503 ``unavailable`` as the README promises,
+    not 500; once the store is back, the same request succeeds (issue #10)."""
+    import runtime
+    from actors.logdelivery import LogService, create_app
+    from actors.logdelivery._client import _START_ATTEMPTS
+
+    async def main() -> None:
+        async with runtime.Runtime(store="memory://") as rt:
+            service = LogService(rt)
+            transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                # every attempt of the first start fails, then the store is back
+                rt.faults.install([runtime.Fault("store_error", target="store.high_water",
+                                                 probability=1.0, count=_START_ATTEMPTS)])
+                r = await client.post("/logs/flaky/sessions", json={})
+                assert r.status_code == 503, r.text
+                assert r.json()["error"] == "unavailable"
+                assert "could not start" in r.json()["detail"]
+                r = await client.post("/logs/flaky/sessions", json={})
+                assert r.status_code == 201, r.text
+            await service.close()
+
+    runtime.run(main, simulated=True, seed=1)

@@ -138,3 +138,12 @@ def test_unknown_fault_kinds_are_refused(tmp_path: Path,
     assert shardline(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "faults[0].kind" in err and "poison" in err and "slow" in err
+
+
+@pytest.mark.parametrize("seed", [2, 9, 41])
+def test_a_store_error_while_the_log_server_first_starts_is_retried(
+        seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On these seeds a store fault hits the log server's first ``recover``; it used to
+    escape the run as exit 2 "bad input" (issue #10)."""
+    code, report = run(SCENARIOS / "log_store_errors.toml", tmp_path, capsys, "--seed", str(seed))
+    assert code == 0, report["invariants"]

@@ -529,8 +529,22 @@ def test_public_api_is_deliberate() -> None:
             "WriteResult",
             "check_store_url",
             "open_store",
+            "without_faults",
         ]
     )
+
+
+def test_without_faults_reads_the_same_store_past_injected_failures() -> None:
+    async def main() -> None:
+        async with runtime.Runtime(store="memory://") as rt:
+            await rt.store.write([Put("k", b"v", expect_version=0)])
+            rt.faults.install([runtime.Fault("store_error", target="store.*", probability=1.0)])
+            with pytest.raises(runtime.StoreError, match="injected"):
+                await rt.store.get("k")
+            clean = runtime.store.without_faults(rt.store)
+            assert clean is not rt.store and (await clean.get("k")) is not None
+            assert runtime.store.without_faults(clean) is clean
+    runtime.run(main, simulated=True, seed=1)
 
 
 # -- both backends agree (differential property test) ------------------------

@@ -29,8 +29,12 @@ from actors.deploy._model import AppHandler, ServiceModel
 from actors.deploy._records import DeploymentState
 from actors.deploy._spec import DeploymentSpec
 from runtime import ActorRef, Backoff, Runtime, Supervisor
+from runtime.store import without_faults
 
 _decode_state = msgspec.msgpack.Decoder(DeploymentState).decode
+_START_ATTEMPTS = 100
+"""First-start attempts per actor: a host or the controller reads the store in ``recover``,
+and a store fault there is retried like a restart, not the end of the deployment."""
 
 
 class Fleet:
@@ -73,12 +77,20 @@ class Fleet:
             backoff=self._backoff)
         self.supervisor = sup
         for host in self.spec.hosts:
-            self.hosts[host] = await sup.spawn(DeploymentHost, self.context, name=host)
-        await sup.spawn(DeploymentController, self.context, name=self.controller_name)
+            self.hosts[host] = await sup.spawn_retrying(
+                DeploymentHost, self.context, name=host, backoff=self._backoff,
+                attempts=_START_ATTEMPTS)
+        await sup.spawn_retrying(DeploymentController, self.context, name=self.controller_name,
+                                 backoff=self._backoff, attempts=_START_ATTEMPTS)
 
     async def state(self) -> DeploymentState | None:
-        """The durable state (readable while the controller is restarting)."""
-        stored = await self.rt.store.get(keys.state_key(self.spec.deployment))
+        """The durable state (readable while the controller is restarting).
+
+        An observer's read: it goes to the store without injected faults, so
+        a ``store_error`` plan aimed at the deployment cannot fail its checks.
+        """
+        store = without_faults(self.rt.store)
+        stored = await store.get(keys.state_key(self.spec.deployment))
         return _decode_state(stored.value) if stored is not None else None
 
     async def wait(self, timeout: float | None = None) -> DeploymentState:

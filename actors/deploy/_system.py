@@ -34,12 +34,12 @@ from actors.deploy._checks import (
 )
 from actors.deploy._config import DeployConfig, DeployExpect
 from actors.deploy._fleet import Fleet
-from actors.deploy._host import HostStatus
+from actors.deploy._host import HostStatus, ReadHostStatus
 from actors.deploy._model import LatencyModel, ServiceModel, Truth
 from actors.deploy._records import Assignment, DeploymentState
 from actors.deploy._report import exercised, fault_events, metrics, stages_json
 from actors.deploy._spec import DeploymentSpec
-from runtime import ConflictError, Runtime
+from runtime import Backoff, ConflictError, Runtime, ShardlineError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
     InvariantResult,
@@ -47,23 +47,55 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
 )
-from runtime.store import Put
+from runtime.store import Put, without_faults
 
 _decode_assignment = msgspec.msgpack.Decoder(Assignment).decode
 
 
 async def next_generation(rt: Runtime, name: str) -> int:
-    """Claim the next deployment number for scenario ``name`` (compare-and-set)."""
+    """Claim the next deployment number for scenario ``name`` (compare-and-set).
+
+    The harness's bookkeeping, not the deployment's: no injected store fault hits it.
+    """
     key = keys.generation_key(name)
+    store = without_faults(rt.store)
     while True:
-        stored = await rt.store.get(key)
+        stored = await store.get(key)
         current = int(stored.value) if stored is not None else 0
         try:
-            await rt.store.write([Put(key, str(current + 1).encode(),
-                                      expect_version=stored.version if stored else 0)])
+            await store.write([Put(key, str(current + 1).encode(),
+                                   expect_version=stored.version if stored else 0)])
         except ConflictError:
             continue
         return current + 1
+
+
+_STATUS_ATTEMPTS = 20
+_STATUS_TIMEOUT = 5.0
+_STATUS_RETRY = Backoff(min=0.05, max=1.0, jitter=0.2)
+
+
+async def _host_statuses(rt: Runtime, fleet: Fleet) -> list[HostStatus]:
+    """What every host runs, asked of the hosts themselves for ``converged``.
+
+    The fault plan is still live while the checks run: an ask that meets an
+    injected crash, a restart or a pause is asked again after a backoff. A
+    host that never answers is left out, and ``converged`` says so; the run
+    is not ended by the exception.
+    """
+    found: list[HostStatus] = []
+    for host, ref in fleet.hosts.items():
+        for attempt in range(_STATUS_ATTEMPTS):
+            try:
+                status = await ref.ask(ReadHostStatus(), timeout=_STATUS_TIMEOUT)
+            except ShardlineError as exc:
+                rt.trace.record(rt.now(), "status_retry", host, type(exc).__name__)
+                await rt.sleep(_STATUS_RETRY.delay(attempt, rt.random.random()))
+                continue
+            assert isinstance(status, HostStatus)
+            found.append(status)
+            break
+    return found
 
 
 def ground_truth(config: DeployConfig, expect: DeployExpect) -> dict[str, Truth]:
@@ -106,7 +138,7 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
         finished = await self._wait(ctx, fleet)
         state = await fleet.state()
         assert state is not None
-        statuses = await fleet.host_status()
+        statuses = await _host_statuses(rt, fleet)
         records = await self._records(rt, spec)
         await fleet.stop()
         invariants = self._invariants(spec, config, expect, fleet, state, statuses, records)
@@ -146,9 +178,10 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
 
     @staticmethod
     async def _records(rt: Runtime, spec: DeploymentSpec) -> dict[str, Assignment | None]:
+        store = without_faults(rt.store)
         found: dict[str, Assignment | None] = {}
         for host in spec.hosts:
-            stored = await rt.store.get(keys.host_key(spec.deployment, host))
+            stored = await store.get(keys.host_key(spec.deployment, host))
             found[host] = _decode_assignment(stored.value) if stored is not None else None
         return found
 

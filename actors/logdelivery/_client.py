@@ -203,6 +203,11 @@ _RESTART_BACKOFF = Backoff(min=0.005, max=0.05, jitter=0.2, reset_after=1.0)
 moment it is down, readers wait."""
 
 
+_START_ATTEMPTS = 5
+"""First-start attempts of a log server (within the restart backoff, ~0.1 s in all)
+before a caller is answered ``LogUnavailable``."""
+
+
 class LogService:
     """Log servers for up to ``max_logs`` logs, spawned on first use under one supervisor."""
 
@@ -244,13 +249,24 @@ class LogService:
                 if self._supervisor is None:
                     self._supervisor = await self.rt.spawn_supervisor(
                         self.name, max_restarts=1000, within=10.0, backoff=self.restart_backoff)
-                ref = await self._supervisor.spawn(
-                    LogServer, name, cache_records=self.cache_records, observer=self.observer,
-                    name=self.server_name(name))
+                ref = await self._start(name)
                 client = LogClient(self.rt, ref, name, defaults=self.defaults,
                                    ask_timeout=self.ask_timeout, closing=self._closing)
                 self._clients[name] = client
         return client
+
+    async def _start(self, log: str) -> ActorRef[LogServerMsg]:
+        """Start ``log``'s server, retrying a first start the store failed (its ``recover``
+        reads the store); ``LogUnavailable`` if it still fails, so a caller may retry later
+        (HTTP: 503) and nothing of this log is remembered meanwhile."""
+        assert self._supervisor is not None
+        try:
+            return await self._supervisor.spawn_retrying(
+                LogServer, log, cache_records=self.cache_records, observer=self.observer,
+                name=self.server_name(log), backoff=self.restart_backoff,
+                attempts=_START_ATTEMPTS)
+        except ShardlineError as exc:
+            raise LogUnavailable(f"log {log!r}: its server could not start: {exc}") from exc
 
     def begin_shutdown(self) -> None:
         """Answer waiting reads now and let no new read wait (a server is stopping)."""

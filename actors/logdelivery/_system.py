@@ -9,7 +9,7 @@ import msgspec
 
 from actors.logdelivery import _checks as checks
 from actors.logdelivery import _keys as keys
-from actors.logdelivery._client import LogService
+from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._config import LogConfig, LogExpect
 from actors.logdelivery._errors import LogUnavailable, SessionExpired
 from actors.logdelivery._limits import SessionSettings
@@ -23,15 +23,9 @@ from runtime.scenario import (
     SystemOutcome,
     exercised_floors,
 )
-from runtime.store import FaultyStore, Put, Store
+from runtime.store import Put, Store, without_faults
 
 _POLL = 0.05
-
-
-def durable_store(rt: Runtime) -> Store:
-    """The store without fault injection (setup and checks must not be failed by faults)."""
-    store = rt.store
-    return store.inner if isinstance(store, FaultyStore) else store
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -54,6 +48,16 @@ async def _fresh_log(store: Store, base: str) -> tuple[str, int]:
     return (base if runs == 0 else f"{base}-{runs}"), runs
 
 
+async def _open_log(rt: Runtime, service: LogService, name: str,
+                    config: LogConfig) -> LogClient:
+    """The log's client; its server's first start may meet store faults like any call."""
+    while True:
+        try:
+            return await service.log(name)
+        except LogUnavailable:
+            await rt.sleep(float(config.retry_delay))
+
+
 def _restarts(stats: list[ActorStatistics], prefix: str) -> int:
     return sum(s.restarted for s in stats if s.name.startswith(prefix))
 
@@ -70,14 +74,15 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     async def run(self, ctx: ScenarioContext, config: LogConfig,
                   expect: LogExpect) -> SystemOutcome:
         rt = ctx.rt
-        store = durable_store(rt)
+        store = without_faults(rt.store)
         log_name, previous_runs = await _fresh_log(store, config.log)
         journal = Journal()
         defaults = SessionSettings(config.ack_wait, config.max_in_flight, config.max_deliveries,
                                    config.session_ttl)
         service = LogService(rt, defaults=defaults, ask_timeout=config.ask_timeout,
                              observer=journal.observe)
-        workload = Workload(rt, config, await service.log(log_name), journal)
+        workload = Workload(rt, config, await _open_log(rt, service, log_name, config),
+                            journal)
         sessions = await workload.create_sessions(config.sessions)
         idle = await workload.create_sessions(config.idle_sessions)
         readers = await workload.start_readers(sessions)

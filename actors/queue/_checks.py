@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 from actors.queue import _records as records
 from actors.queue._builtins import add_into, is_builtin, oracle, result_of, sums_of
-from actors.queue._cluster import durable_store
 from actors.queue._history import History
 from actors.queue._journal import (
     DeadLetter,
@@ -40,6 +39,7 @@ from actors.queue._journal import (
 from actors.queue._ledger import Ledger, digest_of_ids, merge_ledgers, original_id, subtract
 from actors.queue._records import FinalEntry
 from runtime.scenario import InvariantResult
+from runtime.store import without_faults
 
 if TYPE_CHECKING:
     from actors.queue._pipeline import QueuePipeline
@@ -146,7 +146,7 @@ def _originals_under(history: History, roots: list[str], problems: list[str]) ->
 
 async def check_pipeline(pipeline: QueuePipeline, history: History) -> Checked:
     config = pipeline.config
-    store = durable_store(pipeline.rt)
+    store = without_faults(pipeline.rt.store)
     items = list(pipeline.source_items(pipeline.seed))
     ids = [original_id(config.name, i) for i in range(len(items))]
     index_of = {ident: i for i, ident in enumerate(ids)}

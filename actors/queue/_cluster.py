@@ -57,7 +57,7 @@ from runtime import (
     StoreError,
     Supervisor,
 )
-from runtime.store import FaultyStore, Put, Store
+from runtime.store import Put, without_faults
 
 M = TypeVar("M", bound=Message)
 
@@ -84,12 +84,6 @@ class ClusterLayout(msgspec.Struct, frozen=True):
     """What a store's queues were created with (kept in ``q/<name>/layout``)."""
 
     servers: int
-
-
-def durable_store(rt: Runtime) -> Store:
-    """The store without fault injection (checks and reports must not fail by faults)."""
-    store = rt.store
-    return store.inner if isinstance(store, FaultyStore) else store
 
 
 class QueueCluster:
@@ -151,7 +145,7 @@ class QueueCluster:
                 backoff=_START_BACKOFF, attempts=_START_ATTEMPTS))
 
     async def _check_layout(self) -> None:
-        store = durable_store(self.rt)
+        store = without_faults(self.rt.store)
         key = f"q/{self.name}/layout"
         found = await store.get(key)
         mine = ClusterLayout(len(self.server_ids))
@@ -281,7 +275,7 @@ class QueueCluster:
 
     async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         """Every dead letter in the store (of ``queue``, or of all queues), by server."""
-        store = durable_store(self.rt)
+        store = without_faults(self.rt.store)
         found: list[DeadLetter] = []
         for i in range(len(self.server_ids)):
             log = dead_letter_log(self.name, i)

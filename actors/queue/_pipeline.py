@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from actors.queue import _records as records
 from actors.queue._builtins import final_sums
-from actors.queue._cluster import QueueCluster, durable_store
+from actors.queue._cluster import QueueCluster
 from actors.queue._conductor import Conductor
 from actors.queue._config import FINAL_QUEUE, QueueConfig
 from actors.queue._final import FinalClient
@@ -40,6 +40,7 @@ from actors.queue._source import SourceItems, source_items
 from actors.queue._tiers import MapClient, ReduceClient
 from runtime import Actor, ActorRef, Message, Runtime, Supervisor
 from runtime._callables import resolve_callable
+from runtime.store import without_faults
 
 FinalFn = Callable[[list[bytes]], object]
 M = TypeVar("M", bound=Message)
@@ -152,11 +153,11 @@ class QueuePipeline:
     # -- progress ----------------------------------------------------------------------
 
     async def cursor(self) -> ProducerCursor:
-        found = await durable_store(self.rt).get(records.cursor_key(self.config.name))
+        found = await without_faults(self.rt.store).get(records.cursor_key(self.config.name))
         return records.decode_cursor(found.value) if found else ProducerCursor()
 
     async def progress(self) -> Progress:
-        found = await durable_store(self.rt).get(records.progress_key(self.config.name))
+        found = await without_faults(self.rt.store).get(records.progress_key(self.config.name))
         return records.decode_progress(found.value) if found else Progress()
 
     async def done(self) -> bool:
@@ -167,7 +168,7 @@ class QueuePipeline:
         return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
     async def summary(self) -> FinalSummary | None:
-        found = await durable_store(self.rt).get(records.result_key(self.config.name))
+        found = await without_faults(self.rt.store).get(records.result_key(self.config.name))
         return records.decode_summary(found.value) if found else None
 
     async def result(self) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from actors.queue._checks import Checked, check_pipeline
-from actors.queue._cluster import durable_store
 from actors.queue._config import GeneratedSource, QueueConfig, QueueExpect
 from actors.queue._history import History, read_history
 from actors.queue._lineage import write_lineage
@@ -20,6 +19,7 @@ from runtime.scenario import (
     SystemOutcome,
     exercised_floors,
 )
+from runtime.store import without_faults
 
 
 class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
@@ -71,7 +71,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         elapsed = rt.now() - started
         restarts = sum(s.restarted for s in rt.statistics())
         await pipeline.stop()
-        history = await read_history(durable_store(rt), config.name, config.servers)
+        history = await read_history(without_faults(rt.store), config.name, config.servers)
         checked = await check_pipeline(pipeline, history)
         invariants = [InvariantResult(
             "finished", finished, f"in {elapsed:.3f} s" if finished else

@@ -22,9 +22,10 @@ import msgspec
 
 from actors.stream import _keys as keys
 from actors.stream._destinations import CallableDestination
-from actors.stream._job import StreamJob, durable_store
+from actors.stream._job import StreamJob
 from actors.stream._records import Batch, Chunk, CommitRecord, Record
 from runtime.scenario import InvariantResult
+from runtime.store import without_faults
 
 _decode_commit = msgspec.msgpack.Decoder(CommitRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
@@ -32,7 +33,7 @@ _PAGE = 10_000
 
 
 async def _read_all(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
-    store = durable_store(job.rt)
+    store = without_faults(job.rt.store)
     out: list[tuple[int, str, bytes]] = []
     while True:
         page = await store.read(log, len(out), _PAGE)

@@ -39,17 +39,11 @@ from runtime import (
     Supervisor,
 )
 from runtime._callables import resolve_callable
-from runtime.store import FaultyStore, Store
+from runtime.store import without_faults
 
 ProcessFn = Callable[[Record], object]
 M = TypeVar("M", bound=Message)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
-
-
-def durable_store(rt: Runtime) -> Store:
-    """The store without fault injection (checks must not be failed by the faults)."""
-    store = rt.store
-    return store.inner if isinstance(store, FaultyStore) else store
 
 
 class StreamJob:
@@ -137,7 +131,7 @@ class StreamJob:
 
     async def checkpoints(self) -> list[tuple[Checkpoint, int]]:
         """Each partition's (checkpoint, chunk high water), read from the store."""
-        store = durable_store(self.rt)
+        store = without_faults(self.rt.store)
         found = []
         for p in range(self.config.partitions):
             raw = await store.get(keys.checkpoint_key(self.config.name, p))

@@ -13,7 +13,7 @@ from actors.stream._destinations import (
     destination_problem,
     open_destination,
 )
-from actors.stream._job import StreamJob, durable_store
+from actors.stream._job import StreamJob
 from runtime import Fault, Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
@@ -24,6 +24,7 @@ from runtime.scenario import (
     SystemOutcome,
     exercised_floors,
 )
+from runtime.store import without_faults
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -63,7 +64,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         tasks: set[asyncio.Task[None]] = set()
 
         async def expire(fault: Fault) -> None:
-            store = durable_store(rt)
+            store = without_faults(rt.store)
             leases = [lease for lease in await store.leases("stream/")
                       if fault.matches(lease_actor(lease.key))]
             if not leases:

@@ -6,6 +6,10 @@ any store call fail, by operation name as the target: ``store.write``,
 (``store.*`` for all).
 An injected failure raises ``StoreError`` *before* the call reaches the
 backend, so nothing was applied, exactly as a refused connection.
+
+Checkers, reports and a harness's own bookkeeping read the store through
+:func:`without_faults`: the faults are aimed at the system under test, and
+an invariant check that a fault can fail proves nothing.
 """
 
 from __future__ import annotations
@@ -90,3 +94,12 @@ class FaultyStore(Store):
 
     async def _close(self) -> None:
         await self.inner.close()
+
+
+def without_faults(store: Store) -> Store:
+    """``store`` with no fault injection in front of it (the same backend and state).
+
+    For whatever observes a run rather than takes part in it: invariant
+    checks, reports, a scenario's setup bookkeeping.
+    """
+    return store.inner if isinstance(store, FaultyStore) else store
