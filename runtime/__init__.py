@@ -23,7 +23,7 @@ from runtime._errors import (
     StoreURLError,
 )
 from runtime._faults import Fault, FaultInjector
-from runtime._logging import configure_logging
+from runtime._logging import configure_logging, install_default_logging
 from runtime._message import Message, Terminated, decode, encode
 from runtime._ref import ActorRef
 from runtime._simloop import run
@@ -70,3 +70,5 @@ __all__ = [
     "encode",
     "run",
 ]
+
+install_default_logging()  # quiet, one line per event, stderr; see runtime._logging

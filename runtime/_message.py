@@ -7,15 +7,22 @@ same type. The tag is the class name unless a subclass sets ``tag=...``.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 import msgspec
 
 M = TypeVar("M")
 
 
+@dataclass_transform(frozen_default=True)
 class Message(msgspec.Struct, frozen=True, tag=True):
-    """Base of every message an actor can receive."""
+    """Base of every message an actor can receive.
+
+    Subclasses are frozen whether or not they say ``frozen=True`` (msgspec
+    inherits the option), and ``dataclass_transform(frozen_default=True)``
+    tells type checkers so: ``class Add(Message): n: int`` passes
+    ``mypy --strict``, and assigning to ``Add(n=1).n`` is an error there too.
+    """
 
 
 class Terminated(Message, frozen=True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
@@ -141,3 +143,53 @@ def test_statistics_count_what_happened_to_each_actor() -> None:
             assert rt.statistics() == [stats]
 
     sim(main)
+
+
+_CRASHING_APP = """
+from runtime import Actor, Message, Runtime, run
+
+
+class Boom(Message):
+    pass
+
+
+class Fragile(Actor[Boom]):
+    async def receive(self, msg: Boom) -> None:
+        raise RuntimeError("kaboom")
+
+
+async def main() -> str:
+    async with Runtime() as rt:
+        ref = await rt.spawn(Fragile, name="fragile")
+        for _ in range(4):
+            await ref.tell(Boom())
+            await rt.sleep(2.0)  # within the default restart intensity
+    return "done"
+
+
+print(run(main, simulated=True, seed=1))
+"""
+
+
+def test_without_configure_logging_events_are_one_line_each_on_stderr() -> None:
+    """An embedding application that configures nothing: its standard output is its
+    own, and four crashes are a few lines on stderr, not rich tracebacks (issue #10:
+    282 lines on stdout for 4 crashes)."""
+    result = subprocess.run([sys.executable, "-c", _CRASHING_APP], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    lines = result.stderr.splitlines()
+    crashed = [line for line in lines if "actor.crashed" in line]
+    assert len(crashed) == 4
+    assert all("error='RuntimeError: kaboom'" in line for line in crashed), crashed
+    assert len(lines) <= 4 * 3, result.stderr
+    assert "Traceback" not in result.stderr and "actor.started" not in result.stderr
+
+
+def test_console_logging_can_still_show_tracebacks(restore_structlog: None) -> None:
+    out = io.StringIO()
+    configure_logging(level="error", stream=out, tracebacks=True)
+    runtime.run(crash_once, simulated=True)
+    assert "Traceback (most recent call last)" in out.getvalue()
+    assert "Boom: kaboom" in out.getvalue()

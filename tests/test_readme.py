@@ -27,3 +27,17 @@ def test_readme_names_scenarios_that_exist() -> None:
     root = README.parent
     for name in set(re.findall(r"scenarios/([a-z_]+\.toml)", README.read_text())):
         assert (root / "scenarios" / name).is_file(), name
+
+
+def test_embedding_example_passes_mypy_strict(tmp_path: Path) -> None:
+    """``class Add(Message)`` (no ``frozen=True``) is the documented pattern: type
+    checkers must see it as the frozen struct it is (issue #10: "Non-frozen dataclass
+    cannot inherit from a frozen dataclass")."""
+    example = next(b for b in _python_blocks() if "class Counter" in b)
+    path = tmp_path / "embedding_example.py"
+    path.write_text(example)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+         "--cache-dir", str(tmp_path / "cache"), str(path)],
+        capture_output=True, text=True, timeout=300, cwd=README.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
