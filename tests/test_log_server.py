@@ -323,12 +323,14 @@ def test_bad_requests_are_refused_and_name_the_problem(store_url: str) -> None:
             for max_records, wait in ((0, 0.0), (10_001, 0.0), (1, -1.0), (1, 61.0)):
                 with pytest.raises(BadRequest):
                     await log.read(session, max_records, wait)
-            with pytest.raises(BadRequest, match=r"receipt 0 must be \[seq, delivery\]"):
+            with pytest.raises(BadRequest, match=r"\[seq, delivery\] pairs .* at `\$\[0\]`"):
                 await log.ack(session, [1])  # type: ignore[list-item]
-            with pytest.raises(BadRequest, match="receipt 1"):
+            with pytest.raises(BadRequest, match=r"at `\$\[1\]\[0\]`"):
                 await log.ack(session, [(0, 1), ("1", 1)])  # type: ignore[list-item]
-            with pytest.raises(BadRequest, match="delivery >= 1"):
+            with pytest.raises(BadRequest, match=r"Expected `int` >= 1 - at `\$\[0\]\[1\]`"):
                 await log.ack(session, [(0, 0)])
+            with pytest.raises(BadRequest, match="Expected `int`, got `bool`"):
+                await log.ack(session, [(0, True)])
             with pytest.raises(TooLarge, match="at most 10000 receipts"):
                 await log.ack(session, firsts(*range(10_001)))
             with pytest.raises(NotDelivered, match="never delivered seq 0"):

@@ -36,7 +36,6 @@ from actors.logdelivery._limits import (
     MAX_PAYLOAD_BYTES,
     SessionSettings,
     check_read,
-    check_receipts,
 )
 from actors.logdelivery._messages import (
     Acked,
@@ -167,9 +166,12 @@ class LogClient:
         newer copy stays in flight. ``NotDelivered`` (nothing acknowledged)
         if a seq was never delivered in this session, or not that many times.
         """
-        listed = [r.receipt if isinstance(r, Delivery) else r for r in receipts]
-        check_receipts(listed)
-        reply = await self._ask(AckRecords(session, [(s, n) for s, n in listed]))
+        listed = receipts if isinstance(receipts, list) else list(receipts)
+        try:  # the common case: the records a read returned
+            pairs = [(r.seq, r.delivery) for r in listed]  # type: ignore[union-attr]
+        except AttributeError:
+            pairs = [r.receipt if isinstance(r, Delivery) else r for r in listed]
+        reply = await self._ask(AckRecords(session, pairs))  # the server checks them
         assert isinstance(reply, Acked)
         return reply
 

@@ -37,7 +37,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._errors import BadRequest, LogDeliveryError, TooLarge
-from actors.logdelivery._limits import MAX_APPEND_RECORDS, MAX_BODY_BYTES, check_receipts
+from actors.logdelivery._limits import (
+    MAX_ACK_RECEIPTS,
+    MAX_APPEND_RECORDS,
+    MAX_BODY_BYTES,
+    Receipt,
+)
 
 T = TypeVar("T")
 _INT = re.compile(r"\d{1,12}")
@@ -62,7 +67,7 @@ class AckIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Receipts ``[seq, delivery]`` as a read returned them; a receipt of a superseded
     delivery is not acknowledged and comes back in ``superseded``."""
 
-    receipts: list[tuple[int, int]]
+    receipts: list[Receipt]
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -156,7 +161,9 @@ class _Routes:
     async def ack(self, request: Request) -> Response:
         body = await _read_body(request, self.max_body)
         spec = _decode(body, AckIn, 'ack body (expected {"receipts": [[seq, delivery], ...]})')
-        check_receipts(spec.receipts)
+        if len(spec.receipts) > MAX_ACK_RECEIPTS:
+            raise TooLarge(f"an ack lists at most {MAX_ACK_RECEIPTS} receipts, "
+                           f"got {len(spec.receipts)}")
         log = await self._log(request)
         acked = await log.ack(request.path_params["session"], spec.receipts)
         return json_response(acked)

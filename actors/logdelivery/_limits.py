@@ -8,6 +8,7 @@ touch any session.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import msgspec
 
@@ -82,16 +83,19 @@ def check_read(max_records: object, wait: object) -> None:
         raise BadRequest(f"wait must be seconds in 0..{MAX_WAIT:g}, got {wait!r}")
 
 
-def check_receipts(receipts: object) -> None:
-    """``BadRequest`` unless ``receipts`` is a list of ``(seq, delivery)`` integer pairs,
-    ``seq >= 0``, ``delivery >= 1``; ``TooLarge`` past ``MAX_ACK_RECEIPTS``."""
-    if not isinstance(receipts, list):
-        raise BadRequest(f"receipts must be a list of [seq, delivery] pairs, got {receipts!r}")
-    if len(receipts) > MAX_ACK_RECEIPTS:
+Receipt = tuple[Annotated[int, msgspec.Meta(ge=0)], Annotated[int, msgspec.Meta(ge=1)]]
+"""``(seq, delivery)``: which delivery of which record an ack acknowledges."""
+_RECEIPTS = list[Receipt]
+
+
+def check_receipts(receipts: object) -> list[tuple[int, int]]:
+    """``receipts`` as a list of ``(seq, delivery)`` tuples; ``BadRequest`` unless they are
+    integer pairs with ``seq >= 0`` and ``delivery >= 1``, ``TooLarge`` past
+    ``MAX_ACK_RECEIPTS``. (msgspec checks them: an ack of 500 costs ~0.1 ms.)"""
+    if isinstance(receipts, list) and len(receipts) > MAX_ACK_RECEIPTS:
         raise TooLarge(f"an ack lists at most {MAX_ACK_RECEIPTS} receipts, got {len(receipts)}")
-    for index, receipt in enumerate(receipts):
-        if not (isinstance(receipt, tuple | list) and len(receipt) == 2
-                and all(type(n) is int for n in receipt)
-                and receipt[0] >= 0 and receipt[1] >= 1):
-            raise BadRequest(f"receipt {index} must be [seq, delivery] with integers "
-                             f"seq >= 0 and delivery >= 1, got {receipt!r}")
+    try:
+        return msgspec.convert(receipts, _RECEIPTS)
+    except msgspec.ValidationError as exc:
+        raise BadRequest("receipts must be [seq, delivery] pairs of integers with "
+                         f"seq >= 0 and delivery >= 1: {exc}") from None

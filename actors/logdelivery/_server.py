@@ -301,8 +301,8 @@ class LogServer(Actor[LogServerMsg]):
     async def _ack(self, msg: AckRecords) -> Acked:
         now = self.wall()
         s = await self._live(msg.session, now)
-        check_receipts(msg.receipts)
-        state, acked, superseded = ack_receipts(s.state, msg.receipts, now)
+        receipts = check_receipts(msg.receipts)
+        state, acked, superseded = ack_receipts(s.state, receipts, now)
         if acked:
             await self._save(msg.session, s, state)
             self._wake(msg.session)  # room under max_in_flight for a waiting reader

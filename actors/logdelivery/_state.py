@@ -208,33 +208,32 @@ def ack_receipts(state: SessionState, receipts: list[tuple[int, int]],
     ``NotDelivered`` (nothing changes) if a seq was never delivered in this
     session, or not that many times.
     """
-    touched = msgspec.structs.replace(state, last_active=max(state.last_active, now))
     if not receipts:
+        touched = msgspec.structs.replace(state, last_active=max(state.last_active, now))
         return AckOutcome(touched, 0, [])
-    named: dict[int, int] = {}
-    for seq, delivery in receipts:
-        named[seq] = max(delivery, named.get(seq, 0))
-    ordered = sorted(named)
-    _check_delivered(state, ordered[0], ordered[-1])
+    ordered = sorted(receipts)  # by seq, then delivery: a repeated seq's last is its highest
+    _check_delivered(state, ordered[0][0], ordered[-1][0])
     out: list[InFlight] = []
     superseded: list[int] = []
     removed = 0
     i = 0
     n = len(ordered)
     for r in state.in_flight:
-        while i < n and ordered[i] < r.first:
+        while i < n and ordered[i][0] < r.first:
             i += 1
         cur = r.first
-        while i < n and ordered[i] <= r.last:
-            s = ordered[i]
+        while i < n and ordered[i][0] <= r.last:
+            s, delivery = ordered[i]
             i += 1
-            if named[s] < r.deliveries:
+            if i < n and ordered[i][0] == s:
+                continue  # the same record named again with a higher delivery: judge that
+            if delivery < r.deliveries:
                 superseded.append(s)
                 continue
-            if named[s] > r.deliveries:
+            if delivery > r.deliveries:
                 raise NotDelivered(
                     f"session {state.session} delivered seq {s} {r.deliveries} time(s), "
-                    f"not {named[s]}; nothing was acknowledged")
+                    f"not {delivery}; nothing was acknowledged")
             if s > cur:
                 out.append(InFlight(cur, s - 1, r.deliveries, r.deadline))
             cur = s + 1
