@@ -30,9 +30,9 @@ Triggers are fire-and-forget: they never accumulate.
   each plan entry. So ``destination_error`` with ``every = "250ms"`` fails
   at most one delivery per 250 ms, however rarely deliveries happen; it
   does not become "every delivery fails" after a quiet spell.
-- A ``crash`` or ``pause`` trigger only chooses among *running* actors: an
-  actor that is down, waiting out its restart backoff, is not hit again
-  (it is already down), and nothing is saved up for its next incarnation.
+- A ``crash`` or ``pause`` trigger that chooses an actor which is down,
+  waiting out its restart backoff, is absorbed: the actor is already down,
+  and nothing is saved up for its next incarnation.
 - An absorbed trigger did not take effect: it spends none of ``count``.
 
 The interaction with restart backoff: after a crash an actor is down for
@@ -194,12 +194,14 @@ class FaultInjector:
 
     def _trigger_actor_fault(self, fault: Fault) -> None:
         registry = self._rt._registry
-        names = sorted(n for n, cell in registry.items()
-                       if fault.matches(n) and (fault.kind in TELL_KINDS or cell.running))
+        names = sorted(n for n in registry if fault.matches(n))
         if not names:
             return
         chosen = names if fault.all else [self._rng.choice(names)]
-        armed = [registry[name].arm(fault) for name in chosen]
+        # A crash or pause for an actor that is down (waiting out its restart backoff)
+        # is absorbed: it is already down, and its next incarnation owes nothing.
+        armed = [registry[name].arm(fault) for name in chosen
+                 if fault.kind in TELL_KINDS or registry[name].running]
         if any(armed):
             self._count(fault)
 
