@@ -97,9 +97,6 @@ class FaultyStore(Store):
 
 
 def without_faults(store: Store) -> Store:
-    """``store`` with no fault injection in front of it (the same backend and state).
-
-    For whatever observes a run rather than takes part in it: invariant
-    checks, reports, a scenario's setup bookkeeping.
-    """
+    """The store beneath any fault injection: for set-up, bookkeeping and checks that an
+    injected ``store_error`` must not fail."""
     return store.inner if isinstance(store, FaultyStore) else store
