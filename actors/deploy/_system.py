@@ -77,6 +77,8 @@ def ground_truth(config: DeployConfig, expect: DeployExpect) -> dict[str, Truth]
 
 
 class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
+    """Safe deployment: experiments judged statistically, promotion in waves, rollback."""
+
     section = "deploy"
     config_type = DeployConfig
     expect_type = DeployExpect

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"largest request body in bytes ({MAX_BODY_BYTES})")
     p.add_argument("--max-logs", type=int, default=1000,
                    help="most logs this server will serve (1000)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (warning)")
+    p.add_argument("--log-level", default="warning",
+                   choices=("critical", "error", "warning", "info", "debug", "trace"),
+                   help="uvicorn log level (warning)")
     p.set_defaults(handler=serve_command)
 
 

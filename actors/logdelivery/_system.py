@@ -59,6 +59,8 @@ def _restarts(stats: list[ActorStatistics], prefix: str) -> int:
 
 
 class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
+    """Log delivery to stateless readers through server-side receiver sessions."""
+
     section = "log"
     config_type = LogConfig
     expect_type = LogExpect

@@ -23,6 +23,8 @@ from runtime.scenario import (
 
 
 class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
+    """Distributed strict queue: per-key order, tiers of map/reduce clients, a ledger."""
+
     section = "queue"
     config_type = QueueConfig
     expect_type = QueueExpect

@@ -34,6 +34,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
+    """Idempotent stream processing: partitions, leased workers, pending-checkpoint replay."""
+
     section = "stream"
     config_type = StreamConfig
     expect_type = StreamExpect

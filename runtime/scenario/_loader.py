@@ -87,6 +87,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{file}: cannot read scenario file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{file}: not UTF-8 text (TOML files are UTF-8): byte "
+                            f"0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
