@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from runtime.cli import main
-from tests.scenario_helpers import quiet_logs
+from tests.scenario_helpers import quiet_logs, shardline_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -56,11 +55,6 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def _shardline() -> list[str]:
-    script = Path(sys.executable).with_name("shardline")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
 
 
 def test_version_names_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,7 +175,7 @@ def test_ctrl_c_during_run_exits_130_with_one_line_and_the_rerun_resumes(
     tmp_path: Path,
 ) -> None:
     path, out = _stream(tmp_path, "interrupted", records=150_000), tmp_path / "out"
-    command = [*_shardline(), "run", str(path), "--out", str(out), "--json"]
+    command = [*shardline_command(), "run", str(path), "--out", str(out), "--json"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path)
     deadline = time.monotonic() + 60

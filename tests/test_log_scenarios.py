@@ -55,7 +55,7 @@ def test_every_log_scenario_file_is_covered() -> None:
     assert {p.name for p in SCENARIOS.glob("log_*.toml")} == set(EXERCISED)
 
 
-def test_a_seed_replays_exactly_and_a_rerun_gets_a_fresh_log(
+def test_a_seed_replays_exactly_and_a_rerun_resumes_the_log(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = SCENARIOS / "log_reader_crash.toml"
     _, first = run(path, tmp_path / "a", capsys)
@@ -65,7 +65,7 @@ def test_a_seed_replays_exactly_and_a_rerun_gets_a_fresh_log(
     _, other_seed = run(path, tmp_path / "c", capsys, "--seed", "99")
     assert other_seed["trace_digest"] != first["trace_digest"]
     code, again = run(path, tmp_path / "a", capsys)  # same store as the first run
-    assert code == 0 and again["log"] == "events-1"
+    assert code == 0 and again["log"] == "events" and held(again)["resumed"]
 
 
 def test_a_server_that_skips_a_record_fails_the_invariants(

@@ -56,6 +56,14 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
                     found.append((field, str(exc)))
         return found
 
+    def placement(self, config: QueueConfig) -> dict[str, object]:
+        """Keys are placed on servers by rendezvous hashing, and each tier's queue,
+        windows and keys follow from the tiers: all of it must match to resume."""
+        tiers = [{"name": t.name, "kind": t.kind, "window": t.window, "out_keys": t.out_keys,
+                  "fn": t.fn} for t in config.tiers]
+        return {"name": config.name, "servers": config.servers, "tiers": tiers,
+                "source": config.source, "lineage": config.lineage, "poison": config.poison}
+
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:
         rt = ctx.rt

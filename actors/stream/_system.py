@@ -60,6 +60,11 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
                     found.append((field, str(exc)))
         return found
 
+    def placement(self, config: StreamConfig) -> dict[str, object]:
+        """Records are hashed onto partitions by key, so the partition count, the stream's
+        name and the source decide where every record lives."""
+        return {"name": config.name, "partitions": config.partitions, "source": config.source}
+
     def register_faults(self, rt: Runtime) -> None:
         rt.faults.register_kind("destination_error")
         tasks: set[asyncio.Task[None]] = set()

@@ -61,6 +61,7 @@ class ScenarioContext:
     def __init__(
         self, *, rt: Runtime, name: str, seed: int, clock: str, out_dir: Path,
         scenario_dir: Path, deadline: float, progress: ProgressFn | None = None,
+        previous_runs: int = 0,
     ) -> None:
         self.rt = rt
         self.name = name
@@ -70,6 +71,8 @@ class ScenarioContext:
         self.scenario_dir = scenario_dir
         self.deadline = deadline
         self._progress = progress
+        self.previous_runs = previous_runs
+        """How many runs of this same scenario used the store before (0: a fresh store)."""
 
     def expand(self, template: str) -> str:
         """Substitute ``{out}`` (the run's output directory) in a URL or path."""
@@ -95,6 +98,12 @@ class ScenarioSystem(ABC, Generic[C, E]):
     def check(self, config: C, expect: E) -> list[tuple[str, str]]:
         """Cross-field checks msgspec cannot express: (field path, message) pairs."""
         return []
+
+    def placement(self, config: C) -> dict[str, object]:
+        """The settings that decide where data lives and what it means (partitions,
+        servers, keys, the source...): a store made under other values is refused
+        rather than resumed. Values must be msgspec-encodable."""
+        return {}
 
     def register_faults(self, rt: Runtime) -> None:
         """Register this system's passive fault kinds; active ones are registered in run()."""

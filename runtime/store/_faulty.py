@@ -90,3 +90,9 @@ class FaultyStore(Store):
 
     async def _close(self) -> None:
         await self.inner.close()
+
+
+def without_faults(store: Store) -> Store:
+    """The store beneath any fault injection: for set-up, bookkeeping and checks that an
+    injected ``store_error`` must not fail."""
+    return store.inner if isinstance(store, FaultyStore) else store
