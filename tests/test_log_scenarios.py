@@ -110,12 +110,12 @@ def test_a_fault_floor_that_did_not_happen_fails(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("records = 20000", "records = 0", "log.records: expected an integer >= 1"),
+    ("records = 20000", "records = 0", "log.records: Expected `int` >= 1"),
     ('ack_wait = "2s"', "ack_wait = 2", "log.ack_wait: expected a duration"),
     ("max_in_flight = 1000", "max_in_flight = 0",
      "log.max_in_flight: max_in_flight must be an integer"),
     ('session_ttl = "1m"', 'session_ttl = "0s"', "log.session_ttl: ttl must be seconds"),
-    ("read_batch = 200", "read_batch = 20000", "log.read_batch: expected 1..10000"),
+    ("read_batch = 200", "read_batch = 20000", "log.read_batch: Expected `int` <= 10000"),
     ("sessions = 3", 'sessions = 3\ncolour = "red"', "log: Object contains unknown field"),
 ])
 def test_bad_log_sections_are_refused_naming_the_field(

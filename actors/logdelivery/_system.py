@@ -92,6 +92,13 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                 "payload_bytes": config.payload_bytes, "sessions": config.sessions,
                 "idle_sessions": config.idle_sessions}
 
+    def fault_targets(self, config: LogConfig) -> dict[str, list[str]]:
+        """Readers ``reader.s<i>.c<j>`` and the log's server; poison and slow hit readers."""
+        readers = [f"reader.s{s}.c{c}" for s in range(config.sessions)
+                   for c in range(config.clients_per_session)]
+        return {"actor": [*readers, LogService.server_name(config.log)],
+                "poison": readers, "slow": readers}
+
     async def run(self, ctx: ScenarioContext, config: LogConfig,
                   expect: LogExpect) -> SystemOutcome:
         rt = ctx.rt

@@ -64,6 +64,13 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         return {"name": config.name, "servers": config.servers, "tiers": tiers,
                 "source": config.source, "lineage": config.lineage, "poison": config.poison}
 
+    def fault_targets(self, config: QueueConfig) -> dict[str, list[str]]:
+        """The pipeline's actors, as ``QueuePipeline.start`` and its cluster name them."""
+        n = config.name
+        names = [f"{n}.server-{i}" for i in range(config.servers)]
+        names += [f"{n}.{t.name}-{j}" for t in config.tiers for j in range(t.clients)]
+        return {"actor": [*names, f"{n}.final", f"{n}.conductor", f"{n}.producer"]}
+
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:
         rt = ctx.rt

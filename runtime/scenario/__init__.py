@@ -1,6 +1,6 @@
 """Scenario files: schema, loading, the system registry and the runner."""
 
-from runtime.scenario._durations import Duration, parse_duration
+from runtime._durations import Duration, parse_duration
 from runtime.scenario._loader import (
     FaultSpec,
     LoadedScenario,
