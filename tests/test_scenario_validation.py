@@ -199,7 +199,8 @@ waves = [0.5, 1.0]
 def test_a_deploy_timeout_shorter_than_the_plan_is_refused_naming_the_minimum(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # 2 configs x (experiment + waves of 1, 2, 4 hosts) x 2 min bake = 960 s, + 8 steps x 3 hosts x 0.5 s applying
+    # 2 configs x (experiment + waves of 1, 2, 4 hosts) x 2 min bake = 960 s,
+    # + 8 steps x 3 hosts x 0.5 s applying
     path = _write(tmp_path, LONG_DEPLOY % 'timeout = "10m"')
     assert_bad_file_refused("validate", path, "scenario.timeout",
                             ["600 s is shorter", "expected at least 972 s",
