@@ -192,3 +192,12 @@ def test_ctrl_c_during_run_exits_130_with_one_line_and_the_rerun_resumes(
     report = json.loads(rerun.stdout)
     assert {i["name"]: i["held"] for i in report["invariants"]}["resumed"]
     assert 0 < report["metrics"]["records_committed"] < 150_000
+
+
+def test_the_printed_report_says_a_simulated_rate_is_per_simulated_second(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(["run", str(_stream(tmp_path)), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "throughput_records_per_simulated_s" in out
+    assert "_per_s " not in out
