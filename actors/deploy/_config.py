@@ -32,8 +32,7 @@ from actors.deploy._records import Verdict
 from actors.deploy._spec import Analysis, ConfigChange, config_problems
 from runtime import Backoff, ScenarioError
 from runtime._callables import resolve_callable
-from runtime.scenario import Duration
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import Duration, bound_problems
 
 
 class DeployConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -38,8 +38,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from runtime.scenario import Duration
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import Duration, bound_problems
 
 Metric = Literal["latency", "errors"]
 METRICS: tuple[Metric, ...] = ("latency", "errors")

@@ -53,8 +53,7 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
 )
-from runtime.store import Put, Store
-from runtime.store._faulty import without_faults
+from runtime.store import Put, Store, without_faults
 
 _decode_assignment = msgspec.msgpack.Decoder(Assignment).decode
 

@@ -38,8 +38,7 @@ from actors.logdelivery._limits import (
     MAX_READ_RECORDS,
     check_session_settings,
 )
-from runtime.scenario import Duration
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import Duration, bound_problems
 
 
 class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -24,8 +24,7 @@ from runtime.scenario import (
     SystemOutcome,
     exercised_floors,
 )
-from runtime.store import Put, Store
-from runtime.store._faulty import without_faults
+from runtime.store import Put, Store, without_faults
 
 _POLL = 0.05
 

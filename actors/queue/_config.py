@@ -9,8 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from runtime import Backoff
-from runtime.scenario import Duration
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import Duration, bound_problems
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FINAL_QUEUE = "final"

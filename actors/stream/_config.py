@@ -9,8 +9,7 @@ from msgspec import Meta
 
 from actors.stream._source import GeneratedSource
 from runtime import Backoff
-from runtime.scenario import Duration
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import Duration, bound_problems
 
 MAX_CHUNK_BYTES = 256 << 20
 """Largest produced chunk (``produce_chunk`` records of ``source.payload_bytes``)."""

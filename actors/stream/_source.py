@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from runtime._callables import resolve_callable
-from runtime.scenario._bounds import bound_problems
+from runtime.scenario import bound_problems
 
 MAX_RECORDS = 100_000_000
 MAX_KEYS = 10_000_000

@@ -6,7 +6,7 @@ module, ``runtime.store._base``.
 """
 
 from runtime.store._base import Store
-from runtime.store._faulty import FaultyStore
+from runtime.store._faulty import FaultyStore, without_faults
 from runtime.store._types import (
     Append,
     Clock,
@@ -36,4 +36,5 @@ __all__ = [
     "WriteResult",
     "check_store_url",
     "open_store",
+    "without_faults",
 ]
