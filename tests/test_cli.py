@@ -143,6 +143,17 @@ ERROR_PATHS: dict[str, tuple[list[str], bytes | None, list[str]]] = {
         ["run", "{file}", "{file}", "--store", "sqlite:///{tmp}/one.db"], None,
         ["several scenarios cannot share one store"]),
     "bench-unknown": (["bench", "no_such_benchmark"], None, ["unknown benchmark"]),
+    "serve-beyond-loopback-without-token": (
+        ["serve", "--store", "memory://", "--host", "0.0.0.0"], None,
+        ["--host 0.0.0.0 accepts connections from other machines", "--insecure"]),
+    "validate-fault-striking-nothing": (
+        ["validate", "{file}"],
+        (STREAM.format(name="f", records=5) + '[[faults]]\nkind = "crash"\n'
+         'target = "nosuch.actor-*"\nat = "1s"\n').encode(),
+        ["{file}: faults[0].target", "matches nothing"]),
+    "run-store-made-for-another-seed": (
+        ["run", "{file}", "--out", "{tmp}/used", "--seed", "9"], None,
+        ["was created for another run", "seed: 3 → 9", "--fresh"]),
 }
 
 
@@ -159,6 +170,10 @@ def test_every_error_path_exits_2_with_one_message_and_no_traceback(
     else:
         file.write_bytes(content)
     (tmp_path / "keep.txt").write_text("a user's own file, not a run's output")
+    monkeypatch.delenv("SHARDLINE_TOKEN", raising=False)
+    if "used" in " ".join(argv):  # a store made by an earlier run of this file, seed 3
+        assert main(["run", str(file), "--out", str(tmp_path / "used"), "--json"]) == 0
+        capsys.readouterr()
 
     def fill(text: str) -> str:
         return text.replace("{file}", str(file)).replace("{tmp}", str(tmp_path))
