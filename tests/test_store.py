@@ -529,6 +529,7 @@ def test_public_api_is_deliberate() -> None:
             "WriteResult",
             "check_store_url",
             "open_store",
+            "without_faults",
         ]
     )
 
