@@ -45,6 +45,7 @@ import structlog
 
 from runtime._actor import Actor
 from runtime._cell import ExitKind, ExitReason, _ActorCell
+from runtime._durations import Duration
 from runtime._errors import RestartIntensityExceeded, ScenarioError, ShardlineError
 from runtime._message import Message
 from runtime._ref import ActorRef
@@ -71,10 +72,10 @@ class Restart(StrEnum):
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Restart delay policy; the default (all zero) restarts at once, as OTP does."""
 
-    min: float = 0.0
-    max: float = 30.0
+    min: Duration = 0.0
+    max: Duration = 30.0
     jitter: float = 0.0
-    reset_after: float | None = None
+    reset_after: Duration | None = None
 
     def __post_init__(self) -> None:
         if self.min < 0:
@@ -106,7 +107,7 @@ class SupervisorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     strategy: Strategy = Strategy.ONE_FOR_ONE
     max_restarts: int = 3
-    within: float = 5.0
+    within: Duration = 5.0
     backoff: Backoff = Backoff()
 
     def __post_init__(self) -> None:

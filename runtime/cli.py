@@ -1,9 +1,12 @@
 """The ``shardline`` command.
 
 Exit codes: 0 every expectation held; 1 an invariant failed; 2 bad input
-(usage, scenario file, store URL), with a message naming the file, the field
-and what was expected. Events go to ``<out>/events.jsonl`` so the terminal
-shows progress and the report, and ``--json`` prints only the JSON object.
+(usage, scenario file, store URL, a store made for another scenario), with a
+message naming the file, the field and what was expected; 130 interrupted
+(Ctrl-C: the store is left as a crash would leave it, so running the same
+command again resumes). No command prints a Python traceback for bad input.
+Events go to ``<out>/events.jsonl`` so the terminal shows progress and the
+report, and ``--json`` prints only the JSON object (one line per scenario).
 Systems may add subcommands through the ``shardline.commands`` entry-point
 group (a callable that receives the argparse sub-parsers).
 """
@@ -14,38 +17,57 @@ import argparse
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import TextIO
 
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
 from runtime.scenario import (
+    LoadedScenario,
     default_out_dir,
     load_scenario,
     print_report,
     run_scenario,
 )
+from runtime.scenario._catalog import shipped_dir, shipped_scenarios, system_catalog
+from runtime.scenario._fresh import clear_run
 
-EXIT_OK, EXIT_INVARIANT, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INVARIANT, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _version() -> str:
+    try:
+        return version("shardline")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shardline", description="Run Shardline scenarios, servers and benchmarks.")
+    parser.add_argument("--version", action="version", version=f"shardline {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a scenario file and check its invariants")
-    run.add_argument("file", help="scenario file (TOML)")
+    run = sub.add_parser("run", help="run scenario files and check their invariants")
+    run.add_argument("files", nargs="+", metavar="FILE", help="scenario files (TOML)")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-    run.add_argument("--store", default=None, help="store URL (memory://, sqlite:///path.db)")
-    run.add_argument("--out", default=None, help="output directory (default out/<scenario>)")
+    run.add_argument("--store", default=None,
+                     help="store URL (memory://, sqlite:///path.db; {out} is the output dir)")
+    run.add_argument("--out", default=None,
+                     help="output directory (default out/<scenario>; with several files, "
+                          "each scenario uses OUT/<scenario>)")
+    run.add_argument("--fresh", action="store_true",
+                     help="delete this run's store and output first instead of resuming")
     run.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
-    run.add_argument("--log-level", default="info",
+    run.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                      help="level of events written to <out>/events.jsonl (default info)")
     run.set_defaults(handler=_cmd_run)
-    validate = sub.add_parser("validate", help="check a scenario file without running it")
-    validate.add_argument("file")
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(handler=_cmd_validate)
+    listing = sub.add_parser("list", help="list the shipped scenarios and installed systems")
+    listing.set_defaults(handler=_cmd_list)
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("name", nargs="?", help="benchmark name (omit to list them)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
@@ -66,13 +88,29 @@ def _error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _load_all(files: Sequence[str]) -> list[LoadedScenario] | None:
+    """Every file loaded, or ``None`` after printing each one's error."""
+    loaded: list[LoadedScenario] = []
+    failed = False
+    for file in files:
+        try:
+            loaded.append(load_scenario(file))
+        except ScenarioError as exc:
+            _error(str(exc))
+            failed = True
+    return None if failed else loaded
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_scenario(args.file)
-    except ScenarioError as exc:
-        return _error(str(exc))
-    print(f"{args.file}: valid {loaded.system.section} scenario {loaded.header.name!r}")
-    return EXIT_OK
+    code = EXIT_OK
+    for file in args.files:
+        try:
+            loaded = load_scenario(file)
+        except ScenarioError as exc:
+            code = _error(str(exc))
+            continue
+        print(f"{file}: valid {loaded.system.section} scenario {loaded.header.name!r}")
+    return code
 
 
 def _progress_printer(stream: TextIO) -> Callable[[int, int | None, str], None]:
@@ -84,26 +122,63 @@ def _progress_printer(stream: TextIO) -> Callable[[int, int | None, str], None]:
     return show
 
 
+def _out_dir(args: argparse.Namespace, loaded: LoadedScenario) -> Path:
+    if args.out is None:
+        return default_out_dir(loaded)
+    return Path(args.out) / loaded.header.name if len(args.files) > 1 else Path(args.out)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_scenario(args.file)
-    except ScenarioError as exc:
-        return _error(str(exc))
-    out_dir = Path(args.out) if args.out else default_out_dir(loaded)
+    scenarios = _load_all(args.files)
+    if scenarios is None:
+        return EXIT_BAD_INPUT
+    if len(scenarios) > 1 and args.store and "{out}" not in args.store \
+            and args.store != "memory://":
+        return _error(f"--store {args.store}: several scenarios cannot share one store; "
+                      "put {out} in the URL (each scenario's output directory)")
+    names = [s.header.name for s in scenarios]
+    if args.out is not None and len(set(names)) < len(names):
+        return _error("several files name the same scenario; their outputs would collide")
+    code = EXIT_OK
+    for loaded in scenarios:
+        code = max(code, _run_one(args, loaded))
+        if code == EXIT_INTERRUPTED:
+            break
+    return code
+
+
+def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
+    out_dir = _out_dir(args, loaded)
+    store = (args.store or loaded.header.store).replace("{out}", str(out_dir))
+    if args.fresh:
+        try:
+            removed = clear_run(out_dir, store)
+        except ScenarioError as exc:
+            return _error(f"{loaded.path}: --fresh: {exc}")
+        print(f"shardline: --fresh: deleted {', '.join(removed) or 'nothing (none existed)'}",
+              file=sys.stderr)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         log_stream = (out_dir / "events.jsonl").open("a", encoding="utf-8")
     except OSError as exc:
         return _error(f"--out {out_dir}: cannot create output directory: {exc}")
+    interactive = not args.json and sys.stderr.isatty()
     with log_stream:
         configure_logging(json=True, level=args.log_level, stream=log_stream)
-        interactive = not args.json and sys.stderr.isatty()
         progress = _progress_printer(sys.stderr) if interactive else None
         try:
-            report = run_scenario(loaded, seed=args.seed, store=args.store, out=out_dir,
+            report = run_scenario(loaded, seed=args.seed, store=store, out=out_dir,
                                   progress=progress)
         except (ScenarioError, StoreError) as exc:
-            return _error(f"{args.file}: {exc}")
+            if interactive:
+                sys.stderr.write("\r\x1b[K")
+            return _error(f"{loaded.path}: {exc}")
+        except KeyboardInterrupt:
+            if interactive:
+                sys.stderr.write("\r\x1b[K")
+            print(f"shardline: interrupted; {store} keeps what was committed: run the same "
+                  "command again to resume it (or add --fresh to start over)", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if interactive:
             sys.stderr.write("\r\x1b[K")
     if args.json:
@@ -113,16 +188,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_INVARIANT
 
 
-def _benchmarks_dir() -> Path | None:
-    beside_package = Path(__file__).resolve().parents[1] / "benchmarks"
-    for candidate in (Path.cwd() / "benchmarks", beside_package):
-        if candidate.is_dir():
-            return candidate
-    return None
+def _cmd_list(args: argparse.Namespace) -> int:
+    print("systems (entry-point group shardline.systems):")
+    for system in system_catalog():
+        print(f"  [{system.section}]  {system.source}  {system.summary}")
+    folder = shipped_dir("scenarios")
+    if folder is None:
+        print("scenarios: no scenarios/ directory here or beside the installed package")
+        return EXIT_OK
+    print(f"scenarios ({folder}):")
+    for row in shipped_scenarios(folder):
+        print(f"  {row.file}  [{row.section}]  {row.summary}")
+    return EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    folder = _benchmarks_dir()
+    folder = shipped_dir("benchmarks")
     if folder is None:
         return _error("no benchmarks/ directory here or beside the installed package")
     names = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
@@ -138,7 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:  # Ctrl-C outside a run (loading, listing, serving set-up)
+        print("shardline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

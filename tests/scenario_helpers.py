@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,12 @@ def assert_all_held(report: Report | Mapping[str, Any],
     passed = report.passed if isinstance(report, Report) else report["passed"]
     assert passed
     return found
+
+
+def shardline_command() -> list[str]:
+    """How to start ``shardline`` as its own process from this interpreter's venv."""
+    script = Path(sys.executable).with_name("shardline")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
 
 
 def rerun_to_completion(command: Sequence[str], env: Mapping[str, str],

@@ -212,10 +212,11 @@ def test_bad_input_names_the_field(capsys: pytest.CaptureFixture[str], tmp_path:
     (", a2 = {}", "", "deploy.model.versions: no entry for version 'a2'"),
     ("model = { versions = { a1 = {}, a2 = {} } }", 'model = "no_such_module:fn"',
      "deploy.model: service model 'no_such_module:fn': cannot import"),
-    ("model = { versions = { a1 = {}, a2 = {} } }", 'model = "operator:add"',
+    ("model = { versions = { a1 = {}, a2 = {} } }",
+     'model = "operator:add"\n[expect]\nbad_rejected = true',
      "expect.truth: the model 'operator:add' has no built-in ground truth"),
     ('experimental = "a2"', 'experimental = "a1"', "equals the control version"),
-    ("hosts = 3", "hosts = 0", "deploy.hosts: expected an integer >= 1"),
+    ("hosts = 3", "hosts = 0", "deploy.hosts: Expected `int` >= 1"),
 ])
 def test_bad_config_names_the_field(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                     old: str, new: str, message: str) -> None:

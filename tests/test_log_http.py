@@ -329,3 +329,81 @@ def test_a_store_failure_while_a_log_server_first_starts_is_503_then_it_starts()
             await service.close()
 
     runtime.run(main, simulated=True, seed=1)
+
+
+def test_query_refusals_say_what_each_parameter_expects(http: httpx.Client) -> None:
+    append(http, "params", 3)
+    base = f"/logs/params/sessions/{session(http, 'params')}"
+    assert "max='-3': expected an integer in 1..10000" in error(
+        http.get(f"{base}/records", params={"max": "-3"}), 400, "bad_request")
+    assert "wait='-5': expected seconds in 0..60" in error(
+        http.get(f"{base}/records", params={"wait": "-5"}), 400, "bad_request")
+    assert "offset='x': expected an integer >= 0" in error(
+        http.get(f"{base}/dead_letters", params={"offset": "x"}), 400, "bad_request")
+
+
+def test_requests_naming_unknown_logs_do_not_use_up_max_logs(tmp_path: Path) -> None:
+    srv = Server(f"sqlite:///{tmp_path}/state.db", "--max-logs", "2")
+    try:
+        with srv.client(token=None) as http:
+            unknown = "0123456789abcdef" * 2
+            for i in range(5):  # reads, acks, descriptions of sessions on logs never made
+                base = f"/logs/ghost{i}/sessions/{unknown}"
+                error(http.get(f"{base}/records"), 404, "not_found")
+                error(http.get(base), 404, "not_found")
+                error(http.post(f"{base}/ack", json={"receipts": [[0, 1]]}), 404, "not_found")
+                error(http.get(f"{base}/dead_letters"), 404, "not_found")
+            append(http, "real-1", 1)  # both slots are still free
+            append(http, "real-2", 1)
+            assert "at most 2 logs" in error(
+                http.post("/logs/real-3/records", json=[{"key": "k", "payload_b64": ""}]),
+                413, "too_large")
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_session_survives_a_restart_of_serve_though_its_log_is_not_started_yet(
+    tmp_path: Path,
+) -> None:
+    store = f"sqlite:///{tmp_path}/state.db"
+    first = Server(store)
+    with first.client(token=None) as http:
+        append(http, "kept", 4)
+        sid = session(http, "kept")
+    assert first.stop() == 0
+    second = Server(store)  # a read is the first request: the store has the session
+    try:
+        with second.client(token=None) as http:
+            assert read(http, "kept", sid, max=10) == [(i, 1) for i in range(4)]
+    finally:
+        assert second.stop() == 0
+
+
+@pytest.mark.parametrize(("host", "token", "insecure", "refused"), [
+    ("0.0.0.0", None, False, True),
+    ("::", None, False, True),
+    ("example.com", None, False, True),
+    ("0.0.0.0", "t", False, False),
+    ("0.0.0.0", None, True, False),
+    ("127.0.0.1", None, False, False),
+    ("::1", None, False, False),
+    ("localhost", None, False, False),
+])
+def test_serving_beyond_loopback_needs_a_token_or_insecure(
+    host: str, token: str | None, insecure: bool, refused: bool
+) -> None:
+    from actors.logdelivery._cli import exposure_problem
+
+    problem = exposure_problem(host, token, insecure)
+    assert (problem is not None) == refused
+    if problem is not None:
+        assert f"--host {host}" in problem and "--token" in problem and "--insecure" in problem
+
+
+def test_a_non_loopback_host_without_a_token_exits_2_before_listening() -> None:
+    bad = subprocess.run([SHARDLINE, "serve", "--store", "memory://", "--host", "0.0.0.0"],
+                         capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "SHARDLINE_TOKEN": ""})
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "--host 0.0.0.0 accepts connections from other machines" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -41,3 +41,36 @@ def test_embedding_example_passes_mypy_strict(tmp_path: Path) -> None:
          "--cache-dir", str(tmp_path / "cache"), str(path)],
         capture_output=True, text=True, timeout=300, cwd=README.parent)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_quickstart_crash_period_is_the_one_the_file_runs() -> None:
+    import tomllib
+
+    path = README.parent / "scenarios" / "stream_quickstart.toml"
+    every = tomllib.loads(path.read_text())["faults"][0]["every"]  # e.g. "230ms"
+    ms = every.removesuffix("ms")
+    assert f"workers crash every {ms} ms" in " ".join(README.read_text().split())
+    assert f"crash every {ms} ms" in path.read_text()
+
+
+def test_shell_examples_name_a_shardline_that_the_set_up_installs() -> None:
+    """The set-up puts ``shardline`` in ``.venv/bin`` only, not on PATH."""
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            assert not re.match(r"\s*shardline\b", line), line
+
+
+def test_every_http_route_is_documented() -> None:
+    from starlette.routing import Route
+
+    from actors.logdelivery._http import create_app
+
+    class _Service:  # create_app only stores it
+        pass
+
+    app = create_app(_Service())  # type: ignore[arg-type]
+    text = README.read_text()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            assert f"`{method} {route.path}" in text, f"{method} {route.path}"

@@ -70,7 +70,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
                                 "faults[0]", ["exactly one of at, every, probability"]),
     "unknown-table": (GOOD + "[extras]\na = 1\n", "extras", ["unknown table", "stream"]),
     "out-of-range": (_replace("partitions = 2", "partitions = 0"), "stream.partitions",
-                     ["integer >= 1", "got 0"]),
+                     ["Expected `int` >= 1"]),
     "bad-destination-url": (_replace('"dir://{out}/sink"', '"ftp://host/x"'),
                             "stream.destination", ["'ftp://host/x'", "dir://PATH"]),
     "unresolvable-process": (_replace("partitions = 2", 'partitions = 2\nprocess = "no.such:fn"'),

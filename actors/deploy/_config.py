@@ -22,43 +22,39 @@ waves = [0.05, 0.25, 1.0]
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from actors.deploy._model import LatencyModel, Truth
 from actors.deploy._records import Verdict
 from actors.deploy._spec import Analysis, ConfigChange, config_problems
 from runtime import Backoff, ScenarioError
 from runtime._callables import resolve_callable
-from runtime.scenario import Duration
+from runtime.scenario import Duration, bound_problems
 
 
 class DeployConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How the fleet is laid out, loaded and judged. Durations are seconds."""
 
-    configs: list[ConfigChange]
+    configs: Annotated[list[ConfigChange], Meta(max_length=100)]
     name: str = "deploy"
-    hosts: int = 6
-    request_rate: float = 120.0
+    hosts: Annotated[int, Meta(ge=1, le=1000)] = 6
+    request_rate: Annotated[float, Meta(gt=0, le=100_000)] = 120.0
     model: LatencyModel | str = msgspec.field(default_factory=LatencyModel)
     analysis: Analysis = msgspec.field(default_factory=Analysis)
     tick: Duration = Duration(0.5)
     report_interval: Duration = Duration(5.0)
     apply_interval: Duration = Duration(0.5)
-    max_restarts: int = 1000
+    max_restarts: Annotated[int, Meta(ge=0, le=1_000_000)] = 1000
     within: Duration = Duration(10.0)
     restart_backoff: Backoff = Backoff(min=0.01, max=1.0, jitter=0.2)
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range or inconsistent."""
-        found = config_problems(self.configs)
+        found = bound_problems(self) + config_problems(self.configs)
         found.extend((f"analysis.{f}", m) for f, m in self.analysis.problems())
-        if self.hosts < 1:
-            found.append(("hosts", f"expected an integer >= 1, got {self.hosts}"))
-        if self.request_rate <= 0:
-            found.append(("request_rate", f"expected requests per second > 0, "
-                          f"got {self.request_rate}"))
         for name in ("tick", "report_interval", "within"):
             if getattr(self, name) <= 0:
                 found.append((name, "expected a positive duration"))
@@ -87,8 +83,10 @@ class DeployExpect(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     restart, a silenced host or a metrics outage) must have landed.
     """
 
-    bad_rejected: bool = True
-    good_approved: bool = True
+    bad_rejected: bool | None = None
+    """Checked by default when every configuration's ground truth is known (the built-in
+    model knows it; a user model needs ``truth``); ``true`` insists, ``false`` skips."""
+    good_approved: bool | None = None
     exposure_bounded: bool = True
     ordering: bool = True
     rollback_complete: bool = True
@@ -118,8 +116,16 @@ class DeployExpect(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             found.append(("exposure_tolerance", f"expected >= 0, got {self.exposure_tolerance}"))
         if isinstance(config.model, str) and (self.bad_rejected or self.good_approved):
             unknown = sorted(names - set(self.truth))
-            if unknown:
+            if unknown:  # asked for explicitly: without truth there is nothing to check
                 found.append(("truth", f"the model {config.model!r} has no built-in ground "
                               f"truth; give truth for {', '.join(unknown)} "
-                              "(or set bad_rejected = false and good_approved = false)"))
+                              "(or leave bad_rejected and good_approved out: the run then "
+                              "reports the verdicts without judging them)"))
         return found
+
+    def truth_checks(self, config: DeployConfig) -> tuple[bool, bool]:
+        """Whether ``bad_rejected`` and ``good_approved`` are checked in this scenario."""
+        known = isinstance(config.model, LatencyModel) or all(
+            c.name in self.truth for c in config.configs)
+        return (known if self.bad_rejected is None else self.bad_rejected,
+                known if self.good_approved is None else self.good_approved)

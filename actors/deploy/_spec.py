@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
-from runtime.scenario import Duration
+from runtime.scenario import Duration, bound_problems
 
 Metric = Literal["latency", "errors"]
 METRICS: tuple[Metric, ...] = ("latency", "errors")
@@ -56,17 +57,18 @@ class Analysis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     fraction: float = 0.1
     bake: Duration = Duration(60.0)
-    min_samples: int = 200
+    min_samples: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     confidence: float = 0.98
     latency_tolerance: float = 0.1
     max_error_rate_increase: float = 0.01
-    waves: list[float] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    waves: Annotated[list[float], Meta(max_length=100)] = msgspec.field(
+        default_factory=lambda: [0.05, 0.25, 1.0])
     wave_bake: Duration | None = None
     check_interval: Duration = Duration(15.0)
     critical: list[Metric] = msgspec.field(default_factory=lambda: ["latency", "errors"])
     on_inconclusive: Literal["extend", "reject"] = "extend"
     extension: Duration = Duration(30.0)
-    max_extensions: int = 3
+    max_extensions: Annotated[int, Meta(ge=0, le=100)] = 3
     min_coverage: float = 1.0
     report_timeout: Duration = Duration(15.0)
     look_correction: Literal["bonferroni", "none"] = "bonferroni"
@@ -110,7 +112,7 @@ class Analysis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
-        found: list[tuple[str, str]] = []
+        found = bound_problems(self)
         if not 0.0 < self.fraction < 1.0:
             found.append(("fraction", f"expected a fraction in (0, 1), got {self.fraction}"))
         if not 0.5 <= self.confidence < 1.0:
@@ -122,10 +124,6 @@ class Analysis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             found.append(("wave_bake", "expected a positive duration"))
         if self.extension <= 0 and self.max_extensions > 0:
             found.append(("extension", "expected a positive duration"))
-        if self.min_samples < 1:
-            found.append(("min_samples", f"expected an integer >= 1, got {self.min_samples}"))
-        if self.max_extensions < 0:
-            found.append(("max_extensions", f"expected >= 0, got {self.max_extensions}"))
         if self.latency_tolerance < 0:
             found.append(("latency_tolerance", f"expected >= 0, got {self.latency_tolerance}"))
         if not 0.0 <= self.max_error_rate_increase < 1.0:

@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -82,8 +82,21 @@ def dead_seqs(dead: list[DeadLetter]) -> set[int]:
     return {seq for d in dead for seq in range(d.first, d.last + 1)}
 
 
+def settled_before(before: Mapping[str, SessionState], session: str) -> set[int]:
+    """Records of ``session`` a run it resumes had settled (acked or dead-lettered):
+    sent before it started and not in flight then."""
+    state = before.get(session)
+    if state is None:
+        return set()
+    out = set(range(state.start_seq, state.next_seq))
+    for r in state.in_flight:
+        out.difference_update(range(r.first, r.last + 1))
+    return out
+
+
 def check_no_gaps(config: LogConfig, journal: Journal, durable: Durable,
-                  sessions: list[str]) -> InvariantResult:
+                  sessions: list[str],
+                  before: Mapping[str, SessionState] | None = None) -> InvariantResult:
     problems: list[str] = []
     lost = []
     for first_seq, index, count, _ in journal.appended:
@@ -111,8 +124,9 @@ def check_no_gaps(config: LogConfig, journal: Journal, durable: Durable,
             problems.append(f"session {session} not settled: sent up to {state.next_seq - 1}, "
                             f"{state.in_flight_count} in flight, high water {hw}")
         batches = journal.batches.get(session, [])
-        received = {seq for b in batches for seq in b.seqs}
-        acked = {seq for b in batches for seq in b.acked_seqs()}
+        earlier = settled_before(before or {}, session)
+        received = {seq for b in batches for seq in b.seqs} | earlier
+        acked = {seq for b in batches for seq in b.acked_seqs()} | earlier
         maybe = {seq for b in batches if b.ack_failed for seq in b.seqs}
         missing = [seq for seq in range(state.start_seq, hw)
                    if seq not in received and seq not in dead]
@@ -132,7 +146,9 @@ def check_no_gaps(config: LogConfig, journal: Journal, durable: Durable,
         "all in the log")
 
 
-def check_order(journal: Journal, durable: Durable, sessions: list[str]) -> InvariantResult:
+def check_order(journal: Journal, durable: Durable, sessions: list[str],
+                before: Mapping[str, SessionState] | None = None) -> InvariantResult:
+    """In a resumed run, first deliveries continue where the earlier run's ended."""
     problems: list[str] = []
     hw = durable.high_water
     seen_redeliveries = 0
@@ -140,7 +156,8 @@ def check_order(journal: Journal, durable: Durable, sessions: list[str]) -> Inva
         state = durable.states.get(session)
         if state is None:
             continue
-        expect = state.start_seq
+        earlier = (before or {}).get(session)
+        expect = state.start_seq if earlier is None else earlier.next_seq
         for first, last in journal.new_ranges.get(session, []):
             if first != expect:
                 problems.append(f"session {session}: first delivery of {first}..{last} when "

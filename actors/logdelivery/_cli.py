@@ -1,18 +1,21 @@
 """``shardline serve``: the HTTP API over a store, on loopback by default.
 
-    shardline serve --store URL [--host 127.0.0.1] [--port N] [--token TOKEN]
+    shardline serve --store URL [--host 127.0.0.1] [--port N] [--token TOKEN] [--insecure]
 
 Prints ``listening on http://HOST:PORT`` once it accepts connections
 (``--port 0`` picks a free port). SIGTERM or Ctrl-C stops it cleanly:
 waiting reads are answered at once, requests in progress finish, the store
 is closed, exit status 0. A ``kill -9`` loses nothing a client was told:
 every answer is given after the store committed what it reports.
-Exit status 2 for bad input (store URL, address in use).
+Exit status 2 for bad input (store URL, address in use, and a non-loopback
+``--host`` without ``--token``: anyone who can reach it could read, append and
+acknowledge, so that takes ``--insecure`` to say it is meant).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 
@@ -33,6 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8470, help="port (default 8470; 0 = any free)")
     p.add_argument("--token", default=os.environ.get("SHARDLINE_TOKEN"),
                    help="require 'Authorization: Bearer TOKEN' (default $SHARDLINE_TOKEN)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without --token")
     d = SessionSettings()
     p.add_argument("--ack-wait", type=float, default=d.ack_wait,
                    help=f"default seconds before an unacked record is redelivered ({d.ack_wait:g})")
@@ -47,7 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"largest request body in bytes ({MAX_BODY_BYTES})")
     p.add_argument("--max-logs", type=int, default=1000,
                    help="most logs this server will serve (1000)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (warning)")
+    p.add_argument("--log-level", default="warning",
+                   choices=("critical", "error", "warning", "info", "debug", "trace"),
+                   help="uvicorn log level (warning)")
     p.set_defaults(handler=serve_command)
 
 
@@ -56,7 +63,33 @@ def _error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address only this machine can reach (``localhost`` too)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def exposure_problem(host: str, token: str | None, insecure: bool) -> str | None:
+    """Why serving on ``host`` is refused, or ``None``: beyond loopback, a token or
+    an explicit ``--insecure`` is required."""
+    if token or insecure or is_loopback(host):
+        return None
+    return (f"--host {host} accepts connections from other machines, and without --token "
+            "anyone who reaches it can read, append and acknowledge; give --token TOKEN "
+            "(or set $SHARDLINE_TOKEN), or add --insecure if that is meant")
+
+
 def serve_command(args: argparse.Namespace) -> int:
+    problem = exposure_problem(args.host, args.token, args.insecure)
+    if problem is not None:
+        return _error(problem)
+    if not args.token and not is_loopback(args.host):
+        print(f"shardline serve: warning: serving {args.host} without a token (--insecure)",
+              file=sys.stderr)
     try:
         check_store_url(args.store)
         defaults = SessionSettings(args.ack_wait, args.max_in_flight, args.max_deliveries,

@@ -235,6 +235,10 @@ class LogService:
         """The actor name of a log's server (what fault plans target)."""
         return f"logserver.{log}"
 
+    def serves(self, name: str) -> bool:
+        """Whether log ``name``'s server was started here (it counts against ``max_logs``)."""
+        return name in self._clients
+
     async def log(self, name: str) -> LogClient:
         """The client for log ``name``, starting its server if needed."""
         client = self._clients.get(name)

@@ -24,36 +24,46 @@ deadline, so the batch is redelivered to another reader meanwhile).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from msgspec import Meta
 
 from actors.logdelivery import _keys as keys
 from actors.logdelivery._errors import BadRequest
-from actors.logdelivery._limits import MAX_READ_RECORDS, check_session_settings
-from runtime.scenario import Duration
+from actors.logdelivery._limits import (
+    MAX_APPEND_RECORDS,
+    MAX_BODY_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_READ_RECORDS,
+    check_session_settings,
+)
+from runtime.scenario import Duration, bound_problems
 
 
 class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Workload and session settings of a log scenario. Durations are seconds."""
 
-    records: int
-    sessions: int = 2
-    clients_per_session: int = 2
-    read_batch: int = 100
+    records: Annotated[int, Meta(ge=1, le=100_000_000)]
+    sessions: Annotated[int, Meta(ge=1, le=1000)] = 2
+    clients_per_session: Annotated[int, Meta(ge=1, le=100)] = 2
+    read_batch: Annotated[int, Meta(ge=1, le=MAX_READ_RECORDS)] = 100
     ack_wait: Duration = Duration(2.0)
     max_in_flight: int = 1000
     max_deliveries: int = 5
     session_ttl: Duration = Duration(60.0)
     log: str = "events"
-    append_batch: int = 100
-    append_rate: float = 0.0
+    append_batch: Annotated[int, Meta(ge=1, le=MAX_APPEND_RECORDS)] = 100
+    append_rate: Annotated[float, Meta(ge=0)] = 0.0
     """Records appended per second (0: as fast as the server takes them)."""
-    keys: int = 100
-    payload_bytes: int = 32
+    keys: Annotated[int, Meta(ge=1, le=10_000_000)] = 100
+    payload_bytes: Annotated[int, Meta(ge=8, le=MAX_PAYLOAD_BYTES)] = 32
+    """At least 8: the record index is stored in the payload."""
     read_wait: Duration = Duration(0.5)
     """How long a reader's read waits (long-polls) when nothing is there."""
     process_time: Duration = Duration(0.0)
     """Time a reader spends on each batch before acknowledging it."""
-    idle_sessions: int = 0
+    idle_sessions: Annotated[int, Meta(ge=0, le=1000)] = 0
     """Extra sessions read once and then abandoned: each must expire after its TTL."""
     ask_timeout: Duration = Duration(30.0)
     retry_delay: Duration = Duration(0.05)
@@ -61,20 +71,11 @@ class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
-        found: list[tuple[str, str]] = []
-        for name in ("records", "sessions", "clients_per_session", "append_batch", "keys"):
-            if getattr(self, name) < 1:
-                found.append((name, f"expected an integer >= 1, got {getattr(self, name)}"))
-        if not 1 <= self.read_batch <= MAX_READ_RECORDS:
-            found.append(("read_batch", f"expected 1..{MAX_READ_RECORDS}, got {self.read_batch}"))
-        if self.payload_bytes < 8:
-            found.append(("payload_bytes", f"expected >= 8 (the record index is stored in the "
-                                           f"payload), got {self.payload_bytes}"))
-        if self.idle_sessions < 0:
-            found.append(("idle_sessions", f"expected >= 0, got {self.idle_sessions}"))
-        if self.append_rate < 0:
-            found.append(("append_rate", f"expected records per second >= 0, "
-                                         f"got {self.append_rate}"))
+        found = bound_problems(self)
+        if self.append_batch * self.payload_bytes > MAX_BODY_BYTES:
+            found.append(("append_batch", f"an append of {self.append_batch} records of "
+                          f"{self.payload_bytes} bytes exceeds {MAX_BODY_BYTES} bytes; lower "
+                          "append_batch or payload_bytes"))
         for name in ("ask_timeout", "retry_delay"):
             if getattr(self, name) <= 0:
                 found.append((name, "expected a positive duration"))

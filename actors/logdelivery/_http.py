@@ -35,19 +35,30 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from actors.logdelivery import _keys as keys
 from actors.logdelivery._client import LogClient, LogService
-from actors.logdelivery._errors import BadRequest, LogDeliveryError, TooLarge
+from actors.logdelivery._errors import (
+    BadRequest,
+    LogDeliveryError,
+    LogUnavailable,
+    SessionNotFound,
+    TooLarge,
+)
 from actors.logdelivery._limits import (
     MAX_ACK_RECEIPTS,
     MAX_APPEND_RECORDS,
     MAX_BODY_BYTES,
+    MAX_READ_RECORDS,
+    MAX_WAIT,
     Receipt,
 )
+from runtime import StoreError
 
 T = TypeVar("T")
 _INT = re.compile(r"\d{1,12}")
 _SECONDS = re.compile(r"\d{1,6}(?:\.\d{1,9})?")
 _json = msgspec.json.Encoder()
+MAX_DEAD_LETTER_PAGE = 10_000
 
 
 class RecordIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -104,17 +115,26 @@ def _decode(body: bytes, kind: type[T], what: str) -> T:
         raise BadRequest(f"{what}: {exc}") from None
 
 
-def _query(request: Request, allowed: Mapping[str, re.Pattern[str]]) -> dict[str, str]:
+_READ_PARAMS = {"max": (_INT, f"an integer in 1..{MAX_READ_RECORDS}"),
+                "wait": (_SECONDS, f"seconds in 0..{MAX_WAIT:g}")}
+_PAGE_PARAMS = {"offset": (_INT, "an integer >= 0"),
+                "limit": (_INT, f"an integer in 1..{MAX_DEAD_LETTER_PAGE}")}
+
+
+def _query(request: Request,
+           allowed: Mapping[str, tuple[re.Pattern[str], str]]) -> dict[str, str]:
+    """The query parameters, each matched against its pattern; a refusal says what
+    the parameter expects (``max='-3': expected an integer in 1..10000``)."""
     found: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
-        pattern = allowed.get(name)
-        if pattern is None:
+        if name not in allowed:
             raise BadRequest(f"unknown query parameter {name!r}; expected "
                              + ", ".join(sorted(allowed)))
+        pattern, expected = allowed[name]
         if name in found:
             raise BadRequest(f"query parameter {name!r} given twice")
         if not pattern.fullmatch(value):
-            raise BadRequest(f"query parameter {name}={value!r} is not a valid number")
+            raise BadRequest(f"query parameter {name}={value!r}: expected {expected}")
         found[name] = value
     return found
 
@@ -128,6 +148,23 @@ class _Routes:
 
     async def _log(self, request: Request) -> LogClient:
         return await self.service.log(request.path_params["log"])
+
+    async def _session_log(self, request: Request) -> LogClient:
+        """The client of a session's log. A session the store does not hold is 404
+        without starting a server for its log: requests naming unknown logs must not
+        use up ``max_logs`` (only appends and session creation start a log)."""
+        log, session = request.path_params["log"], request.path_params["session"]
+        if not self.service.serves(log) and keys.valid_log_name(log):
+            found = None
+            if keys.valid_session_id(session):
+                try:
+                    found = await self.service.rt.store.get(keys.session_key(log, session))
+                except StoreError as exc:
+                    raise LogUnavailable(f"store unavailable: {exc}") from None
+            if found is None:
+                raise SessionNotFound(f"log {log!r} has no session {session!r} (a session "
+                                      "id is 32 lowercase hex digits)")
+        return await self.service.log(log)
 
     async def append(self, request: Request) -> Response:
         body = await _read_body(request, self.max_body)
@@ -151,10 +188,10 @@ class _Routes:
         return json_response(created, 201)
 
     async def read(self, request: Request) -> Response:
-        params = _query(request, {"max": _INT, "wait": _SECONDS})
+        params = _query(request, _READ_PARAMS)
         max_records = int(params.get("max", "100"))
         wait = float(params.get("wait", "0"))
-        log = await self._log(request)
+        log = await self._session_log(request)
         result = await log.read(request.path_params["session"], max_records, wait)
         return json_response(result)
 
@@ -164,19 +201,19 @@ class _Routes:
         if len(spec.receipts) > MAX_ACK_RECEIPTS:
             raise TooLarge(f"an ack lists at most {MAX_ACK_RECEIPTS} receipts, "
                            f"got {len(spec.receipts)}")
-        log = await self._log(request)
+        log = await self._session_log(request)
         acked = await log.ack(request.path_params["session"], spec.receipts)
         return json_response(acked)
 
     async def describe(self, request: Request) -> Response:
-        log = await self._log(request)
+        log = await self._session_log(request)
         return json_response(await log.describe(request.path_params["session"]))
 
     async def dead_letters(self, request: Request) -> Response:
-        params = _query(request, {"offset": _INT, "limit": _INT})
+        params = _query(request, _PAGE_PARAMS)
         offset = int(params.get("offset", "0"))
-        limit = min(int(params.get("limit", "1000")), 10_000)
-        log = await self._log(request)
+        limit = min(int(params.get("limit", "1000")), MAX_DEAD_LETTER_PAGE)
+        log = await self._session_log(request)
         found = await log.dead_letters(request.path_params["session"], offset, max(1, limit))
         return json_response({"dead_letters": found})
 

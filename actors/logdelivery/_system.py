@@ -13,6 +13,7 @@ from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._config import LogConfig, LogExpect
 from actors.logdelivery._errors import LogUnavailable, SessionExpired
 from actors.logdelivery._limits import SessionSettings
+from actors.logdelivery._state import SessionState
 from actors.logdelivery._workload import Journal, Workload
 from runtime import ActorStatistics, Runtime
 from runtime.scenario import (
@@ -28,24 +29,45 @@ from runtime.store import Put, Store, without_faults
 _POLL = 0.05
 
 
+class ScenarioSessions(msgspec.Struct, frozen=True):
+    """The sessions a scenario run created, kept in the store so a later run resumes them."""
+
+    sessions: list[str]
+    idle: list[str]
+
+
+def _sessions_key(log: str) -> str:
+    return f"logdelivery/scenario-runs/{log}/sessions"
+
+
+async def _resumed_sessions(store: Store, log: str) -> ScenarioSessions | None:
+    found = await store.get(_sessions_key(log))
+    return None if found is None else msgspec.msgpack.decode(found.value, type=ScenarioSessions)
+
+
+async def _next_record(store: Store, log: str) -> int:
+    """The index of the first workload record not yet in the log (records name their index)."""
+    high_water = await store.high_water(keys.records_log(log))
+    if high_water == 0:
+        return 0
+    last = await store.read(keys.records_log(log), high_water - 1, 1)
+    return int.from_bytes(last[0].payload[:8], "big") + 1
+
+
+async def _states(store: Store, log: str, sessions: list[str]) -> dict[str, SessionState]:
+    found: dict[str, SessionState] = {}
+    for session in sessions:
+        stored = await store.get(keys.session_key(log, session))
+        if stored is not None:
+            found[session] = checks.decode_state(stored.value)
+    return found
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _fresh_log(store: Store, base: str) -> tuple[str, int]:
-    """This run's log name: ``base`` the first time a store sees it, ``base-N`` after.
-
-    Running a scenario again against the same store must not inherit the
-    last run's log and sessions (its wall-clock stamps are from another run).
-    """
-    key = f"logdelivery/scenario-runs/{base}"
-    found = await store.get(key)
-    runs = int(found.value) if found else 0
-    await store.write([Put(key, str(runs + 1).encode(), found.version if found else 0)])
-    return (base if runs == 0 else f"{base}-{runs}"), runs
 
 
 async def _open_log(rt: Runtime, service: LogService, name: str,
@@ -63,6 +85,8 @@ def _restarts(stats: list[ActorStatistics], prefix: str) -> int:
 
 
 class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
+    """Log delivery to stateless readers through server-side receiver sessions."""
+
     section = "log"
     config_type = LogConfig
     expect_type = LogExpect
@@ -71,11 +95,24 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     def check(self, config: LogConfig, expect: LogExpect) -> list[tuple[str, str]]:
         return config.problems()
 
+    def placement(self, config: LogConfig) -> dict[str, object]:
+        """The log, its records and the sessions reading it."""
+        return {"log": config.log, "records": config.records, "keys": config.keys,
+                "payload_bytes": config.payload_bytes, "sessions": config.sessions,
+                "idle_sessions": config.idle_sessions}
+
+    def fault_targets(self, config: LogConfig) -> dict[str, list[str]]:
+        """Readers ``reader.s<i>.c<j>`` and the log's server; poison and slow hit readers."""
+        readers = [f"reader.s{s}.c{c}" for s in range(config.sessions)
+                   for c in range(config.clients_per_session)]
+        return {"actor": [*readers, LogService.server_name(config.log)],
+                "poison": readers, "slow": readers}
+
     async def run(self, ctx: ScenarioContext, config: LogConfig,
                   expect: LogExpect) -> SystemOutcome:
         rt = ctx.rt
         store = without_faults(rt.store)
-        log_name, previous_runs = await _fresh_log(store, config.log)
+        log_name = config.log
         journal = Journal()
         defaults = SessionSettings(config.ack_wait, config.max_in_flight, config.max_deliveries,
                                    config.session_ttl)
@@ -83,11 +120,19 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                              observer=journal.observe)
         workload = Workload(rt, config, await _open_log(rt, service, log_name, config),
                             journal)
-        sessions = await workload.create_sessions(config.sessions)
-        idle = await workload.create_sessions(config.idle_sessions)
+        resumed = await _resumed_sessions(store, log_name)
+        if resumed is None:
+            sessions = await workload.create_sessions(config.sessions)
+            idle = await workload.create_sessions(config.idle_sessions)
+            await store.write([Put(_sessions_key(log_name), msgspec.msgpack.encode(
+                ScenarioSessions(sessions, idle)), expect_version=0)])
+        else:
+            sessions, idle = resumed.sessions, resumed.idle
+        before = await _states(store, log_name, sessions) if resumed else {}
         readers = await workload.start_readers(sessions)
         started = rt.now()
-        producer = asyncio.get_running_loop().create_task(workload.produce())
+        producer = asyncio.get_running_loop().create_task(
+            workload.produce(await _next_record(store, log_name)))
         for session in idle:
             await workload.touch_once(session)
         idle_touched = rt.now()
@@ -119,8 +164,8 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                   "no_client_offsets": expect.no_client_offsets,
                   "in_flight_bounded": expect.in_flight_bounded}
         found = [
-            checks.check_no_gaps(config, journal, durable, sessions),
-            checks.check_order(journal, durable, sessions),
+            checks.check_no_gaps(config, journal, durable, sessions, before),
+            checks.check_order(journal, durable, sessions, before),
             checks.check_no_client_offsets(journal, durable, sessions, client_restarts,
                                            settled),
             checks.check_in_flight(config, journal, durable, sessions),
@@ -140,12 +185,18 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             "expired_sessions": expired,
             "unavailable": journal.unavailable,
         }
-        invariants += self._exercised(expect, counts)
+        if resumed is not None:
+            invariants.append(InvariantResult(
+                "resumed", True, f"resumed log {log_name!r} and its {len(sessions)} sessions "
+                "from the store; records settled by earlier runs count as delivered, and "
+                "fault-exercise floors apply to fresh runs only"))
+        else:
+            invariants += self._exercised(expect, counts)
         if expect.max_dead_letters is not None:
             invariants.append(InvariantResult(
                 "dead_letters_at_most", dead_total <= expect.max_dead_letters,
                 f"{dead_total} (expected at most {expect.max_dead_letters})"))
-        metrics = self._metrics(journal, durable, counts, elapsed, rt, previous_runs)
+        metrics = self._metrics(journal, durable, counts, elapsed, rt, ctx.previous_runs)
         return SystemOutcome(invariants=invariants, metrics=metrics,
                              extra=self._extra(durable, log_name))
 

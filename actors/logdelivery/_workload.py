@@ -122,10 +122,10 @@ class Workload:
                 await self.retry_pause()
         return found
 
-    async def produce(self) -> None:
-        """Append every record, retrying while the server is unavailable."""
+    async def produce(self, index: int = 0) -> None:
+        """Append every record from ``index`` on (earlier ones are in the log already,
+        from a run this one resumes), retrying while the server is unavailable."""
         c = self.config
-        index = 0
         while index < c.records:
             n = min(c.append_batch, c.records - index)
             entries = [self.entry(index + i) for i in range(n)]
@@ -141,10 +141,13 @@ class Workload:
                 await self.rt.sleep(n / c.append_rate)
 
     async def touch_once(self, session: str) -> None:
-        """One read of an idle session, then it is left alone to expire."""
+        """One read of an idle session, then it is left alone to expire (a resumed run
+        may find it expired already)."""
         while True:
             try:
                 await self.log.read(session, self.config.read_batch, 0.0)
+                return
+            except SessionExpired:
                 return
             except LogUnavailable:
                 await self.retry_pause()

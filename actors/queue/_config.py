@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from runtime import Backoff
-from runtime.scenario import Duration
+from runtime.scenario import Duration, bound_problems
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FINAL_QUEUE = "final"
@@ -22,20 +23,14 @@ class GeneratedSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     of the originals goes to key ``key-000000`` (a hot key).
     """
 
-    records: int
-    keys: int = 100
-    max_value: int = 1000
-    hot_share: float = 0.0
+    records: Annotated[int, Meta(ge=0, le=100_000_000)]
+    keys: Annotated[int, Meta(ge=1, le=10_000_000)] = 100
+    max_value: Annotated[int, Meta(ge=1, le=10**12)] = 1000
+    hot_share: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.0
 
     def __post_init__(self) -> None:
-        if self.records < 0:
-            raise ValueError(f"records must be >= 0, got {self.records}")
-        if self.keys < 1:
-            raise ValueError(f"keys must be >= 1, got {self.keys}")
-        if self.max_value < 1:
-            raise ValueError(f"max_value must be >= 1, got {self.max_value}")
-        if not 0.0 <= self.hot_share < 1.0:
-            raise ValueError(f"hot_share must be in [0, 1), got {self.hot_share}")
+        for field, problem in bound_problems(self):
+            raise ValueError(f"{field}: {problem}")
 
 
 class TierConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -51,11 +46,11 @@ class TierConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: str
     kind: Literal["map", "reduce"]
-    clients: int = 2
+    clients: Annotated[int, Meta(ge=1, le=1024)] = 2
     fn: str | None = None
-    window: int = 0
+    window: Annotated[int, Meta(ge=0, le=100_000)] = 0
     window_time: Duration | None = None
-    out_keys: int | None = None
+    out_keys: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
     process_cost: Duration = Duration(0.0)
 
 
@@ -74,35 +69,32 @@ class PoisonSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a queue pipeline is laid out and paced. Durations are seconds."""
 
-    tiers: list[TierConfig]
+    tiers: Annotated[list[TierConfig], Meta(max_length=16)]
     source: GeneratedSource | str | None = None
     """Required in a scenario; when embedding, ``QueuePipeline(source=...)`` may give it."""
     name: str = "queue"
-    servers: int = 4
+    servers: Annotated[int, Meta(ge=1, le=256)] = 4
     visibility_timeout: Duration = Duration(30.0)
-    max_receives: int = 5
+    max_receives: Annotated[int, Meta(ge=1, le=1000)] = 5
     dedup_window: Duration = Duration(300.0)
     lineage: Literal["digest", "full"] = "digest"
     final: str | None = None
     poison: PoisonSpec | None = None
-    rate: float = 0.0
-    produce_chunk: int = 500
-    receive_batch: int = 100
+    rate: Annotated[float, Meta(ge=0)] = 0.0
+    produce_chunk: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    receive_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
     idle_poll: Duration = Duration(0.01)
     drain_poll: Duration = Duration(0.05)
     ask_timeout: Duration = Duration(30.0)
     retry_backoff: Backoff = Backoff(min=0.01, max=1.0, jitter=0.2)
-    max_restarts: int = 1000
+    max_restarts: Annotated[int, Meta(ge=0, le=1_000_000)] = 1000
     within: Duration = Duration(10.0)
     restart_backoff: Backoff = Backoff(min=0.001, max=0.1, jitter=0.2)
-    lineage_samples: int = 3
+    lineage_samples: Annotated[int, Meta(ge=0, le=1000)] = 3
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range or inconsistent."""
-        found: list[tuple[str, str]] = []
-        for name in ("servers", "max_receives", "produce_chunk", "receive_batch"):
-            if getattr(self, name) < 1:
-                found.append((name, f"expected an integer >= 1, got {getattr(self, name)}"))
+        found = bound_problems(self)
         for name in ("visibility_timeout", "dedup_window", "idle_poll", "drain_poll",
                      "ask_timeout", "within"):
             if getattr(self, name) <= 0:
@@ -112,10 +104,6 @@ class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                           f"({self.visibility_timeout:g} s), got {self.dedup_window:g} s: an "
                           "input handed out again after its timeout re-sends its outputs, "
                           "and only the dedup window drops them"))
-        if self.rate < 0:
-            found.append(("rate", f"expected originals per second >= 0, got {self.rate}"))
-        if self.lineage_samples < 0:
-            found.append(("lineage_samples", "expected an integer >= 0"))
         if not _NAME.match(self.name):
             found.append(("name", f"expected a name like 'queue' ([a-z][a-z0-9_]*), "
                                   f"got {self.name!r}"))
@@ -135,20 +123,16 @@ class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def _tier_problems(tier: TierConfig) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+    found = bound_problems(tier)
     if not _NAME.match(tier.name) or tier.name == FINAL_QUEUE:
         found.append(("name", f"expected a name like 'summarize' ([a-z][a-z0-9_]*, not "
                               f"{FINAL_QUEUE!r}), got {tier.name!r}"))
-    if tier.clients < 1:
-        found.append(("clients", f"expected an integer >= 1, got {tier.clients}"))
     if tier.kind == "reduce" and tier.window < 1:
         found.append(("window", f"a reduce tier needs window >= 1, got {tier.window}"))
     if tier.kind == "map" and (tier.window or tier.window_time is not None):
         found.append(("window", "a map tier takes no window (one output per message)"))
     if tier.window_time is not None and tier.window_time <= 0:
         found.append(("window_time", "expected a positive duration"))
-    if tier.out_keys is not None and tier.out_keys < 1:
-        found.append(("out_keys", f"expected an integer >= 1, got {tier.out_keys}"))
     if tier.out_keys is not None and tier.fn is not None:
         found.append(("out_keys", "out_keys configures the built-in functions; a custom fn "
                                   "chooses its own output keys"))

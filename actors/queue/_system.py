@@ -23,6 +23,8 @@ from runtime.store import without_faults
 
 
 class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
+    """Distributed strict queue: per-key order, tiers of map/reduce clients, a ledger."""
+
     section = "queue"
     config_type = QueueConfig
     expect_type = QueueExpect
@@ -53,6 +55,21 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
                 except ScenarioError as exc:
                     found.append((field, str(exc)))
         return found
+
+    def placement(self, config: QueueConfig) -> dict[str, object]:
+        """Keys are placed on servers by rendezvous hashing, and each tier's queue,
+        windows and keys follow from the tiers: all of it must match to resume."""
+        tiers = [{"name": t.name, "kind": t.kind, "window": t.window, "out_keys": t.out_keys,
+                  "fn": t.fn} for t in config.tiers]
+        return {"name": config.name, "servers": config.servers, "tiers": tiers,
+                "source": config.source, "lineage": config.lineage, "poison": config.poison}
+
+    def fault_targets(self, config: QueueConfig) -> dict[str, list[str]]:
+        """The pipeline's actors, as ``QueuePipeline.start`` and its cluster name them."""
+        n = config.name
+        names = [f"{n}.server-{i}" for i in range(config.servers)]
+        names += [f"{n}.{t.name}-{j}" for t in config.tiers for j in range(t.clients)]
+        return {"actor": [*names, f"{n}.final", f"{n}.conductor", f"{n}.producer"]}
 
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from actors.stream._source import GeneratedSource
 from runtime import Backoff
-from runtime.scenario import Duration
+from runtime.scenario import Duration, bound_problems
+
+MAX_CHUNK_BYTES = 256 << 20
+"""Largest produced chunk (``produce_chunk`` records of ``source.payload_bytes``)."""
 
 
 class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -16,35 +20,35 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     source: GeneratedSource | str
     name: str = "stream"
-    partitions: int = 4
-    workers: int = 2
-    batch_size: int = 100
+    partitions: Annotated[int, Meta(ge=1, le=1024)] = 4
+    workers: Annotated[int, Meta(ge=1, le=1024)] = 2
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
     lease_ttl: Duration = Duration(2.0)
     process: str | None = None
     destination: str = "dir://{out}/sink"
-    rate: float = 0.0
+    rate: Annotated[float, Meta(ge=0)] = 0.0
     batch_cost: Duration = Duration(0.0)
-    produce_chunk: int = 4000
-    chunks_per_read: int = 8
+    produce_chunk: Annotated[int, Meta(ge=1, le=100_000)] = 4000
+    chunks_per_read: Annotated[int, Meta(ge=1, le=1000)] = 8
     idle_poll: Duration = Duration(0.02)
     rebalance_interval: Duration = Duration(0.5)
     ask_timeout: Duration = Duration(30.0)
     retry_backoff: Backoff = Backoff(min=0.01, max=1.0, jitter=0.2)
-    max_restarts: int = 1000
+    max_restarts: Annotated[int, Meta(ge=0, le=1_000_000)] = 1000
     within: Duration = Duration(10.0)
     restart_backoff: Backoff = Backoff(min=0.001, max=0.1, jitter=0.2)
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
-        found: list[tuple[str, str]] = []
-        for name in ("partitions", "workers", "batch_size", "produce_chunk", "chunks_per_read"):
-            if getattr(self, name) < 1:
-                found.append((name, f"expected an integer >= 1, got {getattr(self, name)}"))
+        found = bound_problems(self)
+        if isinstance(self.source, GeneratedSource) \
+                and self.source.payload_bytes * self.produce_chunk > MAX_CHUNK_BYTES:
+            found.append(("produce_chunk", f"a produced chunk of {self.produce_chunk} records "
+                          f"of {self.source.payload_bytes} bytes exceeds {MAX_CHUNK_BYTES} "
+                          "bytes; lower produce_chunk or source.payload_bytes"))
         for name in ("lease_ttl", "idle_poll", "rebalance_interval", "ask_timeout", "within"):
             if getattr(self, name) <= 0:
                 found.append((name, "expected a positive duration"))
-        if self.rate < 0:
-            found.append(("rate", f"expected records per second >= 0, got {self.rate}"))
         if not self.name or "/" in self.name:
             found.append(("name", "expected a non-empty name without '/'"))
         return found

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from runtime._callables import resolve_callable
+from runtime.scenario import bound_problems
+
+MAX_RECORDS = 100_000_000
+MAX_KEYS = 10_000_000
+MAX_PAYLOAD_BYTES = 65_536
 
 
 class GeneratedSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -22,17 +29,13 @@ class GeneratedSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     an exactly-once check can tell a duplicate from a legitimate repeat.
     """
 
-    records: int
-    keys: int = 100
-    payload_bytes: int = 64
+    records: Annotated[int, Meta(ge=0, le=MAX_RECORDS)]
+    keys: Annotated[int, Meta(ge=1, le=MAX_KEYS)] = 100
+    payload_bytes: Annotated[int, Meta(ge=12, le=MAX_PAYLOAD_BYTES)] = 64
 
     def __post_init__(self) -> None:
-        if self.records < 0:
-            raise ValueError(f"records must be >= 0, got {self.records}")
-        if self.keys < 1:
-            raise ValueError(f"keys must be >= 1, got {self.keys}")
-        if self.payload_bytes < 12:
-            raise ValueError(f"payload_bytes must be >= 12, got {self.payload_bytes}")
+        for field, problem in bound_problems(self):
+            raise ValueError(f"{field}: {problem}")
 
 
 SourceSpec = GeneratedSource | str

@@ -35,6 +35,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
+    """Idempotent stream processing: partitions, leased workers, pending-checkpoint replay."""
+
     section = "stream"
     config_type = StreamConfig
     expect_type = StreamExpect
@@ -58,6 +60,21 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
                 except ScenarioError as exc:
                     found.append((field, str(exc)))
         return found
+
+    def placement(self, config: StreamConfig) -> dict[str, object]:
+        """Records are hashed onto partitions by key, so the partition count, the stream's
+        name and the source decide where every record lives."""
+        return {"name": config.name, "partitions": config.partitions, "source": config.source}
+
+    def fault_targets(self, config: StreamConfig) -> dict[str, list[str]]:
+        """The job's actors (as ``StreamJob.start`` names them); destination errors strike
+        ``<worker>.destination``, lease expiries a ``<name>.partition-N``."""
+        n = config.name
+        partitions = [f"{n}.partition-{p}" for p in range(config.partitions)]
+        workers = [f"{n}.worker-{w}" for w in range(config.workers)]
+        return {"actor": [*partitions, *workers, f"{n}.coordinator", f"{n}.producer"],
+                "destination_error": [f"{w}.destination" for w in workers],
+                "lease_expiry": partitions}
 
     def register_faults(self, rt: Runtime) -> None:
         rt.faults.register_kind("destination_error")

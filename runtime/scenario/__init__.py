@@ -1,6 +1,7 @@
 """Scenario files: schema, loading, the system registry and the runner."""
 
-from runtime.scenario._durations import Duration, parse_duration
+from runtime._durations import Duration, parse_duration
+from runtime.scenario._bounds import bound_problems
 from runtime.scenario._loader import (
     FaultSpec,
     LoadedScenario,
@@ -31,6 +32,7 @@ __all__ = [
     "ScenarioHeader",
     "ScenarioSystem",
     "SystemOutcome",
+    "bound_problems",
     "default_out_dir",
     "exercised_floors",
     "load_scenario",

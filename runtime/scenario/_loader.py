@@ -8,21 +8,29 @@ to a default).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import sys
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from runtime._durations import Duration, decode_hook
 from runtime._errors import ScenarioError
 from runtime._faults import ACTOR_FAULT_KINDS, Fault
-from runtime.scenario._durations import Duration, decode_hook
 from runtime.scenario._registry import load_system, system_names
 from runtime.scenario._system_api import ScenarioSystem
+from runtime.store._faulty import STORE_OPERATIONS
 
 STORE_FAULT_KINDS = ("store_error",)
+
+
+DEFAULT_TIMEOUT = 600.0
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+"""A scenario's name is an identifier: it names its output directory, ``out/<name>``."""
 
 
 class ScenarioHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -32,7 +40,10 @@ class ScenarioHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 0
     clock: Literal["simulated", "real"] = "simulated"
     store: str = "sqlite:///{out}/state.db"
-    timeout: Duration = Duration(600.0)
+    timeout: Duration = Duration(DEFAULT_TIMEOUT)
+    """The run's deadline on the runtime clock. Left out, it is the larger of 10 min
+    and three times the system's planned run (a deployment's bakes, see
+    ``ScenarioSystem.planned_run``)."""
     description: str = ""
 
 
@@ -87,6 +98,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{file}: cannot read scenario file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{file}: not UTF-8 text (TOML files are UTF-8): byte "
+                            f"0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -132,14 +146,25 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
         raise _fail(file, _field_path(match["path"] or ""), match["msg"]) from None
     config = getattr(document, section)
     expect = getattr(document, "expect")  # noqa: B009 - a dynamically defined struct
-    faults = _faults(file, getattr(document, "faults"), system)  # noqa: B009
+    faults = _faults(file, getattr(document, "faults"), system, config)  # noqa: B009
     for field_path, message in system.check(config, expect):
         # paths into [expect] are returned as "expect.<field>"; the rest are in [section]
         where = field_path if field_path.startswith("expect.") else f"{section}.{field_path}"
         raise _fail(file, where, message)
     header: ScenarioHeader = getattr(document, "scenario")  # noqa: B009
+    if not SCENARIO_NAME.fullmatch(header.name):
+        raise _fail(file, "scenario.name", "expected an identifier of up to 100 letters, "
+                    f"digits, '-', '_' and '.', not starting with '.', got {header.name!r}")
     if header.timeout <= 0:
         raise _fail(file, "scenario.timeout", "expected a positive duration")
+    planned = system.planned_run(config)
+    if "timeout" not in raw["scenario"]:
+        header = msgspec.structs.replace(
+            header, timeout=Duration(max(DEFAULT_TIMEOUT, 3.0 * planned)))
+    elif header.timeout < planned:
+        raise _fail(file, "scenario.timeout", f"{header.timeout:g} s is shorter than this "
+                    f"{section} scenario's plan ({planned:g} s when every step runs in full); "
+                    f"expected at least {planned:g} s, or leave timeout out to derive it")
     from runtime.store import check_store_url
 
     try:
@@ -149,13 +174,33 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
     return LoadedScenario(file, header, system, config, expect, faults)
 
 
-def _faults(file: str, specs: list[FaultSpec], system: ScenarioSystem[Any, Any]) -> list[Fault]:
+def _strikable(kind: str, targets: Mapping[str, Sequence[str]]) -> Sequence[str] | None:
+    """The names a fault of ``kind`` can strike, or ``None`` if the system does not say."""
+    if kind in STORE_FAULT_KINDS:
+        return [f"store.{op}" for op in STORE_OPERATIONS]
+    return targets.get("actor" if kind in ACTOR_FAULT_KINDS else kind)
+
+
+def _shown(names: Sequence[str], limit: int = 8) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _faults(file: str, specs: list[FaultSpec], system: ScenarioSystem[Any, Any],
+            config: Any) -> list[Fault]:
     kinds = [*ACTOR_FAULT_KINDS, *STORE_FAULT_KINDS, *system.fault_kinds]
+    targets = system.fault_targets(config) or {}
     faults: list[Fault] = []
     for index, spec in enumerate(specs):
         if spec.kind not in kinds:
             raise _fail(file, f"faults[{index}].kind",
                         f"unknown fault kind {spec.kind!r}; expected one of: {', '.join(kinds)}")
+        names = _strikable(spec.kind, targets)
+        if names is not None and not any(fnmatch.fnmatchcase(n, spec.target) for n in names):
+            raise _fail(file, f"faults[{index}].target",
+                        f"{spec.target!r} matches nothing a {spec.kind!r} fault can strike "
+                        f"in this topology; expected a name or glob matching one of: "
+                        f"{_shown(names)}")
         try:
             faults.append(spec.to_fault())
         except ValueError as exc:

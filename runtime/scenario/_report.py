@@ -57,6 +57,14 @@ def _format(value: MetricValue) -> str:
     return str(value)
 
 
+def _metric_label(key: str, clock: str) -> str:
+    """A rate under simulated time is per *simulated* second: say so, lest it be read
+    as the machine's throughput (the JSON keeps the key and carries ``clock``)."""
+    if clock == "simulated" and key.endswith("_per_s"):
+        return key.removesuffix("_per_s") + "_per_simulated_s"
+    return key
+
+
 def print_report(report: Report, stream: TextIO | None = None) -> None:
     """A human-readable report: invariants, then metrics, then the digest."""
     console = Console(file=stream or sys.stdout, highlight=False)
@@ -76,6 +84,6 @@ def print_report(report: Report, stream: TextIO | None = None) -> None:
     met.add_column("metric")
     met.add_column("value", justify="right")
     for key, value in report.metrics.items():
-        met.add_row(key, _format(value))
+        met.add_row(_metric_label(key, report.clock), _format(value))
     console.print(met)
     console.print(f"trace digest {report.trace_digest}   store {report.store}   out {report.out}")

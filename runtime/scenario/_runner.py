@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runtime._simloop import run
 from runtime._system import Runtime
+from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
 from runtime.scenario._loader import LoadedScenario
 from runtime.scenario._report import Report
 from runtime.scenario._system_api import (
@@ -21,6 +22,7 @@ from runtime.scenario._system_api import (
     ScenarioContext,
     SystemOutcome,
 )
+from runtime.store._faulty import without_faults
 
 _GRACE = 30.0
 
@@ -38,7 +40,12 @@ def run_scenario(
     out: str | Path | None = None,
     progress: ProgressFn | None = None,
 ) -> Report:
-    """Run ``loaded`` to completion (or its timeout) and return the report."""
+    """Run ``loaded`` to completion (or its timeout) and return the report.
+
+    A store that already holds a run of this scenario is resumed; one made for
+    another scenario, seed or placement is refused (``ScenarioError``, see
+    ``runtime.scenario._fingerprint``).
+    """
     header = loaded.header
     run_seed = header.seed if seed is None else seed
     out_dir = Path(out) if out is not None else default_out_dir(loaded)
@@ -50,10 +57,17 @@ def run_scenario(
 
     async def main() -> tuple[SystemOutcome, str]:
         async with Runtime(store=store_url, seed=run_seed) as rt:
+            store = without_faults(rt.store)
+            earlier = await claim_store(  # before anything is stamped
+                store, store_url, system=loaded.system.section, scenario=header.name,
+                seed=run_seed, placement=loaded.system.placement(loaded.config), clock=rt.clock)
+            marks = asyncio.get_running_loop().create_task(keep_wall_mark(store, rt.clock)) \
+                if rt.simulated else None
             loaded.system.register_faults(rt)
             ctx = ScenarioContext(
                 rt=rt, name=header.name, seed=run_seed, clock=header.clock, out_dir=out_dir,
                 scenario_dir=scenario_dir, deadline=rt.now() + header.timeout, progress=progress,
+                previous_runs=earlier.runs if earlier is not None else 0,
             )
             rt.faults.install(loaded.faults)
             try:
@@ -62,6 +76,10 @@ def run_scenario(
             except TimeoutError:
                 outcome = SystemOutcome(invariants=[InvariantResult(
                     "finished", False, f"did not finish within {header.timeout:g} s")])
+            finally:
+                if marks is not None:
+                    marks.cancel()
+                    await mark_wall(store, rt.clock)
             if rt.failure is not None:
                 outcome.invariants.append(InvariantResult(
                     "supervision", False, f"runtime failed: {rt.failure}"))

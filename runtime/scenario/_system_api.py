@@ -9,7 +9,7 @@ the same way the built-in four do.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
@@ -61,6 +61,7 @@ class ScenarioContext:
     def __init__(
         self, *, rt: Runtime, name: str, seed: int, clock: str, out_dir: Path,
         scenario_dir: Path, deadline: float, progress: ProgressFn | None = None,
+        previous_runs: int = 0,
     ) -> None:
         self.rt = rt
         self.name = name
@@ -70,6 +71,8 @@ class ScenarioContext:
         self.scenario_dir = scenario_dir
         self.deadline = deadline
         self._progress = progress
+        self.previous_runs = previous_runs
+        """How many runs of this same scenario used the store before (0: a fresh store)."""
 
     def expand(self, template: str) -> str:
         """Substitute ``{out}`` (the run's output directory) in a URL or path."""
@@ -95,6 +98,25 @@ class ScenarioSystem(ABC, Generic[C, E]):
     def check(self, config: C, expect: E) -> list[tuple[str, str]]:
         """Cross-field checks msgspec cannot express: (field path, message) pairs."""
         return []
+
+    def placement(self, config: C) -> dict[str, object]:
+        """The settings that decide where data lives and what it means (partitions,
+        servers, keys, the source...): a store made under other values is refused
+        rather than resumed. Values must be msgspec-encodable."""
+        return {}
+
+    def planned_run(self, config: C) -> float:
+        """Seconds the workload's plan takes when every step of it runs in full, faults
+        aside (a deployment's bakes): a ``timeout`` shorter than this is refused, and
+        when a file gives none the deadline is derived from it. Default 0."""
+        return 0.0
+
+    def fault_targets(self, config: C) -> Mapping[str, Sequence[str]] | None:
+        """The names each fault kind can strike in this topology, so that a fault whose
+        target matches none is refused before the run: key ``"actor"`` for the actor
+        kinds (crash, pause, delay, drop, duplicate), and each of ``fault_kinds``.
+        ``None`` (the default) leaves targets unchecked."""
+        return None
 
     def register_faults(self, rt: Runtime) -> None:
         """Register this system's passive fault kinds; active ones are registered in run()."""

@@ -28,6 +28,10 @@ from runtime.store._types import (
     WriteResult,
 )
 
+STORE_OPERATIONS = ("read", "high_water", "get", "scan", "write", "acquire", "release",
+                    "lease", "leases")
+"""What ``store_error`` faults target, as ``store.<operation>`` (``get`` covers ``get_many``)."""
+
 
 class FaultSource(Protocol):
     def fire(self, kind: str, name: str) -> object | None: ...

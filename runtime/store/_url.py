@@ -116,3 +116,8 @@ async def open_store(url: str, *, clock: Clock) -> Store:
         return MemoryStore(clock)
     assert path is not None
     return open_sqlite(path, synchronous=synchronous, clock=clock)
+
+
+def store_file(url: str) -> Path | None:
+    """The database file a URL names (``None`` for ``memory://``); ``StoreURLError`` if bad."""
+    return _parse(url)[1]

@@ -1,20 +1,30 @@
-"""Durations in scenario files are strings with units: ``"250ms"``, ``"2s"``, ``"5m"``, ``"1h"``.
+"""One duration type everywhere: seconds in code, strings with units in files.
 
-A bare number is refused on purpose: ``lease_ttl = 2`` could mean seconds or
-milliseconds, and a scenario that guesses wrong passes for the wrong reason.
+Every field that holds a span of time — in scenario tables and in the
+runtime's own config structs (``Backoff``, ``SupervisorSpec``) — is typed
+:class:`Duration`. Python code passes plain seconds (``Backoff(min=0.01)``:
+to type checkers ``Duration`` *is* ``float``); a decoded file gives strings
+with units (``restart_backoff = { min = "10ms", max = "1s" }``), which
+:func:`decode_hook` turns into seconds. A bare number in a file is refused on
+purpose: ``lease_ttl = 2`` could mean seconds or milliseconds, and a scenario
+that guesses wrong passes for the wrong reason.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)\s*")
 
 
-class Duration(float):
-    """Seconds, decoded from a string with a unit."""
+if TYPE_CHECKING:
+    Duration = float
+else:
+
+    class Duration(float):
+        """Seconds, decoded from a string with a unit (a marker type for msgspec)."""
 
 
 def parse_duration(text: str) -> Duration:
