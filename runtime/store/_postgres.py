@@ -24,13 +24,19 @@ holds), so processes whose clocks disagree cannot both hold a lease. Any
 other clock (simulated time, a test's fake clock) is used as given, exactly
 as by the other backends: a simulated run's leases follow virtual time.
 
-Group commit. Writes issued while a batch commits queue up and commit
-together as the next batch, in one transaction: a few statements lock
-everything the batch touches, ``_rules.plan_write`` decides each write in
+Group commit. Writes issued in one loop iteration commit together as one
+batch, in one transaction; up to half the pool's connections commit
+batches at once (so one batch's COMMIT latency overlaps the next batch's
+work), and writes issued while every slot is busy queue up for the next
+free one. In its transaction a batch locks everything it touches with one
+statement (in one order: leases, logs, records, each by key, so batches
+queue on each other rather than deadlock; should PostgreSQL still find a
+deadlock, it fails one batch, whose writes raise ``StoreError``), ``_rules.plan_write`` decides each write in
 order against that state (a refused write contributes nothing: what a
 SAVEPOINT per write gives the sqlite backend, without a round trip per
-write), then a few set-based statements apply every effect. A write returns
-after its batch's COMMIT, so an acknowledged write survives a crash of this
+write), then one set-based statement applies every effect: four round
+trips per batch however many writes it holds. A write returns after its
+batch's COMMIT, so an acknowledged write survives a crash of this
 process or of the server.
 
 Failures. Every database failure raises ``StoreError`` naming host, port and
@@ -48,6 +54,7 @@ Simulated time. Every await on the database runs inside
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,7 +67,7 @@ from runtime._errors import ShardlineError, StoreError
 from runtime._simloop import real_io
 from runtime.store._base import Store
 from runtime.store._postgres_connect import DATABASE_ERRORS, Connection, failure, open_pool
-from runtime.store._postgres_schema import quoted
+from runtime.store._postgres_schema import BatchStatements, quoted
 from runtime.store._postgres_target import PostgresTarget
 from runtime.store._rules import RecordState, grant_lease, is_held, plan_write, prefix_end
 from runtime.store._types import (
@@ -118,8 +125,12 @@ class PostgresStore(Store):
         self.database_clock = reads_real_time(clock)
         """True: leases are judged by the server's clock, not ``clock``."""
         self._s = quoted(target.schema)
+        self._batch = BatchStatements(target.schema)
         self._queue: list[_QueuedWrite] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._batch_scheduled = False
+        self._slots = max(1, target.pool_size // 2)
+        """Batches committing at once; the other half of the pool serves reads and leases."""
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.target.describe()}>"
@@ -176,36 +187,47 @@ class PostgresStore(Store):
             raise StoreError(f"write to postgresql store at {self.target} refused: {problem}")
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_QueuedWrite(ops, fence, future))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        self._schedule_batch()
         return await future
 
-    async def _flush(self) -> None:
-        """Commit queued writes batch after batch until the queue is empty."""
-        batch: list[_QueuedWrite] = []
+    def _schedule_batch(self) -> None:
+        """Start a batch at the end of this loop iteration if a slot is free: the writes
+        issued meanwhile join it, the rest wait for the next free slot."""
+        if self._queue and not self._batch_scheduled and len(self._batches) < self._slots:
+            self._batch_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        self._batch_scheduled = False
+        batch = [w for w in self._queue[:_MAX_BATCH] if not w.future.done()]  # done: cancelled
+        del self._queue[:_MAX_BATCH]
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batch_done)
+        else:
+            self._schedule_batch()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._schedule_batch()
+
+    async def _run_batch(self, batch: list[_QueuedWrite]) -> None:
+        outcomes: list[WriteResult | Exception] = []
         try:
-            while self._queue:
-                batch = [w for w in self._queue[:_MAX_BATCH] if not w.future.done()]
-                del self._queue[:_MAX_BATCH]
-                if not batch:
-                    continue
-                outcomes = await self._commit(batch)
-                for queued, outcome in zip(batch, outcomes, strict=True):
-                    if queued.future.done():
-                        continue  # its caller was cancelled; the outcome stands unseen
-                    if isinstance(outcome, BaseException):
-                        queued.future.set_exception(outcome)
-                    else:
-                        queued.future.set_result(outcome)
-                batch = []
-        finally:
-            self._flusher = None
-            abandoned, self._queue = batch + self._queue, []  # non-empty only if cancelled
-            for queued in abandoned:
-                if not queued.future.done():
+            outcomes = await self._commit(batch)
+        finally:  # outcomes stay empty only if this task was cancelled
+            for queued, outcome in itertools.zip_longest(batch, outcomes):
+                if queued.future.done():
+                    continue  # its caller was cancelled; the outcome stands unseen
+                if outcome is None:
                     queued.future.set_exception(StoreError(
-                        f"write to postgresql store at {self.target} abandoned: the store's "
-                        "commit task was cancelled; the outcome is unknown"))
+                        f"write to postgresql store at {self.target} abandoned: its commit "
+                        "was cancelled; the outcome is unknown"))
+                elif isinstance(outcome, BaseException):
+                    queued.future.set_exception(outcome)
+                else:
+                    queued.future.set_result(outcome)
 
     async def _commit(self, batch: list[_QueuedWrite]) -> list[WriteResult | Exception]:
         """Either COMMIT with per-write outcomes, or fail every write of the batch."""
@@ -237,46 +259,37 @@ class PostgresStore(Store):
         error.__cause__ = exc.__cause__
         return error
 
-    async def _lock_rows(self, conn: Connection, table: str, column: str,
-                         names: list[str], placeholder: str) -> list[Any]:
-        """Lock the rows of ``names`` in ``table``, creating placeholders for absent ones.
-
-        Existing rows are locked in key order; absent ones are inserted as
-        ``placeholder`` (absent in meaning: next seq 0, a tombstone of version
-        0) so that two processes creating one key queue on its row.
-        """
-        select = (f"SELECT * FROM {self._s}.{table} WHERE {column} = ANY($1::text[]) "
-                  f"ORDER BY {column} FOR UPDATE")
-        rows = list(await conn.fetch(select, names))
-        if len(rows) < len(names):
-            found = {row[0] for row in rows}
-            missing = [name for name in names if name not in found]
-            await conn.execute(
-                f"INSERT INTO {self._s}.{table} SELECT n, {placeholder} "
-                "FROM unnest($1::text[]) AS n ON CONFLICT DO NOTHING", missing)
-            rows += await conn.fetch(select, missing)
-        return rows
+    async def _lock_batch(
+        self, conn: Connection, fences: list[str], logs: list[str], keys: list[str]
+    ) -> tuple[dict[str, int], dict[str, int], dict[str, RecordState]]:
+        """Lock what a batch reads (see ``BatchStatements``): tokens, next seqs, records."""
+        tokens: dict[str, int] = {}
+        next_seqs: dict[str, int] = {}
+        records: dict[str, RecordState] = {}
+        rows = list(await conn.fetch(self._batch.lock, fences, logs, keys))
+        while True:
+            for kind, name, number, value in rows:
+                if kind == "f":
+                    tokens[name] = number
+                elif kind == "l":
+                    next_seqs[name] = number
+                else:
+                    records[name] = RecordState(value, number)
+            stray_logs = [log for log in logs if log not in next_seqs]
+            stray_keys = [key for key in keys if key not in records]
+            if not stray_logs and not stray_keys:
+                return tokens, next_seqs, records
+            rows = list(await conn.fetch(self._batch.relock_logs, stray_logs))
+            rows += await conn.fetch(self._batch.relock_records, stray_keys)
 
     async def _apply_batch(
         self, conn: Connection, batch: list[_QueuedWrite]
     ) -> list[WriteResult | Exception]:
-        fences = sorted({w.fence.lease_key for w in batch if w.fence is not None})
-        logs = sorted({op.log for w in batch for op in w.ops if isinstance(op, Append)})
-        keys = sorted({op.key for w in batch for op in w.ops if not isinstance(op, Append)})
-        tokens: dict[str, int] = {}
-        if fences:
-            tokens = {key: token for key, token in await conn.fetch(
-                f"SELECT key, token FROM {self._s}.leases WHERE key = ANY($1::text[]) "
-                "ORDER BY key FOR UPDATE", fences)}
-        next_seqs: dict[str, int] = {}
-        if logs:
-            rows = await self._lock_rows(conn, "logs", "log", logs, "0")
-            next_seqs = {log: next_seq for log, next_seq in rows}
-        records: dict[str, RecordState] = {}
-        if keys:
-            rows = await self._lock_rows(conn, "records", "key", keys, "NULL, 0")
-            records = {key: RecordState(value, version) for key, value, version in rows}
-
+        tokens, next_seqs, records = await self._lock_batch(
+            conn,
+            sorted({w.fence.lease_key for w in batch if w.fence is not None}),
+            sorted({op.log for w in batch for op in w.ops if isinstance(op, Append)}),
+            sorted({op.key for w in batch for op in w.ops if not isinstance(op, Append)}))
         outcomes: list[WriteResult | Exception] = []
         entries: list[tuple[str, int, str, bytes]] = []
         moved_logs: dict[str, int] = {}
@@ -295,22 +308,11 @@ class PostgresStore(Store):
             records.update(plan.records)
             changed.update(plan.records)
             outcomes.append(plan.result())
-
-        if entries:
+        if entries or moved_logs or changed:
+            columns: list[tuple[object, ...]] = (
+                list(zip(*entries, strict=True)) if entries else [(), (), (), ()])
             await conn.execute(
-                f"INSERT INTO {self._s}.log_entries (log, seq, key, payload) SELECT * FROM "
-                "unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[])",
-                *zip(*entries, strict=True))
-        if moved_logs:
-            await conn.execute(
-                f"UPDATE {self._s}.logs AS l SET next_seq = u.next_seq FROM "
-                "unnest($1::text[], $2::bigint[]) AS u(log, next_seq) WHERE l.log = u.log",
-                list(moved_logs), list(moved_logs.values()))
-        if changed:
-            await conn.execute(
-                f"UPDATE {self._s}.records AS r SET value = u.value, version = u.version FROM "
-                "unnest($1::text[], $2::bytea[], $3::bigint[]) AS u(key, value, version) "
-                "WHERE r.key = u.key",
+                self._batch.apply, *columns, list(moved_logs), list(moved_logs.values()),
                 list(changed), [s.value for s in changed.values()],
                 [s.version for s in changed.values()])
         return outcomes
@@ -390,8 +392,11 @@ class PostgresStore(Store):
         return held
 
     async def _close(self) -> None:
-        if self._flusher is not None:
-            await self._flusher  # queued writes commit now rather than fail
+        while self._queue or self._batches or self._batch_scheduled:  # queued writes commit
+            if self._batches:
+                await asyncio.wait(set(self._batches))
+            else:
+                await asyncio.sleep(0)
         with real_io():
             try:
                 await asyncio.wait_for(self._pool.close(), timeout=10)

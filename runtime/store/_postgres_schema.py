@@ -86,3 +86,58 @@ async def prepare_schema(conn: Connection, schema: str, where: str) -> bool:
             f"postgresql store at {where}: schema {schema!r} has {found}{newer}; this "
             f"Shardline reads version {SCHEMA_VERSION} only; left untouched")
     return False
+
+
+class BatchStatements:
+    """The two statements of a write batch, besides BEGIN and COMMIT.
+
+    ``lock``: one round trip that inserts placeholder rows for logs and
+    records not seen before (absent in meaning: next seq 0, a tombstone of
+    version 0, so two processes creating one key queue on its row), then
+    locks, in key order, the fence leases, logs and records the batch
+    touches, and returns ``(kind, name, number, value)`` rows: ``f`` token,
+    ``l`` next seq, ``r`` version and value. A row committed by another
+    process between this statement's snapshot and its insert is in neither
+    part of the result; ``relock_*`` lock such stragglers with a new snapshot.
+
+    ``apply``: one round trip that inserts the new log entries and updates
+    the logs' next seqs and the changed records (every row exists by then).
+    """
+
+    def __init__(self, schema: str) -> None:
+        s = quoted(schema)
+        self.lock = f"""
+            WITH new_logs AS (
+                INSERT INTO {s}.logs (log, next_seq) SELECT unnest($2::text[]), 0
+                ON CONFLICT DO NOTHING RETURNING log, next_seq),
+            new_records AS (
+                INSERT INTO {s}.records (key, value, version) SELECT unnest($3::text[]), NULL, 0
+                ON CONFLICT DO NOTHING RETURNING key),
+            fences AS (
+                SELECT key, token FROM {s}.leases WHERE key = ANY($1::text[])
+                ORDER BY key FOR UPDATE),
+            logs AS (
+                SELECT log, next_seq FROM {s}.logs WHERE log = ANY($2::text[])
+                ORDER BY log FOR UPDATE),
+            records AS (
+                SELECT key, value, version FROM {s}.records WHERE key = ANY($3::text[])
+                ORDER BY key FOR UPDATE)
+            SELECT 'f', key, token, NULL::bytea FROM fences
+            UNION ALL SELECT 'l', log, next_seq, NULL FROM logs
+            UNION ALL SELECT 'l', log, next_seq, NULL FROM new_logs
+            UNION ALL SELECT 'r', key, version, value FROM records
+            UNION ALL SELECT 'r', key, 0, NULL FROM new_records"""
+        self.relock_logs = (f"SELECT 'l', log, next_seq, NULL::bytea FROM {s}.logs "
+                            "WHERE log = ANY($1::text[]) ORDER BY log FOR UPDATE")
+        self.relock_records = (f"SELECT 'r', key, version, value FROM {s}.records "
+                               "WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE")
+        self.apply = f"""
+            WITH entries AS (
+                INSERT INTO {s}.log_entries (log, seq, key, payload)
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[])),
+            logs AS (
+                UPDATE {s}.logs AS t SET next_seq = u.next_seq
+                FROM unnest($5::text[], $6::bigint[]) AS u(log, next_seq) WHERE t.log = u.log)
+            UPDATE {s}.records AS t SET value = u.value, version = u.version
+            FROM unnest($7::text[], $8::bytea[], $9::bigint[]) AS u(key, value, version)
+            WHERE t.key = u.key"""
