@@ -13,7 +13,8 @@ some seeds and every seed replays exactly. Time never advances while work
 handed to an executor (a thread) is outstanding, nor while a call to a real
 server (a PostgreSQL store's query) awaits its reply (``real_io``), so such
 a result is never overtaken by a virtual timer: seen from the simulation,
-real work takes no time at all. trio cannot do this (it breaks deadline
+real work takes no time at all. (Real I/O makes a run's interleaving depend
+on the server's timing; such runs are not replayed by seed.) trio cannot do this (it breaks deadline
 ties by object address), so simulation is an asyncio-backend feature.
 """
 
@@ -39,6 +40,7 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
         self._virtual_now = 0.0
         self._schedule_rng = random.Random(f"shardline-scheduler:{seed}")
         self._outstanding_real_work = 0
+        self._sockets_in_flight = 0
 
     def time(self) -> float:
         return self._virtual_now
@@ -63,7 +65,7 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
         if not ready and scheduled and self._outstanding_real_work == 0:
             self._virtual_now = max(self._virtual_now, scheduled[0].when())
-        if len(ready) > 1:
+        if len(ready) > 1 and not self._sockets_in_flight:
             items = list(ready)
             self._schedule_rng.shuffle(items)
             ready.clear()
@@ -105,16 +107,21 @@ def real_io() -> Iterator[None]:
     On a real loop this does nothing. Every await on a socket to the outside
     world made under simulated time belongs in such a block; otherwise the
     loop, seeing nothing runnable, jumps to the next timer (a lease expiry,
-    an ask timeout) while the reply is still on its way.
+    an ask timeout) while the reply is still on its way. Meanwhile runnable
+    callbacks run in FIFO order, not shuffled: asyncio's socket plumbing
+    relies on that order (``sock_connect`` must unregister its writer before
+    the transport that follows registers one).
     """
     loop = asyncio.get_running_loop()
     if not isinstance(loop, SimulatedEventLoop):
         yield
         return
     loop._outstanding_real_work += 1
+    loop._sockets_in_flight += 1
     try:
         yield
     finally:
+        loop._sockets_in_flight -= 1
         loop._real_work_done()
 
 
