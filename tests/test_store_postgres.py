@@ -176,6 +176,19 @@ async def test_a_foreign_schema_is_refused_and_left_untouched(
     assert catalog(postgres_server, "billing") == "invoices=1"
 
 
+async def test_an_empty_schema_made_for_the_role_gets_the_tables(
+    postgres_server: ThrowawayPostgres,
+) -> None:
+    """A DBA creates the schema for a role that may not create schemas itself."""
+    postgres_server.psql("CREATE ROLE appuser LOGIN PASSWORD 'app-pw'; "
+                         "CREATE SCHEMA appschema AUTHORIZATION appuser")
+    url = postgres_server.url("appschema", user="appuser", password="app-pw")
+    async with await open_store(url, clock=time.time) as store:
+        await store.append("log", [("k", b"v")])
+    assert catalog(postgres_server, "appschema") == (
+        "leases=0,log_entries=1,logs=1,meta=1,records=0")
+
+
 # -- bad input --------------------------------------------------------------------------
 
 

@@ -31,13 +31,14 @@ work), and writes issued while every slot is busy queue up for the next
 free one. In its transaction a batch locks everything it touches with one
 statement (in one order: leases, logs, records, each by key, so batches
 queue on each other rather than deadlock; should PostgreSQL still find a
-deadlock, it fails one batch, whose writes raise ``StoreError``), ``_rules.plan_write`` decides each write in
-order against that state (a refused write contributes nothing: what a
-SAVEPOINT per write gives the sqlite backend, without a round trip per
-write), then one set-based statement applies every effect: four round
-trips per batch however many writes it holds. A write returns after its
-batch's COMMIT, so an acknowledged write survives a crash of this
-process or of the server.
+deadlock, it fails one batch, whose writes raise ``StoreError``), then
+``_rules.plan_write`` decides each write in order against that state (a
+refused write contributes nothing: what a SAVEPOINT per write gives the
+sqlite backend, without a round trip per write), then one set-based
+statement applies every effect: four round trips per batch (BEGIN, lock,
+apply, COMMIT) however many writes it holds. A write returns after its
+batch's COMMIT, so an acknowledged write survives a crash of this process
+or of the server.
 
 Failures. Every database failure raises ``StoreError`` naming host, port and
 database (never the password); a refused write of a batch fails alone, a

@@ -12,7 +12,9 @@ and a prefix is an index range):
 
 Policy: a schema that does not exist is created, with its tables and the
 version row, in one transaction under an advisory lock (so processes
-starting together do not race). A schema that exists is only *read* here:
+starting together do not race); so are the tables in an existing schema
+that holds nothing (one a DBA created for the store's role). A schema that
+holds anything is only *read* here:
 version :data:`SCHEMA_VERSION` is used as it is; a newer, unknown or missing
 version row, or a schema holding tables that are not a Shardline store, is
 refused with ``StoreError`` and left exactly as it was.
@@ -67,16 +69,17 @@ async def prepare_schema(conn: Connection, schema: str, where: str) -> bool:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _CREATION_LOCK)
         exists = await conn.fetchval(
             "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema)
-        if not exists:
-            for statement in _tables(s):
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1", schema)
+        if not exists or not tables:
+            for statement in _tables(s)[0 if not exists else 1:]:
                 await conn.execute(statement)
             return True
-        tables = await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema)
         if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{s}.meta"):
             raise StoreError(
                 f"postgresql store at {where}: schema {schema!r} exists but is not a "
-                f"Shardline store (no meta table; {tables} tables); left untouched")
+                f"Shardline store (no meta table; {tables} relations); left untouched")
         versions = [row[0] for row in await conn.fetch(f"SELECT schema_version FROM {s}.meta")]
     if versions != [SCHEMA_VERSION]:
         found = "no version row" if not versions else f"schema version {versions[0]}"
