@@ -275,3 +275,12 @@ async def test_store_calls_fail_with_store_error_when_the_server_is_gone(
         with pytest.raises(StoreError, match=r"postgresql store at host 127\.0\.0\.1"):
             await call
     await store.close()
+
+
+def test_missing_server_binaries_fail_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PostgreSQL installed the fixture raises (never skips), saying what to do."""
+    from tests import _postgres
+
+    monkeypatch.setattr(_postgres.glob, "glob", lambda pattern: [])
+    with pytest.raises(_postgres.PostgresUnavailable, match="apt-get install postgresql"):
+        _postgres.ThrowawayPostgres()
