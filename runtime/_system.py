@@ -55,7 +55,8 @@ class Runtime:
     ``trace`` is ``"full"`` (every delivery is a trace event; the default
     under simulation) or ``"lifecycle"`` (the default on the real clock,
     where per-message hashing would cost throughput). ``store`` is a store
-    URL (``memory://``, ``sqlite:///path.db``) or an open ``Store``.
+    URL (``memory://``, ``sqlite:///path.db``, ``postgresql://user@host/db``) or an
+    open ``Store``.
     """
 
     def __init__(

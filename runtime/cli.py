@@ -53,7 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("files", nargs="+", metavar="FILE", help="scenario files (TOML)")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     run.add_argument("--store", default=None,
-                     help="store URL (memory://, sqlite:///path.db; {out} is the output dir)")
+                     help="store URL (memory://, sqlite:///path.db, "
+                          "postgresql://user@host:port/db?schema=name; {out} is the output dir)")
     run.add_argument("--out", default=None,
                      help="output directory (default out/<scenario>; with several files, "
                           "each scenario uses OUT/<scenario>)")

@@ -138,3 +138,20 @@ def test_log_and_deploy_resume_after_kill_9(scenario: str, started: str,
     assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
     report = rerun_to_completion(command, env={}, cwd=tmp_path)
     assert invariants(report)["resumed"].held
+
+
+def test_fresh_drops_a_postgresql_store_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], postgres_url: Any,
+    postgres_server: Any,
+) -> None:
+    url = postgres_url()
+    out = tmp_path / "out"
+    assert _run(capsys, str(_stream(tmp_path, 4)), "--out", str(out), "--store", url)[0] == 0
+    code, _, err = _run(capsys, str(_stream(tmp_path, 2)), "--out", str(out), "--store", url)
+    assert code == 2 and "stream.partitions: 4 → 2" in err
+    code, report, err = _run(capsys, str(_stream(tmp_path, 2)), "--out", str(out),
+                             "--store", url, "--fresh")
+    assert code == 0, report
+    assert "deleted store schema" in err and postgres_server.password not in err
+    assert "resumed" not in invariants(report)
+    assert report["metrics"]["records_committed"] == 400

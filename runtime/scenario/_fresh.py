@@ -4,17 +4,19 @@ Deleting is guarded, because ``--out`` is a path the user typed: an output
 directory is removed only if a ``shardline run`` wrote it (it holds the
 ``events.jsonl`` every run appends to) and it is neither the working
 directory, one of its parents, nor the home directory. A sqlite store is
-removed with its ``-wal`` and ``-shm`` files; ``memory://`` has nothing to
+removed with its ``-wal`` and ``-shm`` files, a postgresql store's schema is
+dropped (only if it holds a Shardline store); ``memory://`` has nothing to
 delete.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
 from runtime._errors import ScenarioError, StoreError
-from runtime.store._url import store_file
+from runtime.store._url import drop_store, store_file
 
 RUN_MARKER = "events.jsonl"
 """Every ``shardline run`` appends its events here, so its presence marks a run's output."""
@@ -51,6 +53,12 @@ def clear_run(out_dir: Path, store_url: str) -> list[str]:
                 path.unlink()
                 if path == database:
                     removed.append(f"store {path}")
+    try:
+        dropped = asyncio.run(drop_store(store_url))
+    except StoreError as exc:
+        raise ScenarioError(str(exc)) from None
+    if dropped is not None:
+        removed.append(dropped)
     if out_dir.is_dir():
         shutil.rmtree(out_dir)
         removed.append(f"output {out_dir}")

@@ -23,6 +23,7 @@ from runtime.scenario._system_api import (
     SystemOutcome,
 )
 from runtime.store._faulty import without_faults
+from runtime.store._url import shown_url
 
 _GRACE = 30.0
 
@@ -96,7 +97,7 @@ def run_scenario(
         metrics=outcome.metrics,
         trace_digest=digest,
         system=loaded.system.section,
-        store=store_url,
+        store=shown_url(store_url),
         out=str(out_dir),
         extra=outcome.extra,
     )
