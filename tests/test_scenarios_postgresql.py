@@ -2,9 +2,9 @@
 
 Each runs through the command line (``shardline run FILE --store URL``) on a
 fresh schema of the session's throwaway server. One scenario per system
-runs in the default suite; the rest carry the ``all_scenarios_postgresql``
-marker, which the default ``pytest -q`` deselects (they take minutes) and
-``.ci/run`` runs as a second step, so CI runs every one of them.
+is quick; the rest carry the ``all_scenarios_postgresql`` marker (they take
+minutes together). ``pytest -q`` (and so CI) runs every one of them;
+deselect the marker while iterating.
 """
 
 from __future__ import annotations
