@@ -103,6 +103,7 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
                       max_restarts=config.max_restarts, within=float(config.within),
                       restart_backoff=config.restart_backoff)
         await fleet.start()
+        ctx.observe(fleet.context.ledger.observation)
         finished = await self._wait(ctx, fleet)
         state = await fleet.state()
         assert state is not None

@@ -13,6 +13,7 @@ from actors.logdelivery._client import LogService
 from actors.logdelivery._config import LogConfig, LogExpect
 from actors.logdelivery._errors import LogUnavailable, SessionExpired
 from actors.logdelivery._limits import SessionSettings
+from actors.logdelivery._observation import LogProbe
 from actors.logdelivery._workload import Journal, Workload
 from runtime import ActorStatistics, Runtime
 from runtime.scenario import (
@@ -81,6 +82,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
         sessions = await workload.create_sessions(config.sessions)
         idle = await workload.create_sessions(config.idle_sessions)
         readers = await workload.start_readers(sessions)
+        ctx.observe(LogProbe(journal, sessions))
         started = rt.now()
         producer = asyncio.get_running_loop().create_task(workload.produce())
         for session in idle:

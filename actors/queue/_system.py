@@ -60,6 +60,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         pipeline = QueuePipeline(rt, config, seed=ctx.seed)
         started = rt.now()
         await pipeline.start()
+        ctx.observe(pipeline.metrics.observation)
         total = config.source.records if isinstance(config.source, GeneratedSource) else None
         finished = False
         while not finished:

@@ -91,6 +91,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
         started = rt.now()
         await job.start()
+        ctx.observe(job.metrics.observation)
         total = config.source.records if not isinstance(config.source, str) else None
         finished = False
         while not finished:

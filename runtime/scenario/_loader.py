@@ -34,6 +34,8 @@ class ScenarioHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     store: str = "sqlite:///{out}/state.db"
     timeout: Duration = Duration(600.0)
     description: str = ""
+    samples: Duration | None = None
+    """Bucket width of the runtime samples written to ``<out>/samples.jsonl`` (off if unset)."""
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -140,6 +142,8 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
     header: ScenarioHeader = getattr(document, "scenario")  # noqa: B009
     if header.timeout <= 0:
         raise _fail(file, "scenario.timeout", "expected a positive duration")
+    if header.samples is not None and header.samples <= 0:
+        raise _fail(file, "scenario.samples", "expected a positive duration")
     from runtime.store import check_store_url
 
     try:

@@ -16,6 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 import msgspec
 
 from runtime._system import Runtime
+from runtime.scenario._sampler import Probe, Sampler
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -61,6 +62,7 @@ class ScenarioContext:
     def __init__(
         self, *, rt: Runtime, name: str, seed: int, clock: str, out_dir: Path,
         scenario_dir: Path, deadline: float, progress: ProgressFn | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.rt = rt
         self.name = name
@@ -70,6 +72,7 @@ class ScenarioContext:
         self.scenario_dir = scenario_dir
         self.deadline = deadline
         self._progress = progress
+        self._sampler = sampler
 
     def expand(self, template: str) -> str:
         """Substitute ``{out}`` (the run's output directory) in a URL or path."""
@@ -78,6 +81,15 @@ class ScenarioContext:
     def progress(self, done: int, total: int | None, note: str = "") -> None:
         if self._progress is not None:
             self._progress(done, total, note)
+
+    def observe(self, probe: Probe) -> None:
+        """Hand the runner the probe of this run's counters (call once, when work starts).
+
+        When the scenario asks for ``samples``, the runner reads the probe
+        every bucket on the runtime clock; otherwise this does nothing.
+        """
+        if self._sampler is not None:
+            self._sampler.start(self.rt, probe)
 
     async def wait_until(self, condition: Callable[[], bool], poll: float = 0.01) -> bool:
         """Poll ``condition`` on the runtime clock until it holds or the deadline passes."""
