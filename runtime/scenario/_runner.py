@@ -84,6 +84,8 @@ def run_scenario(
                     "finished", False, f"did not finish within {header.timeout:g} s")])
             if sampler is not None:
                 await sampler.stop()
+                if summary := sampler.latency_summary():
+                    outcome.extra.setdefault("latency", summary)
             if rt.failure is not None:
                 outcome.invariants.append(InvariantResult(
                     "supervision", False, f"runtime failed: {rt.failure}"))

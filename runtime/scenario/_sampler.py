@@ -96,6 +96,7 @@ class Sampler:
         self._latency_index = 0
         self._faults_seen = 0
         self._restarts_seen = 0
+        self._run_latencies: list[float] = []
 
     def start(self, rt: Runtime, probe: Probe) -> None:
         """Begin sampling ``probe`` (a second call is refused: one probe per run)."""
@@ -122,6 +123,14 @@ class Sampler:
         if self._rt.now() > self._last_t:
             self._take()
 
+    def latency_summary(self) -> dict[str, float | int]:
+        """p50/p99/max over every latency the run's samples saw (empty if none)."""
+        if not self._run_latencies:
+            return {}
+        ordered = sorted(self._run_latencies)
+        return {"count": len(ordered), "p50": percentile(ordered, 0.50),
+                "p99": percentile(ordered, 0.99), "max": ordered[-1]}
+
     async def _loop(self) -> None:
         assert self._rt is not None
         while True:
@@ -135,6 +144,7 @@ class Sampler:
         seen = probe()
         width = max(now - self._last_t, 1e-9)
         new = sorted(seen.latencies[self._latency_index:])
+        self._run_latencies.extend(new)
         self._latency_index = len(seen.latencies)
         done = seen.completed - self._last_completed
         faults = rt.trace.counts["fault"] - self._faults_seen
