@@ -158,7 +158,8 @@ def recovery_ecdf(plt: Any, system: str, runs: Sequence[RunRecord], out: Path) -
     ax.set_ylabel("fraction of faults")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{system}: recovery time after each fault (ECDF)")
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
     return _save(fig, out, f"{system}-recovery")
 
 
@@ -197,7 +198,8 @@ def _versus_rate(plt: Any, system: str, runs: Sequence[RunRecord], out: Path, na
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.set_title(title + (f" ({left_out} failed runs left out)" if left_out else ""))
-    ax.legend(fontsize=7, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, frameon=False)
     return _save(fig, out, f"{system}-{name}")
 
 
