@@ -4,7 +4,6 @@ over a destination that drops a batch reports the failure first and exits 1."""
 
 from __future__ import annotations
 
-
 import json
 import shlex
 import sys

@@ -105,6 +105,7 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
         await fleet.start()
         ctx.observe(fleet.context.ledger.observation)
         finished = await self._wait(ctx, fleet)
+        await ctx.end_observation()
         state = await fleet.state()
         assert state is not None
         statuses = await fleet.host_status()

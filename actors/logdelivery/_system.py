@@ -97,6 +97,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                          config.records * config.sessions, "records delivered")
             await rt.sleep(_POLL)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         stats = rt.statistics()
         workload.stopping = True
         await rt.root.stop(readers)

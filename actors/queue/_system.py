@@ -70,6 +70,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             ctx.progress(pipeline.metrics_produced, total, "originals enqueued")
             await rt.sleep(0.05)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
         await pipeline.stop()
         history = await read_history(durable_store(rt), config.name, config.servers)

@@ -102,6 +102,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
             if not finished:
                 await rt.sleep(0.05)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
         await job.stop()
         invariants = [InvariantResult("finished", finished,

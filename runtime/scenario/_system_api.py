@@ -91,6 +91,15 @@ class ScenarioContext:
         if self._sampler is not None:
             self._sampler.start(self.rt, probe)
 
+    async def end_observation(self) -> None:
+        """The workload is done: close the last sample bucket before the checks run.
+
+        Checks can hold the event loop for seconds; sampling them would stretch
+        the run's last bucket over time in which no work was left.
+        """
+        if self._sampler is not None:
+            await self._sampler.stop()
+
     async def wait_until(self, condition: Callable[[], bool], poll: float = 0.01) -> bool:
         """Poll ``condition`` on the runtime clock until it holds or the deadline passes."""
         return await self.rt.wait_until(condition, deadline=self.deadline, poll=poll)
