@@ -103,7 +103,7 @@ def run_point(point: Point, root: Path, settings: PointSettings,
         clock=settings.clock, passed=report.passed,
         correct=all(i.held for i in report.invariants if not i.name.startswith("exercised_")),
         invariants=report.invariants,
-        unit=_unit(samples, loaded.system.section), completed=completed,
+        unit=_UNITS.get(loaded.system.section, "units"), completed=completed,
         elapsed_s=round(seconds, 6), goodput=round(rate, 3),
         latency=latency if isinstance(latency, dict) else {},
         window=window if point.rate > 0 else None,
@@ -122,14 +122,7 @@ _UNITS = {"stream": "records committed", "queue": "messages acked",
           "log": "records delivered", "deploy": "requests served"}
 
 
-def _unit(samples: list[Sample], section: str) -> str:
-    return _UNITS.get(section, "units")
-
-
 def sample_rows(record: RunRecord, samples: list[Sample]) -> list[SampleRow]:
-    return [SampleRow(run=record.run, system=record.system, fault=record.fault,
-                      rate=record.rate, seed=record.seed, t=round(s.t, 6),
-                      width=round(s.width, 6), completed=s.completed,
-                      throughput=round(s.throughput, 3), p50=s.p50, p99=s.p99, max=s.max,
-                      in_flight=s.in_flight, faults=s.faults, restarts=s.restarts,
-                      fault_events=s.fault_events) for s in samples]
+    """``samples`` with the run's coordinates, as the lines of ``samples.jsonl``."""
+    return [SampleRow(**msgspec.structs.asdict(s), run=record.run, system=record.system,
+                      fault=record.fault, rate=record.rate, seed=record.seed) for s in samples]

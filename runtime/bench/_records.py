@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from runtime.scenario import FaultEvent, InvariantResult, MetricValue
+from runtime.scenario import FaultEvent, InvariantResult, MetricValue, Sample
 
 NO_FAULT = "none"
 
@@ -72,7 +72,7 @@ class RunRecord(msgspec.Struct):
     out: str
 
 
-class SampleRow(msgspec.Struct, frozen=True):
+class SampleRow(Sample, frozen=True, kw_only=True):
     """One line of ``samples.jsonl``: a bucket of one run, with the run's coordinates."""
 
     run: str
@@ -80,14 +80,3 @@ class SampleRow(msgspec.Struct, frozen=True):
     fault: str
     rate: float
     seed: int
-    t: float
-    width: float
-    completed: int
-    throughput: float
-    p50: float | None
-    p99: float | None
-    max: float | None
-    in_flight: int
-    faults: int
-    restarts: int
-    fault_events: list[FaultEvent]
