@@ -96,6 +96,27 @@ def test_a_runs_replay_command_reproduces_its_trace_digest(
     assert replayed["trace_digest"] == run["trace_digest"]
 
 
+def test_redraw_rebuilds_figures_and_report_from_the_sweep_files(
+        sweep: tuple[int, Path], tmp_path: Path) -> None:
+    import shutil
+
+    _, out = sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "plots")
+    (copy / "report.md").unlink()
+    assert main(["--redraw", "--out", str(copy)]) == 0
+    assert sorted(p.name for p in (copy / "plots").iterdir()) == sorted(
+        f"stream-{f}.{ext}" for f in FIGURES for ext in ("png", "svg"))
+    assert "Redrawn by `shardline bench faults --redraw" in (copy / "report.md").read_text()
+
+
+def test_redraw_of_a_missing_sweep_exits_2(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--redraw", "--out", str(tmp_path / "nothing")]) == 2
+    assert "--redraw: cannot read the sweep in" in capsys.readouterr().err
+
+
 class _DropsSecondBatch:
     """A destination that acknowledges its second batch without writing it."""
 
@@ -131,6 +152,7 @@ def test_a_sweep_over_a_destination_that_drops_a_batch_lists_the_failure_and_exi
     assert "all failed" in report  # never averaged into a curve
     err = capsys.readouterr().err
     assert "CORRECTNESS FAILURE stream-none-0-s1: replay with: " in err
+    assert main(["--redraw", "--out", str(tmp_path)]) == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,7 +27,7 @@ from runtime._errors import ScenarioError, StoreError
 from runtime._faults import ACTOR_FAULT_KINDS
 from runtime.bench._kinds import KINDS
 from runtime.bench._point import PointSettings
-from runtime.bench._records import Point, RunRecord
+from runtime.bench._records import Point, RunRecord, SampleRow
 from runtime.bench._sweep import SweepResult, SweepSpec, Target, run_sweep
 from runtime.scenario import load_scenario, parse_duration
 
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="a built-in system scenario (repeatable)")
     which.add_argument("--all", action="store_true", help="every built-in system")
     which.add_argument("--scenario", action="append", help="your scenario file (repeatable)")
+    which.add_argument("--redraw", action="store_true",
+                       help="only redraw the figures and report of the sweep in --out")
     p.add_argument("--faults", default=None,
                    help=f"comma-separated fault kinds (default crash); known: {', '.join(KINDS)}")
     p.add_argument("--rates", default=None,
@@ -129,37 +132,43 @@ def build_spec(args: argparse.Namespace, builtin: dict[str, Path]) -> SweepSpec:
 def main(argv: Sequence[str] | None = None, builtin: dict[str, Path] | None = None) -> int:
     """Run the sweep ``argv`` describes; ``builtin`` maps systems to their bench scenarios."""
     args = _parser().parse_args(argv)
-    try:
-        spec = build_spec(args, builtin or {})
-        from runtime.bench._plots import draw_system
-    except (BadInput, ScenarioError) as exc:
-        print(f"shardline bench faults: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ImportError as exc:
-        print(f"shardline bench faults: error: plotting needs matplotlib ({exc}); "
-              "install it with: pip install -e '.[bench]'", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    command = f"shardline bench faults {' '.join(argv if argv is not None else sys.argv[1:])}"
     out = Path(args.out)
-    started = time.time()
     try:
-        result = _run_with_progress(spec, out)
-    except (ScenarioError, StoreError) as exc:
-        print(f"shardline bench faults: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        from runtime.bench._plots import draw_system
+        from runtime.bench._report import write_report
+    except ImportError as exc:
+        return _error(f"plotting needs matplotlib ({exc}); install it with: "
+                      "pip install -e '.[bench]'")
+    if args.redraw:
+        try:
+            result = read_sweep(out)
+        except (OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return _error(f"--redraw: cannot read the sweep in {out}: {exc}")
+        note = f"Redrawn by `{command}` from `runs.jsonl` and `samples.jsonl`."
+    else:
+        try:
+            spec = build_spec(args, builtin or {})
+        except (BadInput, ScenarioError) as exc:
+            return _error(str(exc))
+        started = time.time()
+        try:
+            result = _run_with_progress(spec, out)
+        except (ScenarioError, StoreError) as exc:
+            return _error(str(exc))
+        note = (f"`{command}`: {len(result.runs)} runs in {time.time() - started:.0f} s, "
+                f"clock {spec.settings.clock}.")
+    widths = sorted(s.width for s in result.samples) or [0.1]
+    bucket = widths[len(widths) // 2]
     images = {}
-    for target in dict.fromkeys(t.system for t in spec.targets):
-        runs = [r for r in result.runs if r.system == target]
-        rows = [s for s in result.samples if s.system == target]
-        images[target] = draw_system(target, runs, rows, out / "plots",
-                                     spec.settings.bucket)
-    from runtime.bench._report import write_report
-
+    for system in dict.fromkeys(r.system for r in result.runs):
+        images[system] = draw_system(system, [r for r in result.runs if r.system == system],
+                                     [s for s in result.samples if s.system == system],
+                                     out / "plots", bucket)
     header = [
         "# Shardline failure-injection sweep", "",
-        f"`shardline bench faults {' '.join(argv if argv is not None else sys.argv[1:])}` — "
-        f"{len(result.runs)} runs in {time.time() - started:.0f} s, clock {spec.settings.clock}, "
-        f"buckets of {spec.settings.bucket * 1000:g} ms. Faults fire in a window from 20 % to "
-        "60 % of the same seed's no-fault run, at the given rate (at least one). Samples come "
+        f"{note} Buckets of {bucket * 1000:.0f} ms. Faults fire in a window from 20 % to "
+        "60 % of the same seed's no-fault run, at the given rate (at least once). Samples come "
         "from the runtime's sampler reading each system's own counters.",
     ]
     md, html = write_report(result.runs, images, out, header)
@@ -168,6 +177,20 @@ def main(argv: Sequence[str] | None = None, builtin: dict[str, Path] | None = No
         print(f"CORRECTNESS FAILURE {record.run}: replay with: {record.replay}", file=sys.stderr)
     print(f"{len(result.runs)} runs, {len(failed)} correctness failures; report {md} and {html}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _error(message: str) -> int:
+    print(f"shardline bench faults: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def read_sweep(out: Path) -> SweepResult:
+    """The runs and samples a sweep wrote to ``out``."""
+    runs = [msgspec.json.decode(line, type=RunRecord)
+            for line in (out / "runs.jsonl").read_bytes().splitlines() if line.strip()]
+    rows = [msgspec.json.decode(line, type=SampleRow)
+            for line in (out / "samples.jsonl").read_bytes().splitlines() if line.strip()]
+    return SweepResult(runs, rows)
 
 
 def _run_with_progress(spec: SweepSpec, out: Path) -> SweepResult:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.bench._analysis import smoothed
 from runtime.bench._kinds import fault_rate_label
 from runtime.bench._records import RunRecord, SampleRow
 
@@ -49,6 +50,31 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
 
 def _series(rows: Sequence[SampleRow], run: str) -> list[SampleRow]:
     return [r for r in rows if r.run == run]
+
+
+def _throughput(ax: Any, series: Sequence[SampleRow], color: str, label: str,
+                width: float) -> None:
+    """Raw buckets faint, the three-bucket average (what recovery is judged on) solid."""
+    t = [r.t for r in series]
+    ax.plot(t, [r.throughput for r in series], color=color, linewidth=0.5, alpha=0.35)
+    ax.plot(t, smoothed(series), color=color, linewidth=width, label=label)
+
+
+def _plain_ticks(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _figure_legend(fig: Any, axes: Any) -> None:
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label.split(" at ")[0], handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center",
+                   ncol=len(handles), frameon=False, fontsize=7, bbox_to_anchor=(0.5, -0.02))
 
 
 def _shade(ax: Any, record: RunRecord, bucket: float) -> None:
@@ -89,26 +115,24 @@ def throughput_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
         for j, fault in enumerate(faults or ["none"]):
             ax = axes[i][j]
             if baseline is not None:
-                base = _series(rows, baseline.run)
-                ax.plot([r.t for r in base], [r.throughput for r in base], color="#999999",
-                        linewidth=0.8, label="no faults")
+                _throughput(ax, _series(rows, baseline.run), "#888888", "no faults", 0.9)
             record = chosen.get((rate, fault))
             if record is not None:
-                series = _series(rows, record.run)
-                ax.plot([r.t for r in series], [r.throughput for r in series],
-                        color=_COLORS[0] if record.correct else _SHADE, linewidth=1.0,
-                        label=f"{fault} {fault_rate_label(rate)}"
-                        + ("" if record.correct else " (FAILED)"))
+                failed = "" if record.correct else " (INVARIANT FAILED)"
+                _throughput(ax, _series(rows, record.run),
+                            _COLORS[0] if record.correct else _SHADE, "with faults" + failed,
+                            1.2)
                 _shade(ax, record, bucket)
             ax.set_title(f"{fault} at {fault_rate_label(rate)}")
             ax.set_ylim(bottom=0)
+            _plain_ticks(ax)
             if j == 0:
                 ax.set_ylabel(f"{_unit(runs)}/s")
             if i == len(rates) - 1 or not rates:
                 ax.set_xlabel("time (s)")
-            ax.legend(loc="lower left", fontsize=6, frameon=False)
-    fig.suptitle(f"{system}: throughput over time (red: faults; dotted: last fault; "
-                 "green dashed: back at 90 % of no-fault)", fontsize=9)
+    _figure_legend(fig, axes)
+    fig.suptitle(f"{system}: throughput over time (solid: 3-bucket average; red: faults; "
+                 "dotted: last fault; green dashed: back at 90 % of no-fault)", fontsize=9)
     return _save(fig, out, f"{system}-throughput")
 
 
@@ -130,12 +154,13 @@ def latency_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
                 _shade(ax, record, bucket)
                 if series:
                     ax.set_yscale("log")
+                    _plain_ticks(ax)
             ax.set_title(f"{fault} at {fault_rate_label(rate)}")
             if j == 0:
                 ax.set_ylabel("latency (ms)")
             if i == len(rates) - 1 or not rates:
                 ax.set_xlabel("time (s)")
-            ax.legend(loc="upper left", fontsize=6, frameon=False, ncol=3)
+    _figure_legend(fig, axes)
     fig.suptitle(f"{system}: latency per {bucket * 1000:g} ms bucket (red: faults)", fontsize=9)
     return _save(fig, out, f"{system}-latency")
 
