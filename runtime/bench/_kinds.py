@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from runtime.scenario import parse_duration
+
 _ACTORS = {"stream": "stream.worker-*", "queue": "queue.transform-*", "log": "reader.*",
            "deploy": "deploy.host-*"}
 
@@ -66,13 +68,11 @@ def fault_entry(kind: str, system: str, rate: float, start: float, window: float
     """The ``[[faults]]`` table for ``kind`` at ``rate`` within ``[start, start + window]``."""
     spec = KINDS.get(kind)
     mine = next((f for f in user if f.get("kind") == kind), None)
-    entry: dict[str, Any] = {"kind": kind}
+    entry: dict[str, Any] = {"kind": kind, "target": spec.target_for(system) if spec else "*",
+                             **(spec.params if spec else {})}
     if mine is not None:
         entry.update({k: v for k, v in mine.items()
                       if k in ("target", "duration", "delay", "all")})
-    else:
-        entry["target"] = spec.target_for(system) if spec else "*"
-        entry.update(spec.params if spec else {})
     interval = 1.0 / rate
     entry["every"] = _duration(interval)
     # The first trigger fires one interval after ``start``: start it that much earlier.
@@ -86,8 +86,6 @@ def lasting(kind: str, entry: dict[str, Any]) -> float:
     spec = KINDS.get(kind)
     if spec is None or not spec.window:
         return 0.0
-    from runtime.scenario import parse_duration
-
     text = entry.get("duration", "0ms")
     return float(parse_duration(text)) if isinstance(text, str) else 0.0
 

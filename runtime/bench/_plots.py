@@ -45,7 +45,17 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
     fig.savefig(paths[0], dpi=90, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     fig.clf()
+    _shrink(paths[0])
     return paths
+
+
+def _shrink(png: Path) -> None:
+    """A 128-colour palette: a third of the bytes, no visible change for line plots."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(colors=128)
+    small.save(png, optimize=True)
 
 
 def _series(rows: Sequence[SampleRow], run: str) -> list[SampleRow]:
@@ -161,7 +171,7 @@ def latency_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
             if i == len(rates) - 1 or not rates:
                 ax.set_xlabel("time (s)")
     _figure_legend(fig, axes)
-    fig.suptitle(f"{system}: latency per {bucket * 1000:g} ms bucket (red: faults)", fontsize=9)
+    fig.suptitle(f"{system}: latency per {bucket * 1000:.0f} ms bucket (red: faults)", fontsize=9)
     return _save(fig, out, f"{system}-latency")
 
 
@@ -224,7 +234,7 @@ def _versus_rate(plt: Any, system: str, runs: Sequence[RunRecord], out: Path, na
     ax.set_ylim(bottom=0)
     ax.set_title(title + (f" ({left_out} failed runs left out)" if left_out else ""))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=True, framealpha=0.8, loc="best")
     return _save(fig, out, f"{system}-{name}")
 
 

@@ -28,6 +28,8 @@ from runtime.scenario import Sample, load_scenario, run_scenario
 
 
 class PointSettings(msgspec.Struct, frozen=True):
+    """What every point of a sweep shares."""
+
     clock: str
     bucket: float
     recover_within: float
