@@ -9,6 +9,8 @@
    seeds, beside the no-fault baseline (median line, min-max band).
 5. ``<system>-p99``: run p99 latency vs fault rate, same layout.
 
+A system whose probe reports no latencies (deploy) gets no latency figures.
+
 Runs whose invariants failed are never drawn into a curve (figures 3-5 say
 how many were left out); they are listed first in the report.
 """
@@ -247,13 +249,16 @@ def draw_system(system: str, runs: Sequence[RunRecord], rows: Sequence[SampleRow
     """Every figure of ``system``; returns the files written (PNG then SVG of each)."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
+    timed = any(r.p50 is not None for r in rows)  # deploy keeps no per-request latency
     paths = throughput_over_time(plt, system, runs, rows, out, bucket)
-    paths += latency_over_time(plt, system, runs, rows, out, bucket)
+    if timed:
+        paths += latency_over_time(plt, system, runs, rows, out, bucket)
     paths += recovery_ecdf(plt, system, runs, out)
     paths += _versus_rate(plt, system, runs, out, "goodput", lambda r: r.goodput,
                           f"goodput ({_unit(runs)}/s)", f"{system}: goodput vs fault rate")
-    paths += _versus_rate(plt, system, runs, out, "p99",
-                          lambda r: 1000 * r.latency["p99"] if "p99" in r.latency else None,
-                          "run p99 latency (ms)", f"{system}: p99 latency vs fault rate")
+    if timed:
+        paths += _versus_rate(plt, system, runs, out, "p99",
+                              lambda r: 1000 * r.latency["p99"] if "p99" in r.latency else None,
+                              "run p99 latency (ms)", f"{system}: p99 latency vs fault rate")
     plt.close("all")
     return paths

@@ -101,6 +101,8 @@ def _figures(images: dict[str, list[Path]], root: Path) -> list[str]:
                 "p99": "p99 latency vs fault rate"}
     for system, paths in images.items():
         lines += [f"### {system}", ""]
+        if not any(p.stem.endswith("-latency") for p in paths):
+            lines += [f"{system} reports no latencies, so it has no latency figures.", ""]
         for path in paths:
             if path.suffix != ".png":
                 continue
