@@ -196,7 +196,7 @@ def recovery_ecdf(plt: Any, system: str, runs: Sequence[RunRecord], out: Path) -
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{system}: recovery time after each fault (ECDF)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, frameon=False, loc="lower right")
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
     return _save(fig, out, f"{system}-recovery")
 
 
