@@ -17,6 +17,7 @@ how many were left out); they are listed first in the report.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,21 @@ def _save(fig: Any, out: Path, name: str) -> list[Path]:
     fig.savefig(paths[1], bbox_inches="tight")
     fig.clf()
     _shrink(paths[0])
+    _shrink_svg(paths[1])
     return paths
+
+
+_DIGITS = re.compile(r"(\d\.\d)\d{2,}")
+_PATH_BREAK = re.compile(r" ?\n(?=[LMCz])")
+_INDENT = re.compile(r"\n +")
+
+
+def _shrink_svg(svg: Path) -> None:
+    """Coordinates to 0.1 pt (numbers with 3+ decimals), path commands on one line, no
+    indentation: well under half the bytes matplotlib writes."""
+    text = svg.read_text(encoding="utf-8")
+    text = _PATH_BREAK.sub(" ", _DIGITS.sub(r"\1", text))
+    svg.write_text(_INDENT.sub("\n", text), encoding="utf-8")
 
 
 def _shrink(png: Path) -> None:
@@ -73,6 +88,7 @@ def _throughput(ax: Any, series: Sequence[SampleRow], color: str, label: str,
 
 
 def _plain_ticks(ax: Any) -> None:
+    """Tick labels as plain numbers (1,000 rather than 10^3)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
@@ -150,6 +166,8 @@ def throughput_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
 
 def latency_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
                       rows: Sequence[SampleRow], out: Path, bucket: float) -> list[Path]:
+    from matplotlib.ticker import NullLocator
+
     rates, faults, chosen = _panels(runs)
     fig, axes = _grid(plt, max(1, len(rates)), max(1, len(faults)))
     for i, rate in enumerate(rates or [0.0]):
@@ -167,6 +185,7 @@ def latency_over_time(plt: Any, system: str, runs: Sequence[RunRecord],
                 if series:
                     ax.set_yscale("log")
                     _plain_ticks(ax)
+                    ax.yaxis.set_minor_locator(NullLocator())
             ax.set_title(f"{fault} at {fault_rate_label(rate)}")
             if j == 0:
                 ax.set_ylabel("latency (ms)")
