@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 import tomli_w
 
 from runtime._errors import ScenarioError
@@ -85,9 +86,13 @@ def run_point(point: Point, root: Path, settings: PointSettings,
     samples: list[Sample] = []
     out = run_dir / "out"
     out.mkdir()
-    with (out / "events.jsonl").open("a", encoding="utf-8") as events:
-        configure_logging(json=True, level="warning", stream=events)
-        report = run_scenario(loaded, out=out, on_sample=samples.append)
+    saved = structlog.get_config()  # the events file closes after the run: put logging back
+    try:
+        with (out / "events.jsonl").open("a", encoding="utf-8") as events:
+            configure_logging(json=True, level="warning", stream=events)
+            report = run_scenario(loaded, out=out, on_sample=samples.append)
+    finally:
+        structlog.configure(**saved)
     events_seen = [e for s in samples for e in s.fault_events]
     fired = sum(s.faults for s in samples)
     completed, seconds, rate = analysis.goodput(samples)
