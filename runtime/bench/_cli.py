@@ -169,7 +169,8 @@ def main(argv: Sequence[str] | None = None, builtin: dict[str, Path] | None = No
         "# Shardline failure-injection sweep", "",
         f"{note} Buckets of {bucket * 1000:.0f} ms. Faults fire in a window from 20 % to "
         "60 % of the same seed's no-fault run, at the given rate (at least once). Samples come "
-        "from the runtime's sampler reading each system's own counters.",
+        "from the runtime's sampler reading each system's own counters; recovery times have "
+        "the resolution of one bucket (0.00 s: back within the fault's own bucket).",
     ]
     md, html = write_report(result.runs, images, out, header)
     failed = [r for r in result.runs if not r.correct]
