@@ -81,6 +81,8 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
     config_type = DeployConfig
     expect_type = DeployExpect
     fault_kinds = ("stop_reporting", "metrics_outage")
+    fault_targets = {"actors": "deploy.host-*", "stop_reporting": "deploy.host-*",
+                     "metrics_outage": "deploy.metrics"}
 
     def check(self, config: DeployConfig, expect: DeployExpect) -> list[tuple[str, str]]:
         return config.problems() + [(f"expect.{f}", m) for f, m in expect.problems(config)]

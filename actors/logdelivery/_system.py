@@ -64,6 +64,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     config_type = LogConfig
     expect_type = LogExpect
     fault_kinds = ("poison", "slow")
+    fault_targets = {"actors": "reader.*", "poison": "reader.*", "slow": "reader.*"}
 
     def check(self, config: LogConfig, expect: LogExpect) -> list[tuple[str, str]]:
         return config.problems()

@@ -26,6 +26,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
     section = "queue"
     config_type = QueueConfig
     expect_type = QueueExpect
+    fault_targets = {"actors": "queue.transform-*"}
 
     def check(self, config: QueueConfig, expect: QueueExpect) -> list[tuple[str, str]]:
         """Ranges, and the user functions the file names.

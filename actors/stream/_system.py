@@ -38,6 +38,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     config_type = StreamConfig
     expect_type = StreamExpect
     fault_kinds = ("destination_error", "lease_expiry")
+    fault_targets = {"actors": "stream.worker-*", "lease_expiry": "stream.partition-*",
+                     "destination_error": "stream.worker-*.destination"}
 
     def check(self, config: StreamConfig, expect: StreamExpect) -> list[tuple[str, str]]:
         """Ranges, the destination URL, and the user functions the file names.

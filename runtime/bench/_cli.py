@@ -108,7 +108,7 @@ def _check_kinds(targets: list[Target], faults: list[str]) -> None:
         for kind in faults:
             if kind not in known:
                 hint = " (a node fault: it needs the cluster)" if kind in KINDS and \
-                    KINDS[kind].default_target == "node-*" else ""
+                    KINDS[kind].node else ""
                 raise BadInput(f"--faults: kind {kind!r} is not available for system "
                                f"{target.system!r}{hint}; expected one of: {', '.join(known)}")
 

@@ -5,7 +5,9 @@ clock) inside the point's *fault window*: the kind fires every ``1/rate``
 seconds from the window's start, ``round(rate * window)`` times (at least
 once). Where a fault lands comes from, in order: the user's scenario (its
 first ``[[faults]]`` entry of that kind: target, duration, delay, all), else
-this table's target for the system, else the kind's default target.
+the system's ``fault_targets`` (the kind, or ``"actors"`` for an actor
+kind), else the kind's default target here. Durations and delays not given
+by the scenario are this table's.
 
 Node faults (``kill_node``, ``pause_node``, ``partition``) are listed so a
 sweep can name them; a point runs only if the scenario's system knows the
@@ -14,43 +16,48 @@ kind (the cluster registers them), otherwise the sweep refuses it up front.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
+from runtime._faults import ACTOR_FAULT_KINDS
 from runtime.scenario import parse_duration
-
-_ACTORS = {"stream": "stream.worker-*", "queue": "queue.transform-*", "log": "reader.*",
-           "deploy": "deploy.host-*"}
 
 
 class FaultKind(msgspec.Struct, frozen=True):
     """How a sweep aims one fault kind; ``params`` are scenario-file fields."""
 
     name: str
-    targets: dict[str, str]
-    default_target: str
+    default_target: str = "*"
     params: dict[str, str] = msgspec.field(default_factory=dict)
     window: bool = False
     """The kind lasts ``duration`` (a pause, an outage): its plot shading covers it."""
+    node: bool = False
+    """A node fault: it needs the cluster."""
 
-    def target_for(self, system: str) -> str:
-        return self.targets.get(system, self.default_target)
+    def target_in(self, system_targets: Mapping[str, str]) -> str:
+        if self.name in system_targets:
+            return system_targets[self.name]
+        if self.name in ACTOR_FAULT_KINDS and "actors" in system_targets:
+            return system_targets["actors"]
+        return self.default_target
 
 
 KINDS: dict[str, FaultKind] = {k.name: k for k in (
-    FaultKind("crash", _ACTORS, "*"),
-    FaultKind("pause", _ACTORS, "*", {"duration": "300ms"}, window=True),
-    FaultKind("delay", _ACTORS, "*", {"delay": "50ms"}),
-    FaultKind("store_error", {}, "store.*"),
-    FaultKind("destination_error", {"stream": "stream.worker-*.destination"}, "*"),
-    FaultKind("lease_expiry", {"stream": "stream.partition-*"}, "*"),
-    FaultKind("slow", {"log": "reader.*"}, "*", {"delay": "200ms"}),
-    FaultKind("metrics_outage", {"deploy": "deploy.metrics"}, "*", {"duration": "1s"},
-              window=True),
-    FaultKind("kill_node", {}, "node-*"),
-    FaultKind("pause_node", {}, "node-*", {"duration": "1s"}, window=True),
-    FaultKind("partition", {}, "node-*", {"duration": "1s"}, window=True),
+    FaultKind("crash"),
+    FaultKind("pause", params={"duration": "300ms"}, window=True),
+    FaultKind("delay", params={"delay": "50ms"}),
+    FaultKind("store_error", "store.*"),
+    FaultKind("destination_error"),
+    FaultKind("lease_expiry"),
+    FaultKind("slow", params={"delay": "200ms"}),
+    FaultKind("poison"),
+    FaultKind("stop_reporting", params={"duration": "1s"}, window=True),
+    FaultKind("metrics_outage", params={"duration": "1s"}, window=True),
+    FaultKind("kill_node", "node-*", node=True),
+    FaultKind("pause_node", "node-*", {"duration": "1s"}, window=True, node=True),
+    FaultKind("partition", "node-*", {"duration": "1s"}, window=True, node=True),
 )}
 
 
@@ -63,13 +70,13 @@ def _duration(seconds: float) -> str:
     return f"{max(seconds, 0.0) * 1000:.3f}ms"
 
 
-def fault_entry(kind: str, system: str, rate: float, start: float, window: float,
-                user: list[dict[str, Any]]) -> dict[str, Any]:
+def fault_entry(kind: str, system_targets: Mapping[str, str], rate: float, start: float,
+                window: float, user: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``[[faults]]`` table for ``kind`` at ``rate`` within ``[start, start + window]``."""
-    spec = KINDS.get(kind)
+    spec = KINDS.get(kind, FaultKind(kind))
+    entry: dict[str, Any] = {"kind": kind, "target": spec.target_in(system_targets),
+                             **spec.params}
     mine = next((f for f in user if f.get("kind") == kind), None)
-    entry: dict[str, Any] = {"kind": kind, "target": spec.target_for(system) if spec else "*",
-                             **(spec.params if spec else {})}
     if mine is not None:
         entry.update({k: v for k, v in mine.items()
                       if k in ("target", "duration", "delay", "all")})

@@ -25,7 +25,7 @@ from runtime._logging import configure_logging
 from runtime.bench import _analysis as analysis
 from runtime.bench._kinds import fault_entry, lasting, planned_count
 from runtime.bench._records import NO_FAULT, Point, RunRecord, SampleRow
-from runtime.scenario import Sample, load_scenario, run_scenario
+from runtime.scenario import Sample, load_scenario, load_system, run_scenario
 
 
 class PointSettings(msgspec.Struct, frozen=True):
@@ -50,8 +50,8 @@ def _scenario_document(point: Point, settings: PointSettings,
                   samples=f"{settings.bucket * 1000:g}ms")
     lasts = 0.0
     if point.rate > 0 and window is not None:
-        entry = fault_entry(point.fault, point.system, point.rate, window[0], window[1],
-                            user_faults)
+        targets = load_system(point.system).fault_targets
+        entry = fault_entry(point.fault, targets, point.rate, window[0], window[1], user_faults)
         raw["faults"] = [entry]
         lasts = lasting(point.fault, entry)
     return raw, lasts

@@ -112,6 +112,10 @@ class ScenarioSystem(ABC, Generic[C, E]):
     config_type: ClassVar[type]
     expect_type: ClassVar[type]
     fault_kinds: ClassVar[tuple[str, ...]] = ()
+    fault_targets: ClassVar[dict[str, str]] = {}
+    """Where a fault kind lands by default in this system (``shardline bench faults``
+    aims a kind here unless the scenario names a target); the key ``"actors"`` is the
+    default for every actor kind (crash, pause, delay, ...)."""
 
     def check(self, config: C, expect: E) -> list[tuple[str, str]]:
         """Cross-field checks msgspec cannot express: (field path, message) pairs."""
