@@ -50,6 +50,7 @@ def test_a_tiny_sweep_writes_runs_samples_figures_and_reports(sweep: tuple[int, 
         assert run["system"] == "stream" and run["seed"] == 1 and run["correct"]
         assert {i["name"] for i in run["invariants"]} >= {"exactly_once", "order"}
         assert run["completed"] == 2000 and run["goodput"] > 0
+        assert run["unit"] == "records committed"
         assert run["replay"].startswith("PYTHONPATH=") and " shardline run " in run["replay"]
         assert len(run["trace_digest"]) == 32
     for run in runs[1:]:

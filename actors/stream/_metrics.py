@@ -61,4 +61,5 @@ class StreamMetrics:
     def observation(self) -> Observation:
         """The probe a sampler reads: records committed, batch turnaround, backlog."""
         return Observation(completed=self.committed_records, latencies=self.batch_latencies,
-                           in_flight=self.produced - self.committed_records)
+                           in_flight=self.produced - self.committed_records,
+                           unit="records committed")

@@ -110,7 +110,7 @@ def run_point(point: Point, root: Path, settings: PointSettings,
         clock=settings.clock, passed=report.passed,
         correct=all(i.held for i in report.invariants if not i.name.startswith("exercised_")),
         invariants=report.invariants,
-        unit=_UNITS.get(loaded.system.section, "units"), completed=completed,
+        unit=str(report.extra.get("throughput_unit", "units")), completed=completed,
         elapsed_s=round(seconds, 6), goodput=round(rate, 3),
         latency=latency if isinstance(latency, dict) else {},
         window=window if point.rate > 0 else None,
@@ -123,10 +123,6 @@ def run_point(point: Point, root: Path, settings: PointSettings,
         out=str(out),
     )
     return record, samples
-
-
-_UNITS = {"stream": "records committed", "queue": "messages acked",
-          "log": "records delivered", "deploy": "requests served"}
 
 
 def sample_rows(record: RunRecord, samples: list[Sample]) -> list[SampleRow]:

@@ -86,6 +86,8 @@ def run_scenario(
                 await sampler.stop()
                 if summary := sampler.latency_summary():
                     outcome.extra.setdefault("latency", summary)
+                if sampler.unit:
+                    outcome.extra.setdefault("throughput_unit", sampler.unit)
             if rt.failure is not None:
                 outcome.invariants.append(InvariantResult(
                     "supervision", False, f"runtime failed: {rt.failure}"))

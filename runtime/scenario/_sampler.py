@@ -44,7 +44,8 @@ class Observation(msgspec.Struct, frozen=True):
     """Every latency measured so far, in seconds; append-only."""
     in_flight: int = 0
     """Work accepted but not completed."""
-    unit: str = "records"
+    unit: str = "units"
+    """What ``completed`` counts, e.g. "records committed"."""
 
 
 Probe = Callable[[], Observation]
@@ -97,6 +98,8 @@ class Sampler:
         self._faults_seen = 0
         self._restarts_seen = 0
         self._run_latencies: list[float] = []
+        self.unit = ""
+        """What the probe counts (``Observation.unit``), once sampling started."""
 
     def start(self, rt: Runtime, probe: Probe) -> None:
         """Begin sampling ``probe`` (a second call is refused: one probe per run)."""
@@ -105,6 +108,7 @@ class Sampler:
         self._rt, self._probe = rt, probe
         self._last_t = rt.now()
         first = probe()
+        self.unit = first.unit
         self._last_completed = first.completed
         self._latency_index = len(first.latencies)
         self._faults_seen = rt.trace.counts["fault"]
