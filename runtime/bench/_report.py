@@ -16,11 +16,11 @@ from pathlib import Path
 from runtime.bench._analysis import THRESHOLD
 from runtime.bench._kinds import fault_rate_label
 from runtime.bench._records import RunRecord
+from runtime.scenario import percentile
 
 
 def _q(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return percentile(sorted(values), q)
 
 
 def _failures(runs: Sequence[RunRecord]) -> list[str]:
