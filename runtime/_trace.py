@@ -57,3 +57,17 @@ class Trace:
         if kind is None:
             return list(self._recent)
         return [e for e in self._recent if e.kind == kind]
+
+    def newest(self, kind: str, count: int) -> list[TraceEvent]:
+        """Up to ``count`` of the most recent events of ``kind``, newest first.
+
+        Scans back from the newest event and stops after ``count`` matches, so
+        a sampler asking for the few faults of the last bucket stays cheap.
+        """
+        found: list[TraceEvent] = []
+        for event in reversed(self._recent):
+            if event.kind == kind:
+                found.append(event)
+                if len(found) == count:
+                    break
+        return found

@@ -75,7 +75,9 @@ def test_list_shows_every_installed_system_and_every_shipped_scenario(
         assert f"[{section}]" in out
     for path in SCENARIOS.glob("*.toml"):
         line = next(ln for ln in out.splitlines() if path.name in ln)
-        assert f"[{path.stem.split('_')[0]}]" in line and "invalid" not in line, line
+        section = next(s for s in ("stream", "queue", "log", "deploy")
+                       if f"\n[{s}]" in "\n" + path.read_text())
+        assert f"[{section}]" in line and "invalid" not in line, line
 
 
 def test_validate_takes_several_files_and_reports_each(

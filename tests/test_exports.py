@@ -94,3 +94,14 @@ def test_the_spawn_tell_ask_names_are_unchanged() -> None:
     assert callable(runtime.ActorRef.tell_nowait)
     assert callable(runtime.ActorRef.ask)
     assert callable(runtime.run)
+
+
+BENCH_API = ["KINDS", "FaultKind", "Metastability", "Point", "RunRecord", "SampleRow",
+             "SweepResult", "SweepSpec", "Target", "main", "run_sweep"]
+
+
+def test_the_bench_api_is_deliberate() -> None:
+    import runtime.bench
+
+    assert sorted(runtime.bench.__all__) == sorted(BENCH_API)
+    assert all(hasattr(runtime.bench, name) for name in BENCH_API)

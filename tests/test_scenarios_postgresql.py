@@ -45,4 +45,9 @@ def test_every_system_has_a_scenario_in_the_default_suite() -> None:
     stems = {path.stem for path in SCENARIOS}
     assert IN_DEFAULT_SUITE <= stems
     assert {stem.split("_")[0] for stem in IN_DEFAULT_SUITE} == {
-        stem.split("_")[0] for stem in stems}
+        _system_of(path) for path in SCENARIOS}
+
+
+def _system_of(path: Path) -> str:
+    text = "\n" + path.read_text()
+    return next(s for s in ("stream", "queue", "log", "deploy") if f"\n[{s}]" in text)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from runtime.scenario import Observation
+
 
 class Applied(msgspec.Struct, frozen=True):
     """A host started serving ``revision`` at store-clock ``time`` (``how``: assign or recover)."""
@@ -74,3 +76,7 @@ class FleetLedger:
         """(all requests, experiment-variant requests) served under ``step``."""
         total = sum(n for (s, _), n in self.by_step.items() if s == step)
         return total, self.by_step.get((step, "experiment"), 0)
+
+    def observation(self) -> Observation:
+        """The probe a sampler reads: requests served by the fleet (no latency is kept)."""
+        return Observation(completed=self.requests, unit="requests served")

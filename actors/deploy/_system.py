@@ -113,6 +113,8 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
     config_type = DeployConfig
     expect_type = DeployExpect
     fault_kinds = ("stop_reporting", "metrics_outage")
+    bench_fault_targets = {"actors": "deploy.host-*", "stop_reporting": "deploy.host-*",
+                     "metrics_outage": "deploy.metrics"}
 
     def check(self, config: DeployConfig, expect: DeployExpect) -> list[tuple[str, str]]:
         return config.problems() + [(f"expect.{f}", m) for f, m in expect.problems(config)]
@@ -155,7 +157,9 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
                       max_restarts=config.max_restarts, within=float(config.within),
                       restart_backoff=config.restart_backoff)
         await fleet.start()
+        ctx.observe(fleet.context.ledger.observation)
         finished = await self._wait(ctx, fleet)
+        await ctx.end_observation()
         state = await fleet.state()
         assert state is not None
         statuses = await _host_statuses(rt, fleet)

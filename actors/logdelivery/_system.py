@@ -13,6 +13,7 @@ from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._config import LogConfig, LogExpect
 from actors.logdelivery._errors import LogUnavailable, SessionExpired
 from actors.logdelivery._limits import SessionSettings
+from actors.logdelivery._observation import LogProbe
 from actors.logdelivery._state import SessionState
 from actors.logdelivery._workload import Journal, Workload
 from runtime import ActorStatistics, Runtime
@@ -91,6 +92,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     config_type = LogConfig
     expect_type = LogExpect
     fault_kinds = ("poison", "slow")
+    bench_fault_targets = {"actors": "reader.*", "poison": "reader.*", "slow": "reader.*"}
 
     def check(self, config: LogConfig, expect: LogExpect) -> list[tuple[str, str]]:
         return config.problems()
@@ -130,6 +132,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             sessions, idle = resumed.sessions, resumed.idle
         before = await _states(store, log_name, sessions) if resumed else {}
         readers = await workload.start_readers(sessions)
+        ctx.observe(LogProbe(journal, sessions))
         started = rt.now()
         producer = asyncio.get_running_loop().create_task(
             workload.produce(await _next_record(store, log_name)))
@@ -145,6 +148,7 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                          config.records * config.sessions, "records delivered")
             await rt.sleep(_POLL)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         stats = rt.statistics()
         workload.stopping = True
         await rt.root.stop(readers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.queue._journal import MessageReleased, VisibilityExpired
+from runtime.scenario import Observation
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,6 +40,8 @@ class QueueMetrics:
     request_retries: int = 0
     latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     """Per queue: (key, seconds from enqueue to ack) of every acked message."""
+    ack_latencies: list[float] = field(default_factory=list)
+    """Seconds from enqueue to ack of every acked message, all queues, in ack order."""
 
     def on_delivery(self, queue: str, key: str, offset: int, attempt: int, now: float) -> None:
         self.deliveries += 1
@@ -47,6 +50,7 @@ class QueueMetrics:
 
     def on_ack(self, queue: str, key: str, latency: float) -> None:
         self.acked += 1
+        self.ack_latencies.append(latency)
         samples = self.latencies.get(queue)
         if samples is None:
             samples = self.latencies[queue] = []
@@ -65,3 +69,9 @@ class QueueMetrics:
         values = [lat for key, lat in samples
                   if (keys is None or key in keys) and (exclude is None or key not in exclude)]
         return percentile(values, q)
+
+    def observation(self) -> Observation:
+        """The probe a sampler reads: messages acked (every tier), enqueue-to-ack latency."""
+        waiting = self.enqueued - self.duplicates_dropped - self.acked - self.dead_lettered
+        return Observation(completed=self.acked, latencies=self.ack_latencies,
+                           in_flight=max(0, waiting), unit="messages acked")

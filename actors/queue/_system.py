@@ -28,6 +28,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
     section = "queue"
     config_type = QueueConfig
     expect_type = QueueExpect
+    bench_fault_targets = {"actors": "queue.transform-*"}
 
     def check(self, config: QueueConfig, expect: QueueExpect) -> list[tuple[str, str]]:
         """Ranges, and the user functions the file names.
@@ -77,6 +78,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         pipeline = QueuePipeline(rt, config, seed=ctx.seed)
         started = rt.now()
         await pipeline.start()
+        ctx.observe(pipeline.metrics.observation)
         total = config.source.records if isinstance(config.source, GeneratedSource) else None
         finished = False
         while not finished:
@@ -86,6 +88,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             ctx.progress(pipeline.metrics_produced, total, "originals enqueued")
             await rt.sleep(0.05)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
         await pipeline.stop()
         history = await read_history(without_faults(rt.store), config.name, config.servers)

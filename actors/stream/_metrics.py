@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.stream._records import Batch
+from runtime.scenario import Observation
 
 
 @dataclass
@@ -28,6 +29,11 @@ class StreamMetrics:
     first_commit_at: float | None = None
     last_commit_at: float = 0.0
     deliveries: list[tuple[int, int, int]] = field(default_factory=list)
+    batch_latencies: list[float] = field(default_factory=list)
+    """Per commit, seconds since the partition's previous commit: a backlogged
+    partition's batch turnaround (read, pending, deliver, commit, and any
+    recovery in between)."""
+    committed_at: dict[int, float] = field(default_factory=dict)
 
     def on_delivery(self, batch: Batch) -> None:
         self.delivered_batches += 1
@@ -40,6 +46,10 @@ class StreamMetrics:
         if self.first_commit_at is None:
             self.first_commit_at = now
         self.last_commit_at = now
+        previous = self.committed_at.get(partition)
+        if previous is not None:
+            self.batch_latencies.append(now - previous)
+        self.committed_at[partition] = now
         lost = self.lost_at.pop(partition, None)
         if lost is not None:
             self.recovery_times.append(now - lost)
@@ -47,3 +57,9 @@ class StreamMetrics:
     def partition_lost(self, partition: int, now: float) -> None:
         """A worker holding ``partition`` stopped; recovery ends at the next commit."""
         self.lost_at.setdefault(partition, now)
+
+    def observation(self) -> Observation:
+        """The probe a sampler reads: records committed, batch turnaround, backlog."""
+        return Observation(completed=self.committed_records, latencies=self.batch_latencies,
+                           in_flight=self.produced - self.committed_records,
+                           unit="records committed")

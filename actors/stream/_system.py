@@ -41,6 +41,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     config_type = StreamConfig
     expect_type = StreamExpect
     fault_kinds = ("destination_error", "lease_expiry")
+    bench_fault_targets = {"actors": "stream.worker-*", "lease_expiry": "stream.partition-*",
+                     "destination_error": "stream.worker-*.destination"}
 
     def check(self, config: StreamConfig, expect: StreamExpect) -> list[tuple[str, str]]:
         """Ranges, the destination URL, and the user functions the file names.
@@ -109,6 +111,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
         started = rt.now()
         await job.start()
+        ctx.observe(job.metrics.observation)
         total = config.source.records if not isinstance(config.source, str) else None
         finished = False
         while not finished:
@@ -119,6 +122,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
             if not finished:
                 await rt.sleep(0.05)
         elapsed = rt.now() - started
+        await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
         await job.stop()
         invariants = [InvariantResult("finished", finished,

@@ -12,6 +12,7 @@ from runtime.scenario._loader import (
 from runtime.scenario._registry import load_system, register_system, system_names, systems
 from runtime.scenario._report import Report, print_report
 from runtime.scenario._runner import default_out_dir, run_scenario
+from runtime.scenario._sampler import FaultEvent, Observation, Probe, Sample, Sampler, percentile
 from runtime.scenario._system_api import (
     InvariantResult,
     MetricValue,
@@ -23,11 +24,16 @@ from runtime.scenario._system_api import (
 
 __all__ = [
     "Duration",
+    "FaultEvent",
     "FaultSpec",
     "InvariantResult",
     "LoadedScenario",
     "MetricValue",
+    "Observation",
+    "Probe",
     "Report",
+    "Sample",
+    "Sampler",
     "ScenarioContext",
     "ScenarioHeader",
     "ScenarioSystem",
@@ -39,6 +45,7 @@ __all__ = [
     "load_system",
     "parse_duration",
     "parse_scenario",
+    "percentile",
     "print_report",
     "register_system",
     "run_scenario",

@@ -45,6 +45,8 @@ class ScenarioHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     and three times the system's planned run (a deployment's bakes, see
     ``ScenarioSystem.planned_run``)."""
     description: str = ""
+    samples: Duration | None = None
+    """Bucket width of the runtime samples written to ``<out>/samples.jsonl`` (off if unset)."""
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -165,6 +167,8 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
         raise _fail(file, "scenario.timeout", f"{header.timeout:g} s is shorter than this "
                     f"{section} scenario's plan ({planned:g} s when every step runs in full); "
                     f"expected at least {planned:g} s, or leave timeout out to derive it")
+    if header.samples is not None and header.samples <= 0:
+        raise _fail(file, "scenario.samples", "expected a positive duration")
     from runtime.store import check_store_url
 
     try:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import msgspec
 
 from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
 from runtime.scenario._loader import LoadedScenario
 from runtime.scenario._report import Report
+from runtime.scenario._sampler import Sample, Sampler
 from runtime.scenario._system_api import (
     InvariantResult,
     ProgressFn,
@@ -40,12 +44,15 @@ def run_scenario(
     store: str | None = None,
     out: str | Path | None = None,
     progress: ProgressFn | None = None,
+    on_sample: Callable[[Sample], None] | None = None,
 ) -> Report:
     """Run ``loaded`` to completion (or its timeout) and return the report.
 
     A store that already holds a run of this scenario is resumed; one made for
     another scenario, seed or placement is refused (``ScenarioError``, see
     ``runtime.scenario._fingerprint``).
+    With ``[scenario] samples`` set, one JSON line per time bucket goes to
+    ``<out>/samples.jsonl`` (rewritten each run) and to ``on_sample``.
     """
     header = loaded.header
     run_seed = header.seed if seed is None else seed
@@ -56,6 +63,15 @@ def run_scenario(
     if str(scenario_dir) not in sys.path:
         sys.path.insert(0, str(scenario_dir))
 
+    samples_file = (out_dir / "samples.jsonl").open("wb") if header.samples else None
+    encoder = msgspec.json.Encoder()
+
+    def record(sample: Sample) -> None:
+        if samples_file is not None:
+            samples_file.write(encoder.encode(sample) + b"\n")
+        if on_sample is not None:
+            on_sample(sample)
+
     async def main() -> tuple[SystemOutcome, str]:
         async with Runtime(store=store_url, seed=run_seed) as rt:
             store = without_faults(rt.store)
@@ -65,10 +81,12 @@ def run_scenario(
             marks = asyncio.get_running_loop().create_task(keep_wall_mark(store, rt.clock)) \
                 if rt.simulated else None
             loaded.system.register_faults(rt)
+            sampler = Sampler(header.samples, record) if header.samples else None
             ctx = ScenarioContext(
                 rt=rt, name=header.name, seed=run_seed, clock=header.clock, out_dir=out_dir,
                 scenario_dir=scenario_dir, deadline=rt.now() + header.timeout, progress=progress,
                 previous_runs=earlier.runs if earlier is not None else 0,
+                sampler=sampler,
             )
             rt.faults.install(loaded.faults)
             try:
@@ -81,13 +99,23 @@ def run_scenario(
                 if marks is not None:
                     marks.cancel()
                     await mark_wall(store, rt.clock)
+            if sampler is not None:
+                await sampler.stop()
+                if summary := sampler.latency_summary():
+                    outcome.extra.setdefault("latency", summary)
+                if sampler.unit:
+                    outcome.extra.setdefault("throughput_unit", sampler.unit)
             if rt.failure is not None:
                 outcome.invariants.append(InvariantResult(
                     "supervision", False, f"runtime failed: {rt.failure}"))
                 rt.failure = None
             return outcome, rt.trace.digest
 
-    outcome, digest = run(main, simulated=header.clock == "simulated", seed=run_seed)
+    try:
+        outcome, digest = run(main, simulated=header.clock == "simulated", seed=run_seed)
+    finally:
+        if samples_file is not None:
+            samples_file.close()
     return Report(
         scenario=header.name,
         seed=run_seed,

@@ -16,6 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 import msgspec
 
 from runtime._system import Runtime
+from runtime.scenario._sampler import Probe, Sampler
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -62,6 +63,7 @@ class ScenarioContext:
         self, *, rt: Runtime, name: str, seed: int, clock: str, out_dir: Path,
         scenario_dir: Path, deadline: float, progress: ProgressFn | None = None,
         previous_runs: int = 0,
+        sampler: Sampler | None = None,
     ) -> None:
         self.rt = rt
         self.name = name
@@ -73,6 +75,7 @@ class ScenarioContext:
         self._progress = progress
         self.previous_runs = previous_runs
         """How many runs of this same scenario used the store before (0: a fresh store)."""
+        self._sampler = sampler
 
     def expand(self, template: str) -> str:
         """Substitute ``{out}`` (the run's output directory) in a URL or path."""
@@ -81,6 +84,24 @@ class ScenarioContext:
     def progress(self, done: int, total: int | None, note: str = "") -> None:
         if self._progress is not None:
             self._progress(done, total, note)
+
+    def observe(self, probe: Probe) -> None:
+        """Hand the runner the probe of this run's counters (call once, when work starts).
+
+        When the scenario asks for ``samples``, the runner reads the probe
+        every bucket on the runtime clock; otherwise this does nothing.
+        """
+        if self._sampler is not None:
+            self._sampler.start(self.rt, probe)
+
+    async def end_observation(self) -> None:
+        """The workload is done: close the last sample bucket before the checks run.
+
+        Checks can hold the event loop for seconds; sampling them would stretch
+        the run's last bucket over time in which no work was left.
+        """
+        if self._sampler is not None:
+            await self._sampler.stop()
 
     async def wait_until(self, condition: Callable[[], bool], poll: float = 0.01) -> bool:
         """Poll ``condition`` on the runtime clock until it holds or the deadline passes."""
@@ -94,6 +115,10 @@ class ScenarioSystem(ABC, Generic[C, E]):
     config_type: ClassVar[type]
     expect_type: ClassVar[type]
     fault_kinds: ClassVar[tuple[str, ...]] = ()
+    bench_fault_targets: ClassVar[dict[str, str]] = {}
+    """Where a fault kind lands by default in this system (``shardline bench faults``
+    aims a kind here unless the scenario names a target); the key ``"actors"`` is the
+    default for every actor kind (crash, pause, delay, ...)."""
 
     def check(self, config: C, expect: E) -> list[tuple[str, str]]:
         """Cross-field checks msgspec cannot express: (field path, message) pairs."""
