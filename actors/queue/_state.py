@@ -17,10 +17,11 @@ Policy, kept here:
 - A message released (processing failed) or whose visibility timed out
   after ``max_receives`` deliveries goes to the dead-letter queue, and its
   key moves on to the next message.
-- An enqueue whose id was seen within ``dedup_window`` is accepted and
-  dropped. The window is counted from the enqueue, or from the server's
-  last recovery for ids it replayed, and must exceed the visibility
-  timeout: a redelivered input's outputs come at least that late.
+- An enqueue whose id was seen in the same queue within ``dedup_window``
+  is accepted and dropped (ids are scoped per queue, as in SQS). The
+  window is counted from the enqueue, or from the server's last recovery
+  for ids it replayed, and must exceed the visibility timeout: a
+  redelivered input's outputs come at least that late.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ class ServerState:
         self.metrics = metrics
         self.queues: dict[str, _Queue] = {}
         self.next_offset = 0
-        self._dedup: dict[str, tuple[float, int]] = {}
-        self._dedup_order: deque[tuple[float, str]] = deque()
+        self._dedup: dict[tuple[str, str], tuple[float, int]] = {}
+        """(queue, id) -> (stamp, journal seq) of every id within the dedup window."""
+        self._dedup_order: deque[tuple[float, tuple[str, str]]] = deque()
         self._expiry: list[tuple[float, int, str, str, int, int]] = []
         self._tie = itertools.count()
 
@@ -140,7 +142,7 @@ class ServerState:
         offset = self.next_offset
         dedup = self._dedup
         for message in messages:
-            if message.id in dedup or message.id in seen:
+            if (queue, message.id) in dedup or message.id in seen:
                 duplicates += 1
                 continue
             seen.add(message.id)
@@ -271,8 +273,9 @@ class ServerState:
         q.held += 1
         q.make_ready(k)
         stamp = max(e.at, dedup_floor)
-        self._dedup[message.id] = (stamp, journal_seq)
-        self._dedup_order.append((stamp, message.id))
+        scoped = (e.queue, message.id)
+        self._dedup[scoped] = (stamp, journal_seq)
+        self._dedup_order.append((stamp, scoped))
         if e.offset >= self.next_offset:
             self.next_offset = e.offset + 1
         if metrics is not None:
