@@ -65,6 +65,50 @@ def test_a_reduce_function_that_raises_on_one_body_dead_letters_only_that_messag
     assert done, "the pipeline never finished"
 
 
+
+def test_a_reduce_function_that_refuses_a_combination_dead_letters_only_its_culprit() -> None:
+    """Issue #10, liveness 2: the function takes every body alone but refuses any window
+    holding both ``x`` and ``y``. Only the member that makes the combination fail (the
+    later of the two, ``y``) is dead-lettered; every other message of the key reaches
+    the result and the run finishes (it used to dead-letter innocent bystanders and
+    leave a window the conductor could never close)."""
+    items = [("a", b"1"), ("a", b"x"), ("a", b"y"), ("a", b"2"), ("a", b"3"), ("a", b"4"),
+             ("a", b"5"), ("b", b"10"), ("b", b"20")]
+
+    def source(seed: int) -> Iterator[tuple[str, bytes]]:
+        return iter(items)
+
+    def ident(key: str, body: bytes) -> tuple[str, bytes]:
+        return key, body
+
+    def value(body: bytes) -> int:
+        return {b"x": 100, b"y": 1000}.get(body) or int(body)
+
+    def summarize(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+        if b"x" in bodies and b"y" in bodies:
+            raise ValueError("x and y cannot meet")
+        return key, str(sum(value(b) for b in bodies)).encode()
+
+    async def main() -> tuple[bool, list[bytes], object]:
+        async with Runtime(store="memory://") as rt:
+            pipeline = QueuePipeline(
+                rt, QueueConfig(tiers=[TierConfig("transform", "map"),
+                                       TierConfig("summarize", "reduce", window=4)],
+                                servers=1, visibility_timeout=1.0, max_receives=2),
+                source=source, functions={"transform": ident, "summarize": summarize},
+                final=lambda bodies: sum(int(b) for b in bodies))
+            await pipeline.start()
+            done = await pipeline.wait_done(deadline=rt.now() + 60.0)
+            dead = [d.message.body for d in await pipeline.cluster.dead_letters()]
+            result = await pipeline.result()
+            await pipeline.stop()
+            return done, dead, result
+
+    done, dead, result = sim(main)
+    assert dead == [b"y"], f"dead-lettered: {dead}"
+    assert done, "the pipeline never finished"
+    assert result == 1 + 100 + 2 + 3 + 4 + 5 + 10 + 20
+
 def test_a_window_output_left_pending_by_a_kill_is_not_counted_twice() -> None:
     """A reduce client killed after acking its inputs and before clearing the window
     record's ``pending`` leaves an output that was already enqueued (and consumed)

@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.queue._builtins import make_map, make_reduce
+from actors.queue._builtins import is_builtin, make_map, make_reduce
 from actors.queue._config import PoisonSpec, TierConfig
 from runtime import ShardlineError
 from runtime._callables import resolve_callable
@@ -60,6 +60,9 @@ class TierStep:
             fn = (make_map(config.name, config.out_keys) if config.kind == "map"
                   else make_reduce(config.name, config.out_keys))
         self.fn: Callable[..., object] = fn
+        self.checks_combinations = config.kind == "reduce" and not is_builtin(fn)
+        """A user's reduce function may refuse a combination of bodies it takes alone,
+        so each joining member is tried with the open window (the built-ins cannot)."""
         self.poison = PoisonMatcher(poison.key, poison.body) if poison is not None else None
 
     def admit(self, key: str, body: bytes) -> None:

@@ -136,9 +136,14 @@ class ReduceClient(TierClient):
             member = windows.Member(m.id, m.body, m.ledger)
             closing = windows.should_close(state, now, step)
             # a store failure here is not the message's fault: it crashes the client
-            prior = await self._members(m.key, state) if closing else []
+            prior = (await self._members(m.key, state)
+                     if closing or step.checks_combinations else [])
             try:
                 step.admit(m.key, m.body)
+                if prior and not closing:
+                    # the member whose joining makes the window fail is refused
+                    # here, so a window never holds members it cannot be closed with
+                    step.reduce(m.key, [*(p.body for p in prior), m.body])
                 if closing:
                     puts[m.key] = windows.close(
                         WindowState(d.receipt.offset, state.opened_at, state.first_seq,
