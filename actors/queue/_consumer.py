@@ -1,8 +1,10 @@
 """The polling loop every queue client shares (tier clients and the final step).
 
-A client handles one ``Poll`` at a time: receive a batch (at most one
-message per key, from every server at once), handle it, and poll again at
-once if it got anything, else after ``idle_poll``. Fault points sit between
+A client handles one ``Poll`` at a time: receive batches (up to
+``KEY_BATCH`` consecutive messages of a key, or a whole window, from
+distinct keys of every server at once, ``receive_batch`` messages per
+server), handle them, and poll again at once if it got anything, else after
+``idle_poll``. Fault points sit between
 the steps of a handling, so an injected crash or pause can land after a
 receive, after processing, or between enqueueing outputs and acking inputs.
 Server calls that fail transiently are retried with backoff; a client that
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from actors.queue._cluster import Retry
-from actors.queue._messages import Delivery, Receipt
+from actors.queue._messages import Batch, Settlement
 from runtime import Actor, ConflictError, Message, StoreError
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+KEY_BATCH = 100
+"""Messages of one key a map tier or the final step takes in one batch."""
 
 
 class Poll(Message, frozen=True):
@@ -77,31 +81,26 @@ class QueueConsumer(Actor[Poll]):
                          error=f"{type(exc).__name__}: {exc}")
 
     async def receive(self, msg: Poll) -> None:
-        deliveries = await self.cluster.receive(self.queue, self.batch,
-                                                on_error=self._on_receive_error)
-        if deliveries:
-            await self.fault_point(f"after receiving {len(deliveries)} messages")
-            await self.handle(deliveries)
-        self.send_after(0.0 if deliveries else self.idle_poll, Poll())
+        batches = await self.cluster.receive_batches(self.queue, self.batch, KEY_BATCH,
+                                                     on_error=self._on_receive_error)
+        if batches:
+            await self.fault_point(f"after receiving {len(batches)} batches")
+            await self.handle(batches)
+        self.send_after(0.0 if batches else self.idle_poll, Poll())
 
-    async def handle(self, deliveries: list[Delivery]) -> None:
+    async def handle(self, batches: list[Batch]) -> None:
         raise NotImplementedError
 
-    async def ack(self, receipts: list[Receipt]) -> None:
-        """Ack inputs whose outputs are durable; refused (late) acks are counted."""
-        if not receipts:
+    async def settle(self, settlements: list[Settlement]) -> None:
+        """Settle batches whose outputs are durable; refused (late) ones are counted."""
+        if not settlements:
             return
-        result = await self.cluster.ack(receipts, self.retry)
+        failed = [s for s in settlements if s.failed >= 0]
+        if failed:
+            self.metrics.processing_errors += len(failed)
+            for s in failed:
+                self.log.warning("queue.processing_failed", key=s.receipt.key,
+                                 member=s.failed, error=s.reason)
+        result = await self.cluster.settle(settlements, self.retry)
         if result.refused:
             self.pipeline.note_refused(self.name, result.refused)
-
-    async def release(self, failed: list[tuple[Receipt, BaseException]]) -> None:
-        if not failed:
-            return
-        self.metrics.processing_errors += len(failed)
-        by_reason: dict[str, list[Receipt]] = {}
-        for receipt, exc in failed:
-            by_reason.setdefault(f"{type(exc).__name__}: {exc}", []).append(receipt)
-        for reason, receipts in by_reason.items():
-            self.log.warning("queue.processing_failed", count=len(receipts), error=reason)
-            await self.cluster.release(receipts, reason, self.retry)

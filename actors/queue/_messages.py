@@ -27,11 +27,13 @@ class QueuedMessage(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """Proof of one delivery. Valid until the visibility timeout or the next delivery.
+    """Proof of one delivery of ``count`` consecutive messages of ``key`` (a batch).
+    Valid until the visibility timeout or the next delivery of the key.
 
-    ``offset`` is the message's position on its server (increasing per key in
-    enqueue order); ``attempt`` counts its deliveries, so the receipt of an
-    earlier delivery is stale once the message has been handed out again.
+    ``offset`` is the first message's position on its server (increasing per
+    key in enqueue order); ``attempt`` counts the deliveries of that first
+    message, so the receipt of an earlier delivery is stale once the batch
+    has been handed out again. The batch is settled as a unit.
     """
 
     server: int
@@ -39,10 +41,48 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
     key: str
     offset: int
     attempt: int
+    count: int = 1
+
+
+class Batch(msgspec.Struct, frozen=True):
+    """Consecutive messages of one key handed out together, and their one receipt."""
+
+    receipt: Receipt
+    messages: list[QueuedMessage]
+    offsets: list[int]
+    """Each message's offset on its server (increasing, not necessarily consecutive)."""
+
+
+class Settlement(msgspec.Struct, frozen=True, array_like=True):
+    """How a client settles one batch.
+
+    The first ``acked`` messages are done. With ``failed`` >= ``acked``, the
+    message at that index is the one that failed (``reason``): it is
+    dead-lettered once it has been received ``max_receives`` times, and the
+    others not acked are handed out again without that attempt counting
+    against them. With ``failed`` = -1 the rest is handed out again as is.
+    """
+
+    receipt: Receipt
+    acked: int
+    failed: int = -1
+    reason: str = ""
+
+
+class WindowPolicy(msgspec.Struct, frozen=True):
+    """A reduce tier's input queue: its keys go out in windows of ``size`` messages.
+
+    A key is handed out only once it holds ``size`` messages, or its oldest
+    has waited ``max_age`` seconds, or the queue is sealed (its input ended);
+    a window handed out again is the same messages (its output id depends on them).
+    """
+
+    size: int
+    max_age: float | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """A received message and the receipt to ack or release it with."""
+    """A received message and the receipt to ack or release it with (a batch of one)."""
 
     receipt: Receipt
     message: QueuedMessage
@@ -56,7 +96,7 @@ class EnqueueResult(msgspec.Struct, frozen=True):
 
 
 class AckResult(msgspec.Struct, frozen=True):
-    """Acks that took effect, and those refused (stale or unknown receipts)."""
+    """Messages whose settlement took effect, and the receipts refused (stale or unknown)."""
 
     acked: int
     refused: list[Receipt]
@@ -86,23 +126,24 @@ class Enqueue(Message, frozen=True):
 
 
 class Receive(Message, frozen=True):
-    """Hand out up to ``max_messages`` messages, at most one per key: each key's head."""
+    """Hand out batches of up to ``per_key`` messages of a key (a whole window on a
+    windowed queue), from distinct keys, up to about ``max_messages`` in all."""
 
     queue: str
     max_messages: int
+    per_key: int = 1
 
 
-class Ack(Message, frozen=True):
-    """The receipts' messages are done: remove them, and let their keys move on."""
+class Settle(Message, frozen=True):
+    """Settle batches (see ``Settlement``); stale or late receipts are refused."""
 
-    receipts: list[Receipt]
+    settlements: list[Settlement]
 
 
-class Release(Message, frozen=True):
-    """Processing failed: make the messages visible again now (or dead-letter them)."""
+class Seal(Message, frozen=True):
+    """The input of ``queue`` has ended: partial windows may go out (idempotent)."""
 
-    receipts: list[Receipt]
-    reason: str = ""
+    queue: str
 
 
 class Depth(Message, frozen=True):
@@ -115,4 +156,4 @@ class ExpireVisibility(Message, frozen=True):
     """Timer: hand out again the messages whose visibility timeout has passed."""
 
 
-QueueServerMsg = Enqueue | Receive | Ack | Release | Depth | ExpireVisibility
+QueueServerMsg = Enqueue | Receive | Settle | Seal | Depth | ExpireVisibility

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from actors.queue._journal import MessageReleased, VisibilityExpired
-
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (0 for no values), the rule every report here uses."""
@@ -40,23 +38,25 @@ class QueueMetrics:
     latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     """Per queue: (key, seconds from enqueue to ack) of every acked message."""
 
-    def on_delivery(self, queue: str, key: str, offset: int, attempt: int, now: float) -> None:
-        self.deliveries += 1
+    def on_delivery(self, count: int, attempt: int) -> None:
+        """A batch of ``count`` messages went out as delivery ``attempt`` of its head."""
+        self.deliveries += count
         if attempt > 1:
-            self.redeliveries += 1
+            self.redeliveries += count
 
-    def on_ack(self, queue: str, key: str, latency: float) -> None:
-        self.acked += 1
+    def on_ack(self, queue: str, key: str, latencies: list[float]) -> None:
+        self.acked += len(latencies)
         samples = self.latencies.get(queue)
         if samples is None:
             samples = self.latencies[queue] = []
-        samples.append((key, latency))
+        samples.extend([(key, latency) for latency in latencies])
 
-    def on_visible_again(self, event: MessageReleased | VisibilityExpired) -> None:
-        if isinstance(event, MessageReleased):
-            self.released += 1
-        else:
+    def on_returned(self, expired: bool) -> None:
+        """A batch is visible again: its visibility timed out, or its client released it."""
+        if expired:
             self.visibility_expired += 1
+        else:
+            self.released += 1
 
     def latency(self, queue: str, q: float, keys: set[str] | None = None,
                 exclude: set[str] | None = None) -> float:

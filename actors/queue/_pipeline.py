@@ -32,7 +32,7 @@ from actors.queue._conductor import Conductor
 from actors.queue._config import FINAL_QUEUE, QueueConfig
 from actors.queue._final import FinalClient
 from actors.queue._functions import TierStep
-from actors.queue._messages import Receipt
+from actors.queue._messages import Receipt, WindowPolicy
 from actors.queue._metrics import QueueMetrics
 from actors.queue._producer import Producer
 from actors.queue._records import FinalSummary, ProducerCursor, Progress
@@ -77,6 +77,8 @@ class QueuePipeline:
             rt, name=config.name, servers=config.servers,
             visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
             dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
+            windows={t.name: WindowPolicy(t.window, t.window_time)
+                     for t in config.tiers if t.kind == "reduce"},
             metrics=self.metrics)
         if source is None:
             if config.source is None:

@@ -22,7 +22,6 @@ from actors.queue._journal import (
     ServerCheckpoint,
 )
 from actors.queue._messages import (
-    Ack,
     AckResult,
     Depth,
     Enqueue,
@@ -31,7 +30,8 @@ from actors.queue._messages import (
     QueueDepth,
     QueueServerMsg,
     Receive,
-    Release,
+    Seal,
+    Settle,
 )
 from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, Timer
@@ -70,7 +70,7 @@ class QueueServer(Actor[QueueServerMsg]):
         self.checkpoint_version = found.version if found else 0
         state = ServerState(self.index, self.cluster.settings, rt.now, rt.clock.wall,
                             self.cluster.metrics)
-        state.next_offset = checkpoint.next_offset
+        state.restore(checkpoint)
         seq = checkpoint.from_seq
         replayed = 0
         while True:
@@ -98,16 +98,16 @@ class QueueServer(Actor[QueueServerMsg]):
     async def receive(self, msg: QueueServerMsg) -> object:
         state = self.state
         match msg:
-            case Receive(queue=queue, max_messages=n):
-                events, deliveries = state.plan_receive(queue, n)
+            case Receive(queue=queue, max_messages=n, per_key=per_key):
+                events, batches = state.plan_receive(queue, n, per_key)
                 await self._commit(events)
                 self._arm_expiry()
-                return deliveries
-            case Ack(receipts=receipts):
-                events, refused = state.plan_ack(receipts)
+                return batches
+            case Settle(settlements=settlements):
+                events, refused, settled = state.plan_settle(settlements)
                 await self._commit(events)
                 self.cluster.metrics.acks_refused += len(refused)
-                return AckResult(len(events), refused)
+                return AckResult(settled, refused)
             case Enqueue(queue=queue, messages=messages):
                 placement = self.cluster.placement
                 for m in messages:
@@ -115,14 +115,12 @@ class QueueServer(Actor[QueueServerMsg]):
                         raise MisroutedMessage(
                             f"{self.name}: key {m.key!r} of queue {queue!r} belongs to "
                             f"server {placement(m.key)}")
-                events, duplicates = state.plan_enqueue(queue, messages)
+                events, accepted, duplicates = state.plan_enqueue(queue, messages)
                 await self._commit(events)
                 self.cluster.metrics.duplicates_dropped += duplicates
-                return EnqueueResult(len(events), duplicates)
-            case Release(receipts=receipts, reason=reason):
-                events, refused = state.plan_release(receipts, reason)
-                await self._commit(events)
-                return AckResult(len(receipts) - len(refused), refused)
+                return EnqueueResult(accepted, duplicates)
+            case Seal(queue=queue):
+                await self._commit(state.plan_seal(queue))
             case Depth(queue=queue):
                 return state.depth(queue)
             case ExpireVisibility():

@@ -1,0 +1,113 @@
+"""What a queue server holds per queue and per strict-order key (no I/O, no policy).
+
+A key holds its messages in offset (enqueue) order; at most one batch of
+them is out at a time, always a prefix of the key (``flight`` messages from
+the head). A queue keeps two indexes of the keys that could go out:
+``ready`` (no batch out, something pending: a hot key with a long backlog
+occupies one slot) and, on a windowed queue, ``full`` (ready and holding a
+whole window). Both are lazy: an entry whose key is no longer eligible is
+skipped when popped, and a key re-enters when it becomes eligible again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from actors.queue._messages import QueuedMessage, WindowPolicy
+
+
+class Held:
+    """A stored message and how often it was handed out."""
+
+    __slots__ = ("at", "journal_seq", "message", "offset", "receives")
+
+    def __init__(self, message: QueuedMessage, offset: int, at: float, journal_seq: int) -> None:
+        self.message = message
+        self.offset = offset
+        self.at = at
+        self.journal_seq = journal_seq
+        self.receives = 0
+
+
+class KeyState:
+    """One strict-order key of one queue."""
+
+    __slots__ = ("attempt", "deadline", "flight", "in_full", "name", "pending", "pinned",
+                 "queued")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pending: deque[Held] = deque()
+        self.flight = 0
+        """Messages out (the first ``flight`` of ``pending``), 0 when none is."""
+        self.attempt = 0
+        """The delivery number of the batch out (its head's receives)."""
+        self.deadline = 0.0
+        self.pinned = 0
+        """On a windowed queue: the size of the window handed out and not yet settled,
+        so it goes out again with the same members."""
+        self.queued = False
+        self.in_full = False
+
+    @property
+    def deliverable(self) -> bool:
+        return not self.flight and bool(self.pending)
+
+    def find(self, offset: int) -> Held | None:
+        """The held message at ``offset`` (among the first few; None if settled)."""
+        for held in self.pending:
+            if held.offset == offset:
+                return held
+            if held.offset > offset:
+                return None
+        return None
+
+
+class QueueState:
+    """One queue on one server: its keys, the ready indexes, and its counts."""
+
+    __slots__ = ("dead", "full", "held", "in_flight", "keys", "name", "ready", "sealed",
+                 "window")
+
+    def __init__(self, name: str, window: WindowPolicy | None) -> None:
+        self.name = name
+        self.window = window
+        self.keys: dict[str, KeyState] = {}
+        self.ready: deque[KeyState] = deque()
+        self.full: deque[KeyState] = deque()
+        self.sealed = False
+        self.held = 0
+        self.in_flight = 0
+        self.dead = 0
+
+    def key(self, name: str) -> KeyState:
+        k = self.keys.get(name)
+        if k is None:
+            k = self.keys[name] = KeyState(name)
+        return k
+
+    def whole(self, k: KeyState) -> bool:
+        """Does ``k`` hold a whole window (or one that must go out again as it was)?"""
+        window = self.window
+        return window is not None and (bool(k.pinned) or len(k.pending) >= window.size)
+
+    def make_ready(self, k: KeyState) -> None:
+        if not k.deliverable:
+            return
+        if not k.queued:
+            k.queued = True
+            self.ready.append(k)
+        if not k.in_full and self.whole(k):
+            k.in_full = True
+            self.full.append(k)
+
+    def forget_if_idle(self, k: KeyState) -> None:
+        if not k.pending and not k.flight:
+            del self.keys[k.name]
+
+    def batch_size(self, k: KeyState, per_key: int) -> int:
+        """How many of ``k``'s messages go out in its next batch."""
+        if k.pinned:
+            return k.pinned
+        limit = self.window.size if self.window is not None else per_key
+        return min(limit, len(k.pending))
