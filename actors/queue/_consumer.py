@@ -4,7 +4,8 @@ A client handles one ``Poll`` at a time: receive batches (up to
 ``KEY_BATCH`` consecutive messages of a key, or a whole window, from
 distinct keys of every server at once, ``receive_batch`` messages per
 server), handle them, and poll again at once if it got anything, else after
-``idle_poll``. Fault points sit between
+``idle_poll``, doubled after each further empty receive up to
+``IDLE_STEPS`` times that (an idle tier costs the servers little). Fault points sit between
 the steps of a handling, so an injected crash or pause can land after a
 receive, after processing, or between enqueueing outputs and acking inputs.
 Server calls that fail transiently are retried with backoff; a client that
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 KEY_BATCH = 100
 """Messages of one key a map tier or the final step takes in one batch."""
+IDLE_STEPS = 4
+"""An idle client polls at most this many ``idle_poll`` apart."""
 
 
 class Poll(Message, frozen=True):
@@ -48,6 +51,7 @@ class QueueConsumer(Actor[Poll]):
         config = pipeline.config
         self.batch = config.receive_batch
         self.idle_poll = config.idle_poll
+        self.idle: float = self.idle_poll
 
     async def started(self) -> None:
         config = self.pipeline.config
@@ -86,7 +90,12 @@ class QueueConsumer(Actor[Poll]):
         if batches:
             await self.fault_point(f"after receiving {len(batches)} batches")
             await self.handle(batches)
-        self.send_after(0.0 if batches else self.idle_poll, Poll())
+        if batches:
+            self.idle = self.idle_poll
+            self.send_after(0.0, Poll())
+        else:
+            self.send_after(self.idle, Poll())
+            self.idle = min(2 * self.idle, IDLE_STEPS * self.idle_poll)
 
     async def handle(self, batches: list[Batch]) -> None:
         raise NotImplementedError

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 from collections import deque
 
+import msgspec
+
 from actors.queue._messages import QueuedMessage, WindowPolicy
 
 
-class Held:
-    """A stored message and how often it was handed out."""
+class Held(msgspec.Struct, gc=False):
+    """A stored message and how often it was handed out (untracked by the garbage
+    collector, as ``QueuedMessage``: a server holds one per message)."""
 
-    __slots__ = ("at", "journal_seq", "message", "offset", "receives")
-
-    def __init__(self, message: QueuedMessage, offset: int, at: float, journal_seq: int) -> None:
-        self.message = message
-        self.offset = offset
-        self.at = at
-        self.journal_seq = journal_seq
-        self.receives = 0
+    message: QueuedMessage
+    offset: int
+    at: float
+    journal_seq: int
+    receives: int = 0
 
 
 class KeyState:

@@ -40,7 +40,7 @@ def output_id(tier: str, input_ids: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-class Ledger(msgspec.Struct, frozen=True, array_like=True):
+class Ledger(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Which originals a message stands for: count, digest and, in full mode, the ids."""
 
     count: int = 0

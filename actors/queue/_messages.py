@@ -16,17 +16,22 @@ from actors.queue._ledger import Ledger
 from runtime import Message
 
 
-class QueuedMessage(msgspec.Struct, frozen=True, array_like=True):
-    """One message of a queue; ``key`` is its strict-order key."""
+class QueuedMessage(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One message of a queue; ``key`` is its strict-order key.
+
+    Untracked by the garbage collector (``gc=False``; it holds no cycles): a
+    server holds hundreds of thousands, and a tracked object each would make
+    every full collection walk them all.
+    """
 
     id: str
     key: str
     body: bytes
     ledger: Ledger
-    parents: list[str] = msgspec.field(default_factory=list)
+    parents: tuple[str, ...] = ()
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Proof of one delivery of ``count`` consecutive messages of ``key`` (a batch).
     Valid until the visibility timeout or the next delivery of the key.
 

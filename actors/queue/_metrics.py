@@ -44,12 +44,12 @@ class QueueMetrics:
         if attempt > 1:
             self.redeliveries += count
 
-    def on_ack(self, queue: str, key: str, latencies: list[float]) -> None:
-        self.acked += len(latencies)
-        samples = self.latencies.get(queue)
-        if samples is None:
-            samples = self.latencies[queue] = []
-        samples.extend([(key, latency) for latency in latencies])
+    def samples(self, queue: str) -> list[tuple[str, float]]:
+        """The (key, enqueue-to-ack seconds) samples of ``queue``, to append to."""
+        found = self.latencies.get(queue)
+        if found is None:
+            found = self.latencies[queue] = []
+        return found
 
     def on_returned(self, expired: bool) -> None:
         """A batch is visible again: its visibility timed out, or its client released it."""

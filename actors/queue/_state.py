@@ -32,7 +32,6 @@ Policy, kept here:
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -84,11 +83,15 @@ class ServerState:
         self.metrics = metrics
         self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
-        self._dedup: dict[tuple[str, str], tuple[float, int]] = {}
-        """(queue, id) -> (stamp, journal seq) of every id within the dedup window."""
-        self._dedup_order: deque[tuple[float, tuple[str, str]]] = deque()
-        self._expiry: list[tuple[float, int, str, str, int, int]] = []
-        self._tie = itertools.count()
+        # Atomic keys and values only (``queue\0id`` -> stamp), so the collector
+        # can leave these large structures alone.
+        self._dedup: dict[str, float] = {}
+        """Every id within the dedup window, scoped by queue, and its stamp."""
+        self._dedup_order: deque[tuple[float, str, int]] = deque()
+        """(stamp, scoped id, journal seq) in stamp order."""
+        self._expiry: deque[tuple[float, str, list[str], list[int], list[int]]] = deque()
+        """(deadline, queue, keys, offsets, attempts) per receive: deadlines are the
+        receive's time plus one constant timeout, so they come in order."""
 
     def _queue(self, name: str) -> QueueState:
         q = self.queues.get(name)
@@ -108,8 +111,9 @@ class ServerState:
         seen: set[str] = set()
         duplicates = 0
         dedup = self._dedup
+        prefix = queue + "\x00"
         for message in messages:
-            if (queue, message.id) in dedup or message.id in seen:
+            if prefix + message.id in dedup or message.id in seen:
                 duplicates += 1
                 continue
             seen.add(message.id)
@@ -248,19 +252,23 @@ class ServerState:
         now = self.now()
         at = self.wall()
         events: list[JournalEvent] = []
-        heap = self._expiry
-        while heap and heap[0][0] <= now:
-            _, _, queue, key, offset, attempt = heapq.heappop(heap)
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, queue, keys, offsets, attempts = expiry.popleft()
             q = self.queues.get(queue)
-            k = q.keys.get(key) if q is not None else None
-            if (k is None or not k.flight or k.attempt != attempt
-                    or k.pending[0].offset != offset):
+            if q is None:
                 continue
-            events.append(BatchReturned(queue, key, offset, attempt, at, True))
-            head = k.pending[0]
-            if head.receives >= self.settings.max_receives:
-                events.append(MessageDeadLettered(
-                    queue, key, offset, at, f"visibility timeout after {head.receives} receives"))
+            for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
+                k = q.keys.get(key)
+                if (k is None or not k.flight or k.attempt != attempt
+                        or k.pending[0].offset != offset):
+                    continue  # settled in time
+                events.append(BatchReturned(queue, key, offset, attempt, at, True))
+                head = k.pending[0]
+                if head.receives >= self.settings.max_receives:
+                    events.append(MessageDeadLettered(
+                        queue, key, offset, at,
+                        f"visibility timeout after {head.receives} receives"))
         return events
 
     def plan_seal(self, queue: str) -> list[JournalEvent]:
@@ -297,20 +305,20 @@ class ServerState:
         order = self._dedup_order
         keys = q.keys
         offset = e.first_offset
-        touched: dict[str, KeyState] = {}
+        prefix = e.queue + "\x00"
+        make_ready = q.make_ready
+        at = e.at
         for message in e.messages:
             k = keys.get(message.key)
             if k is None:
                 k = keys[message.key] = KeyState(message.key)
-            k.pending.append(Held(message, offset, e.at, journal_seq))
-            touched[message.key] = k
-            scoped = (e.queue, message.id)
-            dedup[scoped] = (stamp, journal_seq)
-            order.append((stamp, scoped))
+            k.pending.append(Held(message, offset, at, journal_seq))
+            make_ready(k)
+            scoped = prefix + message.id
+            dedup[scoped] = stamp
+            order.append((stamp, scoped, journal_seq))
             offset += 1
         q.held += len(e.messages)
-        for k in touched.values():
-            q.make_ready(k)
         if offset > self.next_offset:
             self.next_offset = offset
         if metrics is not None:
@@ -321,6 +329,7 @@ class ServerState:
         now = self.now()
         deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
+        self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts))
         for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
                                                strict=True):
             k = q.keys.get(key)
@@ -335,28 +344,38 @@ class ServerState:
                 k.pinned = count
             for held in itertools.islice(k.pending, count):
                 held.receives += 1
-            heapq.heappush(self._expiry, (deadline, next(self._tie), e.queue, key, offset,
-                                          attempt))
             if metrics is not None:
                 metrics.on_delivery(count, attempt)
 
     def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
+        keys = q.keys
+        latencies: list[tuple[str, float]] | None = (
+            metrics.samples(e.queue) if metrics is not None else None)
+        at = e.at
+        acked = 0
         for key, offset, count in zip(e.keys, e.offsets, e.counts, strict=True):
-            k = q.keys.get(key)
+            k = keys.get(key)
             if k is None or not k.pending or k.pending[0].offset != offset:
                 continue
-            self._land(q, k)
+            if k.flight:
+                q.in_flight -= k.flight
+                k.flight = 0
             pending = k.pending
             count = min(count, len(pending))
-            if metrics is not None:
-                metrics.on_ack(e.queue, key, [e.at - pending[i].at for i in range(count)])
             for _ in range(count):
-                pending.popleft()
-            q.held -= count
+                held = pending.popleft()
+                if latencies is not None:
+                    latencies.append((key, at - held.at))
+            acked += count
             k.pinned = 0
-            q.make_ready(k)
-            q.forget_if_idle(k)
+            if pending:
+                q.make_ready(k)
+            else:
+                del keys[key]
+        q.held -= acked
+        if metrics is not None:
+            metrics.acked += acked
 
     @staticmethod
     def _land(q: QueueState, k: KeyState) -> None:
@@ -418,7 +437,7 @@ class ServerState:
         self._prune_dedup(self.wall())
         from_seq = high_water
         if self._dedup_order:
-            from_seq = min(from_seq, self._dedup[self._dedup_order[0][1]][1])
+            from_seq = min(from_seq, self._dedup_order[0][2])
         for q in self.queues.values():
             for k in q.keys.values():
                 if k.pending:
@@ -437,7 +456,6 @@ class ServerState:
         order = self._dedup_order
         dedup = self._dedup
         while order and order[0][0] < horizon:
-            stamp, ident = order.popleft()
-            current = dedup.get(ident)
-            if current is not None and current[0] == stamp:
+            stamp, ident, _ = order.popleft()
+            if dedup.get(ident) == stamp:
                 del dedup[ident]

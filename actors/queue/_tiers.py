@@ -75,7 +75,7 @@ class MapClient(TierClient):
                     failure = exc
                     break
                 outputs.append(QueuedMessage(output_id(name, (m.id,)), key, body, m.ledger,
-                                             [m.id]))
+                                             (m.id,)))
                 done += 1
             settlements.append(Settlement(batch.receipt, done) if failure is None else
                                Settlement(batch.receipt, done, done, reason_of(failure)))
@@ -99,7 +99,7 @@ class ReduceClient(TierClient):
             except MemberFailed as exc:
                 settlements.append(Settlement(batch.receipt, 0, exc.index, str(exc)))
                 continue
-            ids = [m.id for m in members]
+            ids = tuple(m.id for m in members)
             outputs.append(QueuedMessage(output_id(name, ids), out_key, body,
                                          merge_ledgers((m.ledger for m in members), full), ids))
             settlements.append(Settlement(batch.receipt, len(members)))
