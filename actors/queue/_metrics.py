@@ -33,7 +33,6 @@ class QueueMetrics:
     processing_errors: int = 0
     outputs_enqueued: int = 0
     windows_closed: int = 0
-    window_conflicts: int = 0
     request_retries: int = 0
     latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     """Per queue: (key, seconds from enqueue to ack) of every acked message."""

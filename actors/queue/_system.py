@@ -175,7 +175,6 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             "dead_lettered": m.dead_lettered,
             "processing_errors": m.processing_errors,
             "windows_closed": m.windows_closed,
-            "window_conflicts": m.window_conflicts,
             "request_retries": m.request_retries,
             "server_recoveries": m.server_recoveries,
             "restarts": restarts,
