@@ -99,7 +99,7 @@ def test_a_reduce_function_that_refuses_a_combination_dead_letters_only_its_culp
             await pipeline.start()
             done = await pipeline.wait_done(deadline=rt.now() + 60.0)
             dead = [d.message.body for d in await pipeline.cluster.dead_letters()]
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
             return done, dead, result
 
@@ -136,9 +136,9 @@ def test_a_window_whose_output_was_enqueued_comes_back_whole_and_counts_once() -
                 source=lambda seed: iter(items))
             await pipeline.start()
             assert await pipeline.wait_done(deadline=rt.now() + 60.0)
-            summary = await pipeline.summary()
+            summary = await pipeline.read_summary()
             assert summary is not None
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
             return result, summary.count, pipeline.metrics.duplicates_dropped
 
@@ -183,9 +183,9 @@ def test_a_restart_after_more_than_the_dedup_window_does_not_count_a_message_twi
             pipeline = QueuePipeline(rt, config, source=lambda seed: iter(items))
             await pipeline.start()
             assert await pipeline.wait_done(deadline=rt.now() + 300.0)
-            summary = await pipeline.summary()
+            summary = await pipeline.read_summary()
             assert summary is not None
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
             return result, summary.count
 

@@ -9,7 +9,7 @@ async with Runtime(store="sqlite:///pipeline.db") as rt:
                TierConfig("aggregate", "reduce", window=20)]))
     await pipeline.start()
     await pipeline.wait_done()
-    print(await pipeline.result())
+    print(await pipeline.read_result())
 ```
 
 Under one supervisor named after the pipeline it spawns, in this order,
@@ -168,11 +168,14 @@ class QueuePipeline:
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
         return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
-    async def summary(self) -> FinalSummary | None:
+    async def read_summary(self) -> FinalSummary | None:
+        """Read the folded result and its ledger from the store (a coroutine: it does
+        I/O), or None before the result is folded."""
         found = await durable_store(self.rt).get(records.result_key(self.config.name))
         return records.decode_summary(found.value) if found else None
 
-    async def result(self) -> object:
-        """The final function's result (decoded from JSON), or None before it is folded."""
-        summary = await self.summary()
+    async def read_result(self) -> object:
+        """Read the final function's result (decoded from JSON) from the store (a
+        coroutine: it does I/O), or None before it is folded."""
+        summary = await self.read_summary()
         return None if summary is None else json.loads(summary.result)

@@ -89,7 +89,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         else:
             invariants += self._exercised(pipeline, expect, restarts)
         extra: dict[str, object] = {
-            "result": await pipeline.result(),
+            "result": await pipeline.read_result(),
             "dead_letters": checked.dead_letters,
             "ledger": checked.ledger,
             "tiers": self._tiers(pipeline, history),
