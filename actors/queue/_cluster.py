@@ -53,7 +53,7 @@ from actors.queue._messages import (
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
 from actors.queue._server import QueueServer
-from actors.queue._state import ServerSettings
+from actors.queue._state import ServerSettings, ServerSpec
 from runtime import (
     ActorRef,
     AskTimeout,
@@ -140,8 +140,8 @@ class QueueCluster:
             if policy.size < 1 or (policy.max_age is not None and policy.max_age <= 0):
                 raise ValueError(f"window of queue {queue!r}: size must be >= 1 and "
                                  f"max_age > 0, got {policy}")
-        self.settings = ServerSettings(visibility_timeout, max_receives, dedup_window,
-                                       dict(windows or {}))
+        self.settings = ServerSettings(float(visibility_timeout), max_receives,
+                                       float(dedup_window), dict(windows or {}))
         self.ask_timeout = ask_timeout
         self.metrics = metrics or QueueMetrics()
         self.server_ids = [f"server-{i}" for i in range(servers)]
@@ -161,7 +161,8 @@ class QueueCluster:
         self.supervisor = supervisor
         for i in range(len(self.server_ids)):
             self.servers.append(await supervisor.spawn_retrying(
-                QueueServer, self, i, name=f"{self.name}.server-{i}",
+                QueueServer, ServerSpec(self.name, i, self.server_ids, self.settings),
+                self.metrics, name=f"{self.name}.server-{i}",
                 backoff=_START_BACKOFF, attempts=_START_ATTEMPTS))
 
     async def _check_layout(self) -> None:

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from actors.queue._cluster import Retry
+from actors.queue._context import PipelineContext
 from actors.queue._messages import Batch, Settlement
 from runtime import Actor, ConflictError, Message, StoreError
-
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
-
 
 T = TypeVar("T")
 KEY_BATCH = 100
@@ -43,18 +40,18 @@ class QueueConsumer(Actor[Poll]):
 
     mailbox_capacity = 16
 
-    def __init__(self, pipeline: QueuePipeline, queue: str) -> None:
-        self.pipeline = pipeline
-        self.cluster = pipeline.cluster
-        self.metrics = pipeline.metrics
+    def __init__(self, ctx: PipelineContext, queue: str) -> None:
+        self.ctx = ctx
+        self.cluster = ctx.cluster
+        self.metrics = ctx.metrics
         self.queue = queue
-        config = pipeline.config
+        config = ctx.config
         self.batch = config.receive_batch
         self.idle_poll = config.idle_poll
         self.idle: float = self.idle_poll
 
     async def started(self) -> None:
-        config = self.pipeline.config
+        config = self.ctx.config
         self.retry = Retry(attempts=8, backoff=config.retry_backoff, rng=self.random,
                            on_retry=self._on_retry)
         self.send_after(0.0, Poll())
@@ -111,5 +108,9 @@ class QueueConsumer(Actor[Poll]):
                 self.log.warning("queue.processing_failed", key=s.receipt.key,
                                  member=s.failed, error=s.reason)
         result = await self.cluster.settle(settlements, self.retry)
-        if result.refused:
-            self.pipeline.note_refused(self.name, result.refused)
+        rt = self.runtime
+        for receipt in result.refused:
+            # too late (or stale): its outputs were duplicates the queue dropped
+            self.ctx.late_acks.append((self.name, receipt))
+            rt.trace.record(rt.now(), "late_ack_refused", self.name,
+                            f"{receipt.queue}/{receipt.key}@{receipt.offset}#{receipt.attempt}")

@@ -7,23 +7,19 @@ conductor folds the records into the final result.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from actors.queue import _records as records
 from actors.queue._config import FINAL_QUEUE
 from actors.queue._consumer import QueueConsumer
+from actors.queue._context import PipelineContext
 from actors.queue._messages import Batch, Settlement
 from actors.queue._records import FinalEntry
 from runtime.store import Put
 
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
-
 
 class FinalClient(QueueConsumer):
-    def __init__(self, pipeline: QueuePipeline) -> None:
-        super().__init__(pipeline, FINAL_QUEUE)
-        self.prefix = records.final_prefix(pipeline.config.name)
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__(ctx, FINAL_QUEUE)
+        self.prefix = records.final_prefix(ctx.config.name)
 
     async def handle(self, batches: list[Batch]) -> None:
         ops = [Put(self.prefix + m.id, records.encode(FinalEntry(b.receipt.server, offset, m)))

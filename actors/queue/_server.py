@@ -11,8 +11,6 @@ out (a fresh visibility timeout), so a key never has two out at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from actors.queue import _journal as journal
 from actors.queue._journal import (
     DeadLetter,
@@ -33,12 +31,11 @@ from actors.queue._messages import (
     Seal,
     Settle,
 )
-from actors.queue._state import ServerState
+from actors.queue._metrics import QueueMetrics
+from actors.queue._placement import Placement
+from actors.queue._state import ServerSpec, ServerState
 from runtime import Actor, ShardlineError, Timer
 from runtime.store import Append, Put
-
-if TYPE_CHECKING:
-    from actors.queue._cluster import QueueCluster
 
 _READ_PAGE = 256
 CHECKPOINT_EVERY = 256
@@ -52,12 +49,15 @@ class MisroutedMessage(ShardlineError):
 class QueueServer(Actor[QueueServerMsg]):
     mailbox_capacity = 4096
 
-    def __init__(self, cluster: QueueCluster, index: int) -> None:
-        self.cluster = cluster
-        self.index = index
-        self.journal_log = journal.journal_log(cluster.name, index)
-        self.dlq_log = journal.dead_letter_log(cluster.name, index)
-        self.checkpoint_key = journal.checkpoint_key(cluster.name, index)
+    def __init__(self, spec: ServerSpec, metrics: QueueMetrics) -> None:
+        """Built from a serializable ``spec`` and this node's ``metrics``."""
+        self.spec = spec
+        self.index = index = spec.index
+        self.metrics = metrics
+        self.placement = Placement(spec.server_ids)
+        self.journal_log = journal.journal_log(spec.cluster, index)
+        self.dlq_log = journal.dead_letter_log(spec.cluster, index)
+        self.checkpoint_key = journal.checkpoint_key(spec.cluster, index)
         self._timer: Timer | None = None
         self._timer_at: float | None = None
 
@@ -68,8 +68,8 @@ class QueueServer(Actor[QueueServerMsg]):
         found = await store.get(self.checkpoint_key)
         checkpoint = journal.decode_checkpoint(found.value) if found else ServerCheckpoint()
         self.checkpoint_version = found.version if found else 0
-        state = ServerState(self.index, self.cluster.settings, rt.now, rt.clock.wall,
-                            self.cluster.metrics)
+        state = ServerState(self.index, self.spec.settings, rt.now, rt.clock.wall,
+                            self.metrics)
         state.restore(checkpoint)
         seq = checkpoint.from_seq
         replayed = 0
@@ -87,7 +87,7 @@ class QueueServer(Actor[QueueServerMsg]):
         self.high_water = max(seq, await store.high_water(self.journal_log))
         self.since_checkpoint = 0
         if self.high_water > 0:
-            metrics = self.cluster.metrics
+            metrics = self.metrics
             metrics.server_recoveries += 1
             metrics.recovered_messages += sum(q.held for q in state.queues.values())
             rt.trace.record(rt.now(), "queue_recovered", self.name,
@@ -106,10 +106,10 @@ class QueueServer(Actor[QueueServerMsg]):
             case Settle(settlements=settlements):
                 events, refused, settled = state.plan_settle(settlements)
                 await self._commit(events)
-                self.cluster.metrics.acks_refused += len(refused)
+                self.metrics.acks_refused += len(refused)
                 return AckResult(settled, refused)
             case Enqueue(queue=queue, messages=messages):
-                placement = self.cluster.placement
+                placement = self.placement
                 for m in messages:
                     if placement(m.key) != self.index:
                         raise MisroutedMessage(
@@ -117,7 +117,7 @@ class QueueServer(Actor[QueueServerMsg]):
                             f"server {placement(m.key)}")
                 events, accepted, duplicates = state.plan_enqueue(queue, messages)
                 await self._commit(events)
-                self.cluster.metrics.duplicates_dropped += duplicates
+                self.metrics.duplicates_dropped += duplicates
                 return EnqueueResult(accepted, duplicates)
             case Seal(queue=queue):
                 await self._commit(state.plan_seal(queue))

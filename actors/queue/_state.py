@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+
+import msgspec
 
 from actors.queue._journal import (
     BatchesAcked,
@@ -57,18 +57,27 @@ from actors.queue._messages import (
     Settlement,
     WindowPolicy,
 )
-
-if TYPE_CHECKING:
-    from actors.queue._metrics import QueueMetrics
+from actors.queue._metrics import QueueMetrics
 
 
-@dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(msgspec.Struct, frozen=True):
+    """How every server of a cluster behaves (a serializable spec)."""
+
     visibility_timeout: float = 30.0
     max_receives: int = 5
     dedup_window: float = 300.0
-    windows: Mapping[str, WindowPolicy] = field(default_factory=dict)
+    windows: dict[str, WindowPolicy] = msgspec.field(default_factory=dict)
     """Queue name -> its window policy (the reduce tiers' input queues)."""
+
+
+class ServerSpec(msgspec.Struct, frozen=True):
+    """What a queue server is built from: its cluster, its place, the settings."""
+
+    cluster: str
+    index: int
+    server_ids: list[str]
+    """Every server of the cluster, in order (rendezvous placement is over these)."""
+    settings: ServerSettings
 
 
 class ServerState:
@@ -136,27 +145,33 @@ class ServerState:
         attempts: list[int] = []
         batches: list[Batch] = []
         server = self.server
-        for k in self._choose(q, at, max_messages, max(1, per_key)):
-            count = q.batch_size(k, per_key)
+        for k, count in self._choose(q, at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
             attempt = head.receives + 1
-            keys.append(k.name)
+            name = k.name
+            keys.append(name)
             offsets.append(head.offset)
             counts.append(count)
             attempts.append(attempt)
-            members = [head] if count == 1 else [pending[i] for i in range(count)]
-            batches.append(Batch(Receipt(server, queue, k.name, head.offset, attempt, count),
-                                 [m.message for m in members], [m.offset for m in members]))
+            if count == 1:
+                batch = Batch(Receipt(server, queue, name, head.offset, attempt, 1),
+                              [head.message], [head.offset])
+            else:
+                members = list(itertools.islice(pending, count))
+                batch = Batch(Receipt(server, queue, name, head.offset, attempt, count),
+                              [m.message for m in members], [m.offset for m in members])
+            batches.append(batch)
         if not batches:
             return [], []
         return [BatchesReceived(queue, at, keys, offsets, counts, attempts)], batches
 
-    def _choose(self, q: QueueState, at: float, budget: int, per_key: int) -> list[KeyState]:
-        """Pop the keys to hand out from the ready indexes (the one change planning
-        makes: they are only indexes, recovery rebuilds them, and a chosen key is out
-        until its batch is settled or expires, which re-adds it)."""
-        chosen: list[KeyState] = []
+    def _choose(self, q: QueueState, at: float, budget: int, per_key: int
+                ) -> list[tuple[KeyState, int]]:
+        """Pop the keys to hand out from the ready indexes, with their batch sizes (the
+        one change planning makes: they are only indexes, recovery rebuilds them, and a
+        chosen key is out until its batch is settled or expires, which re-adds it)."""
+        chosen: list[tuple[KeyState, int]] = []
         window = q.window
         if window is None:
             ready = q.ready
@@ -164,8 +179,9 @@ class ServerState:
                 k = ready.popleft()
                 k.queued = False
                 if k.deliverable:
-                    chosen.append(k)
-                    budget -= q.batch_size(k, per_key)
+                    count = min(per_key, len(k.pending))
+                    chosen.append((k, count))
+                    budget -= count
             return chosen
         full = q.full
         names: set[str] = set()
@@ -173,9 +189,10 @@ class ServerState:
             k = full.popleft()
             k.in_full = False
             if k.deliverable and q.whole(k):
-                chosen.append(k)
+                count = q.batch_size(k, per_key)
+                chosen.append((k, count))
                 names.add(k.name)
-                budget -= q.batch_size(k, per_key)
+                budget -= count
         if budget <= 0 or (not q.sealed and window.max_age is None):
             return chosen
         horizon = at - (window.max_age or 0.0)
@@ -188,9 +205,10 @@ class ServerState:
             if not k.deliverable or k.name in names:
                 continue
             if q.sealed or k.pending[0].at <= horizon:
-                chosen.append(k)
+                count = q.batch_size(k, per_key)
+                chosen.append((k, count))
                 names.add(k.name)
-                budget -= q.batch_size(k, per_key)
+                budget -= count
             else:
                 k.queued = True
                 ready.append(k)
@@ -306,14 +324,23 @@ class ServerState:
         keys = q.keys
         offset = e.first_offset
         prefix = e.queue + "\x00"
-        make_ready = q.make_ready
         at = e.at
+        ready = q.ready
+        full = q.full
+        size = q.window.size if q.window is not None else 0
         for message in e.messages:
             k = keys.get(message.key)
             if k is None:
                 k = keys[message.key] = KeyState(message.key)
-            k.pending.append(Held(message, offset, at, journal_seq))
-            make_ready(k)
+            pending = k.pending
+            pending.append(Held(message, offset, at, journal_seq))
+            if k.deliverable:  # q.make_ready(k), inlined: this runs once per message
+                if not k.queued:
+                    k.queued = True
+                    ready.append(k)
+                if size and not k.in_full and (k.pinned or len(pending) >= size):
+                    k.in_full = True
+                    full.append(k)
             scoped = prefix + message.id
             dedup[scoped] = stamp
             order.append((stamp, scoped, journal_seq))

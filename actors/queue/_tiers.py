@@ -17,15 +17,12 @@ a window acks nothing and blames one member (see ``_functions``).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from actors.queue._consumer import QueueConsumer
+from actors.queue._context import PipelineContext
 from actors.queue._functions import MemberFailed, TierStep
 from actors.queue._ledger import merge_ledgers, output_id
 from actors.queue._messages import Batch, QueuedMessage, Settlement
-
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
 
 
 def reason_of(exc: BaseException) -> str:
@@ -33,12 +30,12 @@ def reason_of(exc: BaseException) -> str:
 
 
 class TierClient(QueueConsumer):
-    def __init__(self, pipeline: QueuePipeline, tier: int) -> None:
-        super().__init__(pipeline, pipeline.input_queue(tier))
+    def __init__(self, ctx: PipelineContext, tier: int) -> None:
+        super().__init__(ctx, ctx.input_queue(tier))
         self.tier = tier
-        self.step: TierStep = pipeline.steps[tier]
-        self.out_queue = pipeline.output_queue(tier)
-        self.full = pipeline.full
+        self.step: TierStep = ctx.steps[tier]
+        self.out_queue = ctx.output_queue(tier)
+        self.full = ctx.full
         self.cost = self.step.config.process_cost
 
     async def spend(self) -> None:
