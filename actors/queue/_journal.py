@@ -22,7 +22,7 @@ import msgspec
 from actors.queue._messages import QueuedMessage
 
 
-class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1):
+class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1, gc=False):
     """One request's new messages, at offsets ``first_offset``, ``first_offset + 1``, ..."""
 
     queue: str
@@ -31,7 +31,7 @@ class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1):
     messages: list[QueuedMessage]
 
 
-class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2):
+class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=False):
     """One receive, in columns: key ``keys[i]`` handed out its first ``counts[i]``
     messages, starting at its head ``offsets[i]``, as delivery ``attempts[i]``."""
 
@@ -43,7 +43,7 @@ class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2):
     attempts: list[int]
 
 
-class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3):
+class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3, gc=False):
     """The first ``counts[i]`` messages of the batch out on ``keys[i]`` (delivered from
     ``offsets[i]`` as attempt ``attempts[i]``) are done; the key's batch is no longer out."""
 
@@ -55,7 +55,7 @@ class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3):
     attempts: list[int]
 
 
-class BatchReturned(msgspec.Struct, frozen=True, array_like=True, tag=4):
+class BatchReturned(msgspec.Struct, frozen=True, array_like=True, tag=4, gc=False):
     """The batch out on ``key`` (from ``offset``, attempt ``attempt``) is visible again:
     released by its client (``expired`` false) or past its visibility timeout. The
     members at ``untried`` offsets were not the failure: their receive counts go back."""
@@ -69,7 +69,7 @@ class BatchReturned(msgspec.Struct, frozen=True, array_like=True, tag=4):
     untried: list[int] = msgspec.field(default_factory=list)
 
 
-class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6):
+class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6, gc=False):
     """The message at ``offset`` of ``key`` (not out) leaves for the dead-letter queue."""
 
     queue: str
@@ -79,7 +79,7 @@ class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6):
     reason: str
 
 
-class QueueSealed(msgspec.Struct, frozen=True, array_like=True, tag=7):
+class QueueSealed(msgspec.Struct, frozen=True, array_like=True, tag=7, gc=False):
     """No more input is coming to ``queue``: its partial windows may go out."""
 
     queue: str

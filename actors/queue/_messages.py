@@ -49,7 +49,7 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
     count: int = 1
 
 
-class Batch(msgspec.Struct, frozen=True):
+class Batch(msgspec.Struct, frozen=True, gc=False):
     """Consecutive messages of one key handed out together, and their one receipt."""
 
     receipt: Receipt
@@ -58,7 +58,7 @@ class Batch(msgspec.Struct, frozen=True):
     """Each message's offset on its server (increasing, not necessarily consecutive)."""
 
 
-class Settlement(msgspec.Struct, frozen=True, array_like=True):
+class Settlement(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """How a client settles one batch.
 
     The first ``acked`` messages are done. With ``failed`` >= ``acked``, the
