@@ -53,7 +53,7 @@ from actors.queue._messages import (
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
 from actors.queue._server import QueueServer
-from actors.queue._state import ServerSettings, ServerSpec
+from actors.queue._settings import ServerSettings, ServerSpec
 from runtime import (
     ActorRef,
     AskTimeout,

@@ -111,3 +111,50 @@ class QueueState:
             return k.pinned
         limit = self.window.size if self.window is not None else per_key
         return min(limit, len(k.pending))
+
+    def choose(self, at: float, budget: int, per_key: int) -> list[tuple[KeyState, int]]:
+        """Pop the keys to hand out from the ready indexes, with their batch sizes (the
+        one change planning makes: they are only indexes, recovery rebuilds them, and a
+        chosen key is out until its batch is settled or expires, which re-adds it)."""
+        chosen: list[tuple[KeyState, int]] = []
+        window = self.window
+        if window is None:
+            ready = self.ready
+            while ready and budget > 0:
+                k = ready.popleft()
+                k.queued = False
+                if k.deliverable:
+                    count = min(per_key, len(k.pending))
+                    chosen.append((k, count))
+                    budget -= count
+            return chosen
+        full = self.full
+        names: set[str] = set()
+        while full and budget > 0:
+            k = full.popleft()
+            k.in_full = False
+            if k.deliverable and self.whole(k):
+                count = self.batch_size(k, per_key)
+                chosen.append((k, count))
+                names.add(k.name)
+                budget -= count
+        if budget <= 0 or (not self.sealed and window.max_age is None):
+            return chosen
+        horizon = at - (window.max_age or 0.0)
+        ready = self.ready
+        for _ in range(len(ready)):
+            if budget <= 0:
+                break
+            k = ready.popleft()
+            k.queued = False
+            if not k.deliverable or k.name in names:
+                continue
+            if self.sealed or k.pending[0].at <= horizon:
+                count = self.batch_size(k, per_key)
+                chosen.append((k, count))
+                names.add(k.name)
+                budget -= count
+            else:
+                k.queued = True
+                ready.append(k)
+        return chosen

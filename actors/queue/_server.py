@@ -33,7 +33,8 @@ from actors.queue._messages import (
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
-from actors.queue._state import ServerSpec, ServerState
+from actors.queue._settings import ServerSpec
+from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, Timer
 from runtime.store import Append, Put
 

@@ -36,8 +36,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 
-import msgspec
-
+from actors.queue._dedup import DedupWindow
 from actors.queue._journal import (
     BatchesAcked,
     BatchesReceived,
@@ -55,29 +54,9 @@ from actors.queue._messages import (
     QueuedMessage,
     Receipt,
     Settlement,
-    WindowPolicy,
 )
 from actors.queue._metrics import QueueMetrics
-
-
-class ServerSettings(msgspec.Struct, frozen=True):
-    """How every server of a cluster behaves (a serializable spec)."""
-
-    visibility_timeout: float = 30.0
-    max_receives: int = 5
-    dedup_window: float = 300.0
-    windows: dict[str, WindowPolicy] = msgspec.field(default_factory=dict)
-    """Queue name -> its window policy (the reduce tiers' input queues)."""
-
-
-class ServerSpec(msgspec.Struct, frozen=True):
-    """What a queue server is built from: its cluster, its place, the settings."""
-
-    cluster: str
-    index: int
-    server_ids: list[str]
-    """Every server of the cluster, in order (rendezvous placement is over these)."""
-    settings: ServerSettings
+from actors.queue._settings import ServerSettings
 
 
 class ServerState:
@@ -92,12 +71,7 @@ class ServerState:
         self.metrics = metrics
         self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
-        # Atomic keys and values only (``queue\0id`` -> stamp), so the collector
-        # can leave these large structures alone.
-        self._dedup: dict[str, float] = {}
-        """Every id within the dedup window, scoped by queue, and its stamp."""
-        self._dedup_order: deque[tuple[float, str, int]] = deque()
-        """(stamp, scoped id, journal seq) in stamp order."""
+        self._dedup = DedupWindow(settings.dedup_window)
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int]]] = deque()
         """(deadline, queue, keys, offsets, attempts) per receive: deadlines are the
         receive's time plus one constant timeout, so they come in order."""
@@ -115,12 +89,12 @@ class ServerState:
         """The event for the messages not seen in ``queue`` within the dedup window,
         how many those are, and the duplicate count."""
         at = self.wall()
-        self._prune_dedup(at)
+        self._dedup.prune(at)
         fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
         dedup = self._dedup
-        prefix = queue + "\x00"
+        prefix = DedupWindow.scope(queue)
         for message in messages:
             if prefix + message.id in dedup or message.id in seen:
                 duplicates += 1
@@ -145,7 +119,7 @@ class ServerState:
         attempts: list[int] = []
         batches: list[Batch] = []
         server = self.server
-        for k, count in self._choose(q, at, max_messages, max(1, per_key)):
+        for k, count in q.choose(at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
             attempt = head.receives + 1
@@ -165,54 +139,6 @@ class ServerState:
         if not batches:
             return [], []
         return [BatchesReceived(queue, at, keys, offsets, counts, attempts)], batches
-
-    def _choose(self, q: QueueState, at: float, budget: int, per_key: int
-                ) -> list[tuple[KeyState, int]]:
-        """Pop the keys to hand out from the ready indexes, with their batch sizes (the
-        one change planning makes: they are only indexes, recovery rebuilds them, and a
-        chosen key is out until its batch is settled or expires, which re-adds it)."""
-        chosen: list[tuple[KeyState, int]] = []
-        window = q.window
-        if window is None:
-            ready = q.ready
-            while ready and budget > 0:
-                k = ready.popleft()
-                k.queued = False
-                if k.deliverable:
-                    count = min(per_key, len(k.pending))
-                    chosen.append((k, count))
-                    budget -= count
-            return chosen
-        full = q.full
-        names: set[str] = set()
-        while full and budget > 0:
-            k = full.popleft()
-            k.in_full = False
-            if k.deliverable and q.whole(k):
-                count = q.batch_size(k, per_key)
-                chosen.append((k, count))
-                names.add(k.name)
-                budget -= count
-        if budget <= 0 or (not q.sealed and window.max_age is None):
-            return chosen
-        horizon = at - (window.max_age or 0.0)
-        ready = q.ready
-        for _ in range(len(ready)):
-            if budget <= 0:
-                break
-            k = ready.popleft()
-            k.queued = False
-            if not k.deliverable or k.name in names:
-                continue
-            if q.sealed or k.pending[0].at <= horizon:
-                count = q.batch_size(k, per_key)
-                chosen.append((k, count))
-                names.add(k.name)
-                budget -= count
-            else:
-                k.queued = True
-                ready.append(k)
-        return chosen
 
     def _out(self, receipt: Receipt, now: float) -> KeyState | None:
         """The key whose batch ``receipt`` names, if that batch is out and in time."""
@@ -320,10 +246,9 @@ class ServerState:
         # after the restart, would re-send outputs whose ids had expired meanwhile.
         stamp = e.at if live else max(e.at, self.wall())
         dedup = self._dedup
-        order = self._dedup_order
         keys = q.keys
         offset = e.first_offset
-        prefix = e.queue + "\x00"
+        prefix = DedupWindow.scope(e.queue)
         at = e.at
         ready = q.ready
         full = q.full
@@ -341,9 +266,7 @@ class ServerState:
                 if size and not k.in_full and (k.pinned or len(pending) >= size):
                     k.in_full = True
                     full.append(k)
-            scoped = prefix + message.id
-            dedup[scoped] = stamp
-            order.append((stamp, scoped, journal_seq))
+            dedup.add(prefix + message.id, stamp, journal_seq)
             offset += 1
         q.held += len(e.messages)
         if offset > self.next_offset:
@@ -461,10 +384,11 @@ class ServerState:
 
     def checkpoint(self, high_water: int) -> ServerCheckpoint:
         """Where recovery may start: the oldest entry holding a live message or dedup id."""
-        self._prune_dedup(self.wall())
+        self._dedup.prune(self.wall())
         from_seq = high_water
-        if self._dedup_order:
-            from_seq = min(from_seq, self._dedup_order[0][2])
+        oldest = self._dedup.oldest_seq()
+        if oldest is not None:
+            from_seq = min(from_seq, oldest)
         for q in self.queues.values():
             for k in q.keys.values():
                 if k.pending:
@@ -477,12 +401,3 @@ class ServerState:
         self.next_offset = checkpoint.next_offset
         for name in checkpoint.sealed:
             self._queue(name).sealed = True
-
-    def _prune_dedup(self, at: float) -> None:
-        horizon = at - self.settings.dedup_window
-        order = self._dedup_order
-        dedup = self._dedup
-        while order and order[0][0] < horizon:
-            stamp, ident, _ = order.popleft()
-            if dedup.get(ident) == stamp:
-                del dedup[ident]
