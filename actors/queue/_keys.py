@@ -101,9 +101,12 @@ class QueueState:
             k.in_full = True
             self.full.append(k)
 
-    def forget_if_idle(self, k: KeyState) -> None:
-        if not k.pending and not k.flight:
-            del self.keys[k.name]
+    def forget_idle(self) -> None:
+        """Drop the keys holding nothing (kept until now: a key often comes back soon).
+        Stale index entries of a dropped key are skipped, as any stale entry is."""
+        idle = [name for name, k in self.keys.items() if not k.pending]
+        for name in idle:
+            del self.keys[name]
 
     def batch_size(self, k: KeyState, per_key: int) -> int:
         """How many of ``k``'s messages go out in its next batch."""

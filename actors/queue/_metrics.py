@@ -17,6 +17,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class LatencySamples:
+    """Parallel columns (key, seconds): no object per sample for the collector to walk."""
+
+    __slots__ = ("keys", "seconds")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.seconds: list[float] = []
+
+
 @dataclass
 class QueueMetrics:
     enqueued: int = 0
@@ -34,8 +44,8 @@ class QueueMetrics:
     outputs_enqueued: int = 0
     windows_closed: int = 0
     request_retries: int = 0
-    latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    """Per queue: (key, seconds from enqueue to ack) of every acked message."""
+    latencies: dict[str, LatencySamples] = field(default_factory=dict)
+    """Per queue: the key and the seconds from enqueue to ack of every acked message."""
 
     def on_delivery(self, count: int, attempt: int) -> None:
         """A batch of ``count`` messages went out as delivery ``attempt`` of its head."""
@@ -43,11 +53,11 @@ class QueueMetrics:
         if attempt > 1:
             self.redeliveries += count
 
-    def samples(self, queue: str) -> list[tuple[str, float]]:
-        """The (key, enqueue-to-ack seconds) samples of ``queue``, to append to."""
+    def samples(self, queue: str) -> LatencySamples:
+        """The samples of ``queue``, to add to."""
         found = self.latencies.get(queue)
         if found is None:
-            found = self.latencies[queue] = []
+            found = self.latencies[queue] = LatencySamples()
         return found
 
     def on_returned(self, expired: bool) -> None:
@@ -60,7 +70,7 @@ class QueueMetrics:
     def latency(self, queue: str, q: float, keys: set[str] | None = None,
                 exclude: set[str] | None = None) -> float:
         """Percentile ``q`` of enqueue-to-ack seconds on ``queue``, optionally for some keys."""
-        samples = self.latencies.get(queue, [])
-        values = [lat for key, lat in samples
+        samples = self.latencies.get(queue, LatencySamples())
+        values = [lat for key, lat in zip(samples.keys, samples.seconds, strict=True)
                   if (keys is None or key in keys) and (exclude is None or key not in exclude)]
         return percentile(values, q)

@@ -300,8 +300,7 @@ class ServerState:
     def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
         keys = q.keys
-        latencies: list[tuple[str, float]] | None = (
-            metrics.samples(e.queue) if metrics is not None else None)
+        samples = metrics.samples(e.queue) if metrics is not None else None
         at = e.at
         acked = 0
         for key, offset, count in zip(e.keys, e.offsets, e.counts, strict=True):
@@ -313,16 +312,18 @@ class ServerState:
                 k.flight = 0
             pending = k.pending
             count = min(count, len(pending))
-            for _ in range(count):
-                held = pending.popleft()
-                if latencies is not None:
-                    latencies.append((key, at - held.at))
+            if samples is None:
+                for _ in range(count):
+                    pending.popleft()
+            else:
+                seconds = samples.seconds
+                for _ in range(count):
+                    seconds.append(at - pending.popleft().at)
+                samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
             if pending:
                 q.make_ready(k)
-            else:
-                del keys[key]
         q.held -= acked
         if metrics is not None:
             metrics.acked += acked
@@ -362,7 +363,6 @@ class ServerState:
         q.held -= 1
         q.dead += 1
         q.make_ready(k)
-        q.forget_if_idle(k)
         if metrics is not None:
             metrics.dead_lettered += 1
 
@@ -390,9 +390,9 @@ class ServerState:
         if oldest is not None:
             from_seq = min(from_seq, oldest)
         for q in self.queues.values():
+            q.forget_idle()
             for k in q.keys.values():
-                if k.pending:
-                    from_seq = min(from_seq, k.pending[0].journal_seq)
+                from_seq = min(from_seq, k.pending[0].journal_seq)
         sealed = sorted(name for name, q in self.queues.items() if q.sealed)
         return ServerCheckpoint(from_seq=from_seq, next_offset=self.next_offset, sealed=sealed)
 

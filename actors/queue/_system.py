@@ -143,7 +143,8 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         rows: list[dict[str, object]] = []
         for i, tier in enumerate(pipeline.config.tiers):
             queue = pipeline.input_queue(i)
-            samples = [lat for _, lat in m.latencies.get(queue, [])]
+            found = m.latencies.get(queue)
+            samples = found.seconds if found is not None else []
             rows.append({
                 "name": tier.name, "kind": tier.kind, "clients": tier.clients,
                 "messages_in": counts.get(queue, 0),
