@@ -146,3 +146,31 @@ def test_a_window_whose_member_is_dead_lettered_is_refilled_without_it() -> None
             assert (depth.pending, depth.in_flight, depth.dead) == (0, 0, 1)
 
     sim(main)
+
+
+def test_a_restarted_client_gets_its_batches_back_at_once_not_at_their_timeout() -> None:
+    """What a crashed run of a client held comes back when it restarts (counted as a
+    receive, as a timeout is); its old receipts are refused; other holders' stay out."""
+    async def main() -> None:
+        async with open_cluster(servers=1, visibility_timeout=30.0, max_receives=2) as (
+                rt, cluster):
+            await cluster.send("q", [("a", b"a1"), ("a", b"a2")])
+            (mine,) = await cluster.receive_batches("q", per_key=2, holder="client-1")
+            assert [m.body for m in mine.messages] == [b"a1", b"a2"]
+            await cluster.send("q", [("b", b"b1")])
+            (theirs,) = await cluster.receive_batches("q", per_key=2, holder="client-2")
+            start = rt.now()
+            await cluster.holder_restarted("client-1")
+            (again,) = await cluster.receive_batches("q", per_key=2, holder="client-1")
+            assert rt.now() - start < 1.0  # not 30 s later
+            assert again.messages == mine.messages and again.receipt.attempt == 2
+            stale = await cluster.ack([mine.receipt])
+            assert stale.acked == 0 and stale.refused == [mine.receipt]
+            # a message that keeps crashing its client still ends in the dead-letter queue
+            await cluster.holder_restarted("client-1")
+            (dead,) = await cluster.dead_letters("q")
+            assert dead.message.body == b"a1"
+            assert dead.reason == "client client-1 restarted after 2 receives"
+            assert (await cluster.ack([theirs.receipt])).acked == 1  # never disturbed
+
+    sim(main)

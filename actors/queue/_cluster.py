@@ -40,6 +40,7 @@ from actors.queue._messages import (
     Depth,
     Enqueue,
     EnqueueResult,
+    HolderRestarted,
     QueueDepth,
     QueuedMessage,
     QueueServerMsg,
@@ -250,12 +251,13 @@ class QueueCluster:
 
     async def receive_batches(self, queue: str, per_server: int = 100, per_key: int = 10,
                               on_error: Callable[[int, BaseException], None] | None = None,
-                              ) -> list[Batch]:
+                              holder: str = "") -> list[Batch]:
         """Batches of up to ``per_key`` consecutive messages of a key (a whole window on
         a windowed queue), about ``per_server`` messages from each server; never two
-        batches of one key. ``on_error`` as for ``receive``."""
+        batches of one key. ``on_error`` as for ``receive``. A ``holder`` names the
+        receiving client for ``holder_restarted``."""
         replies = await asyncio.gather(*[
-            ref.ask(Receive(queue, per_server, per_key), timeout=self.ask_timeout)
+            ref.ask(Receive(queue, per_server, per_key, holder), timeout=self.ask_timeout)
             for ref in self.servers], return_exceptions=on_error is not None)
         out: list[Batch] = []
         for server, reply in enumerate(replies):
@@ -294,6 +296,14 @@ class QueueCluster:
             acked += result.acked
             refused.extend(result.refused)
         return AckResult(acked, refused)
+
+    async def holder_restarted(self, holder: str, retry: Retry | None = None) -> None:
+        """The client named ``holder`` (re)started: every batch an earlier run of it
+        still holds comes back now, as if its visibility had timed out (counting as a
+        receive, so a message that crashes its client still ends in the dead-letter
+        queue). Without this they come back at their visibility timeout."""
+        await asyncio.gather(*[self._ask(s, HolderRestarted(holder), retry)
+                               for s in range(len(self.servers))])
 
     async def seal(self, queue: str, retry: Retry | None = None) -> None:
         """The input of ``queue`` has ended: its partial windows may go out."""

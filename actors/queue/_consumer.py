@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from actors.queue._cluster import Retry
+from actors.queue._cluster import TRANSIENT, Retry
 from actors.queue._context import PipelineContext
 from actors.queue._messages import Batch, Settlement
 from runtime import Actor, ConflictError, Message, StoreError
@@ -54,6 +54,11 @@ class QueueConsumer(Actor[Poll]):
         config = self.ctx.config
         self.retry = Retry(attempts=8, backoff=config.retry_backoff, rng=self.random,
                            on_retry=self._on_retry)
+        try:
+            # what a crashed run of this client held comes back now, not at its timeout
+            await self.cluster.holder_restarted(self.name, self.retry)
+        except TRANSIENT as exc:
+            self.log.warning("queue.release_on_restart_failed", error=str(exc))
         self.send_after(0.0, Poll())
 
     def _on_retry(self, what: str, exc: BaseException) -> None:
@@ -83,7 +88,8 @@ class QueueConsumer(Actor[Poll]):
 
     async def receive(self, msg: Poll) -> None:
         batches = await self.cluster.receive_batches(self.queue, self.batch, KEY_BATCH,
-                                                     on_error=self._on_receive_error)
+                                                     on_error=self._on_receive_error,
+                                                     holder=self.name)
         if batches:
             await self.fault_point(f"after receiving {len(batches)} batches")
             await self.handle(batches)

@@ -33,7 +33,8 @@ class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1, gc=F
 
 class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=False):
     """One receive, in columns: key ``keys[i]`` handed out its first ``counts[i]``
-    messages, starting at its head ``offsets[i]``, as delivery ``attempts[i]``."""
+    messages, starting at its head ``offsets[i]``, as delivery ``attempts[i]``, to the
+    client named ``holder`` (empty: anonymous)."""
 
     queue: str
     at: float
@@ -41,6 +42,7 @@ class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=Fa
     offsets: list[int]
     counts: list[int]
     attempts: list[int]
+    holder: str = ""
 
 
 class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3, gc=False):

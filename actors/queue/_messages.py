@@ -137,6 +137,14 @@ class Receive(Message, frozen=True):
     queue: str
     max_messages: int
     per_key: int = 1
+    holder: str = ""
+    """The receiving client's name, so its batches can come back when it restarts."""
+
+
+class HolderRestarted(Message, frozen=True):
+    """The client ``holder`` (re)started: batches an earlier run of it holds come back."""
+
+    holder: str
 
 
 class Settle(Message, frozen=True):
@@ -161,4 +169,5 @@ class ExpireVisibility(Message, frozen=True):
     """Timer: hand out again the messages whose visibility timeout has passed."""
 
 
-QueueServerMsg = Enqueue | Receive | Settle | Seal | Depth | ExpireVisibility
+QueueServerMsg = (Enqueue | Receive | Settle | Seal | HolderRestarted | Depth
+                  | ExpireVisibility)

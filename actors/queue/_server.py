@@ -25,6 +25,7 @@ from actors.queue._messages import (
     Enqueue,
     EnqueueResult,
     ExpireVisibility,
+    HolderRestarted,
     QueueDepth,
     QueueServerMsg,
     Receive,
@@ -99,8 +100,8 @@ class QueueServer(Actor[QueueServerMsg]):
     async def receive(self, msg: QueueServerMsg) -> object:
         state = self.state
         match msg:
-            case Receive(queue=queue, max_messages=n, per_key=per_key):
-                events, batches = state.plan_receive(queue, n, per_key)
+            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, batches = state.plan_receive(queue, n, per_key, holder)
                 await self._commit(events)
                 self._arm_expiry()
                 return batches
@@ -122,6 +123,8 @@ class QueueServer(Actor[QueueServerMsg]):
                 return EnqueueResult(accepted, duplicates)
             case Seal(queue=queue):
                 await self._commit(state.plan_seal(queue))
+            case HolderRestarted(holder=holder):
+                await self._commit(state.plan_holder_restarted(holder))
             case Depth(queue=queue):
                 return state.depth(queue)
             case ExpireVisibility():

@@ -72,9 +72,9 @@ class ServerState:
         self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
         self._dedup = DedupWindow(settings.dedup_window)
-        self._expiry: deque[tuple[float, str, list[str], list[int], list[int]]] = deque()
-        """(deadline, queue, keys, offsets, attempts) per receive: deadlines are the
-        receive's time plus one constant timeout, so they come in order."""
+        self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
+        """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
+        the receive's time plus one constant timeout, so they come in order."""
 
     def _queue(self, name: str) -> QueueState:
         q = self.queues.get(name)
@@ -105,7 +105,7 @@ class ServerState:
             return [], 0, duplicates
         return [MessagesEnqueued(queue, self.next_offset, at, fresh)], len(fresh), duplicates
 
-    def plan_receive(self, queue: str, max_messages: int, per_key: int = 1
+    def plan_receive(self, queue: str, max_messages: int, per_key: int = 1, holder: str = ""
                      ) -> tuple[list[JournalEvent], list[Batch]]:
         """Batches from distinct keys, each its key's first messages, about
         ``max_messages`` in all (at least one batch if any can go out)."""
@@ -138,7 +138,7 @@ class ServerState:
             batches.append(batch)
         if not batches:
             return [], []
-        return [BatchesReceived(queue, at, keys, offsets, counts, attempts)], batches
+        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder)], batches
 
     def _out(self, receipt: Receipt, now: float) -> KeyState | None:
         """The key whose batch ``receipt`` names, if that batch is out and in time."""
@@ -198,22 +198,39 @@ class ServerState:
         events: list[JournalEvent] = []
         expiry = self._expiry
         while expiry and expiry[0][0] <= now:
-            _, queue, keys, offsets, attempts = expiry.popleft()
-            q = self.queues.get(queue)
-            if q is None:
-                continue
-            for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
-                k = q.keys.get(key)
-                if (k is None or not k.flight or k.attempt != attempt
-                        or k.pending[0].offset != offset):
-                    continue  # settled in time
-                events.append(BatchReturned(queue, key, offset, attempt, at, True))
-                head = k.pending[0]
-                if head.receives >= self.settings.max_receives:
-                    events.append(MessageDeadLettered(
-                        queue, key, offset, at,
-                        f"visibility timeout after {head.receives} receives"))
+            _, queue, keys, offsets, attempts, _holder = expiry.popleft()
+            self._return_out(queue, keys, offsets, attempts, at, "visibility timeout", events)
         return events
+
+    def plan_holder_restarted(self, holder: str) -> list[JournalEvent]:
+        """The client ``holder`` restarted: what an earlier run of it still holds comes
+        back now, exactly as if its visibility had timed out (the run that held it is
+        gone; a settlement from it would be refused once the batch is handed out again)."""
+        at = self.wall()
+        events: list[JournalEvent] = []
+        for _, queue, keys, offsets, attempts, held_by in self._expiry:
+            if held_by == holder:
+                self._return_out(queue, keys, offsets, attempts, at,
+                                 f"client {holder} restarted", events)
+        return events
+
+    def _return_out(self, queue: str, keys: list[str], offsets: list[int],
+                    attempts: list[int], at: float, why: str,
+                    events: list[JournalEvent]) -> None:
+        """Events returning the batches of one receive that are still out."""
+        q = self.queues.get(queue)
+        if q is None:
+            return
+        for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
+            k = q.keys.get(key)
+            if (k is None or not k.flight or k.attempt != attempt
+                    or k.pending[0].offset != offset):
+                continue  # settled in time
+            events.append(BatchReturned(queue, key, offset, attempt, at, True))
+            head = k.pending[0]
+            if head.receives >= self.settings.max_receives:
+                events.append(MessageDeadLettered(
+                    queue, key, offset, at, f"{why} after {head.receives} receives"))
 
     def plan_seal(self, queue: str) -> list[JournalEvent]:
         q = self.queues.get(queue)
@@ -279,7 +296,7 @@ class ServerState:
         now = self.now()
         deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
-        self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts))
+        self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
         for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
                                                strict=True):
             k = q.keys.get(key)
