@@ -5,12 +5,13 @@ A client handles one ``Poll`` at a time: receive batches (up to
 distinct keys of every server at once, ``receive_batch`` messages per
 server), handle them, and poll again at once if it got anything, else after
 ``idle_poll``, doubled after each further empty receive up to
-``IDLE_STEPS`` times that (an idle tier costs the servers little). Fault points sit between
-the steps of a handling, so an injected crash or pause can land after a
-receive, after processing, or between enqueueing outputs and acking inputs.
-Server calls that fail transiently are retried with backoff; a client that
-still cannot proceed crashes, and its messages come back after their
-visibility timeout.
+``IDLE_STEPS`` times that (an idle tier costs the servers little). Fault
+points sit between the steps of a handling, so an injected crash or pause
+can land after a receive, after processing, or between enqueueing outputs
+and acking inputs. Server calls that fail transiently are retried with
+backoff; a client that still cannot proceed crashes, and when it restarts
+the batches it held come back at once (failing that, after their
+visibility timeout).
 """
 
 from __future__ import annotations
