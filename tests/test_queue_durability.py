@@ -165,7 +165,7 @@ def test_a_store_error_is_retried_and_the_messages_are_stored_exactly_once(store
                                      count=2)])
             result = await cluster.ack([d.receipt for d in got], retry=retry)
             assert result.acked == len(got) and not result.refused
-            assert len(retries) == 2 and all(r.startswith("Ack to server") for r in retries)
+            assert len(retries) == 2 and all(r.startswith("Settle to server") for r in retries)
             rest = await drain(cluster, "q")
             assert sum(map(len, rest.values())) == 20 - len(got)
 

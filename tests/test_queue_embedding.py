@@ -47,9 +47,9 @@ def test_a_pipeline_of_python_callables_runs_end_to_end() -> None:
                 final=user_code.finish)
             await pipeline.start()
             assert await pipeline.wait_done(deadline=rt.now() + 60.0)
-            summary = await pipeline.summary()
+            summary = await pipeline.read_summary()
             assert summary is not None
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
             return result, summary.count, int(rt.now())
 
@@ -71,7 +71,7 @@ def test_built_in_functions_and_a_generated_source_give_the_direct_sums() -> Non
                                     TierConfig("aggregate", "reduce", window=3)]), seed=2)
             await pipeline.start()
             assert await pipeline.wait_done(deadline=60.0)
-            return await pipeline.result()
+            return await pipeline.read_result()
 
     from actors.queue._source import generated_items
 
@@ -96,7 +96,7 @@ def test_a_python_source_with_a_custom_map_and_the_built_in_final() -> None:
                                      final=final_sums)
             await pipeline.start()
             assert await pipeline.wait_done(deadline=60.0)
-            return await pipeline.result()
+            return await pipeline.read_result()
 
     assert sim(main) == direct_sums([(k, b"%d" % (2 * int(b))) for k, b in items])
 
@@ -117,7 +117,7 @@ def test_the_contribution_is_the_same_whatever_the_schedule(tmp_path: Path) -> N
                     final=user_code.finish)
                 await pipeline.start()
                 assert await pipeline.wait_done(deadline=60.0)
-                summary = await pipeline.summary()
+                summary = await pipeline.read_summary()
                 assert summary is not None
                 return json.loads(summary.result), summary.count, summary.digest
         return sim(main, seed=seed)
@@ -141,3 +141,28 @@ def test_a_bad_embedding_is_refused_with_a_named_value() -> None:
                     source=user_code.originals)
 
     sim(main)
+
+
+def test_custom_functions_with_the_built_in_final_keep_each_aggregate_key() -> None:
+    """Issue #10: user functions whose bodies are plain integers, folded by the built-in
+    final step, gave ``{'sums': {'': total}}``: the key of every aggregate was lost."""
+    items = [(f"k{i % 3}", b"%d" % i) for i in range(30)]
+
+    def ident(key: str, body: bytes) -> tuple[str, bytes]:
+        return key, body
+
+    def add(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+        return key, b"%d" % sum(int(b) for b in bodies)
+
+    async def main() -> object:
+        async with Runtime(store="memory://") as rt:
+            pipeline = QueuePipeline(
+                rt, QueueConfig(tiers=[TierConfig("transform", "map"),
+                                       TierConfig("summarize", "reduce", window=4)]),
+                source=lambda seed: iter(items),
+                functions={"transform": ident, "summarize": add})
+            await pipeline.start()
+            assert await pipeline.wait_done(deadline=60.0)
+            return await pipeline.read_result()
+
+    assert sim(main) == direct_sums(items)

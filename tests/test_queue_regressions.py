@@ -17,7 +17,6 @@ import pytest
 
 from actors.queue import QueueConfig, QueuePipeline, TierConfig
 from actors.queue._tiers import MapClient, ReduceClient
-from actors.queue._windows import Member, WindowState
 from runtime import InjectedFault, Runtime
 from tests.queue_helpers import direct_sums, quiet_logs, sim
 
@@ -65,48 +64,89 @@ def test_a_reduce_function_that_raises_on_one_body_dead_letters_only_that_messag
     assert done, "the pipeline never finished"
 
 
-def test_a_window_output_left_pending_by_a_kill_is_not_counted_twice() -> None:
-    """A reduce client killed after acking its inputs and before clearing the window
-    record's ``pending`` leaves an output that was already enqueued (and consumed)
-    in the record. Whoever touches the window next re-enqueues it, relying on the
-    dedup window; the end-of-input flush comes after the dedup window has passed,
-    so the next tier takes the same output twice."""
-    items = [("a", b"1"), ("a", b"2")] + [("b", b"%d" % i) for i in range(1, 41)]
-    original_write = ReduceClient._write
-    killed: list[str] = []
 
-    async def write(self: ReduceClient, puts: dict[str, WindowState],
-                    appends: dict[str, Member],
-                    base: dict[str, tuple[WindowState, int]]) -> dict[str, int]:
-        # the clearing write: no member appended, every base state has pending outputs
-        clearing = (not appends and puts and all(not s.pending for s in puts.values())
-                    and all(base[k][0].pending for k in puts))
-        if self.step.name == "summarize" and clearing and not killed:
-            killed.extend(puts)
-            raise InjectedFault("killed between acking inputs and clearing the outputs")
-        return await original_write(self, puts, appends, base)
+def test_a_reduce_function_that_refuses_a_combination_dead_letters_only_its_culprit() -> None:
+    """Issue #10, liveness 2: the function takes every body alone but refuses any window
+    holding both ``x`` and ``y``. Only the member that makes the combination fail (the
+    later of the two, ``y``) is dead-lettered; every other message of the key reaches
+    the result and the run finishes (it used to dead-letter innocent bystanders and
+    leave a window the conductor could never close)."""
+    items = [("a", b"1"), ("a", b"x"), ("a", b"y"), ("a", b"2"), ("a", b"3"), ("a", b"4"),
+             ("a", b"5"), ("b", b"10"), ("b", b"20")]
 
-    async def main() -> tuple[object, int]:
+    def source(seed: int) -> Iterator[tuple[str, bytes]]:
+        return iter(items)
+
+    def ident(key: str, body: bytes) -> tuple[str, bytes]:
+        return key, body
+
+    def value(body: bytes) -> int:
+        return {b"x": 100, b"y": 1000}.get(body) or int(body)
+
+    def summarize(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+        if b"x" in bodies and b"y" in bodies:
+            raise ValueError("x and y cannot meet")
+        return key, str(sum(value(b) for b in bodies)).encode()
+
+    async def main() -> tuple[bool, list[bytes], object]:
         async with Runtime(store="memory://") as rt:
             pipeline = QueuePipeline(
                 rt, QueueConfig(tiers=[TierConfig("transform", "map"),
-                                       TierConfig("summarize", "reduce", window=2),
-                                       TierConfig("aggregate", "reduce", window=1000)],
-                                servers=1, visibility_timeout=2.0, dedup_window=3.0, rate=10.0,
-                                produce_chunk=1),
+                                       TierConfig("summarize", "reduce", window=4)],
+                                servers=1, visibility_timeout=1.0, max_receives=2),
+                source=source, functions={"transform": ident, "summarize": summarize},
+                final=lambda bodies: sum(int(b) for b in bodies))
+            await pipeline.start()
+            done = await pipeline.wait_done(deadline=rt.now() + 60.0)
+            dead = [d.message.body for d in await pipeline.cluster.dead_letters()]
+            result = await pipeline.read_result()
+            await pipeline.stop()
+            return done, dead, result
+
+    done, dead, result = sim(main)
+    assert dead == [b"y"], f"dead-lettered: {dead}"
+    assert done, "the pipeline never finished"
+    assert result == 1 + 100 + 2 + 3 + 4 + 5 + 10 + 20
+
+
+def test_a_window_whose_output_was_enqueued_comes_back_whole_and_counts_once() -> None:
+    """A reduce client crashes after enqueueing a partial (time-closed) window's output
+    and before acking it. More of the key's messages arrive before the window's
+    visibility timeout; the window must come back with the same members (so its
+    output has the same id and is dropped as a duplicate), not grown by the newcomers
+    (a new id: the first window's originals counted twice)."""
+    items = [("a", b"%d" % i) for i in range(1, 31)]
+    original_point = ReduceClient.fault_point
+    crashed: list[str] = []
+
+    async def point(self: ReduceClient, where: str = "") -> None:
+        if where.startswith("after enqueueing outputs") and not crashed:
+            crashed.append(where)
+            raise InjectedFault("crashed between enqueueing the output and acking the window")
+        await original_point(self, where)
+
+    async def main() -> tuple[object, int, int]:
+        async with Runtime(store="memory://") as rt:
+            pipeline = QueuePipeline(
+                rt, QueueConfig(tiers=[TierConfig("transform", "map"),
+                                       TierConfig("summarize", "reduce", window=1000,
+                                                  window_time=0.2)],
+                                servers=1, visibility_timeout=1.0, dedup_window=30.0,
+                                rate=20.0, produce_chunk=1),
                 source=lambda seed: iter(items))
             await pipeline.start()
             assert await pipeline.wait_done(deadline=rt.now() + 60.0)
-            summary = await pipeline.summary()
+            summary = await pipeline.read_summary()
             assert summary is not None
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
-            return result, summary.count
+            return result, summary.count, pipeline.metrics.duplicates_dropped
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ReduceClient, "_write", write)
-        result, count = sim(main)
-    assert killed == ["a"]
+        mp.setattr(ReduceClient, "fault_point", point)
+        result, count, duplicates = sim(main)
+    assert crashed
+    assert duplicates >= 1  # the window's second output was the same message
     assert count == len(items)
     assert result == direct_sums(items)
 
@@ -143,9 +183,9 @@ def test_a_restart_after_more_than_the_dedup_window_does_not_count_a_message_twi
             pipeline = QueuePipeline(rt, config, source=lambda seed: iter(items))
             await pipeline.start()
             assert await pipeline.wait_done(deadline=rt.now() + 300.0)
-            summary = await pipeline.summary()
+            summary = await pipeline.read_summary()
             assert summary is not None
-            result = await pipeline.result()
+            result = await pipeline.read_result()
             await pipeline.stop()
             return result, summary.count
 

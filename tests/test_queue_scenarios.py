@@ -78,8 +78,9 @@ def hot_key(r: Report) -> None:
     checks = {i["name"]: i for i in r["invariants"]}
     assert checks["hot_key_isolation"]["held"]
     assert m["other_keys_latency_p99_s"] <= 0.25
-    # the hot key really was slowed by strict order: its backlog waited far longer
-    assert m["hot_key_latency_p99_s"] > 10 * m["other_keys_latency_p99_s"]
+    # one batch of the hot key out at a time: batched per-key delivery keeps it
+    # within the bound as well
+    assert m["hot_key_latency_p99_s"] <= 0.25
     transform = r["tiers"][0]
     assert transform["name"] == "transform" and transform["messages_in"] == 6000
 

@@ -254,3 +254,18 @@ def test_the_default_dedup_id_is_the_content_so_an_identical_send_is_dropped(sto
             assert (await cluster.send("other", [("a", b"1")])).accepted == 1
 
     sim(main)
+
+
+def test_dedup_ids_are_scoped_per_queue_as_in_sqs(store: str) -> None:
+    """One id in two queues of one server is two messages; a restart keeps the scope."""
+    async def main() -> None:
+        async with open_cluster(store, servers=1) as (_rt, cluster):
+            assert (await cluster.send("orders", [("a", b"o")], dedup_ids=["evt-1"])).accepted == 1
+            audit = await cluster.send("audit", [("a", b"x")], dedup_ids=["evt-1"])
+            assert (audit.accepted, audit.duplicates) == (1, 0)
+            # within one queue the id still drops
+            assert (await cluster.send("audit", [("a", b"y")], dedup_ids=["evt-1"])).duplicates == 1
+            assert await drain(cluster, "orders") == {"a": [b"o"]}
+            assert await drain(cluster, "audit") == {"a": [b"x"]}
+
+    sim(main)

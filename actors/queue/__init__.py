@@ -22,11 +22,14 @@ from actors.queue._journal import DeadLetter
 from actors.queue._ledger import Ledger, merge_ledgers, original_id, output_id
 from actors.queue._messages import (
     AckResult,
+    Batch,
     Delivery,
     EnqueueResult,
     QueueDepth,
     QueuedMessage,
     Receipt,
+    Settlement,
+    WindowPolicy,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._pipeline import QueuePipeline
@@ -37,6 +40,7 @@ __all__ = [
     "FINAL_QUEUE",
     "SYSTEM",
     "AckResult",
+    "Batch",
     "DeadLetter",
     "Delivery",
     "EnqueueResult",
@@ -55,7 +59,9 @@ __all__ = [
     "QueuedMessage",
     "Receipt",
     "Retry",
+    "Settlement",
     "TierConfig",
+    "WindowPolicy",
     "final_sums",
     "make_map",
     "make_reduce",

@@ -1,9 +1,9 @@
 """The queue invariants, checked against what is durable, not what actors believe.
 
 - ``strict_order``: replaying every server's journal, each key's messages
-  were handed out in offset (enqueue) order, a new one only after the one
-  before was acked or dead-lettered, and never while another of the key
-  was out; acks and releases matched the delivery that was out; and the
+  were handed out in offset (enqueue) order, in batches taken from the
+  head, a batch only after the one before was settled, never two of a key
+  out at once; acks and returns matched the batch that was out; and the
   first queue's originals were enqueued per key in source order.
 - ``exactly_once_contribution``: the ledger of the messages folded into the
   final result (count and digest, and in full lineage the exact ids) equals
@@ -29,12 +29,13 @@ from actors.queue import _records as records
 from actors.queue._builtins import add_into, is_builtin, oracle, result_of, sums_of
 from actors.queue._history import History
 from actors.queue._journal import (
+    BatchesAcked,
+    BatchesReceived,
+    BatchReturned,
     DeadLetter,
     JournalEvent,
-    MessageAcked,
     MessageDeadLettered,
-    MessageEnqueued,
-    MessageReceived,
+    MessagesEnqueued,
 )
 from actors.queue._ledger import Ledger, digest_of_ids, merge_ledgers, original_id, subtract
 from actors.queue._records import FinalEntry
@@ -63,8 +64,12 @@ class _KeyTrack:
 
     def __init__(self) -> None:
         self.pending: deque[int] = deque()
-        self.flight: tuple[int, int] | None = None
+        self.flight: tuple[int, int, int] | None = None
+        """(first offset, attempt, count) of the batch out."""
         self.last_enqueued = -1
+
+
+Tracks = dict[tuple[str, str], _KeyTrack]
 
 
 def check_strict_order(history: History, first_queue: str,
@@ -74,55 +79,82 @@ def check_strict_order(history: History, first_queue: str,
     keys: set[tuple[str, str]] = set()
     last_index: dict[str, int] = {}
     for server, events in enumerate(history.events):
-        tracks: dict[tuple[str, str], _KeyTrack] = {}
+        tracks: Tracks = {}
         for e in events:
             deliveries += _replay(server, e, tracks, problems)
-            if isinstance(e, MessageEnqueued) and e.queue == first_queue:
-                index = source_index.get(e.message.id, -1)
-                if index < last_index.get(e.message.key, -1):
-                    problems.append(f"original #{index} of key {e.message.key!r} enqueued "
-                                    f"after #{last_index[e.message.key]}")
-                last_index[e.message.key] = index
+            if isinstance(e, MessagesEnqueued) and e.queue == first_queue:
+                for m in e.messages:
+                    index = source_index.get(m.id, -1)
+                    if index < last_index.get(m.key, -1):
+                        problems.append(f"original #{index} of key {m.key!r} enqueued "
+                                        f"after #{last_index[m.key]}")
+                    last_index[m.key] = index
         keys.update(tracks)
     return InvariantResult(
         "strict_order", not problems, "; ".join(problems[:3]) or
         f"{deliveries} deliveries over {len(keys)} (queue, key) pairs: each key in enqueue "
-        "order, never two out at once")
+        "order, never two batches out at once")
 
 
-def _replay(server: int, e: JournalEvent, tracks: dict[tuple[str, str], _KeyTrack],
-            problems: list[str]) -> int:
-    key = e.message.key if isinstance(e, MessageEnqueued) else e.key
-    track = tracks.get((e.queue, key))
+def _track(tracks: Tracks, queue: str, key: str) -> _KeyTrack:
+    track = tracks.get((queue, key))
     if track is None:
-        track = tracks[(e.queue, key)] = _KeyTrack()
-    where = f"server {server} {e.queue}/{key}@{e.offset}"
-    if isinstance(e, MessageEnqueued):
-        if e.offset <= track.last_enqueued:
-            problems.append(f"{where}: offset not increasing")
-        track.last_enqueued = e.offset
-        track.pending.append(e.offset)
+        track = tracks[(queue, key)] = _KeyTrack()
+    return track
+
+
+def _replay(server: int, e: JournalEvent, tracks: Tracks, problems: list[str]) -> int:
+    """Check one event against the tracks and apply it; the messages it delivered."""
+    where = f"server {server} {e.queue}"
+    if isinstance(e, MessagesEnqueued):
+        for offset, m in enumerate(e.messages, e.first_offset):
+            track = _track(tracks, e.queue, m.key)
+            if offset <= track.last_enqueued:
+                problems.append(f"{where}/{m.key}@{offset}: offset not increasing")
+            track.last_enqueued = offset
+            track.pending.append(offset)
         return 0
-    head = track.pending[0] if track.pending else None
-    if isinstance(e, MessageReceived):
-        if track.flight is not None:
-            problems.append(f"{where}: delivered while @{track.flight[0]} was out")
-        if head != e.offset:
-            problems.append(f"{where}: delivered before @{head}")
-        track.flight = (e.offset, e.attempt)
-        return 1
-    if isinstance(e, MessageDeadLettered):
-        if head != e.offset:
-            problems.append(f"{where}: dead-lettered but the head is @{head}")
-        elif track.pending:
-            track.pending.popleft()
+    if isinstance(e, BatchesReceived):
+        for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
+                                               strict=True):
+            track = _track(tracks, e.queue, key)
+            head = track.pending[0] if track.pending else None
+            if track.flight is not None:
+                problems.append(f"{where}/{key}@{offset}: delivered while the batch from "
+                                f"@{track.flight[0]} was out")
+            if head != offset or count > len(track.pending):
+                problems.append(f"{where}/{key}@{offset}: a batch of {count} delivered, but "
+                                f"the head is @{head} of {len(track.pending)}")
+            track.flight = (offset, attempt, count)
+        return sum(e.counts)
+    if isinstance(e, BatchesAcked):
+        for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
+                                               strict=True):
+            track = _track(tracks, e.queue, key)
+            flight = track.flight
+            if flight is None or flight[:2] != (offset, attempt) or count > flight[2]:
+                problems.append(f"{where}/{key}@{offset}: ack of {count} from attempt "
+                                f"{attempt}, not out")
+            else:
+                for _ in range(count):
+                    track.pending.popleft()
+            track.flight = None
+        return 0
+    if isinstance(e, BatchReturned):
+        track = _track(tracks, e.queue, e.key)
+        if track.flight is not None and track.flight[:2] != (e.offset, e.attempt):
+            problems.append(f"{where}/{e.key}@{e.offset}: return of attempt {e.attempt}, "
+                            "not out")
         track.flight = None
         return 0
-    if track.flight != (e.offset, e.attempt):
-        problems.append(f"{where}: {type(e).__name__} of attempt {e.attempt} not out")
-    elif isinstance(e, MessageAcked):
-        track.pending.popleft()
-    track.flight = None
+    if isinstance(e, MessageDeadLettered):
+        track = _track(tracks, e.queue, e.key)
+        if track.flight is not None:
+            problems.append(f"{where}/{e.key}@{e.offset}: dead-lettered while out")
+        if e.offset in track.pending:
+            track.pending.remove(e.offset)
+        else:
+            problems.append(f"{where}/{e.key}@{e.offset}: dead-lettered but not held")
     return 0
 
 
@@ -238,7 +270,7 @@ async def _oracle(pipeline: QueuePipeline, items: list[tuple[str, bytes]],
         return InvariantResult("result_matches_oracle", False,
                                f"the source's bodies are not integers: {exc}")
     want = result_of(total)
-    got = await pipeline.result()
+    got = await pipeline.read_result()
     if got == want:
         return InvariantResult("result_matches_oracle", True,
                                f"sums of {want['keys']} keys, total {want['total']}, equal a "

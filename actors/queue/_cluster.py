@@ -10,6 +10,11 @@ async with Runtime(store="sqlite:///queue.db") as rt:
         await cluster.ack([d.receipt])
 ```
 
+``receive`` hands out one message per key; ``receive_batches`` hands out
+up to ``per_key`` consecutive messages of each key (a whole window on a
+queue with a ``WindowPolicy``), settled as a unit with ``settle``. Every
+call is one request per server carrying all of that server's part.
+
 Keys are placed by rendezvous hashing over the server ids ``server-0`` ...
 A store remembers how many servers its queues were spread over; starting
 a cluster with another count on the same store is refused (the keys whose
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -29,23 +34,27 @@ import msgspec
 from actors.queue._journal import DeadLetter, dead_letter_log, decode_dead_letter
 from actors.queue._ledger import Ledger, output_id
 from actors.queue._messages import (
-    Ack,
     AckResult,
+    Batch,
     Delivery,
     Depth,
     Enqueue,
     EnqueueResult,
+    HolderRestarted,
     QueueDepth,
     QueuedMessage,
     QueueServerMsg,
     Receipt,
     Receive,
-    Release,
+    Seal,
+    Settle,
+    Settlement,
+    WindowPolicy,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
 from actors.queue._server import QueueServer
-from actors.queue._state import ServerSettings
+from actors.queue._settings import ServerSettings, ServerSpec
 from runtime import (
     ActorRef,
     AskTimeout,
@@ -105,6 +114,7 @@ class QueueCluster:
         max_receives: int = 5,
         dedup_window: float = 300.0,
         ask_timeout: float = 30.0,
+        windows: Mapping[str, WindowPolicy] | None = None,
         metrics: QueueMetrics | None = None,
     ) -> None:
         if servers < 1:
@@ -121,7 +131,12 @@ class QueueCluster:
             raise ValueError(f"cluster name must be non-empty and without '/', got {name!r}")
         self.rt = rt
         self.name = name
-        self.settings = ServerSettings(visibility_timeout, max_receives, dedup_window)
+        for queue, policy in (windows or {}).items():
+            if policy.size < 1 or (policy.max_age is not None and policy.max_age <= 0):
+                raise ValueError(f"window of queue {queue!r}: size must be >= 1 and "
+                                 f"max_age > 0, got {policy}")
+        self.settings = ServerSettings(float(visibility_timeout), max_receives,
+                                       float(dedup_window), dict(windows or {}))
         self.ask_timeout = ask_timeout
         self.metrics = metrics or QueueMetrics()
         self.server_ids = [f"server-{i}" for i in range(servers)]
@@ -141,7 +156,8 @@ class QueueCluster:
         self.supervisor = supervisor
         for i in range(len(self.server_ids)):
             self.servers.append(await supervisor.spawn_retrying(
-                QueueServer, self, i, name=f"{self.name}.server-{i}",
+                QueueServer, ServerSpec(self.name, i, self.server_ids, self.settings),
+                self.metrics, name=f"{self.name}.server-{i}",
                 backoff=_START_BACKOFF, attempts=_START_ATTEMPTS))
 
     async def _check_layout(self) -> None:
@@ -219,12 +235,25 @@ class QueueCluster:
 
         With ``on_error``, a server whose call failed is reported there and
         skipped (whatever it journaled as delivered comes back after the
-        visibility timeout); without it the first failure is raised.
+        visibility timeout); without it the first failure is raised. On a
+        windowed queue use ``receive_batches``: its windows go out whole.
         """
+        if queue in self.settings.windows:
+            raise ValueError(f"queue {queue!r} hands out whole windows: use receive_batches")
+        batches = await self.receive_batches(queue, per_server, 1, on_error)
+        return [Delivery(b.receipt, b.messages[0]) for b in batches]
+
+    async def receive_batches(self, queue: str, per_server: int = 100, per_key: int = 10,
+                              on_error: Callable[[int, BaseException], None] | None = None,
+                              holder: str = "") -> list[Batch]:
+        """Batches of up to ``per_key`` consecutive messages of a key (a whole window on
+        a windowed queue), about ``per_server`` messages from each server; never two
+        batches of one key. ``on_error`` as for ``receive``. A ``holder`` names the
+        receiving client for ``holder_restarted``."""
         replies = await asyncio.gather(*[
-            ref.ask(Receive(queue, per_server), timeout=self.ask_timeout)
+            ref.ask(Receive(queue, per_server, per_key, holder), timeout=self.ask_timeout)
             for ref in self.servers], return_exceptions=on_error is not None)
-        out: list[Delivery] = []
+        out: list[Batch] = []
         for server, reply in enumerate(replies):
             if isinstance(reply, BaseException):
                 if on_error is None or not isinstance(reply, TRANSIENT):
@@ -236,23 +265,24 @@ class QueueCluster:
         return out
 
     async def ack(self, receipts: Iterable[Receipt], retry: Retry | None = None) -> AckResult:
-        """Acknowledge deliveries; stale ones (after their visibility timeout) are refused."""
-        return await self._settle(receipts, None, retry)
+        """Acknowledge deliveries (whole batches); stale ones (after their visibility
+        timeout) are refused."""
+        return await self.settle([Settlement(r, r.count) for r in receipts], retry)
 
     async def release(self, receipts: Iterable[Receipt], reason: str = "",
                       retry: Retry | None = None) -> AckResult:
-        """Give deliveries back at once (processing failed); the last receive dead-letters."""
-        return await self._settle(receipts, reason, retry)
+        """Give deliveries back at once (processing of the first message failed); the
+        last receive dead-letters it."""
+        return await self.settle([Settlement(r, 0, 0, reason) for r in receipts], retry)
 
-    async def _settle(self, receipts: Iterable[Receipt], reason: str | None,
-                      retry: Retry | None) -> AckResult:
-        by_server: dict[int, list[Receipt]] = {}
-        for r in receipts:
-            by_server.setdefault(r.server, []).append(r)
-        settle: Callable[[list[Receipt]], QueueServerMsg] = (
-            Ack if reason is None else (lambda batch: Release(batch, reason)))
+    async def settle(self, settlements: Iterable[Settlement],
+                     retry: Retry | None = None) -> AckResult:
+        """Settle batches (see ``Settlement``), one request per server."""
+        by_server: dict[int, list[Settlement]] = {}
+        for s in settlements:
+            by_server.setdefault(s.receipt.server, []).append(s)
         results = await asyncio.gather(*[
-            self._ask(s, settle(batch), retry) for s, batch in by_server.items()])
+            self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
         acked = 0
         refused: list[Receipt] = []
         for result in results:
@@ -260,6 +290,19 @@ class QueueCluster:
             acked += result.acked
             refused.extend(result.refused)
         return AckResult(acked, refused)
+
+    async def holder_restarted(self, holder: str, retry: Retry | None = None) -> None:
+        """The client named ``holder`` (re)started: every batch an earlier run of it
+        still holds comes back now, as if its visibility had timed out (counting as a
+        receive, so a message that crashes its client still ends in the dead-letter
+        queue). Without this they come back at their visibility timeout."""
+        await asyncio.gather(*[self._ask(s, HolderRestarted(holder), retry)
+                               for s in range(len(self.servers))])
+
+    async def seal(self, queue: str, retry: Retry | None = None) -> None:
+        """The input of ``queue`` has ended: its partial windows may go out."""
+        await asyncio.gather(*[self._ask(s, Seal(queue), retry)
+                               for s in range(len(self.servers))])
 
     async def depth(self, queue: str) -> QueueDepth:
         """The queue's depth summed over the servers."""

@@ -1,30 +1,35 @@
 """The polling loop every queue client shares (tier clients and the final step).
 
-A client handles one ``Poll`` at a time: receive a batch (at most one
-message per key, from every server at once), handle it, and poll again at
-once if it got anything, else after ``idle_poll``. Fault points sit between
-the steps of a handling, so an injected crash or pause can land after a
-receive, after processing, or between enqueueing outputs and acking inputs.
-Server calls that fail transiently are retried with backoff; a client that
-still cannot proceed crashes, and its messages come back after their
-visibility timeout.
+A client handles one ``Poll`` at a time: receive batches (up to
+``KEY_BATCH`` consecutive messages of a key, or a whole window, from
+distinct keys of every server at once, ``receive_batch`` messages per
+server), handle them, and poll again at once if it got anything, else after
+``idle_poll``, doubled after each further empty receive up to
+``IDLE_STEPS`` times that (an idle tier costs the servers little). Fault
+points sit between the steps of a handling, so an injected crash or pause
+can land after a receive, after processing, or between enqueueing outputs
+and acking inputs. Server calls that fail transiently are retried with
+backoff; a client that still cannot proceed crashes, and when it restarts
+the batches it held come back at once (failing that, after their
+visibility timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from actors.queue._cluster import Retry
-from actors.queue._messages import Delivery, Receipt
+from actors.queue._cluster import TRANSIENT, Retry
+from actors.queue._context import PipelineContext
+from actors.queue._messages import Batch, Settlement
 from runtime import Actor, ConflictError, Message, StoreError
 
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
-
-
 T = TypeVar("T")
+KEY_BATCH = 100
+"""Messages of one key a map tier or the final step takes in one batch."""
+IDLE_STEPS = 4
+"""An idle client polls at most this many ``idle_poll`` apart."""
 
 
 class Poll(Message, frozen=True):
@@ -36,19 +41,25 @@ class QueueConsumer(Actor[Poll]):
 
     mailbox_capacity = 16
 
-    def __init__(self, pipeline: QueuePipeline, queue: str) -> None:
-        self.pipeline = pipeline
-        self.cluster = pipeline.cluster
-        self.metrics = pipeline.metrics
+    def __init__(self, ctx: PipelineContext, queue: str) -> None:
+        self.ctx = ctx
+        self.cluster = ctx.cluster
+        self.metrics = ctx.metrics
         self.queue = queue
-        config = pipeline.config
+        config = ctx.config
         self.batch = config.receive_batch
         self.idle_poll = config.idle_poll
+        self.idle: float = self.idle_poll
 
     async def started(self) -> None:
-        config = self.pipeline.config
+        config = self.ctx.config
         self.retry = Retry(attempts=8, backoff=config.retry_backoff, rng=self.random,
                            on_retry=self._on_retry)
+        try:
+            # what a crashed run of this client held comes back now, not at its timeout
+            await self.cluster.holder_restarted(self.name, self.retry)
+        except TRANSIENT as exc:
+            self.log.warning("queue.release_on_restart_failed", error=str(exc))
         self.send_after(0.0, Poll())
 
     def _on_retry(self, what: str, exc: BaseException) -> None:
@@ -77,31 +88,36 @@ class QueueConsumer(Actor[Poll]):
                          error=f"{type(exc).__name__}: {exc}")
 
     async def receive(self, msg: Poll) -> None:
-        deliveries = await self.cluster.receive(self.queue, self.batch,
-                                                on_error=self._on_receive_error)
-        if deliveries:
-            await self.fault_point(f"after receiving {len(deliveries)} messages")
-            await self.handle(deliveries)
-        self.send_after(0.0 if deliveries else self.idle_poll, Poll())
+        batches = await self.cluster.receive_batches(self.queue, self.batch, KEY_BATCH,
+                                                     on_error=self._on_receive_error,
+                                                     holder=self.name)
+        if batches:
+            await self.fault_point(f"after receiving {len(batches)} batches")
+            await self.handle(batches)
+        if batches:
+            self.idle = self.idle_poll
+            self.send_after(0.0, Poll())
+        else:
+            self.send_after(self.idle, Poll())
+            self.idle = min(2 * self.idle, IDLE_STEPS * self.idle_poll)
 
-    async def handle(self, deliveries: list[Delivery]) -> None:
+    async def handle(self, batches: list[Batch]) -> None:
         raise NotImplementedError
 
-    async def ack(self, receipts: list[Receipt]) -> None:
-        """Ack inputs whose outputs are durable; refused (late) acks are counted."""
-        if not receipts:
+    async def settle(self, settlements: list[Settlement]) -> None:
+        """Settle batches whose outputs are durable; refused (late) ones are counted."""
+        if not settlements:
             return
-        result = await self.cluster.ack(receipts, self.retry)
-        if result.refused:
-            self.pipeline.note_refused(self.name, result.refused)
-
-    async def release(self, failed: list[tuple[Receipt, BaseException]]) -> None:
-        if not failed:
-            return
-        self.metrics.processing_errors += len(failed)
-        by_reason: dict[str, list[Receipt]] = {}
-        for receipt, exc in failed:
-            by_reason.setdefault(f"{type(exc).__name__}: {exc}", []).append(receipt)
-        for reason, receipts in by_reason.items():
-            self.log.warning("queue.processing_failed", count=len(receipts), error=reason)
-            await self.cluster.release(receipts, reason, self.retry)
+        failed = [s for s in settlements if s.failed >= 0]
+        if failed:
+            self.metrics.processing_errors += len(failed)
+            for s in failed:
+                self.log.warning("queue.processing_failed", key=s.receipt.key,
+                                 member=s.failed, error=s.reason)
+        result = await self.cluster.settle(settlements, self.retry)
+        rt = self.runtime
+        for receipt in result.refused:
+            # too late (or stale): its outputs were duplicates the queue dropped
+            self.ctx.late_acks.append((self.name, receipt))
+            rt.trace.record(rt.now(), "late_ack_refused", self.name,
+                            f"{receipt.queue}/{receipt.key}@{receipt.offset}#{receipt.attempt}")

@@ -7,28 +7,23 @@ conductor folds the records into the final result.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from actors.queue import _records as records
 from actors.queue._config import FINAL_QUEUE
 from actors.queue._consumer import QueueConsumer
-from actors.queue._messages import Delivery
+from actors.queue._context import PipelineContext
+from actors.queue._messages import Batch, Settlement
 from actors.queue._records import FinalEntry
 from runtime.store import Put
 
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
-
 
 class FinalClient(QueueConsumer):
-    def __init__(self, pipeline: QueuePipeline) -> None:
-        super().__init__(pipeline, FINAL_QUEUE)
-        self.prefix = records.final_prefix(pipeline.config.name)
+    def __init__(self, ctx: PipelineContext) -> None:
+        super().__init__(ctx, FINAL_QUEUE)
+        self.prefix = records.final_prefix(ctx.config.name)
 
-    async def handle(self, deliveries: list[Delivery]) -> None:
-        ops = [Put(self.prefix + d.message.id,
-                   records.encode(FinalEntry(d.receipt.server, d.receipt.offset, d.message)))
-               for d in deliveries]
+    async def handle(self, batches: list[Batch]) -> None:
+        ops = [Put(self.prefix + m.id, records.encode(FinalEntry(b.receipt.server, offset, m)))
+               for b in batches for m, offset in zip(b.messages, b.offsets, strict=True)]
         await self.store_call("final write", lambda: self.runtime.store.write(ops))
         await self.fault_point("after keeping final messages, before acking them")
-        await self.ack([d.receipt for d in deliveries])
+        await self.settle([Settlement(b.receipt, b.receipt.count) for b in batches])

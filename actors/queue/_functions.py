@@ -1,11 +1,13 @@
 """A tier's processing step: the user's (or built-in) function, plus poison.
 
-``TierStep`` turns one delivered message into an output (map) or checks
-that it may join a window (reduce: the function must accept it alone); the
-reduce function over the whole window runs when the window closes.
-Anything a function raises, or a result of the wrong shape, is a
-processing failure of that message: the client releases it, and after
-``max_receives`` failures it is dead-lettered while its key moves on.
+``TierStep`` turns one delivered message into an output (map), or a whole
+window into one (reduce). Anything a function raises, or a result of the
+wrong shape, is a processing failure of one message: for a map the message
+itself; for a window the member that makes it fail (a poison member, or
+the first member whose joining makes the function refuse the window: the
+shortest failing prefix, found by bisection). The client names that member
+when it settles the batch, and after ``max_receives`` failures it is
+dead-lettered while its key moves on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from runtime._callables import resolve_callable
 
 class PoisonMessage(ShardlineError):
     """Raised by the ``poison`` option for every matching message, every time."""
+
+
+class MemberFailed(ShardlineError):
+    """Member ``index`` of a window makes it fail (``__cause__`` says how)."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.index = index
 
 
 class BadFunctionResult(ShardlineError, TypeError):
@@ -62,22 +72,33 @@ class TierStep:
         self.fn: Callable[..., object] = fn
         self.poison = PoisonMatcher(poison.key, poison.body) if poison is not None else None
 
-    def admit(self, key: str, body: bytes) -> None:
-        """Raise if processing this message must fail.
-
-        Besides the poison option, a reduce tier tries its function on the
-        message alone: a body the function cannot take would otherwise join
-        a window and make whichever message closes that window fail instead,
-        dead-lettering innocent messages and leaving a window nobody can close.
-        """
+    def map(self, key: str, body: bytes) -> tuple[str, bytes]:
         if self.poison is not None:
             self.poison.check(self.name, key, body)
-        if self.config.kind == "reduce":
-            check_result(self.name, self.fn(key, [body]))
-
-    def map(self, key: str, body: bytes) -> tuple[str, bytes]:
-        self.admit(key, body)
         return check_result(self.name, self.fn(key, body))
 
     def reduce(self, key: str, bodies: list[bytes]) -> tuple[str, bytes]:
-        return check_result(self.name, self.fn(key, bodies))
+        """The window's output; raises ``MemberFailed`` naming the member to blame."""
+        poison = self.poison
+        if poison is not None:
+            for index, body in enumerate(bodies):
+                try:
+                    poison.check(self.name, key, body)
+                except PoisonMessage as exc:
+                    raise MemberFailed(index, exc) from exc
+        try:
+            return check_result(self.name, self.fn(key, bodies))
+        except Exception as exc:
+            raise MemberFailed(self._culprit(key, bodies), exc) from exc
+
+    def _culprit(self, key: str, bodies: list[bytes]) -> int:
+        """The last member of the shortest prefix of ``bodies`` the function refuses."""
+        ok, failing = 0, len(bodies)  # the empty prefix is taken as fine; all of it fails
+        while failing - ok > 1:
+            middle = (ok + failing) // 2
+            try:
+                check_result(self.name, self.fn(key, bodies[:middle]))
+                ok = middle
+            except Exception:
+                failing = middle
+        return failing - 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.queue import _journal as journal
-from actors.queue._journal import JournalEvent, MessageEnqueued
+from actors.queue._journal import JournalEvent, MessagesEnqueued
 from actors.queue._messages import QueuedMessage
 from runtime.store import Store
 
@@ -59,9 +59,15 @@ async def read_history(store: Store, cluster: str, servers: int) -> History:
             if len(page) < _PAGE:
                 break
         history.events.append(events)
+        messages = history.messages
+        children = history.children
         for e in events:
-            if isinstance(e, MessageEnqueued) and e.message.id not in history.messages:
-                history.messages[e.message.id] = Stored(e.queue, server, e.offset, e.message)
-                for parent in e.message.parents:
-                    history.children.setdefault(parent, []).append(e.message.id)
+            if not isinstance(e, MessagesEnqueued):
+                continue
+            for offset, message in enumerate(e.messages, e.first_offset):
+                if message.id in messages:
+                    continue
+                messages[message.id] = Stored(e.queue, server, offset, message)
+                for parent in message.parents:
+                    children.setdefault(parent, []).append(message.id)
     return history

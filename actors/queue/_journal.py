@@ -1,8 +1,10 @@
 """The queue server's journal: what it decided, in order, durably.
 
 Each server appends one journal entry per request it handles (a batch of
-events, one store write), so the cost of durability is paid per batch, not
-per message. Replaying the journal rebuilds a server exactly: which
+events, one store write), and an event covers a whole request's messages
+(an enqueue's messages in one list; a receive's or an ack's batches as
+columns of keys, offsets, counts and attempts), so the cost of durability
+is paid per request, not per message. Replaying the journal rebuilds a server exactly: which
 messages each key holds in which order, which one is out and on which
 attempt, which ids were seen within the dedup window. The strict-order
 check reads the same journal.
@@ -20,46 +22,58 @@ import msgspec
 from actors.queue._messages import QueuedMessage
 
 
-class MessageEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1):
+class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1, gc=False):
+    """One request's new messages, at offsets ``first_offset``, ``first_offset + 1``, ..."""
+
     queue: str
-    offset: int
+    first_offset: int
     at: float
-    message: QueuedMessage
+    messages: list[QueuedMessage]
 
 
-class MessageReceived(msgspec.Struct, frozen=True, array_like=True, tag=2):
+class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=False):
+    """One receive, in columns: key ``keys[i]`` handed out its first ``counts[i]``
+    messages, starting at its head ``offsets[i]``, as delivery ``attempts[i]``, to the
+    client named ``holder`` (empty: anonymous)."""
+
+    queue: str
+    at: float
+    keys: list[str]
+    offsets: list[int]
+    counts: list[int]
+    attempts: list[int]
+    holder: str = ""
+
+
+class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3, gc=False):
+    """The first ``counts[i]`` messages of the batch out on ``keys[i]`` (delivered from
+    ``offsets[i]`` as attempt ``attempts[i]``) are done; the key's batch is no longer out."""
+
+    queue: str
+    at: float
+    keys: list[str]
+    offsets: list[int]
+    counts: list[int]
+    attempts: list[int]
+
+
+class BatchReturned(msgspec.Struct, frozen=True, array_like=True, tag=4, gc=False):
+    """The batch out on ``key`` (from ``offset``, attempt ``attempt``) is visible again:
+    released by its client (``expired`` false) or past its visibility timeout. The
+    members at ``untried`` offsets were not the failure: their receive counts go back."""
+
     queue: str
     key: str
     offset: int
     attempt: int
     at: float
+    expired: bool
+    untried: list[int] = msgspec.field(default_factory=list)
 
 
-class MessageAcked(msgspec.Struct, frozen=True, array_like=True, tag=3):
-    queue: str
-    key: str
-    offset: int
-    attempt: int
-    at: float
+class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6, gc=False):
+    """The message at ``offset`` of ``key`` (not out) leaves for the dead-letter queue."""
 
-
-class MessageReleased(msgspec.Struct, frozen=True, array_like=True, tag=4):
-    queue: str
-    key: str
-    offset: int
-    attempt: int
-    at: float
-
-
-class VisibilityExpired(msgspec.Struct, frozen=True, array_like=True, tag=5):
-    queue: str
-    key: str
-    offset: int
-    attempt: int
-    at: float
-
-
-class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6):
     queue: str
     key: str
     offset: int
@@ -67,8 +81,15 @@ class MessageDeadLettered(msgspec.Struct, frozen=True, array_like=True, tag=6):
     reason: str
 
 
-JournalEvent = (MessageEnqueued | MessageReceived | MessageAcked | MessageReleased
-                | VisibilityExpired | MessageDeadLettered)
+class QueueSealed(msgspec.Struct, frozen=True, array_like=True, tag=7, gc=False):
+    """No more input is coming to ``queue``: its partial windows may go out."""
+
+    queue: str
+    at: float
+
+
+JournalEvent = (MessagesEnqueued | BatchesReceived | BatchesAcked | BatchReturned
+                | MessageDeadLettered | QueueSealed)
 
 
 class JournalEntry(msgspec.Struct, frozen=True, array_like=True):
@@ -76,10 +97,12 @@ class JournalEntry(msgspec.Struct, frozen=True, array_like=True):
 
 
 class ServerCheckpoint(msgspec.Struct, frozen=True):
-    """Recovery reads the journal from ``from_seq``; offsets continue at ``next_offset``."""
+    """Recovery reads the journal from ``from_seq``; offsets continue at ``next_offset``;
+    ``sealed`` queues were sealed before it (their events may lie before ``from_seq``)."""
 
     from_seq: int = 0
     next_offset: int = 0
+    sealed: list[str] = msgspec.field(default_factory=list)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -16,6 +16,7 @@ also carries the exact original ids.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -31,16 +32,21 @@ def original_id(queue: str, index: int) -> str:
                            digest_size=DIGEST_BYTES).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def _output_hash(tier: str) -> hashlib.blake2b:
+    """The hash state after a tier's prefix (copied per output: one per message)."""
+    return hashlib.blake2b(f"output\x00{tier}".encode(), digest_size=DIGEST_BYTES)
+
+
 def output_id(tier: str, input_ids: Iterable[str]) -> str:
     """The id (and dedup id) of what ``tier`` made from ``input_ids``, in their order."""
-    h = hashlib.blake2b(f"output\x00{tier}".encode(), digest_size=DIGEST_BYTES)
+    h = _output_hash(tier).copy()
     for item in input_ids:
-        h.update(b"\x00")
-        h.update(item.encode())
+        h.update(b"\x00" + item.encode())
     return h.hexdigest()
 
 
-class Ledger(msgspec.Struct, frozen=True, array_like=True):
+class Ledger(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Which originals a message stands for: count, digest and, in full mode, the ids."""
 
     count: int = 0

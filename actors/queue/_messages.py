@@ -16,22 +16,29 @@ from actors.queue._ledger import Ledger
 from runtime import Message
 
 
-class QueuedMessage(msgspec.Struct, frozen=True, array_like=True):
-    """One message of a queue; ``key`` is its strict-order key."""
+class QueuedMessage(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One message of a queue; ``key`` is its strict-order key.
+
+    Untracked by the garbage collector (``gc=False``; it holds no cycles): a
+    server holds hundreds of thousands, and a tracked object each would make
+    every full collection walk them all.
+    """
 
     id: str
     key: str
     body: bytes
     ledger: Ledger
-    parents: list[str] = msgspec.field(default_factory=list)
+    parents: tuple[str, ...] = ()
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """Proof of one delivery. Valid until the visibility timeout or the next delivery.
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """Proof of one delivery of ``count`` consecutive messages of ``key`` (a batch).
+    Valid until the visibility timeout or the next delivery of the key.
 
-    ``offset`` is the message's position on its server (increasing per key in
-    enqueue order); ``attempt`` counts its deliveries, so the receipt of an
-    earlier delivery is stale once the message has been handed out again.
+    ``offset`` is the first message's position on its server (increasing per
+    key in enqueue order); ``attempt`` counts the deliveries of that first
+    message, so the receipt of an earlier delivery is stale once the batch
+    has been handed out again. The batch is settled as a unit.
     """
 
     server: int
@@ -39,10 +46,48 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
     key: str
     offset: int
     attempt: int
+    count: int = 1
+
+
+class Batch(msgspec.Struct, frozen=True, gc=False):
+    """Consecutive messages of one key handed out together, and their one receipt."""
+
+    receipt: Receipt
+    messages: list[QueuedMessage]
+    offsets: list[int]
+    """Each message's offset on its server (increasing, not necessarily consecutive)."""
+
+
+class Settlement(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """How a client settles one batch.
+
+    The first ``acked`` messages are done. With ``failed`` >= ``acked``, the
+    message at that index is the one that failed (``reason``): it is
+    dead-lettered once it has been received ``max_receives`` times, and the
+    others not acked are handed out again without that attempt counting
+    against them. With ``failed`` = -1 the rest is handed out again as is.
+    """
+
+    receipt: Receipt
+    acked: int
+    failed: int = -1
+    reason: str = ""
+
+
+class WindowPolicy(msgspec.Struct, frozen=True):
+    """A reduce tier's input queue: its keys go out in windows of ``size`` messages.
+
+    A key is handed out only once it holds ``size`` messages, or its oldest
+    has waited ``max_age`` seconds, or the queue is sealed (its input ended);
+    a window handed out again is the same messages (its output id depends on them).
+    """
+
+    size: int
+    max_age: float | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """A received message and the receipt to ack or release it with."""
+    """A received message and the receipt to ack or release it with (a batch of one)."""
 
     receipt: Receipt
     message: QueuedMessage
@@ -56,7 +101,7 @@ class EnqueueResult(msgspec.Struct, frozen=True):
 
 
 class AckResult(msgspec.Struct, frozen=True):
-    """Acks that took effect, and those refused (stale or unknown receipts)."""
+    """Messages whose settlement took effect, and the receipts refused (stale or unknown)."""
 
     acked: int
     refused: list[Receipt]
@@ -86,23 +131,32 @@ class Enqueue(Message, frozen=True):
 
 
 class Receive(Message, frozen=True):
-    """Hand out up to ``max_messages`` messages, at most one per key: each key's head."""
+    """Hand out batches of up to ``per_key`` messages of a key (a whole window on a
+    windowed queue), from distinct keys, up to about ``max_messages`` in all."""
 
     queue: str
     max_messages: int
+    per_key: int = 1
+    holder: str = ""
+    """The receiving client's name, so its batches can come back when it restarts."""
 
 
-class Ack(Message, frozen=True):
-    """The receipts' messages are done: remove them, and let their keys move on."""
+class HolderRestarted(Message, frozen=True):
+    """The client ``holder`` (re)started: batches an earlier run of it holds come back."""
 
-    receipts: list[Receipt]
+    holder: str
 
 
-class Release(Message, frozen=True):
-    """Processing failed: make the messages visible again now (or dead-letter them)."""
+class Settle(Message, frozen=True):
+    """Settle batches (see ``Settlement``); stale or late receipts are refused."""
 
-    receipts: list[Receipt]
-    reason: str = ""
+    settlements: list[Settlement]
+
+
+class Seal(Message, frozen=True):
+    """The input of ``queue`` has ended: partial windows may go out (idempotent)."""
+
+    queue: str
 
 
 class Depth(Message, frozen=True):
@@ -115,4 +169,5 @@ class ExpireVisibility(Message, frozen=True):
     """Timer: hand out again the messages whose visibility timeout has passed."""
 
 
-QueueServerMsg = Enqueue | Receive | Ack | Release | Depth | ExpireVisibility
+QueueServerMsg = (Enqueue | Receive | Settle | Seal | HolderRestarted | Depth
+                  | ExpireVisibility)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from actors.queue._journal import MessageReleased, VisibilityExpired
 from runtime.scenario import Observation
 
 
@@ -18,6 +17,16 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class LatencySamples:
+    """Parallel columns (key, seconds): no object per sample for the collector to walk."""
+
+    __slots__ = ("keys", "seconds")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.seconds: list[float] = []
 
 
 @dataclass
@@ -36,37 +45,37 @@ class QueueMetrics:
     processing_errors: int = 0
     outputs_enqueued: int = 0
     windows_closed: int = 0
-    window_conflicts: int = 0
     request_retries: int = 0
-    latencies: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    """Per queue: (key, seconds from enqueue to ack) of every acked message."""
+    latencies: dict[str, LatencySamples] = field(default_factory=dict)
+    """Per queue: the key and the seconds from enqueue to ack of every acked message."""
     ack_latencies: list[float] = field(default_factory=list)
     """Seconds from enqueue to ack of every acked message, all queues, in ack order."""
 
-    def on_delivery(self, queue: str, key: str, offset: int, attempt: int, now: float) -> None:
-        self.deliveries += 1
+    def on_delivery(self, count: int, attempt: int) -> None:
+        """A batch of ``count`` messages went out as delivery ``attempt`` of its head."""
+        self.deliveries += count
         if attempt > 1:
-            self.redeliveries += 1
+            self.redeliveries += count
 
-    def on_ack(self, queue: str, key: str, latency: float) -> None:
-        self.acked += 1
-        self.ack_latencies.append(latency)
-        samples = self.latencies.get(queue)
-        if samples is None:
-            samples = self.latencies[queue] = []
-        samples.append((key, latency))
+    def samples(self, queue: str) -> LatencySamples:
+        """The samples of ``queue``, to add to."""
+        found = self.latencies.get(queue)
+        if found is None:
+            found = self.latencies[queue] = LatencySamples()
+        return found
 
-    def on_visible_again(self, event: MessageReleased | VisibilityExpired) -> None:
-        if isinstance(event, MessageReleased):
-            self.released += 1
-        else:
+    def on_returned(self, expired: bool) -> None:
+        """A batch is visible again: its visibility timed out, or its client released it."""
+        if expired:
             self.visibility_expired += 1
+        else:
+            self.released += 1
 
     def latency(self, queue: str, q: float, keys: set[str] | None = None,
                 exclude: set[str] | None = None) -> float:
         """Percentile ``q`` of enqueue-to-ack seconds on ``queue``, optionally for some keys."""
-        samples = self.latencies.get(queue, [])
-        values = [lat for key, lat in samples
+        samples = self.latencies.get(queue, LatencySamples())
+        values = [lat for key, lat in zip(samples.keys, samples.seconds, strict=True)
                   if (keys is None or key in keys) and (exclude is None or key not in exclude)]
         return percentile(values, q)
 

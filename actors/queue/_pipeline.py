@@ -9,7 +9,7 @@ async with Runtime(store="sqlite:///pipeline.db") as rt:
                TierConfig("aggregate", "reduce", window=20)]))
     await pipeline.start()
     await pipeline.wait_done()
-    print(await pipeline.result())
+    print(await pipeline.read_result())
 ```
 
 Under one supervisor named after the pipeline it spawns, in this order,
@@ -22,7 +22,7 @@ queue ``final``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from actors.queue import _records as records
@@ -30,9 +30,10 @@ from actors.queue._builtins import final_sums
 from actors.queue._cluster import QueueCluster
 from actors.queue._conductor import Conductor
 from actors.queue._config import FINAL_QUEUE, QueueConfig
+from actors.queue._context import FinalFn, PipelineContext, SourceFn
 from actors.queue._final import FinalClient
 from actors.queue._functions import TierStep
-from actors.queue._messages import Receipt
+from actors.queue._messages import Receipt, WindowPolicy
 from actors.queue._metrics import QueueMetrics
 from actors.queue._producer import Producer
 from actors.queue._records import FinalSummary, ProducerCursor, Progress
@@ -42,7 +43,6 @@ from runtime import Actor, ActorRef, Message, Runtime, Supervisor
 from runtime._callables import resolve_callable
 from runtime.store import without_faults
 
-FinalFn = Callable[[list[bytes]], object]
 M = TypeVar("M", bound=Message)
 
 
@@ -68,61 +68,92 @@ class QueuePipeline:
             field, message = problems[0]
             raise ValueError(f"queue config: {field}: {message}")
         self.rt = rt
-        self.config = config
-        self.seed = seed
-        self.full = config.lineage == "full"
-        self.metrics = QueueMetrics()
-        self.metrics_produced = 0
-        self.late_acks: list[tuple[str, Receipt]] = []
-        self.cluster = QueueCluster(
+        metrics = QueueMetrics()
+        cluster = QueueCluster(
             rt, name=config.name, servers=config.servers,
             visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
             dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
-            metrics=self.metrics)
+            windows={t.name: WindowPolicy(t.window, t.window_time)
+                     for t in config.tiers if t.kind == "reduce"},
+            metrics=metrics)
         if source is None:
             if config.source is None:
                 raise ValueError("QueuePipeline needs a source: QueueConfig.source or source=")
             source = source_items(config.source)
-        self.source_items: Callable[[int], Iterator[tuple[str, bytes]]] = source
         functions = functions or {}
         unknown = set(functions) - {t.name for t in config.tiers}
         if unknown:
             raise ValueError(f"functions given for unknown tiers: {sorted(unknown)}")
         poison = config.poison
         poisoned = (poison.tier or config.tiers[0].name) if poison is not None else None
-        self.steps = [TierStep(t, functions.get(t.name), poison if t.name == poisoned else None)
-                      for t in config.tiers]
+        steps = [TierStep(t, functions.get(t.name), poison if t.name == poisoned else None)
+                 for t in config.tiers]
         if final is None and config.final is not None:
             final = resolve_callable(config.final, what="queue final function")
-        self.final_fn: FinalFn = final or final_sums
+        self.context = PipelineContext(config, cluster, metrics, steps, final or final_sums,
+                                       source, seed)
+        """What the pipeline's actors are built from (with their tier index)."""
         self.supervisor: Supervisor | None = None
         self.resumed = False
 
-    # -- layout ------------------------------------------------------------------
+    # -- what the context holds, for the checks and the report ---------------------------
+
+    @property
+    def config(self) -> QueueConfig:
+        return self.context.config
+
+    @property
+    def cluster(self) -> QueueCluster:
+        return self.context.cluster
+
+    @property
+    def metrics(self) -> QueueMetrics:
+        return self.context.metrics
+
+    @property
+    def steps(self) -> list[TierStep]:
+        return self.context.steps
+
+    @property
+    def final_fn(self) -> FinalFn:
+        return self.context.final_fn
+
+    @property
+    def source_items(self) -> SourceFn:
+        return self.context.source_items
+
+    @property
+    def seed(self) -> int:
+        return self.context.seed
+
+    @property
+    def full(self) -> bool:
+        return self.context.full
+
+    @property
+    def metrics_produced(self) -> int:
+        """Originals durably enqueued so far."""
+        return self.context.produced
+
+    @property
+    def late_acks(self) -> list[tuple[str, Receipt]]:
+        return self.context.late_acks
 
     def input_queue(self, tier: int) -> str:
-        return self.config.tiers[tier].name
+        return self.context.input_queue(tier)
 
     def output_queue(self, tier: int) -> str:
-        tiers = self.config.tiers
-        return tiers[tier + 1].name if tier + 1 < len(tiers) else FINAL_QUEUE
+        return self.context.output_queue(tier)
 
     @property
     def queues(self) -> list[str]:
         return [*(t.name for t in self.config.tiers), FINAL_QUEUE]
 
-    def note_refused(self, client: str, refused: list[Receipt]) -> None:
-        """A client's acks came too late (or were stale); its outputs were duplicates."""
-        rt = self.rt
-        for receipt in refused:
-            self.late_acks.append((client, receipt))
-            rt.trace.record(rt.now(), "late_ack_refused", client,
-                            f"{receipt.queue}/{receipt.key}@{receipt.offset}#{receipt.attempt}")
-
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
+        ctx = self.context
         self.resumed = (await self.cursor()).position > 0
         sup = await self.rt.spawn_supervisor(
             config.name, max_restarts=config.max_restarts, within=config.within,
@@ -132,10 +163,10 @@ class QueuePipeline:
         for i, tier in enumerate(config.tiers):
             cls = MapClient if tier.kind == "map" else ReduceClient
             for j in range(tier.clients):
-                await self._spawn(sup, cls, self, i, name=f"{config.name}.{tier.name}-{j}")
-        await self._spawn(sup, FinalClient, self, name=f"{config.name}.final")
-        await self._spawn(sup, Conductor, self, name=f"{config.name}.conductor")
-        await self._spawn(sup, Producer, self, name=f"{config.name}.producer")
+                await self._spawn(sup, cls, ctx, i, name=f"{config.name}.{tier.name}-{j}")
+        await self._spawn(sup, FinalClient, ctx, name=f"{config.name}.final")
+        await self._spawn(sup, Conductor, ctx, name=f"{config.name}.conductor")
+        await self._spawn(sup, Producer, ctx, name=f"{config.name}.producer")
 
     async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,
                      name: str) -> ActorRef[M]:
@@ -167,11 +198,14 @@ class QueuePipeline:
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
         return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
-    async def summary(self) -> FinalSummary | None:
+    async def read_summary(self) -> FinalSummary | None:
+        """Read the folded result and its ledger from the store (a coroutine: it does
+        I/O), or None before the result is folded."""
         found = await without_faults(self.rt.store).get(records.result_key(self.config.name))
         return records.decode_summary(found.value) if found else None
 
-    async def result(self) -> object:
-        """The final function's result (decoded from JSON), or None before it is folded."""
-        summary = await self.summary()
+    async def read_result(self) -> object:
+        """Read the final function's result (decoded from JSON) from the store (a
+        coroutine: it does I/O), or None before it is folded."""
+        summary = await self.read_summary()
         return None if summary is None else json.loads(summary.result)

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from actors.queue import _records as records
 from actors.queue._cluster import Retry
+from actors.queue._context import PipelineContext
 from actors.queue._ledger import ledger_of_original, original_id
 from actors.queue._messages import QueuedMessage
 from actors.queue._records import ProducerCursor
 from runtime import Actor, Message
 from runtime.store import Put
-
-if TYPE_CHECKING:
-    from actors.queue._pipeline import QueuePipeline
 
 
 class Produce(Message, frozen=True):
@@ -32,42 +29,42 @@ class Produce(Message, frozen=True):
 class Producer(Actor[Produce]):
     mailbox_capacity = 16
 
-    def __init__(self, pipeline: QueuePipeline) -> None:
-        self.pipeline = pipeline
-        self.key = records.cursor_key(pipeline.config.name)
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.key = records.cursor_key(ctx.config.name)
 
     async def recover(self) -> None:
         found = await self.runtime.store.get(self.key)
         self.cursor = records.decode_cursor(found.value) if found else ProducerCursor()
         self.version = found.version if found else 0
-        self.retry = Retry(attempts=8, backoff=self.pipeline.config.retry_backoff,
+        self.retry = Retry(attempts=8, backoff=self.ctx.config.retry_backoff,
                            rng=self.random)
-        items = enumerate(self.pipeline.source_items(self.pipeline.seed))
+        items = enumerate(self.ctx.source_items(self.ctx.seed))
         self.items: Iterator[tuple[int, tuple[str, bytes]]] = itertools.islice(
             items, self.cursor.position, None)
-        self.pipeline.metrics_produced = self.cursor.position
+        self.ctx.produced = self.cursor.position
         if not self.cursor.done:
             self.send_after(0.0, Produce())
 
     async def receive(self, msg: Produce) -> None:
-        pipeline = self.pipeline
-        config = pipeline.config
+        ctx = self.ctx
+        config = ctx.config
         chunk = list(itertools.islice(self.items, config.produce_chunk))
-        full = pipeline.full
+        full = ctx.full
         name = config.name
         messages = []
         for index, (key, body) in chunk:
             ident = original_id(name, index)
             messages.append(QueuedMessage(ident, key, body, ledger_of_original(ident, full)))
         if messages:
-            await pipeline.cluster.enqueue(pipeline.input_queue(0), messages, self.retry)
+            await ctx.cluster.enqueue(ctx.input_queue(0), messages, self.retry)
         await self.fault_point("after enqueueing a chunk, before moving the cursor")
         cursor = ProducerCursor(self.cursor.position + len(chunk),
                                 len(chunk) < config.produce_chunk)
         result = await self.runtime.store.write(
             [Put(self.key, records.encode(cursor), self.version)])
         self.cursor, self.version = cursor, result.versions[self.key]
-        pipeline.metrics_produced = cursor.position
+        ctx.produced = cursor.position
         if not cursor.done:
             delay = len(chunk) / config.rate if config.rate > 0 else 0.0
             self.send_after(delay, Produce())

@@ -1,4 +1,4 @@
-"""Records a pipeline keeps in the store besides the servers' journals and windows."""
+"""Records a pipeline keeps in the store besides the servers' journals."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class ProducerCursor(msgspec.Struct, frozen=True):
 
 
 class Progress(msgspec.Struct, frozen=True):
-    """Tiers whose input ended and was fully processed (and flushed), in order."""
+    """Tiers whose input ended and was fully processed (partial windows included), in order."""
 
     finished_tiers: int = 0
     done: bool = False

@@ -11,8 +11,6 @@ out (a fresh visibility timeout), so a key never has two out at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from actors.queue import _journal as journal
 from actors.queue._journal import (
     DeadLetter,
@@ -22,23 +20,24 @@ from actors.queue._journal import (
     ServerCheckpoint,
 )
 from actors.queue._messages import (
-    Ack,
     AckResult,
     Depth,
     Enqueue,
     EnqueueResult,
     ExpireVisibility,
+    HolderRestarted,
     QueueDepth,
     QueueServerMsg,
     Receive,
-    Release,
+    Seal,
+    Settle,
 )
+from actors.queue._metrics import QueueMetrics
+from actors.queue._placement import Placement
+from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, Timer
 from runtime.store import Append, Put
-
-if TYPE_CHECKING:
-    from actors.queue._cluster import QueueCluster
 
 _READ_PAGE = 256
 CHECKPOINT_EVERY = 256
@@ -52,12 +51,15 @@ class MisroutedMessage(ShardlineError):
 class QueueServer(Actor[QueueServerMsg]):
     mailbox_capacity = 4096
 
-    def __init__(self, cluster: QueueCluster, index: int) -> None:
-        self.cluster = cluster
-        self.index = index
-        self.journal_log = journal.journal_log(cluster.name, index)
-        self.dlq_log = journal.dead_letter_log(cluster.name, index)
-        self.checkpoint_key = journal.checkpoint_key(cluster.name, index)
+    def __init__(self, spec: ServerSpec, metrics: QueueMetrics) -> None:
+        """Built from a serializable ``spec`` and this node's ``metrics``."""
+        self.spec = spec
+        self.index = index = spec.index
+        self.metrics = metrics
+        self.placement = Placement(spec.server_ids)
+        self.journal_log = journal.journal_log(spec.cluster, index)
+        self.dlq_log = journal.dead_letter_log(spec.cluster, index)
+        self.checkpoint_key = journal.checkpoint_key(spec.cluster, index)
         self._timer: Timer | None = None
         self._timer_at: float | None = None
 
@@ -68,9 +70,9 @@ class QueueServer(Actor[QueueServerMsg]):
         found = await store.get(self.checkpoint_key)
         checkpoint = journal.decode_checkpoint(found.value) if found else ServerCheckpoint()
         self.checkpoint_version = found.version if found else 0
-        state = ServerState(self.index, self.cluster.settings, rt.now, rt.clock.wall,
-                            self.cluster.metrics)
-        state.next_offset = checkpoint.next_offset
+        state = ServerState(self.index, self.spec.settings, rt.now, rt.clock.wall,
+                            self.metrics)
+        state.restore(checkpoint)
         seq = checkpoint.from_seq
         replayed = 0
         while True:
@@ -87,7 +89,7 @@ class QueueServer(Actor[QueueServerMsg]):
         self.high_water = max(seq, await store.high_water(self.journal_log))
         self.since_checkpoint = 0
         if self.high_water > 0:
-            metrics = self.cluster.metrics
+            metrics = self.metrics
             metrics.server_recoveries += 1
             metrics.recovered_messages += sum(q.held for q in state.queues.values())
             rt.trace.record(rt.now(), "queue_recovered", self.name,
@@ -98,31 +100,31 @@ class QueueServer(Actor[QueueServerMsg]):
     async def receive(self, msg: QueueServerMsg) -> object:
         state = self.state
         match msg:
-            case Receive(queue=queue, max_messages=n):
-                events, deliveries = state.plan_receive(queue, n)
+            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, batches = state.plan_receive(queue, n, per_key, holder)
                 await self._commit(events)
                 self._arm_expiry()
-                return deliveries
-            case Ack(receipts=receipts):
-                events, refused = state.plan_ack(receipts)
+                return batches
+            case Settle(settlements=settlements):
+                events, refused, settled = state.plan_settle(settlements)
                 await self._commit(events)
-                self.cluster.metrics.acks_refused += len(refused)
-                return AckResult(len(events), refused)
+                self.metrics.acks_refused += len(refused)
+                return AckResult(settled, refused)
             case Enqueue(queue=queue, messages=messages):
-                placement = self.cluster.placement
+                placement = self.placement
                 for m in messages:
                     if placement(m.key) != self.index:
                         raise MisroutedMessage(
                             f"{self.name}: key {m.key!r} of queue {queue!r} belongs to "
                             f"server {placement(m.key)}")
-                events, duplicates = state.plan_enqueue(queue, messages)
+                events, accepted, duplicates = state.plan_enqueue(queue, messages)
                 await self._commit(events)
-                self.cluster.metrics.duplicates_dropped += duplicates
-                return EnqueueResult(len(events), duplicates)
-            case Release(receipts=receipts, reason=reason):
-                events, refused = state.plan_release(receipts, reason)
-                await self._commit(events)
-                return AckResult(len(receipts) - len(refused), refused)
+                self.metrics.duplicates_dropped += duplicates
+                return EnqueueResult(accepted, duplicates)
+            case Seal(queue=queue):
+                await self._commit(state.plan_seal(queue))
+            case HolderRestarted(holder=holder):
+                await self._commit(state.plan_holder_restarted(holder))
             case Depth(queue=queue):
                 return state.depth(queue)
             case ExpireVisibility():

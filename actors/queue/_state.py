@@ -8,100 +8,55 @@ exactly the state the journal describes.
 
 Policy, kept here:
 
-- Per key, messages are handed out in offset order (enqueue order) and at
-  most one is out at a time; ``ready`` holds the keys whose head can be
-  handed out, so a hot key with a long backlog occupies one slot in it and
-  never blocks the other keys of the server.
-- A receipt is valid only for the latest delivery of its message and only
-  before its visibility deadline: a late or repeated ack is refused.
-- A message released (processing failed) or whose visibility timed out
-  after ``max_receives`` deliveries goes to the dead-letter queue, and its
-  key moves on to the next message.
-- An enqueue whose id was seen within ``dedup_window`` is accepted and
-  dropped. The window is counted from the enqueue, or from the server's
-  last recovery for ids it replayed, and must exceed the visibility
-  timeout: a redelivered input's outputs come at least that late.
+- Per key, messages are handed out in offset (enqueue) order, in batches
+  of consecutive messages from the head, and at most one batch of a key is
+  out at a time (SQS FIFO message groups); a hot key with a long backlog
+  occupies one slot in the ready index and never blocks the other keys.
+- A windowed queue (a reduce tier's input, see ``WindowPolicy``) hands a
+  key out only as a whole window, or a partial one once its oldest message
+  has waited ``max_age`` or the queue is sealed; a window handed out again
+  (its visibility timed out, or it was released whole) has the same members.
+- A receipt is valid only for the latest delivery of its batch and only
+  before its visibility deadline: a late or repeated settlement is refused.
+- Every delivery counts against each message it hands out; a message that
+  fails (named by its client) or whose batch times out, once it has been
+  received ``max_receives`` times, goes to the dead-letter queue and its
+  key moves on. Members handed out with a failing one but not tried get
+  that delivery back.
+- An enqueue whose id was seen in the same queue within ``dedup_window``
+  is accepted and dropped (ids are scoped per queue, as in SQS). The
+  window is counted from the enqueue, or from the server's last recovery
+  for ids it replayed, and must exceed the visibility timeout: a
+  redelivered input's outputs come at least that late.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from actors.queue._dedup import DedupWindow
 from actors.queue._journal import (
+    BatchesAcked,
+    BatchesReceived,
+    BatchReturned,
     JournalEvent,
-    MessageAcked,
     MessageDeadLettered,
-    MessageEnqueued,
-    MessageReceived,
-    MessageReleased,
+    MessagesEnqueued,
+    QueueSealed,
     ServerCheckpoint,
-    VisibilityExpired,
 )
-from actors.queue._messages import Delivery, QueueDepth, QueuedMessage, Receipt
-
-if TYPE_CHECKING:
-    from actors.queue._metrics import QueueMetrics
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    visibility_timeout: float = 30.0
-    max_receives: int = 5
-    dedup_window: float = 300.0
-
-
-class _Held:
-    """A stored message and its delivery state."""
-
-    __slots__ = ("at", "deadline", "journal_seq", "message", "offset", "receives")
-
-    def __init__(self, message: QueuedMessage, offset: int, at: float, journal_seq: int) -> None:
-        self.message = message
-        self.offset = offset
-        self.at = at
-        self.journal_seq = journal_seq
-        self.receives = 0
-        self.deadline = 0.0
-
-
-class _Key:
-    __slots__ = ("flight", "name", "pending", "queued")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.pending: deque[_Held] = deque()
-        self.flight: _Held | None = None
-        self.queued = False
-
-    @property
-    def deliverable(self) -> bool:
-        return self.flight is None and bool(self.pending)
-
-
-class _Queue:
-    __slots__ = ("dead", "held", "in_flight", "keys", "name", "ready")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.keys: dict[str, _Key] = {}
-        self.ready: deque[_Key] = deque()
-        self.held = 0
-        self.in_flight = 0
-        self.dead = 0
-
-    def make_ready(self, k: _Key) -> None:
-        if not k.queued and k.deliverable:
-            k.queued = True
-            self.ready.append(k)
-
-    def forget_if_idle(self, k: _Key) -> None:
-        if not k.pending and k.flight is None:
-            del self.keys[k.name]
+from actors.queue._keys import Held, KeyState, QueueState
+from actors.queue._messages import (
+    Batch,
+    QueueDepth,
+    QueuedMessage,
+    Receipt,
+    Settlement,
+)
+from actors.queue._metrics import QueueMetrics
+from actors.queue._settings import ServerSettings
 
 
 class ServerState:
@@ -114,241 +69,328 @@ class ServerState:
         self.now = now
         self.wall = wall
         self.metrics = metrics
-        self.queues: dict[str, _Queue] = {}
+        self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
-        self._dedup: dict[str, tuple[float, int]] = {}
-        self._dedup_order: deque[tuple[float, str]] = deque()
-        self._expiry: list[tuple[float, int, str, str, int, int]] = []
-        self._tie = itertools.count()
+        self._dedup = DedupWindow(settings.dedup_window)
+        self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
+        """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
+        the receive's time plus one constant timeout, so they come in order."""
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> QueueState:
         q = self.queues.get(name)
         if q is None:
-            q = self.queues[name] = _Queue(name)
+            q = self.queues[name] = QueueState(name, self.settings.windows.get(name))
         return q
 
     # -- planning: validate and say what would happen ------------------------
 
     def plan_enqueue(self, queue: str, messages: Iterable[QueuedMessage]
-                     ) -> tuple[list[JournalEvent], int]:
-        """Events for the messages not seen within the dedup window, and the duplicate count."""
+                     ) -> tuple[list[JournalEvent], int, int]:
+        """The event for the messages not seen in ``queue`` within the dedup window,
+        how many those are, and the duplicate count."""
         at = self.wall()
-        self._prune_dedup(at)
-        events: list[JournalEvent] = []
+        self._dedup.prune(at)
+        fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
-        offset = self.next_offset
         dedup = self._dedup
+        prefix = DedupWindow.scope(queue)
         for message in messages:
-            if message.id in dedup or message.id in seen:
+            if prefix + message.id in dedup or message.id in seen:
                 duplicates += 1
                 continue
             seen.add(message.id)
-            events.append(MessageEnqueued(queue, offset, at, message))
-            offset += 1
-        return events, duplicates
+            fresh.append(message)
+        if not fresh:
+            return [], 0, duplicates
+        return [MessagesEnqueued(queue, self.next_offset, at, fresh)], len(fresh), duplicates
 
-    def plan_receive(self, queue: str, max_messages: int
-                     ) -> tuple[list[JournalEvent], list[Delivery]]:
-        """The heads of up to ``max_messages`` ready keys (never two of one key)."""
+    def plan_receive(self, queue: str, max_messages: int, per_key: int = 1, holder: str = ""
+                     ) -> tuple[list[JournalEvent], list[Batch]]:
+        """Batches from distinct keys, each its key's first messages, about
+        ``max_messages`` in all (at least one batch if any can go out)."""
         q = self.queues.get(queue)
         if q is None or max_messages <= 0:
             return [], []
         at = self.wall()
-        events: list[JournalEvent] = []
-        deliveries: list[Delivery] = []
-        ready = q.ready
-        while ready and len(deliveries) < max_messages:
-            # Popping from the ready index is the one change planning makes: it is
-            # only an index (recovery rebuilds it), and a chosen key is out until
-            # its message is acked, released or expires, which re-adds it.
-            k = ready.popleft()
-            k.queued = False
-            if not k.deliverable:
-                continue
-            head = k.pending[0]
+        keys: list[str] = []
+        offsets: list[int] = []
+        counts: list[int] = []
+        attempts: list[int] = []
+        batches: list[Batch] = []
+        server = self.server
+        for k, count in q.choose(at, max_messages, max(1, per_key)):
+            pending = k.pending
+            head = pending[0]
             attempt = head.receives + 1
-            events.append(MessageReceived(queue, k.name, head.offset, attempt, at))
-            deliveries.append(Delivery(Receipt(self.server, queue, k.name, head.offset, attempt),
-                                       head.message))
-        return events, deliveries
+            name = k.name
+            keys.append(name)
+            offsets.append(head.offset)
+            counts.append(count)
+            attempts.append(attempt)
+            if count == 1:
+                batch = Batch(Receipt(server, queue, name, head.offset, attempt, 1),
+                              [head.message], [head.offset])
+            else:
+                members = list(itertools.islice(pending, count))
+                batch = Batch(Receipt(server, queue, name, head.offset, attempt, count),
+                              [m.message for m in members], [m.offset for m in members])
+            batches.append(batch)
+        if not batches:
+            return [], []
+        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder)], batches
 
-    def _valid(self, receipt: Receipt, now: float) -> _Held | None:
+    def _out(self, receipt: Receipt, now: float) -> KeyState | None:
+        """The key whose batch ``receipt`` names, if that batch is out and in time."""
         q = self.queues.get(receipt.queue)
         k = q.keys.get(receipt.key) if q is not None else None
-        flight = k.flight if k is not None else None
-        if (flight is None or flight.offset != receipt.offset
-                or flight.receives != receipt.attempt or now >= flight.deadline):
+        if (k is None or not k.flight or k.flight != receipt.count or k.attempt != receipt.attempt
+                or k.pending[0].offset != receipt.offset or now >= k.deadline):
             return None
-        return flight
+        return k
 
-    def plan_ack(self, receipts: Iterable[Receipt]) -> tuple[list[JournalEvent], list[Receipt]]:
-        """Events for the valid receipts; the stale, late or unknown ones are refused."""
+    def plan_settle(self, settlements: Iterable[Settlement]
+                    ) -> tuple[list[JournalEvent], list[Receipt], int]:
+        """Events for the valid settlements, the refused (stale, late, unknown or
+        malformed) receipts, and how many messages the valid ones settled."""
         now = self.now()
         at = self.wall()
-        events: list[JournalEvent] = []
+        acks: dict[str, BatchesAcked] = {}
+        later: list[JournalEvent] = []
         refused: list[Receipt] = []
         done: set[tuple[str, str]] = set()
-        for r in receipts:
-            if r.server != self.server or (r.queue, r.key) in done or self._valid(r, now) is None:
+        settled = 0
+        max_receives = self.settings.max_receives
+        for s in settlements:
+            r = s.receipt
+            k = None if (r.queue, r.key) in done else self._out(r, now)
+            if (r.server != self.server or k is None or not 0 <= s.acked <= r.count
+                    or not (s.failed == -1 or s.acked <= s.failed < r.count)):
                 refused.append(r)
                 continue
             done.add((r.queue, r.key))
-            events.append(MessageAcked(r.queue, r.key, r.offset, r.attempt, at))
-        return events, refused
-
-    def plan_release(self, receipts: Iterable[Receipt], reason: str
-                     ) -> tuple[list[JournalEvent], list[Receipt]]:
-        """Make the messages visible now, or dead-letter those out of receives."""
-        now = self.now()
-        at = self.wall()
-        events: list[JournalEvent] = []
-        refused: list[Receipt] = []
-        done: set[tuple[str, str]] = set()
-        for r in receipts:
-            held = None if (r.queue, r.key) in done else self._valid(r, now)
-            if r.server != self.server or held is None:
-                refused.append(r)
+            settled += r.count
+            if s.acked:
+                event = acks.get(r.queue)
+                if event is None:
+                    event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [])
+                event.keys.append(r.key)
+                event.offsets.append(r.offset)
+                event.counts.append(s.acked)
+                event.attempts.append(r.attempt)
+            if s.acked == r.count:
                 continue
-            done.add((r.queue, r.key))
-            events.append(MessageReleased(r.queue, r.key, r.offset, r.attempt, at))
-            if held.receives >= self.settings.max_receives:
-                events.append(MessageDeadLettered(
-                    r.queue, r.key, r.offset, at,
-                    f"released after {held.receives} receives: {reason}"))
-        return events, refused
+            members = list(itertools.islice(k.pending, s.acked, r.count))
+            culprit = members[s.failed - s.acked] if s.failed >= 0 else None
+            untried = [] if culprit is None else [m.offset for m in members if m is not culprit]
+            later.append(BatchReturned(r.queue, r.key, r.offset, r.attempt, at, False, untried))
+            if culprit is not None and culprit.receives >= max_receives:
+                later.append(MessageDeadLettered(
+                    r.queue, r.key, culprit.offset, at,
+                    f"released after {culprit.receives} receives: {s.reason}"))
+        return [*acks.values(), *later], refused, settled
 
     def plan_expire(self) -> list[JournalEvent]:
-        """Visibility timeouts that have passed: the message is visible again, or dead."""
+        """Visibility timeouts that have passed: the batch is visible again, and its
+        head dead if it was received ``max_receives`` times."""
         now = self.now()
         at = self.wall()
         events: list[JournalEvent] = []
-        heap = self._expiry
-        while heap and heap[0][0] <= now:
-            _, _, queue, key, offset, attempt = heapq.heappop(heap)
-            q = self.queues.get(queue)
-            k = q.keys.get(key) if q is not None else None
-            flight = k.flight if k is not None else None
-            if flight is None or flight.offset != offset or flight.receives != attempt:
-                continue
-            events.append(VisibilityExpired(queue, key, offset, attempt, at))
-            if flight.receives >= self.settings.max_receives:
-                events.append(MessageDeadLettered(
-                    queue, key, offset, at,
-                    f"visibility timeout after {flight.receives} receives"))
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, queue, keys, offsets, attempts, _holder = expiry.popleft()
+            self._return_out(queue, keys, offsets, attempts, at, "visibility timeout", events)
         return events
+
+    def plan_holder_restarted(self, holder: str) -> list[JournalEvent]:
+        """The client ``holder`` restarted: what an earlier run of it still holds comes
+        back now, exactly as if its visibility had timed out (the run that held it is
+        gone; a settlement from it would be refused once the batch is handed out again)."""
+        at = self.wall()
+        events: list[JournalEvent] = []
+        for _, queue, keys, offsets, attempts, held_by in self._expiry:
+            if held_by == holder:
+                self._return_out(queue, keys, offsets, attempts, at,
+                                 f"client {holder} restarted", events)
+        return events
+
+    def _return_out(self, queue: str, keys: list[str], offsets: list[int],
+                    attempts: list[int], at: float, why: str,
+                    events: list[JournalEvent]) -> None:
+        """Events returning the batches of one receive that are still out."""
+        q = self.queues.get(queue)
+        if q is None:
+            return
+        for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
+            k = q.keys.get(key)
+            if (k is None or not k.flight or k.attempt != attempt
+                    or k.pending[0].offset != offset):
+                continue  # settled in time
+            events.append(BatchReturned(queue, key, offset, attempt, at, True))
+            head = k.pending[0]
+            if head.receives >= self.settings.max_receives:
+                events.append(MessageDeadLettered(
+                    queue, key, offset, at, f"{why} after {head.receives} receives"))
+
+    def plan_seal(self, queue: str) -> list[JournalEvent]:
+        q = self.queues.get(queue)
+        return [] if q is not None and q.sealed else [QueueSealed(queue, self.wall())]
 
     # -- applying: the only place state changes ------------------------------
 
     def apply(self, events: Iterable[JournalEvent], journal_seq: int, live: bool = True) -> None:
         """Apply journal events (just written, or replayed by ``recover``)."""
         metrics = self.metrics if live else None
-        now = self.now()
+        for event in events:
+            if isinstance(event, MessagesEnqueued):
+                self._apply_enqueued(event, journal_seq, metrics, live)
+            elif isinstance(event, BatchesReceived):
+                self._apply_received(event, metrics)
+            elif isinstance(event, BatchesAcked):
+                self._apply_acked(event, metrics)
+            elif isinstance(event, BatchReturned):
+                self._apply_returned(event, metrics)
+            elif isinstance(event, MessageDeadLettered):
+                self._apply_dead(event, metrics)
+            else:
+                self._queue(event.queue).sealed = True
+
+    def _apply_enqueued(self, e: MessagesEnqueued, journal_seq: int,
+                        metrics: QueueMetrics | None, live: bool) -> None:
+        q = self._queue(e.queue)
         # Replayed dedup ids count from the recovery, not from their enqueue: the
         # downtime must not age them, or work in flight at the crash, redelivered
         # after the restart, would re-send outputs whose ids had expired meanwhile.
-        dedup_floor = 0.0 if live else self.wall()
-        for event in events:
-            if isinstance(event, MessageEnqueued):
-                self._apply_enqueued(event, journal_seq, metrics, dedup_floor)
-            elif isinstance(event, MessageReceived):
-                self._apply_received(event, now, metrics)
-            elif isinstance(event, MessageAcked):
-                self._apply_acked(event, metrics)
-            elif isinstance(event, MessageReleased | VisibilityExpired):
-                self._apply_visible(event, metrics)
-            else:
-                self._apply_dead(event, metrics)
+        stamp = e.at if live else max(e.at, self.wall())
+        dedup = self._dedup
+        keys = q.keys
+        offset = e.first_offset
+        prefix = DedupWindow.scope(e.queue)
+        at = e.at
+        ready = q.ready
+        full = q.full
+        size = q.window.size if q.window is not None else 0
+        for message in e.messages:
+            k = keys.get(message.key)
+            if k is None:
+                k = keys[message.key] = KeyState(message.key)
+            pending = k.pending
+            pending.append(Held(message, offset, at, journal_seq))
+            if k.deliverable:  # q.make_ready(k), inlined: this runs once per message
+                if not k.queued:
+                    k.queued = True
+                    ready.append(k)
+                if size and not k.in_full and (k.pinned or len(pending) >= size):
+                    k.in_full = True
+                    full.append(k)
+            dedup.add(prefix + message.id, stamp, journal_seq)
+            offset += 1
+        q.held += len(e.messages)
+        if offset > self.next_offset:
+            self.next_offset = offset
+        if metrics is not None:
+            metrics.enqueued += len(e.messages)
 
-    def _apply_enqueued(self, e: MessageEnqueued, journal_seq: int,
-                        metrics: QueueMetrics | None, dedup_floor: float) -> None:
+    def _apply_received(self, e: BatchesReceived, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
-        message = e.message
-        k = q.keys.get(message.key)
-        if k is None:
-            k = q.keys[message.key] = _Key(message.key)
-        k.pending.append(_Held(message, e.offset, e.at, journal_seq))
-        q.held += 1
-        q.make_ready(k)
-        stamp = max(e.at, dedup_floor)
-        self._dedup[message.id] = (stamp, journal_seq)
-        self._dedup_order.append((stamp, message.id))
-        if e.offset >= self.next_offset:
-            self.next_offset = e.offset + 1
-        if metrics is not None:
-            metrics.enqueued += 1
+        now = self.now()
+        deadline = now + self.settings.visibility_timeout
+        windowed = q.window is not None
+        self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
+        for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
+                                               strict=True):
+            k = q.keys.get(key)
+            if k is None or not k.pending or k.pending[0].offset != offset:
+                continue  # settled before the checkpoint this replay started from
+            if not k.flight:
+                q.in_flight += count
+            k.flight = count
+            k.attempt = attempt
+            k.deadline = deadline
+            if windowed:
+                k.pinned = count
+            for held in itertools.islice(k.pending, count):
+                held.receives += 1
+            if metrics is not None:
+                metrics.on_delivery(count, attempt)
 
-    def _head(self, queue: str, key: str, offset: int) -> tuple[_Queue, _Key, _Held] | None:
-        q = self.queues.get(queue)
-        k = q.keys.get(key) if q is not None else None
-        if k is None or not k.pending or k.pending[0].offset != offset:
-            return None  # settled before the checkpoint this replay started from
-        return q, k, k.pending[0]  # type: ignore[return-value]
-
-    def _apply_received(self, e: MessageReceived, now: float,
-                        metrics: QueueMetrics | None) -> None:
-        found = self._head(e.queue, e.key, e.offset)
-        if found is None:
-            return
-        q, k, head = found
-        if k.flight is None:
-            q.in_flight += 1
-        head.receives = e.attempt
-        head.deadline = now + self.settings.visibility_timeout
-        k.flight = head
-        heapq.heappush(self._expiry, (head.deadline, next(self._tie), e.queue, e.key,
-                                      e.offset, e.attempt))
-        if metrics is not None:
-            metrics.on_delivery(e.queue, e.key, e.offset, e.attempt, now)
-
-    def _apply_acked(self, e: MessageAcked, metrics: QueueMetrics | None) -> None:
-        found = self._head(e.queue, e.key, e.offset)
-        if found is None:
-            return
-        q, k, head = found
-        self._remove_head(q, k)
-        if metrics is not None:
-            metrics.on_ack(e.queue, e.key, e.at - head.at)
+    def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
+        q = self._queue(e.queue)
+        keys = q.keys
+        samples = metrics.samples(e.queue) if metrics is not None else None
+        at = e.at
+        acked = 0
+        first_sample = len(samples.seconds) if samples is not None else 0
+        for key, offset, count in zip(e.keys, e.offsets, e.counts, strict=True):
+            k = keys.get(key)
+            if k is None or not k.pending or k.pending[0].offset != offset:
+                continue
+            if k.flight:
+                q.in_flight -= k.flight
+                k.flight = 0
+            pending = k.pending
+            count = min(count, len(pending))
+            if samples is None:
+                for _ in range(count):
+                    pending.popleft()
+            else:
+                seconds = samples.seconds
+                for _ in range(count):
+                    seconds.append(at - pending.popleft().at)
+                samples.keys.extend([key] * count)
+            acked += count
+            k.pinned = 0
+            if pending:
+                q.make_ready(k)
+        q.held -= acked
+        if metrics is not None and samples is not None:
+            metrics.acked += acked
+            metrics.ack_latencies.extend(samples.seconds[first_sample:])
 
     @staticmethod
-    def _remove_head(q: _Queue, k: _Key) -> None:
-        """The key's head is settled (acked or dead): its next message may go out."""
-        if k.flight is not None:  # only ever the head: one message out per key
-            q.in_flight -= 1
-            k.flight = None
-        k.pending.popleft()
-        q.held -= 1
-        q.make_ready(k)
-        q.forget_if_idle(k)
+    def _land(q: QueueState, k: KeyState) -> None:
+        """The key's batch is no longer out."""
+        if k.flight:
+            q.in_flight -= k.flight
+            k.flight = 0
 
-    def _apply_visible(self, e: MessageReleased | VisibilityExpired,
-                       metrics: QueueMetrics | None) -> None:
-        found = self._head(e.queue, e.key, e.offset)
-        if found is None:
+    def _apply_returned(self, e: BatchReturned, metrics: QueueMetrics | None) -> None:
+        q = self._queue(e.queue)
+        k = q.keys.get(e.key)
+        if k is None:
             return
-        q, k, head = found
-        if k.flight is head:
-            q.in_flight -= 1
-            k.flight = None
+        if k.flight and k.attempt == e.attempt and k.pending[0].offset == e.offset:
+            self._land(q, k)
+        if e.untried:
+            untried = set(e.untried)
+            for held in k.pending:
+                if held.offset in untried:
+                    held.receives -= 1
         q.make_ready(k)
         if metrics is not None:
-            metrics.on_visible_again(e)
+            metrics.on_returned(e.expired)
 
     def _apply_dead(self, e: MessageDeadLettered, metrics: QueueMetrics | None) -> None:
-        found = self._head(e.queue, e.key, e.offset)
-        if found is None:
+        q = self._queue(e.queue)
+        k = q.keys.get(e.key)
+        held = k.find(e.offset) if k is not None else None
+        if k is None or held is None:
             return
-        q, k, _head = found
-        self._remove_head(q, k)
+        self._land(q, k)
+        k.pending.remove(held)
+        k.pinned = 0  # a window that lost a member is refilled
+        q.held -= 1
         q.dead += 1
+        q.make_ready(k)
         if metrics is not None:
             metrics.dead_lettered += 1
 
     # -- questions -------------------------------------------------------------
 
-    def held(self, queue: str, key: str, offset: int) -> _Held | None:
-        found = self._head(queue, key, offset)
-        return found[2] if found is not None else None
+    def held(self, queue: str, key: str, offset: int) -> Held | None:
+        q = self.queues.get(queue)
+        k = q.keys.get(key) if q is not None else None
+        return k.find(offset) if k is not None else None
 
     def depth(self, queue: str) -> QueueDepth:
         q = self.queues.get(queue)
@@ -361,22 +403,20 @@ class ServerState:
 
     def checkpoint(self, high_water: int) -> ServerCheckpoint:
         """Where recovery may start: the oldest entry holding a live message or dedup id."""
-        self._prune_dedup(self.wall())
+        self._dedup.prune(self.wall())
         from_seq = high_water
-        if self._dedup_order:
-            from_seq = min(from_seq, self._dedup[self._dedup_order[0][1]][1])
+        oldest = self._dedup.oldest_seq()
+        if oldest is not None:
+            from_seq = min(from_seq, oldest)
         for q in self.queues.values():
+            q.forget_idle()
             for k in q.keys.values():
-                if k.pending:
-                    from_seq = min(from_seq, k.pending[0].journal_seq)
-        return ServerCheckpoint(from_seq=from_seq, next_offset=self.next_offset)
+                from_seq = min(from_seq, k.pending[0].journal_seq)
+        sealed = sorted(name for name, q in self.queues.items() if q.sealed)
+        return ServerCheckpoint(from_seq=from_seq, next_offset=self.next_offset, sealed=sealed)
 
-    def _prune_dedup(self, at: float) -> None:
-        horizon = at - self.settings.dedup_window
-        order = self._dedup_order
-        dedup = self._dedup
-        while order and order[0][0] < horizon:
-            stamp, ident = order.popleft()
-            current = dedup.get(ident)
-            if current is not None and current[0] == stamp:
-                del dedup[ident]
+    def restore(self, checkpoint: ServerCheckpoint) -> None:
+        """Start a recovery from ``checkpoint`` (before replaying the journal after it)."""
+        self.next_offset = checkpoint.next_offset
+        for name in checkpoint.sealed:
+            self._queue(name).sealed = True

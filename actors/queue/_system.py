@@ -109,7 +109,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         else:
             invariants += self._exercised(pipeline, expect, restarts)
         extra: dict[str, object] = {
-            "result": await pipeline.result(),
+            "result": await pipeline.read_result(),
             "dead_letters": checked.dead_letters,
             "ledger": checked.ledger,
             "tiers": self._tiers(pipeline, history),
@@ -163,7 +163,8 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         rows: list[dict[str, object]] = []
         for i, tier in enumerate(pipeline.config.tiers):
             queue = pipeline.input_queue(i)
-            samples = [lat for _, lat in m.latencies.get(queue, [])]
+            found = m.latencies.get(queue)
+            samples = found.seconds if found is not None else []
             rows.append({
                 "name": tier.name, "kind": tier.kind, "clients": tier.clients,
                 "messages_in": counts.get(queue, 0),
@@ -195,7 +196,6 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             "dead_lettered": m.dead_lettered,
             "processing_errors": m.processing_errors,
             "windows_closed": m.windows_closed,
-            "window_conflicts": m.window_conflicts,
             "request_retries": m.request_retries,
             "server_recoveries": m.server_recoveries,
             "restarts": restarts,
