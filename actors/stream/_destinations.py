@@ -3,6 +3,8 @@
 - ``dir://PATH``: one JSON file per batch, named by batch id, written to a
   temporary name, fsynced and renamed (then the directory is fsynced), so a
   reader sees a whole batch or none, and a repeat overwrites identically.
+  Concurrent deliveries share directory fsyncs (group commit): a delivery
+  returns once a directory fsync that began after its rename has finished.
 - ``sqlite:///PATH``: a table keyed by batch id (``INSERT OR REPLACE``).
 - ``callable:pkg.mod:fn``: the user's ``deliver(batch)``, sync or async; it
   may be called again with the same batch id and records after a crash.
@@ -54,10 +56,45 @@ class _Offloaded:
             fn(batch)
 
 
+class _DirectorySync:
+    """Directory fsyncs shared by concurrent renames (group commit, as for a log).
+
+    ``renamed`` hands each rename a ticket; ``sync(ticket)`` returns once a
+    directory fsync that began after that rename has finished: it runs one
+    itself, or finds that one which covers it finished while it waited.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._syncing = threading.Lock()
+        self._counting = threading.Lock()
+        self._renames = 0
+        self._synced = 0  # renames covered by a finished fsync (under _syncing)
+
+    def renamed(self) -> int:
+        with self._counting:
+            self._renames += 1
+            return self._renames
+
+    def sync(self, ticket: int) -> None:
+        with self._syncing:
+            if self._synced >= ticket:
+                return
+            with self._counting:
+                covered = self._renames
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._synced = covered
+
+
 class DirectoryDestination(_Offloaded):
     def __init__(self, path: Path, *, threaded: bool) -> None:
         super().__init__(threaded)
         self.path = path
+        self._directory = _DirectorySync(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -75,11 +112,7 @@ class DirectoryDestination(_Offloaded):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, final)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._directory.sync(self._directory.renamed())
 
     def batches(self) -> Iterator[Batch]:
         for file in sorted(self.path.glob("*.json")):
