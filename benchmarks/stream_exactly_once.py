@@ -111,10 +111,9 @@ def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
     indices: set[int] = set()
     for file in sink.glob("*.json"):
         batch = _decode_batch(file.read_bytes())
-        total += len(batch.records)
-        for record in batch.records:
-            positions.add((batch.partition, record.seq))
-            indices.add(int(record.payload[:12]))
+        total += len(batch.seqs)
+        positions.update((batch.partition, seq) for seq in batch.seqs)
+        indices.update(int(payload[:12]) for payload in batch.payloads)
     in_range = not indices or (min(indices) == 0 and max(indices) == expected - 1)
     held = total == expected == len(positions) == len(indices) and in_range
     return held, (f"{total} records in sink, {len(positions)} distinct (partition, seq), "

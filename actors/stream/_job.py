@@ -83,6 +83,11 @@ class StreamJob:
     def next_chain(self) -> int:
         return next(self._chains)
 
+    @property
+    def processes(self) -> bool:
+        """A process function is set (else records reach the destination as read)."""
+        return self._process is not None
+
     def process_records(self, records: list[Record]) -> list[Record]:
         """Apply the user's function; ``None`` filters a record out.
 

@@ -381,13 +381,16 @@ class Worker(Actor[WorkerMsg]):
         """Process and deliver ``taken``; ``None`` when the destination took it, else why not."""
         job = self.job
         config = job.config
-        first = taken.first_seq
-        records = job.process_records(list(map(
-            Record, range(first, taken.last_seq + 1), taken.keys, taken.payloads)))
+        first, last = taken.first_seq, taken.last_seq
+        if job.processes:
+            batch = Batch.of_records(bid, partition, first, last, job.process_records(list(map(
+                Record, range(first, last + 1), taken.keys, taken.payloads))))
+        else:  # passed through: no object per record
+            batch = Batch(bid, partition, first, last, list(range(first, last + 1)),
+                          taken.keys, taken.payloads)
         if config.batch_cost > 0:
             await asyncio.sleep(config.batch_cost)
             await self.fault_point(f"while processing batch {bid}")
-        batch = Batch(bid, partition, first, taken.last_seq, records)
         try:
             if self.runtime.faults.fire("destination_error", f"{self.name}.destination"):
                 raise DestinationError(f"injected destination failure for {bid}")
