@@ -9,6 +9,7 @@ not raised here (a stale worker must not crash the partition).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
 _encode = msgspec.msgpack.Encoder().encode
+_key_of = operator.itemgetter(1)
+_payload_of = operator.itemgetter(2)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
@@ -94,7 +97,8 @@ class Partition(Actor[PartitionMsg]):
         next_seq = self.next_seq + fresh
         ops: list[Append | Put] = []
         if entries:
-            chunk = Chunk(self.next_seq, [e[1] for e in entries], [e[2] for e in entries])
+            chunk = Chunk(self.next_seq, list(map(_key_of, entries)),
+                          list(map(_payload_of, entries)))
             ops.append(Append(self.log_name, [("", _encode(chunk))]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
