@@ -258,8 +258,6 @@ class Worker(Actor[WorkerMsg]):
             buffer = await self._checkpoint(partition, held)  # counts a pending replay
             if self.held.get(partition) is not held:
                 return
-        elif held.current is not None:  # again, after the destination failed
-            self.job.metrics.redelivered_batches += 1
         if held.current is None:
             taken = await self._cut(buffer)
             if taken is None:
@@ -368,6 +366,8 @@ class Worker(Actor[WorkerMsg]):
         self._schedule(partition, 0.0)
 
     def _retry_later(self, partition: int, held: HeldPartition) -> None:
+        """The destination failed: the same batch is delivered again after a backoff."""
+        self.job.metrics.redelivered_batches += 1
         delay = self.job.config.retry_backoff.delay(held.retries, self.random.random())
         held.retries += 1
         if self.held.get(partition) is held:
