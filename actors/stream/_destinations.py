@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -43,17 +44,31 @@ class Destination(Protocol):
     async def close(self) -> None: ...
 
 
+_IO_THREADS = 32
+"""Threads a destination may block in at once: more than partitions usually are."""
+
+
 class _Offloaded:
-    """Runs blocking I/O in a thread on the real clock, inline under simulation."""
+    """Runs blocking I/O in a thread on the real clock, inline under simulation.
+
+    The threads are the destination's own: the loop's default executor has
+    ``cpu_count + 4`` threads, so on a small machine some partitions' fsyncs
+    would queue for a thread behind the others'.
+    """
 
     def __init__(self, threaded: bool) -> None:
-        self._threaded = threaded
+        self._executor = (ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="destination")
+                          if threaded else None)
 
     async def _run(self, fn: Callable[[Batch], None], batch: Batch) -> None:
-        if self._threaded:
-            await asyncio.to_thread(fn, batch)
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, fn, batch)
         else:
             fn(batch)
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 class _DirectorySync:
@@ -119,7 +134,7 @@ class DirectoryDestination(_Offloaded):
             yield _decode_batch(file.read_bytes())
 
     async def close(self) -> None:
-        return None
+        self._shutdown()
 
 
 class SqliteDestination(_Offloaded):
@@ -157,6 +172,7 @@ class SqliteDestination(_Offloaded):
             yield _decode_batch(blob)
 
     async def close(self) -> None:
+        self._shutdown()
         with self._lock:
             self._db.close()
 
