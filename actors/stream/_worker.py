@@ -302,6 +302,7 @@ class Worker(Actor[WorkerMsg]):
         held.delivering = False
         taken = held.current
         if taken is None or self._bid(partition, taken) != msg.batch_id:
+            self._schedule(partition, 0.0)  # not the current batch's: carry on from it
             return
         if held.crash is not None:
             crash, held.crash = held.crash, None
