@@ -40,18 +40,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
 import runtime
-from actors.stream import GeneratedSource, StreamConfig, StreamJob, open_destination
-from actors.stream._records import Batch
+from actors.stream import (
+    AppendDestination,
+    DirectoryDestination,
+    GeneratedSource,
+    StreamConfig,
+    StreamJob,
+    open_destination,
+)
 from actors.stream._source import generated_items
 from runtime import Fault, Runtime
 
 Item = tuple[str, bytes]
-_decode_batch = msgspec.json.Decoder(Batch).decode
 
 
 @dataclass
@@ -104,13 +108,16 @@ def best(runs: list[Run]) -> Run:
 # -- Shardline -------------------------------------------------------------------------
 
 
-def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
+SINKS = {"dir": DirectoryDestination, "append": AppendDestination}
+"""``--sink``: one fsynced file per batch, or one fsynced append-only file per partition."""
+
+
+def check_sink(sink: Path, expected: int, kind: str = "dir") -> tuple[bool, str]:
     """Exactly-once, cheaply: N records, N distinct (partition, seq), N distinct indices."""
     total = 0
     positions: set[tuple[int, int]] = set()
     indices: set[int] = set()
-    for file in sink.glob("*.json"):
-        batch = _decode_batch(file.read_bytes())
+    for batch in SINKS[kind](sink, threaded=False).batches():
         total += len(batch.seqs)
         positions.update((batch.partition, seq) for seq in batch.seqs)
         indices.update(int(payload[:12]) for payload in batch.payloads)
@@ -121,11 +128,11 @@ def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
 
 
 async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
-                        faults: list[Fault], label: str, limit_s: float) -> Run:
+                        faults: list[Fault], label: str, limit_s: float, kind: str) -> Run:
     runtime.configure_logging(level="critical")
     sink = work / "sink"
     async with Runtime(store=f"sqlite:///{work / 'state.db'}", faults=faults) as rt:
-        destination = open_destination(f"dir://{sink}", threaded=True)
+        destination = open_destination(f"{kind}://{sink}", threaded=True)
         job = StreamJob(rt, config, destination=destination,
                         source=lambda _seed: iter(items))
         started = time.perf_counter()
@@ -141,12 +148,12 @@ async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
 
 
 def run_shardline(items: list[Item], config: StreamConfig, faults: list[Fault],
-                  label: str, limit_s: float, verify: bool = True) -> Run:
+                  label: str, limit_s: float, verify: bool = True, kind: str = "dir") -> Run:
     with tempfile.TemporaryDirectory(prefix="shardline-bench-") as tmp:
         work = Path(tmp)
-        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s)
+        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s, kind)
         if verify:
-            run.exactly_once, run.check_detail = check_sink(work / "sink", len(items))
+            run.exactly_once, run.check_detail = check_sink(work / "sink", len(items), kind)
     return run
 
 
@@ -268,7 +275,8 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     p50, p99 = percentile(recovery, 0.50), percentile(recovery, 0.99)
 
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
-                        f"partitions, batch {args.batch}, {args.workers} workers, SQLite")
+                        f"partitions, batch {args.batch}, {args.workers} workers, SQLite, "
+                        f"{args.sink}:// sink")
     for column in ("run", "wall s", "records/s", "all repeats", "exactly-once", "crashes",
                    "restarts", "redelivered", "recovery p50", "recovery p99"):
         table.add_column(column, justify="left" if column in ("run", "exactly-once")
@@ -294,6 +302,7 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     return {
         "benchmark": "stream_exactly_once",
         "records": args.records, "partitions": args.partitions, "batch": args.batch,
+        "sink": args.sink,
         "workers": args.workers, "crash_every_s": args.crash_every, "repeat": args.repeat,
         "shardline_no_fault_rps": round(no_fault.rps, 1),
         "shardline_no_fault_all_rps": [round(r, 1) for r in no_fault.rates],
@@ -325,6 +334,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--crash-every", type=float, default=None,
                         help="seconds between worker crashes (default 1; 0.2 with --quick, "
                              "whose runs are shorter than a second)")
+    parser.add_argument("--sink", choices=sorted(SINKS), default="dir",
+                        help="Shardline's destination: dir:// (a file per batch, default) or "
+                             "append:// (an append-only file per partition)")
     parser.add_argument("--bytewax-parts", type=int, default=10)
     parser.add_argument("--bytewax-epoch", type=float, default=0.0,
                         help="bytewax epoch (snapshot) interval in s; 0 = bytewax default")
@@ -358,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run = run_shardline(items, config, [], "profiled", limit, verify=False)
+        run = run_shardline(items, config, [], "profiled", limit, verify=False, kind=args.sink)
         profiler.disable()
         print(f"{run.records} records in {run.wall_s:.2f} s = {run.rps:,.0f} records/s "
               "(under cProfile)")
@@ -371,9 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines: list[Run] = []
     note = "skipped (--no-bytewax)"
     for _ in range(args.repeat):  # interleaved, so a burst of load hits every kind alike
-        no_fault.append(run_shardline(items, config, [], "shardline no faults", limit))
+        no_fault.append(run_shardline(items, config, [], "shardline no faults", limit,
+                                      kind=args.sink))
         crashed.append(run_shardline(items, config, crash,
-                                     f"shardline 1 crash/{args.crash_every:g}s", limit))
+                                     f"shardline 1 crash/{args.crash_every:g}s", limit,
+                                     kind=args.sink))
         if not args.no_bytewax:
             baseline, note = run_bytewax(items, args.bytewax_parts, args.batch,
                                          args.bytewax_epoch or None)

@@ -1,33 +1,36 @@
-"""Destinations write batches *by batch id*, which is what makes replay harmless.
+"""Destinations write batches *by batch id* (or by sequence), which makes replay harmless.
 
 - ``dir://PATH``: one JSON file per batch, named by batch id, written to a
   temporary name, fsynced and renamed (then the directory is fsynced), so a
   reader sees a whole batch or none, and a repeat overwrites identically.
   Concurrent deliveries share directory fsyncs (group commit): a delivery
   returns once a directory fsync that began after its rename has finished.
+- ``append://PATH``: one append-only file per partition, a line per batch;
+  a batch whose range the file already holds is not appended again
+  (``_append.py``).
 - ``sqlite:///PATH``: a table keyed by batch id (``INSERT OR REPLACE``).
 - ``callable:pkg.mod:fn``: the user's ``deliver(batch)``, sync or async; it
   may be called again with the same batch id and records after a crash.
 
-On the real clock file and database writes run in a worker thread so eight
-partitions can fsync at once; under simulation they run inline so a seed
-replays exactly.
+On the real clock file and database writes run in threads (``_offload.py``)
+so every partition can fsync at once; under simulation they run inline so a
+seed replays exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
+from actors.stream._append import AppendDestination
+from actors.stream._offload import Offloaded, make_directory
 from actors.stream._records import Batch
 from runtime._callables import resolve_callable
 from runtime._errors import ScenarioError
@@ -42,33 +45,6 @@ class Destination(Protocol):
     async def deliver(self, batch: Batch) -> None: ...
 
     async def close(self) -> None: ...
-
-
-_IO_THREADS = 32
-"""Threads a destination may block in at once: more than partitions usually are."""
-
-
-class _Offloaded:
-    """Runs blocking I/O in a thread on the real clock, inline under simulation.
-
-    The threads are the destination's own: the loop's default executor has
-    ``cpu_count + 4`` threads, so on a small machine some partitions' fsyncs
-    would queue for a thread behind the others'.
-    """
-
-    def __init__(self, threaded: bool) -> None:
-        self._executor = (ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="destination")
-                          if threaded else None)
-
-    async def _run(self, fn: Callable[[Batch], None], batch: Batch) -> None:
-        if self._executor is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, fn, batch)
-        else:
-            fn(batch)
-
-    def _shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
 
 
 class _DirectorySync:
@@ -105,19 +81,12 @@ class _DirectorySync:
             self._synced = covered
 
 
-class DirectoryDestination(_Offloaded):
+class DirectoryDestination(Offloaded):
     def __init__(self, path: Path, *, threaded: bool) -> None:
         super().__init__(threaded)
         self.path = path
         self._directory = _DirectorySync(path)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ScenarioError(
-                f"destination dir://{path}: cannot create directory: {exc}") from exc
-
-    async def deliver(self, batch: Batch) -> None:
-        await self._run(self._write, batch)
+        make_directory(path, f"dir://{path}")
 
     def _write(self, batch: Batch) -> None:
         final = self.path / f"{batch.batch_id}.json"
@@ -137,7 +106,7 @@ class DirectoryDestination(_Offloaded):
         self._shutdown()
 
 
-class SqliteDestination(_Offloaded):
+class SqliteDestination(Offloaded):
     def __init__(self, path: Path, *, threaded: bool) -> None:
         super().__init__(threaded)
         self.path = path
@@ -153,9 +122,6 @@ class SqliteDestination(_Offloaded):
             )
         except (sqlite3.Error, OSError) as exc:
             raise ScenarioError(f"destination sqlite:///{path}: cannot open: {exc}") from exc
-
-    async def deliver(self, batch: Batch) -> None:
-        await self._run(self._write, batch)
 
     def _write(self, batch: Batch) -> None:
         with self._lock:
@@ -193,6 +159,7 @@ class CallableDestination:
 def _parse_destination(url: str) -> tuple[str, str]:
     """(kind, rest) of a destination URL; ``ScenarioError`` names it and the accepted forms."""
     for prefix, kind, form in (("dir://", "dir", "dir://PATH"),
+                               ("append://", "append", "append://PATH"),
                                ("sqlite:///", "sqlite", "sqlite:///PATH"),
                                ("callable:", "callable", "callable:pkg.mod:fn")):
         if url.startswith(prefix):
@@ -201,7 +168,8 @@ def _parse_destination(url: str) -> tuple[str, str]:
                 raise ScenarioError(f"destination {url!r}: expected {form}")
             return kind, rest
     raise ScenarioError(
-        f"destination {url!r}: expected dir://PATH, sqlite:///PATH or callable:pkg.mod:fn"
+        f"destination {url!r}: expected dir://PATH, append://PATH, sqlite:///PATH or "
+        "callable:pkg.mod:fn"
     )
 
 
@@ -225,6 +193,8 @@ def open_destination(url: str, *, threaded: bool) -> Destination:
     kind, rest = _parse_destination(url)
     if kind == "dir":
         return DirectoryDestination(Path(rest), threaded=threaded)
+    if kind == "append":
+        return AppendDestination(Path(rest), threaded=threaded)
     if kind == "sqlite":
         return SqliteDestination(Path(rest), threaded=threaded)
     return CallableDestination(resolve_callable(rest, what="destination"))
