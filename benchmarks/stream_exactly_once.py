@@ -41,20 +41,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from _stores import fresh_store
 from rich.console import Console
 from rich.table import Table
 
 import runtime
-from actors.stream import GeneratedSource, StreamConfig, StreamJob, open_destination
-from actors.stream._records import Batch
+from actors.stream import (
+    AppendDestination,
+    DirectoryDestination,
+    GeneratedSource,
+    StreamConfig,
+    StreamJob,
+    open_destination,
+)
 from actors.stream._source import generated_items
 from runtime import Fault, Runtime
 from runtime.store._url import shown_url
 
 Item = tuple[str, bytes]
-_decode_batch = msgspec.json.Decoder(Batch).decode
 
 
 @dataclass
@@ -107,17 +111,19 @@ def best(runs: list[Run]) -> Run:
 # -- Shardline -------------------------------------------------------------------------
 
 
-def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
+SINKS = {"dir": DirectoryDestination, "append": AppendDestination}
+"""``--sink``: one fsynced file per batch, or one fsynced append-only file per partition."""
+
+
+def check_sink(sink: Path, expected: int, kind: str = "dir") -> tuple[bool, str]:
     """Exactly-once, cheaply: N records, N distinct (partition, seq), N distinct indices."""
     total = 0
     positions: set[tuple[int, int]] = set()
     indices: set[int] = set()
-    for file in sink.glob("*.json"):
-        batch = _decode_batch(file.read_bytes())
-        total += len(batch.records)
-        for record in batch.records:
-            positions.add((batch.partition, record.seq))
-            indices.add(int(record.payload[:12]))
+    for batch in SINKS[kind](sink, threaded=False).batches():
+        total += len(batch.seqs)
+        positions.update((batch.partition, seq) for seq in batch.seqs)
+        indices.update(int(payload[:12]) for payload in batch.payloads)
     in_range = not indices or (min(indices) == 0 and max(indices) == expected - 1)
     held = total == expected == len(positions) == len(indices) and in_range
     return held, (f"{total} records in sink, {len(positions)} distinct (partition, seq), "
@@ -125,13 +131,13 @@ def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
 
 
 async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
-                        faults: list[Fault], label: str, limit_s: float,
+                        faults: list[Fault], label: str, limit_s: float, kind: str,
                         store: str | None = None) -> Run:
     """One run; ``store`` is an empty store's URL (default: SQLite in ``work``)."""
     runtime.configure_logging(level="critical")
     sink = work / "sink"
     async with Runtime(store=store or f"sqlite:///{work / 'state.db'}", faults=faults) as rt:
-        destination = open_destination(f"dir://{sink}", threaded=True)
+        destination = open_destination(f"{kind}://{sink}", threaded=True)
         job = StreamJob(rt, config, destination=destination,
                         source=lambda _seed: iter(items))
         started = time.perf_counter()
@@ -147,14 +153,15 @@ async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
 
 
 def run_shardline(items: list[Item], config: StreamConfig, faults: list[Fault],
-                  label: str, limit_s: float, verify: bool = True,
+                  label: str, limit_s: float, verify: bool = True, kind: str = "dir",
                   store: str | None = None) -> Run:
     with tempfile.TemporaryDirectory(prefix="shardline-bench-") as tmp, \
             fresh_store("postgresql", store) if store else nullcontext(None) as url:
         work = Path(tmp)
-        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s, url)
+        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s, kind,
+                          url)
         if verify:
-            run.exactly_once, run.check_detail = check_sink(work / "sink", len(items))
+            run.exactly_once, run.check_detail = check_sink(work / "sink", len(items), kind)
     return run
 
 
@@ -277,7 +284,8 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
 
     store = shown_url(args.store) if args.store else "SQLite"
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
-                        f"partitions, batch {args.batch}, {args.workers} workers, {store}")
+                        f"partitions, batch {args.batch}, {args.workers} workers, {store}, "
+                        f"{args.sink}:// sink")
     for column in ("run", "wall s", "records/s", "all repeats", "exactly-once", "crashes",
                    "restarts", "redelivered", "recovery p50", "recovery p99"):
         table.add_column(column, justify="left" if column in ("run", "exactly-once")
@@ -303,6 +311,7 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     return {
         "benchmark": "stream_exactly_once",
         "records": args.records, "partitions": args.partitions, "batch": args.batch,
+        "sink": args.sink,
         "workers": args.workers, "crash_every_s": args.crash_every, "repeat": args.repeat,
         "store": shown_url(args.store) if args.store else "sqlite",
         "shardline_no_fault_rps": round(no_fault.rps, 1),
@@ -335,6 +344,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--crash-every", type=float, default=None,
                         help="seconds between worker crashes (default 1; 0.2 with --quick, "
                              "whose runs are shorter than a second)")
+    parser.add_argument("--sink", choices=sorted(SINKS), default="dir",
+                        help="Shardline's destination: dir:// (a file per batch, default) or "
+                             "append:// (an append-only file per partition)")
     parser.add_argument("--bytewax-parts", type=int, default=10)
     parser.add_argument("--bytewax-epoch", type=float, default=0.0,
                         help="bytewax epoch (snapshot) interval in s; 0 = bytewax default")
@@ -371,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run = run_shardline(items, config, [], "profiled", limit, verify=False,
+        run = run_shardline(items, config, [], "profiled", limit, verify=False, kind=args.sink,
                             store=args.store)
         profiler.disable()
         print(f"{run.records} records in {run.wall_s:.2f} s = {run.rps:,.0f} records/s "
@@ -386,10 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = "skipped (--no-bytewax)"
     for _ in range(args.repeat):  # interleaved, so a burst of load hits every kind alike
         no_fault.append(run_shardline(items, config, [], "shardline no faults", limit,
-                                      store=args.store))
+                                      kind=args.sink, store=args.store))
         crashed.append(run_shardline(items, config, crash,
                                      f"shardline 1 crash/{args.crash_every:g}s", limit,
-                                     store=args.store))
+                                     kind=args.sink, store=args.store))
         if not args.no_bytewax:
             baseline, note = run_bytewax(items, args.bytewax_parts, args.batch,
                                          args.bytewax_epoch or None)

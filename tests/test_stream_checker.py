@@ -11,15 +11,16 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 import pytest
 
 from actors.stream import Batch, DirectoryDestination
-from actors.stream._messages import CommitBatch, RecordPending
+from actors.stream._messages import CommitBatch
 from actors.stream._partition import CheckpointReply, Partition
 from actors.stream._records import Checkpoint, CommitRecord
+from actors.stream._worker import Worker
 from runtime.cli import main
 from runtime.store import Append, Put
 from tests.stream_helpers import invariants, quiet_logs
@@ -49,7 +50,7 @@ rate = 2000.0
 batch_cost = "50ms"
 produce_chunk = 100
 rebalance_interval = "200ms"
-source = {{ records = 3000, keys = 100, payload_bytes = 24 }}
+source = {{ records = 10000, keys = 100, payload_bytes = 24 }}
 destination = "dir://{{out}}/sink"
 {stream}
 {faults}
@@ -140,21 +141,12 @@ def test_a_nondeterministic_process_function_fails_exactly_once(
 
 class _TrustingPartition:
     """A broken partition: it applies any commit a worker sends, unfenced and without
-    checking that the batch is the pending one (it remembers each batch's chunks)."""
-
-    last_chunk: ClassVar[dict[str, int]] = {}
-    real_record_pending = Partition._record_pending
-
-    @staticmethod
-    async def record_pending(self: Partition, msg: RecordPending) -> CheckpointReply:
-        _TrustingPartition.last_chunk[msg.batch_id] = msg.last_chunk
-        return await _TrustingPartition.real_record_pending(self, msg)
+    checking that the batch is the pending one."""
 
     @staticmethod
     async def commit(self: Partition, msg: CommitBatch) -> CheckpointReply:
         record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
-        new = Checkpoint(msg.last_seq + 1, None,
-                         _TrustingPartition.last_chunk[msg.batch_id] + 1)
+        new = Checkpoint(msg.last_seq + 1, msg.next_pending, msg.next_chunk)
         result = await self.runtime.store.write([
             Put(self.checkpoint_key, _encode(new), None),
             Append(self.commits_log, [(msg.batch_id, _encode(record))]),
@@ -164,13 +156,19 @@ class _TrustingPartition:
         return CheckpointReply(new)
 
 
+async def _trusted_lease(self: Worker, partition: int, held: object) -> bool:
+    return True
+
+
 def test_a_partition_that_accepts_late_commits_fails_no_stale_commit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under the lease takeover, the paused worker's late commit is applied after its
-    successor's: its fencing token goes down in the commit log, and the commits overlap."""
-    monkeypatch.setattr(Partition, "_record_pending", _TrustingPartition.record_pending)
+    successor's: its fencing token goes down in the commit log, and the commits overlap.
+    (The worker checks its lease before committing, so it is broken too: it trusts its
+    lease and sends the late commit.)"""
     monkeypatch.setattr(Partition, "_commit", _TrustingPartition.commit)
+    monkeypatch.setattr(Worker, "_lease_checked", _trusted_lease)
     code, report = _run(_scenario(tmp_path, faults=_PAUSE), tmp_path / "out", capsys)
     assert code == 1
     found = invariants(report)

@@ -108,13 +108,15 @@ def test_paused_worker_loses_its_lease_and_its_late_commit_is_refused(
     store_url: str, tmp_path: Path
 ) -> None:
     """Lease takeover: worker-0 is paused mid-batch for 3 s with a 1 s lease. Another
-    worker replays its pending batch under a new token; the late commit is refused."""
+    worker replays its pending batch under a new token; the late commit is refused.
+    (The stream runs past the pause, so the paused worker comes back to commit.)"""
     user.reset()
+    src = {**BASE_STREAM["source"], "records": 10_000}
     doc = scenario_doc(
         store_url, seed=3, faults=[{"kind": "pause", "target": "stream.worker-0", "at": "1s",
                                     "duration": "3s"}],
         batch_cost="50ms", destination="callable:tests.stream_helpers.user:deliver",
-        expect={"min_late_commits_refused": 1, "min_redelivered_batches": 1})
+        source=src, expect={"min_late_commits_refused": 1, "min_redelivered_batches": 1})
     report = run_doc(doc, tmp_path / "out")
     found = assert_all_held(report)
     assert found["exercised_late_commits_refused"].held
@@ -125,7 +127,6 @@ def test_paused_worker_loses_its_lease_and_its_late_commit_is_refused(
     for batch in user.CALLS:
         counts[batch.batch_id] = counts.get(batch.batch_id, 0) + 1
     assert max(counts.values()) >= 2
-    src = BASE_STREAM["source"]
     assert_each_once(user.unique_batches(user.CALLS),
                      source_items(src["records"], src["keys"], src["payload_bytes"], seed=3))
 

@@ -1,6 +1,7 @@
 """``shardline run`` killed with SIGKILL at random moments resumes and ends exactly once.
 
-A real-clock scenario on an SQLite store writes to a ``dir://`` sink. The
+A real-clock scenario on an SQLite store writes to a ``dir://`` sink (one
+file per batch) or an ``append://`` sink (one file per partition). The
 test kills the process 2-3 times at seeded random moments, reruns the same
 command against the same ``--out`` until a run exits 0, then reads the sink
 files itself: every source record must be there exactly once.
@@ -14,8 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from actors.stream import AppendDestination, Batch
 from tests.scenario_helpers import rerun_to_completion
 from tests.stream_helpers import assert_each_once, read_dir_sink, source_items
 
@@ -37,7 +42,7 @@ lease_ttl = "1s"
 rate = 2000.0
 produce_chunk = 100
 source = {{ records = {RECORDS}, keys = {KEYS}, payload_bytes = {PAYLOAD} }}
-destination = "dir://{{out}}/sink"
+destination = "SINK://{{out}}/sink"
 """
 
 
@@ -47,13 +52,24 @@ def _command(scenario: Path, out: Path) -> list[str]:
     return [*entry, "run", str(scenario), "--out", str(out), "--json"]
 
 
-def _records_in(sink: Path) -> int:
-    return sum(len(b.records) for b in read_dir_sink(sink)) if sink.exists() else 0
+def _read_append_sink(path: Path) -> list[Batch]:
+    return list(AppendDestination(path, threaded=False).batches())
 
 
-def test_sigkill_at_random_moments_then_rerun_delivers_each_record_once(tmp_path: Path) -> None:
+READERS: dict[str, Callable[[Path], list[Batch]]] = {
+    "dir": read_dir_sink, "append": _read_append_sink}
+
+
+@pytest.mark.parametrize("sink", sorted(READERS))
+def test_sigkill_at_random_moments_then_rerun_delivers_each_record_once(
+        tmp_path: Path, sink: str) -> None:
+    read_sink = READERS[sink]
+
+    def records_in(path: Path) -> int:
+        return sum(len(b.seqs) for b in read_sink(path)) if path.exists() else 0
+
     scenario = tmp_path / "sigkill.toml"
-    scenario.write_text(SCENARIO)
+    scenario.write_text(SCENARIO.replace("SINK://", f"{sink}://"))
     out = tmp_path / "out"
     command = _command(scenario, out)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -70,7 +86,7 @@ def test_sigkill_at_random_moments_then_rerun_delivers_each_record_once(tmp_path
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
         assert proc.returncode == -signal.SIGKILL
-        done = _records_in(out / "sink")
+        done = records_in(out / "sink")
         killed_midway += done < RECORDS
     assert killed_midway >= 1, "no kill landed before the work was done; the test proved nothing"
 
@@ -79,5 +95,5 @@ def test_sigkill_at_random_moments_then_rerun_delivers_each_record_once(tmp_path
     assert held["exactly_once"] and held["order"] and held["no_stale_commit"]
     assert held.get("resumed") is True  # the last run picked up the killed runs' work
 
-    batches = read_dir_sink(out / "sink")
+    batches = read_sink(out / "sink")
     assert_each_once(batches, source_items(RECORDS, KEYS, PAYLOAD, SEED))

@@ -7,6 +7,7 @@ sources (:class:`GeneratedSource` or ``fn(seed)``), destinations
 system registered under the ``shardline.systems`` entry point.
 """
 
+from actors.stream._append import AppendDestination
 from actors.stream._config import StreamConfig, StreamExpect
 from actors.stream._destinations import (
     CallableDestination,
@@ -22,6 +23,7 @@ from actors.stream._system import SYSTEM, StreamSystem
 
 __all__ = [
     "SYSTEM",
+    "AppendDestination",
     "Batch",
     "CallableDestination",
     "Checkpoint",

@@ -16,7 +16,13 @@ MAX_CHUNK_BYTES = 256 << 20
 
 
 class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How a stream job is laid out and paced. Durations are seconds."""
+    """How a stream job is laid out and paced. Durations are seconds.
+
+    ``batch_size`` caps the records of one batch (a batch may take part of a
+    producer chunk of ``produce_chunk`` source items); a worker delivers less
+    when less is there. ``lease_ttl`` may be shorter than a batch takes: the
+    lease is renewed every ``lease_ttl / 3`` while the batch runs.
+    """
 
     source: GeneratedSource | str
     name: str = "stream"

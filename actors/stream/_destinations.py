@@ -1,20 +1,24 @@
-"""Destinations write batches *by batch id*, which is what makes replay harmless.
+"""Destinations write batches *by batch id* (or by sequence), which makes replay harmless.
 
 - ``dir://PATH``: one JSON file per batch, named by batch id, written to a
   temporary name, fsynced and renamed (then the directory is fsynced), so a
   reader sees a whole batch or none, and a repeat overwrites identically.
+  Concurrent deliveries share directory fsyncs (group commit): a delivery
+  returns once a directory fsync that began after its rename has finished.
+- ``append://PATH``: one append-only file per partition, a line per batch;
+  a batch whose range the file already holds is not appended again
+  (``_append.py``).
 - ``sqlite:///PATH``: a table keyed by batch id (``INSERT OR REPLACE``).
 - ``callable:pkg.mod:fn``: the user's ``deliver(batch)``, sync or async; it
   may be called again with the same batch id and records after a crash.
 
-On the real clock file and database writes run in a worker thread so eight
-partitions can fsync at once; under simulation they run inline so a seed
-replays exactly.
+On the real clock file and database writes run in threads (``_offload.py``)
+so every partition can fsync at once; under simulation they run inline so a
+seed replays exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import sqlite3
@@ -25,6 +29,8 @@ from typing import Protocol
 
 import msgspec
 
+from actors.stream._append import AppendDestination
+from actors.stream._offload import Offloaded, make_directory
 from actors.stream._records import Batch
 from runtime._callables import resolve_callable
 from runtime._errors import ScenarioError
@@ -41,31 +47,46 @@ class Destination(Protocol):
     async def close(self) -> None: ...
 
 
-class _Offloaded:
-    """Runs blocking I/O in a thread on the real clock, inline under simulation."""
+class _DirectorySync:
+    """Directory fsyncs shared by concurrent renames (group commit, as for a log).
 
-    def __init__(self, threaded: bool) -> None:
-        self._threaded = threaded
+    ``renamed`` hands each rename a ticket; ``sync(ticket)`` returns once a
+    directory fsync that began after that rename has finished: it runs one
+    itself, or finds that one which covers it finished while it waited.
+    """
 
-    async def _run(self, fn: Callable[[Batch], None], batch: Batch) -> None:
-        if self._threaded:
-            await asyncio.to_thread(fn, batch)
-        else:
-            fn(batch)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._syncing = threading.Lock()
+        self._counting = threading.Lock()
+        self._renames = 0
+        self._synced = 0  # renames covered by a finished fsync (under _syncing)
+
+    def renamed(self) -> int:
+        with self._counting:
+            self._renames += 1
+            return self._renames
+
+    def sync(self, ticket: int) -> None:
+        with self._syncing:
+            if self._synced >= ticket:
+                return
+            with self._counting:
+                covered = self._renames
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._synced = covered
 
 
-class DirectoryDestination(_Offloaded):
+class DirectoryDestination(Offloaded):
     def __init__(self, path: Path, *, threaded: bool) -> None:
         super().__init__(threaded)
         self.path = path
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ScenarioError(
-                f"destination dir://{path}: cannot create directory: {exc}") from exc
-
-    async def deliver(self, batch: Batch) -> None:
-        await self._run(self._write, batch)
+        self._directory = _DirectorySync(path)
+        make_directory(path, f"dir://{path}")
 
     def _write(self, batch: Batch) -> None:
         final = self.path / f"{batch.batch_id}.json"
@@ -75,21 +96,17 @@ class DirectoryDestination(_Offloaded):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, final)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._directory.sync(self._directory.renamed())
 
     def batches(self) -> Iterator[Batch]:
         for file in sorted(self.path.glob("*.json")):
             yield _decode_batch(file.read_bytes())
 
     async def close(self) -> None:
-        return None
+        self._shutdown()
 
 
-class SqliteDestination(_Offloaded):
+class SqliteDestination(Offloaded):
     def __init__(self, path: Path, *, threaded: bool) -> None:
         super().__init__(threaded)
         self.path = path
@@ -106,9 +123,6 @@ class SqliteDestination(_Offloaded):
         except (sqlite3.Error, OSError) as exc:
             raise ScenarioError(f"destination sqlite:///{path}: cannot open: {exc}") from exc
 
-    async def deliver(self, batch: Batch) -> None:
-        await self._run(self._write, batch)
-
     def _write(self, batch: Batch) -> None:
         with self._lock:
             self._db.execute(
@@ -124,6 +138,7 @@ class SqliteDestination(_Offloaded):
             yield _decode_batch(blob)
 
     async def close(self) -> None:
+        self._shutdown()
         with self._lock:
             self._db.close()
 
@@ -144,6 +159,7 @@ class CallableDestination:
 def _parse_destination(url: str) -> tuple[str, str]:
     """(kind, rest) of a destination URL; ``ScenarioError`` names it and the accepted forms."""
     for prefix, kind, form in (("dir://", "dir", "dir://PATH"),
+                               ("append://", "append", "append://PATH"),
                                ("sqlite:///", "sqlite", "sqlite:///PATH"),
                                ("callable:", "callable", "callable:pkg.mod:fn")):
         if url.startswith(prefix):
@@ -152,7 +168,8 @@ def _parse_destination(url: str) -> tuple[str, str]:
                 raise ScenarioError(f"destination {url!r}: expected {form}")
             return kind, rest
     raise ScenarioError(
-        f"destination {url!r}: expected dir://PATH, sqlite:///PATH or callable:pkg.mod:fn"
+        f"destination {url!r}: expected dir://PATH, append://PATH, sqlite:///PATH or "
+        "callable:pkg.mod:fn"
     )
 
 
@@ -176,6 +193,8 @@ def open_destination(url: str, *, threaded: bool) -> Destination:
     kind, rest = _parse_destination(url)
     if kind == "dir":
         return DirectoryDestination(Path(rest), threaded=threaded)
+    if kind == "append":
+        return AppendDestination(Path(rest), threaded=threaded)
     if kind == "sqlite":
         return SqliteDestination(Path(rest), threaded=threaded)
     return CallableDestination(resolve_callable(rest, what="destination"))

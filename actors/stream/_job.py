@@ -47,6 +47,18 @@ _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 
 
 class StreamJob:
+    """A stream job on ``rt``: its source appended to partition logs, processed and
+    delivered to ``destination`` exactly once, across crashes and lease takeovers.
+
+    ``process(record)`` (or the config's ``process``) maps each record (``None``
+    drops it); it must be deterministic, since a replayed batch must equal its
+    first delivery. ``destination.deliver`` must be idempotent by batch id.
+    ``source(seed)`` replaces the config's source. Lifecycle: ``await start()``,
+    ``await wait_done()``, then ``await close()`` (or ``await stop()`` to keep
+    the destination open). Progress is durable in the runtime's store: a new
+    job on the same store and config resumes where the last one stopped.
+    """
+
     def __init__(
         self,
         rt: Runtime,
@@ -77,6 +89,11 @@ class StreamJob:
     def next_chain(self) -> int:
         return next(self._chains)
 
+    @property
+    def processes(self) -> bool:
+        """A process function is set (else records reach the destination as read)."""
+        return self._process is not None
+
     def process_records(self, records: list[Record]) -> list[Record]:
         """Apply the user's function; ``None`` filters a record out.
 
@@ -103,6 +120,7 @@ class StreamJob:
         return out
 
     async def start(self) -> None:
+        """Coroutine: spawn the job's actors (partitions, workers, coordinator, producer)."""
         config = self.config
         from actors.stream._worker import Worker
 
@@ -140,20 +158,26 @@ class StreamJob:
         return found
 
     async def done(self) -> bool:
-        """The source is exhausted and every partition is committed through its high water."""
-        if not self.metrics.producer_done:
+        """Coroutine: the source is exhausted and every partition is committed through
+        its high water (read from the store; cheap while records this run appended are
+        still uncommitted)."""
+        metrics = self.metrics
+        if not metrics.producer_done or metrics.committed_records < metrics.produced:
             return False
         return all(c.pending is None and c.next_chunk >= hw for c, hw in await self.checkpoints())
 
     async def wait_done(self, deadline: float | None = None, poll: float = 0.05) -> bool:
+        """Coroutine: wait until ``done()`` (True) or ``deadline`` (runtime time) passed."""
         return await self.rt.wait_until(self.done, deadline=deadline, poll=poll)
 
     async def stop(self) -> None:
-        """Stop the actors; the destination stays open (call ``close`` when done reading)."""
+        """Coroutine (``await job.stop()``): stop the actors; the destination stays open
+        (``await job.close()`` when done reading it)."""
         if self.supervisor is not None:
             await self.rt.root.stop(self.supervisor)
             self.supervisor = None
 
     async def close(self) -> None:
+        """Coroutine (``await job.close()``): stop the actors, then close the destination."""
         await self.stop()
         await self.destination.close()

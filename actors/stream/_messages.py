@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.stream._records import PendingCheckpoint
 from runtime import Message, Terminated
 
 
@@ -34,13 +35,21 @@ class RecordPending(Message, frozen=True):
 
 
 class CommitBatch(Message, frozen=True):
-    """Worker -> partition: the pending batch was delivered; advance past it."""
+    """Worker -> partition: the pending batch was delivered; advance past it.
+
+    ``next_chunk`` is the chunk holding ``last_seq + 1`` (the batch may end
+    inside a chunk). With ``next_pending`` the same fenced write also records
+    the next batch as pending (it must start at ``last_seq + 1`` in
+    ``next_chunk``): one write per batch instead of a commit and a pending write.
+    """
 
     batch_id: str
     first_seq: int
     last_seq: int
     token: int
     owner: str
+    next_chunk: int
+    next_pending: PendingCheckpoint | None = None
 
 
 PartitionMsg = AppendBatch | ReadCheckpoint | RecordPending | CommitBatch
@@ -76,7 +85,19 @@ class Renew(Message, frozen=True):
     """Worker -> itself: renew every lease it holds."""
 
 
-WorkerMsg = Assign | Revoke | Work | Renew
+class Delivered(Message, frozen=True):
+    """Worker -> itself: the delivery of ``batch_id`` (``chain`` as for ``Work``) ended.
+
+    ``failure`` is empty when the destination took the batch, else why not.
+    """
+
+    partition: int
+    chain: int
+    batch_id: str
+    failure: str = ""
+
+
+WorkerMsg = Assign | Revoke | Work | Renew | Delivered
 
 
 class Rebalance(Message, frozen=True):

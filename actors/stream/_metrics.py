@@ -37,7 +37,7 @@ class StreamMetrics:
 
     def on_delivery(self, batch: Batch) -> None:
         self.delivered_batches += 1
-        self.delivered_records += len(batch.records)
+        self.delivered_records += len(batch.seqs)
         self.deliveries.append((batch.partition, batch.first_seq, batch.last_seq))
 
     def on_commit(self, partition: int, records: int, now: float) -> None:

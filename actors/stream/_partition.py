@@ -9,6 +9,7 @@ not raised here (a stale worker must not crash the partition).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
 _encode = msgspec.msgpack.Encoder().encode
+_key_of = operator.itemgetter(1)
+_payload_of = operator.itemgetter(2)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
@@ -94,7 +97,8 @@ class Partition(Actor[PartitionMsg]):
         next_seq = self.next_seq + fresh
         ops: list[Append | Put] = []
         if entries:
-            chunk = Chunk(self.next_seq, [e[1] for e in entries], [e[2] for e in entries])
+            chunk = Chunk(self.next_seq, list(map(_key_of, entries)),
+                          list(map(_payload_of, entries)))
             ops.append(Append(self.log_name, [("", _encode(chunk))]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
@@ -123,12 +127,26 @@ class Partition(Actor[PartitionMsg]):
                                  msg.token, [])
 
     async def _commit(self, msg: CommitBatch) -> CheckpointReply:
+        """Advance past the pending batch, recording the next one in the same write.
+
+        The next pending batch must start right after the committed one, so the
+        checkpoint still names exactly the records that will be processed next.
+        """
         pending = self.checkpoint.pending
         if pending is None or pending.batch_id != msg.batch_id:
             return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id}")
+        if not pending.last_chunk <= msg.next_chunk <= pending.last_chunk + 1:
+            return CheckpointReply(self.checkpoint, f"batch {msg.batch_id} ends in chunk "
+                                                    f"{pending.last_chunk}, not before chunk "
+                                                    f"{msg.next_chunk}")
+        then = msg.next_pending
+        if then is not None and (then.first_seq != msg.last_seq + 1
+                                 or then.first_chunk != msg.next_chunk):
+            return CheckpointReply(self.checkpoint, f"next batch {then.batch_id} does not "
+                                                    f"start after {msg.batch_id}")
         record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
         extra = [Append(self.commits_log, [(msg.batch_id, _encode(record))])]
-        reply = await self._write(Checkpoint(msg.last_seq + 1, None, pending.last_chunk + 1),
+        reply = await self._write(Checkpoint(msg.last_seq + 1, then, msg.next_chunk),
                                   msg.token, extra)
         if not reply.refused:
             self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
@@ -155,9 +173,12 @@ class Partition(Actor[PartitionMsg]):
             return CheckpointReply(self.checkpoint, f"conflict: {exc}")
         self.checkpoint = new
         self.checkpoint_version = result.versions[self.checkpoint_key]
-        kind = "checkpoint_pending" if new.pending else "checkpoint_committed"
-        self.runtime.trace.record(self.runtime.now(), kind, self.name,
-                                  new.pending.batch_id if new.pending else str(new.next_seq))
+        if extra:
+            self.runtime.trace.record(self.runtime.now(), "checkpoint_committed", self.name,
+                                      str(new.next_seq))
+        if new.pending is not None:
+            self.runtime.trace.record(self.runtime.now(), "checkpoint_pending", self.name,
+                                      new.pending.batch_id)
         return reply_ok(new)
 
 

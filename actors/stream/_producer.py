@@ -27,12 +27,24 @@ if TYPE_CHECKING:
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
 
+class _Placement(dict[str, int]):
+    """Key -> partition, hashed once per key (on the first lookup)."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__()
+        self.partitions = partitions
+
+    def __missing__(self, key: str) -> int:
+        partition = self[key] = keys.partition_of(key, self.partitions)
+        return partition
+
+
 class Producer(Actor[ProducerMsg]):
     def __init__(self, job: StreamJob) -> None:
         self.job = job
         self.index = 0
         self.chain = -1
-        self.placement: dict[str, int] = {}
+        self.placement = _Placement(job.config.partitions)
         self.items: Iterator[tuple[str, bytes]] = iter(())
 
     async def recover(self) -> None:
@@ -59,14 +71,10 @@ class Producer(Actor[ProducerMsg]):
                                       str(self.index))
             return None
         per_partition: list[list[tuple[int, str, bytes]]] = [[] for _ in job.partitions]
+        appends = [entries.append for entries in per_partition]
         placement = self.placement
-        index = self.index
-        for key, payload in chunk:
-            partition = placement.get(key)
-            if partition is None:
-                partition = placement[key] = keys.partition_of(key, config.partitions)
-            per_partition[partition].append((index, key, payload))
-            index += 1
+        for index, (key, payload) in enumerate(chunk, self.index):
+            appends[placement[key]]((index, key, payload))
         upto = self.index + len(chunk)
         await asyncio.gather(*(
             part.ask(AppendBatch(upto, entries), timeout=config.ask_timeout)

@@ -20,13 +20,32 @@ class Record(msgspec.Struct, frozen=True):
 
 
 class Batch(msgspec.Struct, frozen=True):
-    """What ``deliver(batch)`` receives: ``records`` are already processed."""
+    """What ``deliver(batch)`` receives: processed records, as columns.
+
+    Record ``i`` is ``(seqs[i], keys[i], payloads[i])``; ``records`` builds
+    them as ``Record`` objects (on every access: take it once). Columns are
+    what is stored (a ``dir://`` file is this struct as JSON): a batch of
+    records passed through unchanged costs no Python object per record.
+    """
 
     batch_id: str
     partition: int
     first_seq: int
     last_seq: int
-    records: list[Record]
+    seqs: list[int]
+    keys: list[str]
+    payloads: list[bytes]
+
+    @property
+    def records(self) -> list[Record]:
+        return list(map(Record, self.seqs, self.keys, self.payloads))
+
+    @classmethod
+    def of_records(cls, batch_id: str, partition: int, first_seq: int, last_seq: int,
+                   records: list[Record]) -> Batch:
+        """The batch holding ``records`` (e.g. what a process function returned)."""
+        return cls(batch_id, partition, first_seq, last_seq, [r.seq for r in records],
+                   [r.key for r in records], [r.payload for r in records])
 
 
 class Chunk(msgspec.Struct, frozen=True, array_like=True):
@@ -46,8 +65,7 @@ class Chunk(msgspec.Struct, frozen=True, array_like=True):
 
     def records(self) -> list[Record]:
         first = self.first_seq
-        return [Record(first + i, key, payload)
-                for i, (key, payload) in enumerate(zip(self.keys, self.payloads, strict=True))]
+        return list(map(Record, range(first, first + len(self.keys)), self.keys, self.payloads))
 
 
 class ProducerPosition(msgspec.Struct, frozen=True, array_like=True):

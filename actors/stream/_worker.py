@@ -1,21 +1,33 @@
-"""The stream worker: the pending-checkpoint protocol, one batch per message.
+"""The stream worker: the pending-checkpoint protocol for the partitions it leases.
 
 For a partition it holds under a lease, a worker
 
-1. reads the checkpoint (from the partition actor, its single writer);
-2. with **no pending checkpoint**: picks the next ``batch_size`` records
-   after the committed sequence and durably records a pending checkpoint
-   naming exactly that range (fenced by its lease token);
-   with **a pending checkpoint**: takes exactly the named range again;
-3. processes the records and delivers them under the deterministic batch id;
-4. commits (fenced), which advances the checkpoint past the batch.
+1. reads the checkpoint once (from the partition actor, its single writer)
+   and keeps it, with the partition's log read ahead (``ChunkBuffer``);
+2. with **a pending checkpoint**: takes exactly the named range again;
+   with **none**: cuts the next at most ``batch_size`` records and durably
+   records a pending checkpoint naming exactly that range (fenced by its
+   lease token);
+3. processes the batch and delivers it under the deterministic batch id;
+4. commits (fenced), which advances the checkpoint past the batch, and in
+   the same write records the next batch as pending when one is buffered
+   (so one write per batch, and still a pending checkpoint naming exactly
+   the next range before it is processed); then back to 3, or to 2.
 
 A crash anywhere leaves either nothing (before 2: the range is chosen
-again) or the pending checkpoint (after 2: ``recover`` replays exactly that
-batch before any new message). A destination failure keeps the batch
+again) or the pending checkpoint (after 2 or 4: ``recover`` replays exactly
+that batch before any new message). A destination failure keeps the batch
 pending and retries it with backoff; nothing is skipped. A worker whose
 lease was taken over finds its pending write or commit refused (stale
 fencing token) and lets the partition go.
+
+Processing and delivery (step 3) run in a task of their own, not in the
+message handler: a worker's partitions deliver concurrently, and a batch
+that takes longer than the lease TTL does not hold up ``Renew`` (liveness:
+the lease is renewed every ``lease_ttl / 3`` while the batch runs, and
+checked again before the commit). An actor that stalls as a whole (a
+``pause``) stops renewing, so its partitions move to another worker and
+its late commit is refused, as for a stalled process.
 """
 
 from __future__ import annotations
@@ -23,12 +35,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from actors.stream import _keys as keys
+from actors.stream._buffer import ChunkBuffer, Slice
 from actors.stream._messages import (
     Assign,
     CommitBatch,
+    Delivered,
     ReadCheckpoint,
     RecordPending,
     Renew,
@@ -37,10 +49,8 @@ from actors.stream._messages import (
     WorkerMsg,
 )
 from actors.stream._partition import CheckpointReply
-from actors.stream._records import Batch, Chunk, batch_id
+from actors.stream._records import Batch, PendingCheckpoint, Record, batch_id
 from runtime import Actor, ShardlineError
-
-_decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
@@ -50,14 +60,39 @@ class DestinationError(ShardlineError):
     """The destination refused a batch (injected ``destination_error`` or a real failure)."""
 
 
+class HeldPartition:
+    """What a worker keeps about one partition it leases (lost with the lease or a crash).
+
+    ``buffer`` is ``None`` until the checkpoint was read; ``current`` is the
+    batch recorded as pending and not yet committed, ``delivering`` says its
+    delivery task runs (the partition is let go only after it ends).
+    """
+
+    __slots__ = ("buffer", "chain", "crash", "current", "delivering", "expires_at", "lost",
+                 "retries", "revoked", "token")
+
+    def __init__(self, token: int, chain: int, expires_at: float) -> None:
+        self.token = token
+        self.chain = chain
+        self.expires_at = expires_at
+        self.buffer: ChunkBuffer | None = None
+        self.current: Slice | None = None
+        self.delivering = False
+        self.retries = 0
+        self.crash: BaseException | None = None
+        self.lost = ""
+        """Why the lease was found lost while a delivery ran: its commit is refused."""
+        self.revoked = False
+        """Asked to hand the partition back: after the running delivery commits."""
+
+
 class Worker(Actor[WorkerMsg]):
     mailbox_capacity = 1024
 
     def __init__(self, job: StreamJob) -> None:
         self.job = job
-        self.held: dict[int, int] = {}
-        self.retries: dict[int, int] = {}
-        self.chains: dict[int, int] = {}
+        self.held: dict[int, HeldPartition] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def recover(self) -> None:
         """Adopt the leases this worker still holds and replay their pending batches."""
@@ -70,13 +105,14 @@ class Worker(Actor[WorkerMsg]):
             if renewed is None:
                 continue
             partition = keys.partition_from_lease(lease.key)
-            self.held[partition] = renewed.token
-            self.chains[partition] = self.job.next_chain()
-            await self._step(partition, replay_only=True)
-            self._schedule(partition, 0.0)
+            held = self.held[partition] = HeldPartition(
+                renewed.token, self.job.next_chain(), renewed.expires_at)
+            await self._replay(partition, held)
         self.send_every(config.lease_ttl / 3.0, Renew())
 
     async def stopped(self) -> None:
+        for task in self.tasks:
+            task.cancel()
         now = self.runtime.now()
         for partition in self.held:
             self.job.metrics.partition_lost(partition, now)
@@ -84,138 +120,286 @@ class Worker(Actor[WorkerMsg]):
     async def receive(self, msg: WorkerMsg) -> object:
         match msg:
             case Assign(partition=p, token=token):
-                fresh = p not in self.held
-                self.held[p] = token
-                if fresh:
-                    self.chains[p] = self.job.next_chain()
+                held = self.held.get(p)
+                if held is None:
+                    expires_at = self.runtime.now() + self.job.config.lease_ttl
+                    self.held[p] = HeldPartition(token, self.job.next_chain(), expires_at)
                     self._schedule(p, 0.0)
+                else:
+                    held.token = token
+                    held.lost = ""
             case Revoke(partition=p):
-                self.chains.pop(p, None)
-                if p in self.held:
-                    await self.runtime.store.release(
-                        keys.lease_key(self.job.config.name, p), self.name, self.held.pop(p))
+                held = self.held.get(p)
+                if held is not None and held.delivering:
+                    held.revoked = True  # hand it back once this batch is committed
+                elif held is not None:
+                    await self._release(p, held)
             case Work(partition=p, chain=chain):
-                if p in self.held and self.chains.get(p) == chain:
-                    await self._step(p, replay_only=False)
+                held = self.held.get(p)
+                if held is not None and held.chain == chain and not held.delivering:
+                    await self._next(p, held)
+            case Delivered(partition=p, chain=chain):
+                held = self.held.get(p)
+                if held is not None and held.chain == chain:
+                    await self._delivered(p, held, msg)
             case Renew():
                 await self._renew()
         return None
 
-    async def _renew(self) -> None:
-        config = self.job.config
-        for partition, token in list(self.held.items()):
-            lease = await self.runtime.store.acquire(
-                keys.lease_key(config.name, partition), self.name, config.lease_ttl)
-            if lease is None:
-                self._lose(partition, "lease held by another worker")
-            elif lease.token != token:
-                self.held[partition] = lease.token  # re-granted after expiry: a new epoch
+    # -- leases ------------------------------------------------------------
 
-    def _schedule(self, partition: int, delay: float) -> None:
-        self.send_after(delay, Work(partition, self.chains[partition]))
+    async def _renew(self) -> None:
+        for partition, held in list(self.held.items()):
+            why = await self._renewed(partition, held)
+            if why and self.held.get(partition) is held:
+                if held.delivering:
+                    held.lost = why  # its delivery's commit will be refused
+                else:
+                    self._lose(partition, why)
+
+    async def _renewed(self, partition: int, held: HeldPartition) -> str:
+        """Renew ``partition``'s lease: ``""`` when still held, else why not."""
+        config = self.job.config
+        lease = await self.runtime.store.acquire(
+            keys.lease_key(config.name, partition), self.name, config.lease_ttl)
+        if lease is None:
+            return "lease held by another worker"
+        held.token = lease.token  # a new token if re-granted after expiry: a new epoch
+        held.expires_at = lease.expires_at
+        return ""
+
+    async def _lease_checked(self, partition: int, held: HeldPartition) -> bool:
+        """The lease is checked before every commit: found lost by a renewal while the
+        batch ran, or renewed now when it is due, a worker refuses its own late commit
+        (the fenced write would be refused too; this spares the partition the attempt)."""
+        why = held.lost
+        if not why and held.expires_at - self.runtime.now() < self.job.config.lease_ttl / 3.0:
+            why = await self._renewed(partition, held)
+        if not why:
+            return True
+        self.job.metrics.late_commits_refused += 1
+        self._lose(partition, f"commit refused: {why}")
+        return False
+
+    async def _release(self, partition: int, held: HeldPartition) -> None:
+        del self.held[partition]
+        await self.runtime.store.release(keys.lease_key(self.job.config.name, partition),
+                                         self.name, held.token)
 
     def _lose(self, partition: int, why: str) -> None:
-        self.chains.pop(partition, None)
         if self.held.pop(partition, None) is not None:
             self.job.metrics.leases_lost += 1
             self.runtime.trace.record(self.runtime.now(), "lease_lost", self.name,
                                       f"p{partition}: {why}")
             self.log.warning("lease.lost", partition=partition, reason=why)
 
-    async def _step(self, partition: int, *, replay_only: bool) -> None:
-        """One batch of ``partition``: replay the pending one, or start the next."""
-        job = self.job
-        config = job.config
-        token = self.held[partition]
-        part = job.partitions[partition]
-        reply = await part.ask(ReadCheckpoint(), timeout=config.ask_timeout)
+    # -- the protocol ------------------------------------------------------
+
+    def _schedule(self, partition: int, delay: float) -> None:
+        self.send_after(delay, Work(partition, self.held[partition].chain))
+
+    async def _checkpoint(self, partition: int, held: HeldPartition) -> ChunkBuffer:
+        """The buffer at the partition's checkpoint; the pending batch, if any, is current."""
+        config = self.job.config
+        reply = await self.job.partitions[partition].ask(ReadCheckpoint(),
+                                                         timeout=config.ask_timeout)
         assert isinstance(reply, CheckpointReply)
-        pending = reply.checkpoint.pending
-        log = keys.log_name(config.name, partition)
+        checkpoint = reply.checkpoint
+        buffer = ChunkBuffer(keys.log_name(config.name, partition), checkpoint.next_chunk,
+                             checkpoint.next_seq)
+        held.buffer = buffer
+        held.current = None
+        pending = checkpoint.pending
         if pending is not None:
-            first, last, bid = pending.first_seq, pending.last_seq, pending.batch_id
-            job.metrics.redelivered_batches += 1
-            chunks = await self._read_chunks(log, pending.first_chunk,
-                                             pending.last_chunk - pending.first_chunk + 1)
-        elif replay_only:
-            return
-        else:
-            checkpoint = reply.checkpoint
-            entries = await self.runtime.store.read(log, checkpoint.next_chunk,
-                                                    config.chunks_per_read)
+            await self._fill(buffer, pending.last_seq - pending.first_seq + 1,
+                             pending.last_chunk - pending.first_chunk + 1)
+            taken = buffer.take(pending.last_seq - pending.first_seq + 1)
+            if (taken is None or (taken.first_seq, taken.last_seq, taken.first_chunk,
+                                  taken.last_chunk) != (pending.first_seq, pending.last_seq,
+                                                        pending.first_chunk,
+                                                        pending.last_chunk)):
+                raise ShardlineError(f"partition {partition}: the log does not hold pending "
+                                     f"batch {pending.batch_id} in chunks "
+                                     f"{pending.first_chunk}..{pending.last_chunk}")
+            held.current = taken
+            self.job.metrics.redelivered_batches += 1
+        return buffer
+
+    async def _fill(self, buffer: ChunkBuffer, wanted: int, chunks: int = 0) -> None:
+        """Read ahead until ``wanted`` records are buffered or the log has no more."""
+        read = max(chunks, self.job.config.chunks_per_read)
+        while buffer.buffered < wanted:
+            entries = await self.runtime.store.read(buffer.log, buffer.read_upto, read)
             if not entries:
-                self._schedule(partition, config.idle_poll)
                 return
-            chunks = []
-            count = 0
-            for entry in entries:  # decode only the chunks this batch takes
-                chunk = _decode_chunk(entry.payload)
-                if count and count + len(chunk.keys) > config.batch_size:
-                    break
-                chunks.append(chunk)
-                count += len(chunk.keys)
-            taken = len(chunks)
-            first = checkpoint.next_seq
-            last = first + count - 1
-            if chunks[0].first_seq != first:
-                raise ShardlineError(f"partition {partition}: chunk {checkpoint.next_chunk} "
-                                     f"starts at seq {chunks[0].first_seq}, expected {first}")
-            bid = batch_id(config.name, partition, first, last)
-            recorded = await part.ask(
-                RecordPending(bid, first, last, token, self.name, checkpoint.next_chunk,
-                              checkpoint.next_chunk + taken - 1),
-                timeout=config.ask_timeout)
+            buffer.add(entries)
+
+    async def _cut(self, buffer: ChunkBuffer) -> Slice | None:
+        limit = self.job.config.batch_size
+        if buffer.buffered < limit:
+            await self._fill(buffer, limit)
+        return buffer.take(limit)
+
+    async def _replay(self, partition: int, held: HeldPartition) -> None:
+        """``recover``: deliver and commit the pending batch before any new message."""
+        await self._checkpoint(partition, held)
+        taken = held.current
+        if taken is None:
+            self._schedule(partition, 0.0)
+        elif await self._deliver(partition, held, taken, self._bid(partition, taken)) is not None:
+            self._retry_later(partition, held)
+        elif await self._commit(partition, held, taken, self._bid(partition, taken)):
+            self._schedule(partition, 0.0)  # the next batch is pending: deliver it
+
+    async def _next(self, partition: int, held: HeldPartition) -> None:
+        """Start the next delivery: the pending batch again, or a new one recorded first."""
+        buffer = held.buffer
+        if buffer is None:
+            buffer = await self._checkpoint(partition, held)  # counts a pending replay
+            if self.held.get(partition) is not held:
+                return
+        if held.current is None:
+            taken = await self._cut(buffer)
+            if taken is None:
+                self._schedule(partition, self.job.config.idle_poll)
+                return
+            bid = self._bid(partition, taken)
+            recorded = await self.job.partitions[partition].ask(
+                RecordPending(bid, taken.first_seq, taken.last_seq, held.token, self.name,
+                              taken.first_chunk, taken.last_chunk),
+                timeout=self.job.config.ask_timeout)
             assert isinstance(recorded, CheckpointReply)
             if recorded.refused:
-                self._lose(partition, recorded.refused)
+                self._refused(partition, held, recorded.refused)
                 return
+            held.current = taken
             await self.fault_point(f"after recording pending batch {bid}")
-        if not await self._deliver(partition, first, last, bid, chunks):
+        self._start_delivery(partition, held)
+
+    def _start_delivery(self, partition: int, held: HeldPartition) -> None:
+        taken = held.current
+        assert taken is not None
+        held.delivering = True
+        bid = self._bid(partition, taken)
+        task = asyncio.get_running_loop().create_task(
+            self._delivery(partition, held, taken, bid), name=f"{self.name} {bid}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _delivery(self, partition: int, held: HeldPartition, taken: Slice,
+                        bid: str) -> None:
+        """The delivery task: its outcome comes back as ``Delivered`` (never dropped)."""
+        failure = ""
+        try:
+            failure = await self._deliver(partition, held, taken, bid) or ""
+        except Exception as exc:  # not the destination's: the worker crashes on it
+            held.crash = exc
+            failure = f"{type(exc).__name__}: {exc}"
+        if self.held.get(partition) is held:
+            self.send_after(0.0, Delivered(partition, held.chain, bid, failure))
+
+    async def _delivered(self, partition: int, held: HeldPartition, msg: Delivered) -> None:
+        held.delivering = False
+        taken = held.current
+        if taken is None or self._bid(partition, taken) != msg.batch_id:
+            self._schedule(partition, 0.0)  # not the current batch's: carry on from it
             return
-        await self.fault_point(f"after delivering batch {bid}")
-        committed = await part.ask(CommitBatch(bid, first, last, token, self.name),
-                                   timeout=config.ask_timeout)
+        if held.crash is not None:
+            crash, held.crash = held.crash, None
+            raise crash
+        if msg.failure:
+            if held.revoked:
+                await self._release(partition, held)
+            else:
+                self._retry_later(partition, held)
+            return
+        await self.fault_point(f"after delivering batch {msg.batch_id}")
+        if not await self._lease_checked(partition, held):
+            return
+        if await self._commit(partition, held, taken, msg.batch_id):
+            self._start_delivery(partition, held)
+
+    async def _commit(self, partition: int, held: HeldPartition, taken: Slice,
+                      bid: str) -> bool:
+        """Commit ``taken`` (fenced), recording the next buffered batch as pending.
+
+        Says whether a next batch is now pending (its delivery is to start);
+        otherwise the next ``Work`` is scheduled, or the partition was let go.
+        """
+        config = self.job.config
+        assert held.buffer is not None
+        then = None if held.revoked else await self._cut(held.buffer)
+        next_pending = None if then is None else PendingCheckpoint(
+            self._bid(partition, then), then.first_seq, then.last_seq, held.token,
+            then.first_chunk, then.last_chunk)
+        committed = await self.job.partitions[partition].ask(
+            CommitBatch(bid, taken.first_seq, taken.last_seq, held.token, self.name,
+                        taken.next_chunk, next_pending),
+            timeout=config.ask_timeout)
         assert isinstance(committed, CheckpointReply)
         if committed.refused:
             self.job.metrics.late_commits_refused += 1
-            self._lose(partition, f"commit refused: {committed.refused}")
+            self._refused(partition, held, f"commit refused: {committed.refused}")
+            return False
+        held.retries = 0
+        held.current = then
+        if self.held.get(partition) is not held:
+            return False
+        if held.revoked:
+            await self._release(partition, held)
+            return False
+        if then is None:
+            self._schedule(partition, config.idle_poll)
+            return False
+        await self.fault_point(f"after recording pending batch {next_pending.batch_id}"
+                               if next_pending else "")
+        return True
+
+    def _refused(self, partition: int, held: HeldPartition, why: str) -> None:
+        """A fenced write was refused: a stale token loses the partition; anything else
+        (the cached checkpoint is behind the partition's) re-reads the checkpoint."""
+        if "stale fencing token" in why or self.held.get(partition) is not held:
+            self._lose(partition, why)
             return
-        self.retries.pop(partition, None)
-        if not replay_only:
-            self._schedule(partition, 0.0)
+        held.buffer = None
+        held.current = None
+        self.log.info("checkpoint.reread", partition=partition, reason=why)
+        self._schedule(partition, 0.0)
 
-    async def _read_chunks(self, log: str, first_chunk: int, count: int) -> list[Chunk]:
-        entries = await self.runtime.store.read(log, first_chunk, count)
-        return [_decode_chunk(entry.payload) for entry in entries]
+    def _retry_later(self, partition: int, held: HeldPartition) -> None:
+        """The destination failed: the same batch is delivered again after a backoff."""
+        self.job.metrics.redelivered_batches += 1
+        delay = self.job.config.retry_backoff.delay(held.retries, self.random.random())
+        held.retries += 1
+        if self.held.get(partition) is held:
+            self._schedule(partition, delay)
 
-    async def _deliver(self, partition: int, first: int, last: int, bid: str,
-                       chunks: list[Chunk]) -> bool:
-        """Process and deliver ``first..last``; on failure schedule a retry and say False."""
+    def _bid(self, partition: int, taken: Slice) -> str:
+        return batch_id(self.job.config.name, partition, taken.first_seq, taken.last_seq)
+
+    async def _deliver(self, partition: int, held: HeldPartition, taken: Slice,
+                       bid: str) -> str | None:
+        """Process and deliver ``taken``; ``None`` when the destination took it, else why not."""
         job = self.job
         config = job.config
-        raw = [record for chunk in chunks for record in chunk.records()]
-        if not raw or raw[0].seq != first or raw[-1].seq != last:
-            raise ShardlineError(
-                f"partition {partition}: chunks hold {raw[0].seq if raw else '-'}.."
-                f"{raw[-1].seq if raw else '-'}, batch {bid} needs {first}..{last}")
-        records = job.process_records(raw)
+        first, last = taken.first_seq, taken.last_seq
+        if job.processes:
+            batch = Batch.of_records(bid, partition, first, last, job.process_records(list(map(
+                Record, range(first, last + 1), taken.keys, taken.payloads))))
+        else:  # passed through: no object per record
+            batch = Batch(bid, partition, first, last, list(range(first, last + 1)),
+                          taken.keys, taken.payloads)
         if config.batch_cost > 0:
             await asyncio.sleep(config.batch_cost)
             await self.fault_point(f"while processing batch {bid}")
-        batch = Batch(bid, partition, first, last, records)
         try:
             if self.runtime.faults.fire("destination_error", f"{self.name}.destination"):
                 raise DestinationError(f"injected destination failure for {bid}")
             await job.destination.deliver(batch)
         except Exception as exc:
-            attempt = self.retries.get(partition, 0)
-            self.retries[partition] = attempt + 1
-            delay = config.retry_backoff.delay(attempt, self.random.random())
             job.metrics.destination_failures += 1
-            self.log.warning("destination.failed", batch=bid, attempt=attempt,
-                             retry_in=round(delay, 6), error=f"{type(exc).__name__}: {exc}")
-            if partition in self.chains:
-                self._schedule(partition, delay)
-            return False
+            self.log.warning("destination.failed", batch=bid, attempt=held.retries,
+                             error=f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
         job.metrics.on_delivery(batch)
-        return True
+        return None

@@ -1,0 +1,113 @@
+"""Records of one partition read ahead of its checkpoint, handed out as batches.
+
+The worker holding a partition's lease reads the partition's log once,
+a few chunks at a time, and keeps what it read here: the next batch is cut
+from this buffer instead of a fresh read and decode per batch.
+
+A batch is at most ``limit`` records and may start or end inside a chunk
+(``batch_size`` is a cap, whatever size the producer's chunks have). It is
+named by its sequence range and by the chunks that hold it
+(``first_chunk..last_chunk``, the first holding ``first_seq``, the last
+``last_seq``), so a replay reads exactly those chunks and slices the same
+records out of them: chunks never change once appended.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import msgspec
+
+from actors.stream._records import Chunk
+from runtime import ShardlineError
+from runtime.store import LogEntry
+
+_decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Records ``first_seq..last_seq`` of a partition, as columns, and where they lie.
+
+    ``next_chunk`` is the chunk holding ``last_seq + 1``: ``last_chunk`` when
+    the slice ends inside it, ``last_chunk + 1`` when it ends with it.
+    """
+
+    first_seq: int
+    last_seq: int
+    first_chunk: int
+    last_chunk: int
+    next_chunk: int
+    keys: list[str]
+    payloads: list[bytes]
+
+
+class ChunkBuffer:
+    """Decoded chunks from the one holding ``next_seq`` on; see the module docstring."""
+
+    def __init__(self, log: str, next_chunk: int, next_seq: int) -> None:
+        self.log = log
+        self.next_chunk = next_chunk
+        self.next_seq = next_seq
+        self.read_upto = next_chunk
+        """The next chunk index to read from the store."""
+        self.buffered = 0
+        """Records held at or after ``next_seq``."""
+        self._chunks: deque[Chunk] = deque()
+
+    def add(self, entries: list[LogEntry]) -> None:
+        """Append the log entries read from ``read_upto`` on (in order, no gap)."""
+        for entry in entries:
+            if entry.seq != self.read_upto:
+                raise ShardlineError(f"{self.log}: read chunk {entry.seq}, "
+                                     f"expected chunk {self.read_upto}")
+            chunk = _decode_chunk(entry.payload)
+            size = len(chunk.keys)
+            if not self._chunks:  # the first chunk holds next_seq
+                end = chunk.first_seq + size
+                if not chunk.first_seq <= self.next_seq <= end:
+                    raise ShardlineError(
+                        f"{self.log}: chunk {entry.seq} holds seqs {chunk.first_seq}.."
+                        f"{end - 1}, the checkpoint is at seq {self.next_seq}")
+                self.buffered += end - self.next_seq
+            else:
+                last = self._chunks[-1]
+                if chunk.first_seq != last.first_seq + len(last.keys):
+                    raise ShardlineError(f"{self.log}: chunk {entry.seq} starts at seq "
+                                         f"{chunk.first_seq}, after seq "
+                                         f"{last.first_seq + len(last.keys) - 1}")
+                self.buffered += size
+            self._chunks.append(chunk)
+            self.read_upto += 1
+
+    def take(self, limit: int) -> Slice | None:
+        """Cut the next at most ``limit`` records (``None`` when none is buffered)."""
+        if self.buffered == 0 or limit < 1:
+            return None
+        chunks = self._chunks
+        first_seq = self.next_seq
+        first_chunk = self.next_chunk
+        keys: list[str] = []
+        payloads: list[bytes] = []
+        wanted = min(limit, self.buffered)
+        last_chunk = first_chunk
+        while wanted:
+            chunk = chunks[0]
+            last_chunk = self.next_chunk
+            start = self.next_seq - chunk.first_seq
+            size = len(chunk.keys)
+            stop = min(size, start + wanted)
+            if start == 0 and stop == size and not keys:  # a whole chunk: no copy
+                keys, payloads = chunk.keys, chunk.payloads
+            else:
+                keys = keys + chunk.keys[start:stop]
+                payloads = payloads + chunk.payloads[start:stop]
+            wanted -= stop - start
+            self.buffered -= stop - start
+            self.next_seq = chunk.first_seq + stop
+            if stop == size:
+                chunks.popleft()
+                self.next_chunk += 1
+        return Slice(first_seq, self.next_seq - 1, first_chunk, last_chunk,
+                     self.next_chunk, keys, payloads)
