@@ -1,0 +1,175 @@
+"""Entities in a simulated cluster: placement, fail-over under fencing, passivation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from _helpers import sim
+from cluster_helpers import (
+    Account,
+    Balance,
+    Deposit,
+    SimCluster,
+    reset_account_journal,
+    shared_memory_store,
+)
+from structlog.testing import capture_logs
+
+from runtime import AskTimeout, StaleFencingToken
+from runtime.cluster import SimulatedNetwork
+from runtime.cluster._membership import rendezvous
+
+
+@pytest.fixture(autouse=True)
+def _fresh_journal() -> None:
+    reset_account_journal()
+
+
+def test_an_entity_is_activated_once_on_the_node_rendezvous_picks() -> None:
+    async def main() -> tuple[list[object], list[str], str, list[tuple[str, str, int]]]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        for name in ("n1", "n2", "n3"):
+            await cluster.start(name)
+        await asyncio.sleep(1.0)
+        rt = cluster.runtimes["n1"]
+        totals = [await cluster.runtimes[n].entity(Account, "alice").ask(
+            Deposit(id=f"d{i}", amount=5)) for i, n in enumerate(["n1", "n2", "n3", "n1"])]
+        totals.append(await rt.entity(Account, "alice").ask(Deposit(id="d0", amount=5)))
+        nodes = rt.nodes()
+        await cluster.stop()
+        return totals, nodes, rendezvous("Account", "alice", nodes) or "", Account.recovered
+
+    totals, nodes, winner, recovered = sim(main, seed=1)
+    assert nodes == ["n1", "n2", "n3"]
+    assert totals == [5, 10, 15, 20, 20]  # the repeated id d0 changed nothing
+    assert recovered == [(winner, "alice", 1)]
+
+
+def test_after_its_node_is_killed_the_entity_comes_back_on_a_survivor_with_its_state() -> None:
+    async def main() -> tuple[int, list[tuple[str, str, int]], str, float, float]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        for name in ("n1", "n2", "n3"):
+            await cluster.start(name)
+        await asyncio.sleep(1.0)
+        client = cluster.runtimes["n1"]
+        alice = client.entity(Account, "alice")
+        await alice.ask(Deposit(id="a", amount=1))
+        host = Account.recovered[-1][0]
+        survivor = next(n for n in ("n1", "n2", "n3") if n != host)
+        cluster.kill(host)
+        killed_at = asyncio.get_running_loop().time()
+        total = await cluster.runtimes[survivor].entity(Account, "alice").ask(
+            Deposit(id="b", amount=2), timeout=10.0)
+        answered_at = asyncio.get_running_loop().time()
+        await cluster.stop()
+        return total, Account.recovered, host, killed_at, answered_at
+
+    total, recovered, host, killed_at, answered_at = sim(main, seed=2)
+    assert total == 3  # recover rebuilt "a" before "b" was handled
+    assert len(recovered) == 2
+    assert recovered[0][0] == host and recovered[1][0] != host
+    assert recovered[1][2] > recovered[0][2]  # a newer fencing token
+    assert answered_at - killed_at <= 1.0 + 1.0  # within lease TTL + 1 s
+
+
+def test_a_paused_node_cannot_write_after_its_entity_moved() -> None:
+    """The old activation wakes up with a message in hand: its fenced write is refused."""
+
+    async def main() -> tuple[list[int], int, list[tuple[float, str, int, int]], int]:
+        net = SimulatedNetwork()
+        store = await shared_memory_store()
+        cluster = SimCluster(net, store, lease_ttl=1.0)
+        for name in ("n1", "n2", "n3"):
+            await cluster.start(name)
+        await asyncio.sleep(1.0)
+        await cluster.runtimes["n1"].entity(Account, "bob").ask(Deposit(id="x", amount=1))
+        host = Account.recovered[-1][0]
+        others = [n for n in ("n1", "n2", "n3") if n != host]
+        # a deposit reaches the host's mailbox, then the host freezes for 3 TTLs
+        stale = asyncio.ensure_future(cluster.runtimes[host].entity(Account, "bob").ask(
+            Deposit(id="y", amount=10), timeout=20.0))
+        net.pause_node(host, 3.0)
+        totals = [await cluster.runtimes[others[0]].entity(Account, "bob").ask(
+            Deposit(id="z", amount=100), timeout=10.0)]
+        with pytest.raises(StaleFencingToken):  # the old activation's write, refused
+            await stale
+        await asyncio.sleep(3.0)
+        totals.append(await cluster.runtimes[host].entity(Account, "bob").ask(
+            Balance(), timeout=10.0))
+        stale_fences = store.statistics().stale_fences
+        conflicts = store.statistics().conflicts
+        await cluster.stop()
+        return totals, stale_fences, Account.journal, conflicts
+
+    totals, stale_fences, journal, conflicts = sim(main, seed=3)
+    assert totals == [101, 101]
+    assert stale_fences == 1
+    tokens = [token for _, _, token, _ in journal]
+    assert tokens == sorted(tokens)  # never an older activation writing after a newer one
+    assert conflicts == 0
+
+
+def test_an_idle_entity_is_passivated_and_reactivated_on_demand() -> None:
+    async def main() -> tuple[int, list[str], int]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0,
+                             passivate_after=5.0)
+        rt = await cluster.start("n1")
+        carol = rt.entity(Account, "carol")
+        with capture_logs() as logs:
+            await carol.ask(Deposit(id="1", amount=7))
+            await asyncio.sleep(10.0)
+            passivated = rt.cluster_statistics().passivations
+            total = await carol.ask(Deposit(id="2", amount=1))
+        await cluster.stop()
+        return total, [e["event"] for e in logs if e["event"].startswith("entity.")], passivated
+
+    total, events, passivated = sim(main, seed=4)
+    assert total == 8
+    assert passivated == 1
+    assert events == ["entity.activated", "entity.passivated", "entity.activated"]
+
+
+def test_an_ask_to_an_entity_no_node_can_host_times_out_naming_it() -> None:
+    async def main() -> str:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        rt = await cluster.start("n1", hosts=False)
+        try:
+            await rt.entity(Account, "dave").ask(Deposit(id="1", amount=1), timeout=2.0)
+        except AskTimeout as exc:
+            return str(exc)
+        finally:
+            await cluster.stop()
+        return "no timeout"
+
+    message = sim(main, seed=5)
+    assert "Account/dave" in message and "Deposit" in message and "2 s" in message
+    assert "node 'none'" in message
+
+
+def test_a_node_joining_moves_only_the_keys_it_now_wins() -> None:
+    async def main() -> tuple[dict[str, str], dict[str, str], list[str]]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        for name in ("n1", "n2"):
+            await cluster.start(name)
+        await asyncio.sleep(1.0)
+        keys = [f"k{i}" for i in range(12)]
+        client = cluster.runtimes["n1"]
+        for key in keys:
+            await client.entity(Account, key).ask(Deposit(id="1", amount=1))
+        before = {key: node for node, key, _ in Account.recovered}
+        with capture_logs() as logs:
+            await cluster.start("n3")
+            await asyncio.sleep(2.0)
+            for key in keys:
+                await client.entity(Account, key).ask(Deposit(id="2", amount=1), timeout=10.0)
+        after = {key: node for node, key, _ in Account.recovered}
+        moved = sorted(e["subject"] for e in logs if e["event"] == "entity.moved")
+        await cluster.stop()
+        return before, after, moved
+
+    before, after, moved = sim(main, seed=6)
+    assert {k: n for k, n in after.items() if n != before[k]} == {
+        k: "n3" for k in after if rendezvous("Account", k, ["n1", "n2", "n3"]) == "n3"}
+    assert moved == sorted(f"Account/{k}" for k in after if after[k] != before[k])
+    assert moved  # the seed gives n3 a share
