@@ -114,3 +114,29 @@ class SimCluster:
 def reset_account_journal() -> None:
     Account.journal = []
     Account.recovered = []
+
+
+async def replay_program(seed: int) -> str:
+    """A small cluster story under faults; returns its digest (for replay tests)."""
+    net = SimulatedNetwork(drop=0.05, duplicate=0.05)
+    cluster = SimCluster(net, await shared_memory_store(), lease_ttl=1.0)
+    for name in ("n1", "n2", "n3"):
+        await cluster.start(name)
+    client = await cluster.start("client", hosts=False)
+    await asyncio.sleep(1.0)
+    for i in range(20):
+        if i == 5:
+            net.partition(["n1"], ["n2", "n3", "client"])
+        if i == 10:
+            net.heal()
+            cluster.kill("n2")
+        for _ in range(20):
+            try:
+                await client.entity(Account, f"k{i % 3}").ask(Deposit(id=f"d{i}", amount=i),
+                                                             timeout=1.0)
+                break
+            except Exception:
+                continue
+    digest = cluster.digest()
+    await cluster.stop()
+    return digest

@@ -19,6 +19,10 @@ Policy:
   stops waits and activates it again afterwards.
 - A message is acknowledged to its sender once it is in the activation's
   mailbox; an ask's reply follows when ``receive`` returns.
+- An activation whose handler raised ends there (it is not restarted by a
+  supervisor, so a stale activation whose writes are refused cannot
+  escalate into a node failure): the asker gets the error, and the next
+  message activates the entity again, ``recover`` first.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ class EntityHost:
         act.fence = Fence(key, lease.token)
         act.renewed_at = node.rt.now()
         try:
-            ref = await node.rt.spawn(self.kinds[act.kind], name=act.name)
+            ref = await node.rt.spawn(self.kinds[act.kind], name=act.name, restart="temporary")
         except Exception as exc:
             del self.active[act.name]
             node.event("entity.activation_failed", act.name, f"{type(exc).__name__}: {exc}")

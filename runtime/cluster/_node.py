@@ -48,6 +48,11 @@ _NO_SUCH_ACTOR = ("runtime._system", "NoSuchActor")
 _UNKNOWN_TAG = ("runtime.cluster._errors", "UnknownMessageTag")
 
 
+def _resolve_if_pending(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Watcher(Actor[Terminated]):
     """Forwards the stop of a local actor to the remote nodes watching it."""
 
@@ -136,13 +141,19 @@ class ClusterNode:
         """Simulated stop-the-world pause: no handling, renewal or sending for ``seconds``."""
         from runtime._faults import Fault
 
-        self._paused_until = max(self._paused_until, self.rt.now() + seconds)
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
         for cell in list(self.rt._registry.values()):
             cell.arm(Fault(kind="pause", at=0.0, duration=seconds))
 
     async def unpaused(self) -> None:
-        while (left := self._paused_until - self.rt.now()) > 0:
-            await asyncio.sleep(left)
+        """Return once a simulated pause is over (at once when there is none)."""
+        loop = asyncio.get_running_loop()
+        while loop.time() < self._paused_until:
+            # wait for the exact instant: a relative sleep can round short of it forever
+            resumed = loop.create_future()
+            loop.call_at(self._paused_until, _resolve_if_pending, resumed)
+            await resumed
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any], *,
                    detached: bool = False) -> asyncio.Task[Any]:
