@@ -49,7 +49,7 @@ RUNTIME_API = [
     "run",
 ]
 
-TESTING_API = ["SimulatedEventLoop", "current_seed", "is_simulated"]
+TESTING_API = ["SimulatedEventLoop", "SimulatedNetwork", "current_seed", "is_simulated"]
 
 
 @pytest.mark.parametrize(

@@ -27,3 +27,13 @@ def test_readme_names_scenarios_that_exist() -> None:
     root = README.parent
     for name in set(re.findall(r"scenarios/([a-z_]+\.toml)", README.read_text())):
         assert (root / "scenarios" / name).is_file(), name
+
+
+def test_cluster_example_runs_three_nodes_and_counts_each_deposit_once() -> None:
+    example = next(b for b in _python_blocks() if "class Account" in b)
+    assert example.count("Runtime(") == 1 and "range(3)" in example  # three nodes
+    result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[5, 12, 12]"
+    assert result.stderr.count("entity.activated") == 1  # one activation served all three

@@ -104,8 +104,22 @@ class Membership:
             _log.warning("node.leave_incomplete", node=node.name, error=str(exc))
 
     def add_kind(self, kind: str) -> None:
+        """Host ``kind`` from now on; the record is rewritten at once (in the background)."""
         if kind not in self.kinds:
             self.kinds.append(kind)
+            self._record_dirty = True
+            self.node.spawn_task(self.publish())
+
+    async def publish(self) -> None:
+        """Write this node's record if it changed since it was last written."""
+        if not self._record_dirty or self.lost:
+            return
+        self._record_dirty = False
+        node = self.node
+        try:
+            await node.store.write([Put(RECORDS + node.name,
+                                        msgspec.msgpack.encode(self.record()))])
+        except StoreError:
             self._record_dirty = True
 
     async def renew(self) -> None:
@@ -129,13 +143,7 @@ class Membership:
             node.event("node.rejoined", node.name)
         self.token = lease.token
         self.renewed_at = now
-        if self._record_dirty:
-            self._record_dirty = False
-            try:
-                await node.store.write([Put(RECORDS + node.name,
-                                            msgspec.msgpack.encode(self.record()))])
-            except StoreError:
-                self._record_dirty = True
+        await self.publish()
 
     def _lose(self, why: str) -> None:
         self.lost = True
