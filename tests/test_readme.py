@@ -36,4 +36,4 @@ def test_cluster_example_runs_three_nodes_and_counts_each_deposit_once() -> None
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[5, 12, 12]"
-    assert result.stderr.count("entity.activated") == 1  # one activation served all three
+    assert result.stdout.count("entity.activated") == 1  # one activation served all three
