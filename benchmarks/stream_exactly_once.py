@@ -35,12 +35,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from _stores import fresh_store
 from rich.console import Console
 from rich.table import Table
 
@@ -49,6 +51,7 @@ from actors.stream import GeneratedSource, StreamConfig, StreamJob, open_destina
 from actors.stream._records import Batch
 from actors.stream._source import generated_items
 from runtime import Fault, Runtime
+from runtime.store._url import shown_url
 
 Item = tuple[str, bytes]
 _decode_batch = msgspec.json.Decoder(Batch).decode
@@ -122,10 +125,12 @@ def check_sink(sink: Path, expected: int) -> tuple[bool, str]:
 
 
 async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
-                        faults: list[Fault], label: str, limit_s: float) -> Run:
+                        faults: list[Fault], label: str, limit_s: float,
+                        store: str | None = None) -> Run:
+    """One run; ``store`` is an empty store's URL (default: SQLite in ``work``)."""
     runtime.configure_logging(level="critical")
     sink = work / "sink"
-    async with Runtime(store=f"sqlite:///{work / 'state.db'}", faults=faults) as rt:
+    async with Runtime(store=store or f"sqlite:///{work / 'state.db'}", faults=faults) as rt:
         destination = open_destination(f"dir://{sink}", threaded=True)
         job = StreamJob(rt, config, destination=destination,
                         source=lambda _seed: iter(items))
@@ -142,10 +147,12 @@ async def shardline_job(items: list[Item], config: StreamConfig, work: Path,
 
 
 def run_shardline(items: list[Item], config: StreamConfig, faults: list[Fault],
-                  label: str, limit_s: float, verify: bool = True) -> Run:
-    with tempfile.TemporaryDirectory(prefix="shardline-bench-") as tmp:
+                  label: str, limit_s: float, verify: bool = True,
+                  store: str | None = None) -> Run:
+    with tempfile.TemporaryDirectory(prefix="shardline-bench-") as tmp, \
+            fresh_store("postgresql", store) if store else nullcontext(None) as url:
         work = Path(tmp)
-        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s)
+        run = runtime.run(shardline_job, items, config, work, faults, label, limit_s, url)
         if verify:
             run.exactly_once, run.check_detail = check_sink(work / "sink", len(items))
     return run
@@ -268,8 +275,9 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     recovery = crash.recovery if crash is not None else []
     p50, p99 = percentile(recovery, 0.50), percentile(recovery, 0.99)
 
+    store = shown_url(args.store) if args.store else "SQLite"
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
-                        f"partitions, batch {args.batch}, {args.workers} workers, SQLite")
+                        f"partitions, batch {args.batch}, {args.workers} workers, {store}")
     for column in ("run", "wall s", "records/s", "all repeats", "exactly-once", "crashes",
                    "restarts", "redelivered", "recovery p50", "recovery p99"):
         table.add_column(column, justify="left" if column in ("run", "exactly-once")
@@ -296,6 +304,7 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
         "benchmark": "stream_exactly_once",
         "records": args.records, "partitions": args.partitions, "batch": args.batch,
         "workers": args.workers, "crash_every_s": args.crash_every, "repeat": args.repeat,
+        "store": shown_url(args.store) if args.store else "sqlite",
         "shardline_no_fault_rps": round(no_fault.rps, 1),
         "shardline_no_fault_all_rps": [round(r, 1) for r in no_fault.rates],
         "shardline_crash_rps": None if crash is None else round(crash.rps, 1),
@@ -335,6 +344,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs of each kind, best reported (default 3; 1 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", default=None,
+                        help="postgresql:// URL; every run gets a fresh schema, dropped after "
+                             "(default: a SQLite file per run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.records = 100_000
@@ -359,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run = run_shardline(items, config, [], "profiled", limit, verify=False)
+        run = run_shardline(items, config, [], "profiled", limit, verify=False,
+                            store=args.store)
         profiler.disable()
         print(f"{run.records} records in {run.wall_s:.2f} s = {run.rps:,.0f} records/s "
               "(under cProfile)")
@@ -372,9 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines: list[Run] = []
     note = "skipped (--no-bytewax)"
     for _ in range(args.repeat):  # interleaved, so a burst of load hits every kind alike
-        no_fault.append(run_shardline(items, config, [], "shardline no faults", limit))
+        no_fault.append(run_shardline(items, config, [], "shardline no faults", limit,
+                                      store=args.store))
         crashed.append(run_shardline(items, config, crash,
-                                     f"shardline 1 crash/{args.crash_every:g}s", limit))
+                                     f"shardline 1 crash/{args.crash_every:g}s", limit,
+                                     store=args.store))
         if not args.no_bytewax:
             baseline, note = run_bytewax(items, args.bytewax_parts, args.batch,
                                          args.bytewax_epoch or None)

@@ -10,8 +10,11 @@ next timer, so a simulated hour of timers takes well under a second.
 Determinism: runnable callbacks are taken in an order shuffled by the seed
 (as madsim and FoundationDB's simulator do), so ordering bugs show up under
 some seeds and every seed replays exactly. Time never advances while work
-handed to an executor (a thread) is outstanding, so a thread's result is
-never overtaken by a virtual timer. trio cannot do this (it breaks deadline
+handed to an executor (a thread) is outstanding, nor while a call to a real
+server (a PostgreSQL store's query) awaits its reply (``real_io``), so such
+a result is never overtaken by a virtual timer: seen from the simulation,
+real work takes no time at all. (Real I/O makes a run's interleaving depend
+on the server's timing; such runs are not replayed by seed.) trio cannot do this (it breaks deadline
 ties by object address), so simulation is an asyncio-backend feature.
 """
 
@@ -21,7 +24,8 @@ import asyncio
 import concurrent.futures
 import heapq
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,7 +39,8 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
         self.seed = seed
         self._virtual_now = 0.0
         self._schedule_rng = random.Random(f"shardline-scheduler:{seed}")
-        self._outstanding_executor_jobs = 0
+        self._outstanding_real_work = 0
+        self._sockets_in_flight = 0
 
     def time(self) -> float:
         return self._virtual_now
@@ -43,13 +48,13 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
-        self._outstanding_executor_jobs += 1
+        self._outstanding_real_work += 1
         future = super().run_in_executor(executor, func, *args)
-        future.add_done_callback(self._executor_job_done)
+        future.add_done_callback(self._real_work_done)
         return future
 
-    def _executor_job_done(self, _future: asyncio.Future[Any]) -> None:
-        self._outstanding_executor_jobs -= 1
+    def _real_work_done(self, _future: object = None) -> None:
+        self._outstanding_real_work -= 1
 
     def _run_once(self) -> None:
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
@@ -58,9 +63,9 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
             handle = heapq.heappop(scheduled)
             handle._scheduled = False  # type: ignore[attr-defined]
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
-        if not ready and scheduled and self._outstanding_executor_jobs == 0:
+        if not ready and scheduled and self._outstanding_real_work == 0:
             self._virtual_now = max(self._virtual_now, scheduled[0].when())
-        if len(ready) > 1:
+        if len(ready) > 1 and not self._sockets_in_flight:
             items = list(ready)
             self._schedule_rng.shuffle(items)
             ready.clear()
@@ -93,6 +98,31 @@ def run(
             return runner.run(_coroutine())
     with asyncio.Runner(loop_factory=lambda: SimulatedEventLoop(seed)) as runner:
         return runner.run(_coroutine())
+
+
+@contextmanager
+def real_io() -> Iterator[None]:
+    """Hold virtual time still while the block awaits a real server's reply.
+
+    On a real loop this does nothing. Every await on a socket to the outside
+    world made under simulated time belongs in such a block; otherwise the
+    loop, seeing nothing runnable, jumps to the next timer (a lease expiry,
+    an ask timeout) while the reply is still on its way. Meanwhile runnable
+    callbacks run in FIFO order, not shuffled: asyncio's socket plumbing
+    relies on that order (``sock_connect`` must unregister its writer before
+    the transport that follows registers one).
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, SimulatedEventLoop):
+        yield
+        return
+    loop._outstanding_real_work += 1
+    loop._sockets_in_flight += 1
+    try:
+        yield
+    finally:
+        loop._sockets_in_flight -= 1
+        loop._real_work_done()
 
 
 def current_seed(default: int = 0) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
+
+from tests._postgres import ThrowawayPostgres
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +22,32 @@ def _restore_logging() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL server for the whole session (see ``tests/_postgres.py``).
+
+    Started on first use, removed at the end. Missing binaries fail the
+    tests that use it (``PostgresUnavailable``); they are never skipped.
+    """
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+_schemas = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ThrowawayPostgres) -> Callable[..., str]:
+    """A factory of ``postgresql://`` store URLs, each naming a schema no test used before.
+
+    ``postgres_url()`` is a fresh, empty store (created on first open);
+    keyword arguments go to :meth:`ThrowawayPostgres.url` (``user``,
+    ``password``, ``database``, URL options). Call it twice for two stores.
+    """
+
+    def fresh(**kwargs: str) -> str:
+        return postgres_server.url(f"t{next(_schemas)}", **kwargs)
+
+    return fresh

@@ -282,7 +282,7 @@ def test_sigkill_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
 
 
 def test_bad_command_lines_exit_2_with_a_message(server: Server) -> None:
-    bad = subprocess.run([SHARDLINE, "serve", "--store", "postgres://x"], capture_output=True,
+    bad = subprocess.run([SHARDLINE, "serve", "--store", "mysql://x"], capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2 and "unknown scheme" in bad.stderr
     port = server.url.rsplit(":", 1)[1]

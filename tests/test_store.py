@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -33,8 +34,9 @@ from runtime.store import (
     Versioned,
     open_store,
 )
+from tests._postgres import ThrowawayPostgres
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgresql"]
 
 
 class FakeClock:
@@ -63,13 +65,18 @@ def sqlite_url(path: Path) -> str:
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else sqlite_url(tmp_path / "store.db")
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = sqlite_url(tmp_path / "store.db")
+    else:
+        url = request.getfixturevalue("postgres_url")()
     async with await open_store(url, clock=clock) as opened:
         yield opened
 
 
-def is_sqlite(store: Store) -> bool:
-    return "Sqlite" in type(store).__name__
+def commits_in_groups(store: Store) -> bool:
+    return type(store).__name__ in ("SqliteStore", "PostgresStore")
 
 
 # -- logs -------------------------------------------------------------------
@@ -303,7 +310,7 @@ async def test_concurrent_writes_share_transactions_and_fail_alone(store: Store)
     after = store.statistics()
     assert after.writes - before.writes == 101
     assert after.conflicts - before.conflicts == 1
-    if is_sqlite(store):
+    if commits_in_groups(store):
         assert after.transactions - before.transactions < 101
         assert after.transactions - before.transactions == 1
 
@@ -410,7 +417,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path, clock: FakeClo
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgres://db/x", ["'postgres://db/x'", "memory", "sqlite"]),
+        ("mysql://db/x", ["'mysql://db/x'", "memory", "sqlite", "postgresql"]),
         ("redis://localhost:6379/0", ["redis backend is not available yet"]),
         ("sqlite://", ["names no database file"]),
         ("sqlite:///", ["names no database file"]),
@@ -591,20 +598,27 @@ async def run_program(store: Store, clock: FakeClock, steps: list[tuple[str, obj
     return seen
 
 
+_program_schemas = itertools.count()
+
+
 @settings(max_examples=60, deadline=None)
 @given(steps=STEPS)
-def test_memory_and_sqlite_agree_on_any_program(steps: list[tuple[str, object]]) -> None:
-    async def both() -> tuple[list[str], list[str]]:
+def test_every_backend_agrees_with_memory_on_any_program(
+    postgres_server: ThrowawayPostgres, steps: list[tuple[str, object]]
+) -> None:
+    async def each() -> list[list[str]]:
         with tempfile.TemporaryDirectory() as directory:
             outcomes = []
-            for url in ["memory://", sqlite_url(Path(directory) / "s.db")]:
+            for url in ["memory://", sqlite_url(Path(directory) / "s.db"),
+                        postgres_server.url(f"program{next(_program_schemas)}")]:
                 clock = FakeClock()
                 async with await open_store(url, clock=clock) as store:
                     outcomes.append(await run_program(store, clock, steps))
-            return outcomes[0], outcomes[1]
+            return outcomes
 
-    in_memory, in_sqlite = asyncio.run(both())
-    assert in_memory == in_sqlite
+    in_memory, in_sqlite, in_postgres = asyncio.run(each())
+    assert in_sqlite == in_memory
+    assert in_postgres == in_memory
 
 
 # -- store_error injection through the runtime ---------------------------------
@@ -654,4 +668,4 @@ def test_check_store_url_validates_without_opening(tmp_path: Path) -> None:
     check_store_url(f"sqlite:///{tmp_path}/never-created.db")
     assert not (tmp_path / "never-created.db").exists()
     with pytest.raises(StoreURLError, match="unknown scheme"):
-        check_store_url("postgres://x/y")
+        check_store_url("mysql://x/y")

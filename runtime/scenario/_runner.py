@@ -21,6 +21,7 @@ from runtime.scenario._system_api import (
     ScenarioContext,
     SystemOutcome,
 )
+from runtime.store._url import shown_url
 
 _GRACE = 30.0
 
@@ -78,7 +79,7 @@ def run_scenario(
         metrics=outcome.metrics,
         trace_digest=digest,
         system=loaded.system.section,
-        store=store_url,
+        store=shown_url(store_url),
         out=str(out_dir),
         extra=outcome.extra,
     )

@@ -130,3 +130,20 @@ def grant_lease(
 def is_held(lease: Lease | None, now: float) -> bool:
     """A lease is held until its ``expires_at``, exclusive."""
     return lease is not None and now < lease.expires_at
+
+
+def prefix_end(prefix: str) -> str:
+    """The least string above every string starting with ``prefix`` ("" = none).
+
+    SQLite's BINARY collation and PostgreSQL's ``"C"`` collation compare UTF-8
+    bytes, which orders like code points (as Python's ``str``), so
+    ``prefix <= key < prefix_end(prefix)`` is an index range on either.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code <= 0x10FFFF:
+            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip them
+                code = 0xE000
+            return "".join(chars) + chr(code)
+    return ""

@@ -44,7 +44,14 @@ from typing import Literal
 
 from runtime._errors import ShardlineError, StoreError
 from runtime.store._base import Store
-from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
+from runtime.store._rules import (
+    RecordState,
+    WritePlan,
+    grant_lease,
+    is_held,
+    plan_write,
+    prefix_end,
+)
 from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
 
 Synchronous = Literal["normal", "full"]
@@ -76,22 +83,6 @@ _UPSERT_LEASE = (
     "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
     "expires_at = excluded.expires_at"
 )
-
-
-def _prefix_end(prefix: str) -> str:
-    """The least string above every string starting with ``prefix`` ("" = none).
-
-    SQLite's BINARY collation compares UTF-8 bytes, which orders like code
-    points, so ``prefix <= key < _prefix_end(prefix)`` is an index range.
-    """
-    chars = list(prefix)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code <= 0x10FFFF:
-            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip them
-                code = 0xE000
-            return "".join(chars) + chr(code)
-    return ""
 
 
 @dataclass(slots=True)
@@ -315,7 +306,7 @@ class SqliteStore(Store):
         return found
 
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         sql = "SELECT key, value, version FROM records WHERE key >= ? AND value IS NOT NULL"
         params: tuple[str, ...] = (prefix,)
         if end:
@@ -468,7 +459,7 @@ class SqliteStore(Store):
         return True
 
     async def _leases(self, prefix: str, now: float) -> list[Lease]:
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         sql = (
             "SELECT key, owner, token, expires_at FROM leases "
             "WHERE key >= ? AND owner IS NOT NULL AND expires_at > ?"
