@@ -1,0 +1,63 @@
+"""One cluster node as an OS process, for the multi-process tests and the benchmark.
+
+    python tests/cluster_node_program.py STORE_URL NODE_NAME [--hosts] [--ttl S]
+
+The cluster secret comes from ``SHARDLINE_SECRET`` (never argv, which ``ps``
+shows). Prints ``READY <address>`` on stdout once joined, logs events to
+stderr, spawns an ``Echo`` actor (for remote-ref benchmarks), hosts
+``Account`` entities with ``--hosts``, and leaves gracefully when stdin
+closes (a SIGKILL, of course, leaves no chance to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cluster_helpers import Account  # noqa: E402
+
+import runtime  # noqa: E402
+from runtime import Actor, Cluster, Message, Runtime, configure_logging  # noqa: E402
+
+
+class Bump(Message, frozen=True):
+    n: int
+
+
+class Echo(Actor[Bump]):
+    """Counts what it is told and answers an ask with the count so far."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def receive(self, msg: Bump) -> int:
+        self.count += 1
+        return self.count
+
+
+async def main(url: str, name: str, hosts: bool, ttl: float) -> None:
+    configure_logging(json=True, level="info", stream=sys.stderr)
+    cluster = Cluster(listen="127.0.0.1:0", secret=os.environ["SHARDLINE_SECRET"], name=name,
+                      lease_ttl=ttl)
+    async with Runtime(store=url, cluster=cluster) as rt:
+        await rt.spawn(Echo, name="echo", mailbox_capacity=100_000)
+        if hosts:
+            rt.register_entity(Account)
+        print(f"READY {rt.cluster_statistics().address}", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("name")
+    parser.add_argument("--hosts", action="store_true")
+    parser.add_argument("--ttl", type=float, default=1.0)
+    args = parser.parse_args()
+    runtime.run(main, args.url, args.name, args.hosts, args.ttl)
