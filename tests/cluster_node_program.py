@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_helpers import Account  # noqa: E402
+from cluster_helpers import Account
 
-import runtime  # noqa: E402
-from runtime import Actor, Cluster, Message, Runtime, configure_logging  # noqa: E402
+import runtime
+from runtime import Actor, Cluster, Message, Runtime, configure_logging
 
 
 class Bump(Message, frozen=True):

@@ -66,7 +66,7 @@ async def _deposit(rt: Runtime, key: str, i: int) -> None:
         try:
             await rt.entity(Account, key).ask(Deposit(id=f"{key}-{i}", amount=i + 1), timeout=1.0)
             return
-        except Exception:  # noqa: BLE001 - a timeout during fail-over: the same id again
+        except Exception:
             await asyncio.sleep(0.05)
     raise AssertionError(f"deposit {key}-{i} never went through")
 
