@@ -128,13 +128,14 @@ class Runtime:
         self._supervisors[self.name] = self._root
         self._entered = True
         self._lifecycle("runtime_started", self.name, f"seed {self.seed}")
-        if self._fault_plan:
-            self.faults.install(self._fault_plan)
         if self._cluster_arg is not None:
             await self._join(self._cluster_arg)
+        if self._fault_plan:
+            self.faults.install(self._fault_plan)
         return self
 
     async def _join(self, cluster: Cluster) -> None:
+        """Become a node: its fault kinds exist before the plan is installed."""
         from runtime.cluster._errors import ClusterError
         from runtime.cluster._node import ClusterNode
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from typing import ClassVar
 
 import msgspec
 
-from runtime import Actor, Clock, Cluster, Message, Runtime
+from runtime import Actor, Clock, Cluster, Fault, Message, Runtime
 from runtime.cluster import SimulatedNetwork
 from runtime.store import Put, Store, open_store
 
@@ -82,8 +83,9 @@ class SimCluster:
         self.runtimes: dict[str, Runtime] = {}
         self.digests: list[str] = []
 
-    async def start(self, name: str, *, hosts: bool = True) -> Runtime:
-        rt = Runtime(store=self.store, cluster=Cluster(
+    async def start(self, name: str, *, hosts: bool = True,
+                    faults: Sequence[Fault] = ()) -> Runtime:
+        rt = Runtime(store=self.store, faults=faults, cluster=Cluster(
             listen=name, secret=SECRET, name=name, network=self.net,
             **self.config))  # type: ignore[arg-type]
         await rt.__aenter__()

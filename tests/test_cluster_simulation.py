@@ -19,8 +19,9 @@ from cluster_helpers import (
 )
 from structlog.testing import capture_logs
 
-from runtime import Actor, AskTimeout, Message, Terminated
+from runtime import Actor, AskTimeout, Fault, Message, Terminated
 from runtime.cluster import SimulatedNetwork
+from runtime.cluster._membership import rendezvous
 
 TESTS = Path(__file__).parent
 
@@ -178,3 +179,59 @@ def test_the_same_seed_replays_the_same_cluster_trace_in_another_process() -> No
     assert digest(21) == first
     assert sim(lambda: replay_program(21), seed=21) == first
     assert digest(22) != first
+
+
+def test_node_faults_are_fault_kinds_of_a_plan() -> None:
+    async def main() -> tuple[list[str], list[tuple[str, str]]]:
+        net = SimulatedNetwork()
+        cluster = SimCluster(net, await shared_memory_store(), lease_ttl=1.0)
+        plan = [Fault(kind="partition", target="n1|n2,n3", at=1.0),
+                Fault(kind="heal", at=1.5),
+                Fault(kind="pause_node", target="n3", at=2.0, duration=0.5),
+                Fault(kind="kill_node", target="n2", at=3.0)]
+        with capture_logs() as logs:
+            n1 = await cluster.start("n1", faults=plan)
+            await cluster.start("n2")
+            await cluster.start("n3")
+            await asyncio.sleep(6.0)
+            nodes = n1.nodes()
+        cluster.runtimes.pop("n2")
+        await cluster.stop()
+        events = [(e["event"], e.get("subject", e.get("groups", ""))) for e in logs
+                  if e["event"] in ("network.partitioned", "network.healed", "node.killed",
+                                    "node.dead") and e.get("node", "n1") == "n1"]
+        return nodes, events
+
+    nodes, events = sim(main, seed=15)
+    assert nodes == ["n1", "n3"]
+    assert events == [("network.partitioned", "n1 | n2,n3"), ("network.healed", ""),
+                      ("node.dead", "n2")]
+
+
+def test_a_node_that_cannot_renew_stops_its_entities_and_a_survivor_takes_over() -> None:
+    key = next(k for k in (f"g{i}" for i in range(100))
+               if rendezvous("Account", k, ["n1", "n2"]) == "n1")
+
+    async def main() -> tuple[list[tuple[str, str, str]], object, list[tuple[str, str, int]]]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        store_down = [Fault(kind="store_error", target="store.acquire", probability=1.0,
+                            start=2.0)]
+        with capture_logs() as logs:
+            await cluster.start("n1", faults=store_down)
+            n2 = await cluster.start("n2")
+            await asyncio.sleep(1.0)
+            await n2.entity(Account, key).ask(Deposit(id="1", amount=1))
+            await asyncio.sleep(3.0)
+            total = await n2.entity(Account, key).ask(Deposit(id="2", amount=2), timeout=5.0)
+        await cluster.stop()
+        n1_events = [(e["event"], e["subject"], e["detail"]) for e in logs
+                     if e.get("node") == "n1" and e["event"] in (
+                         "node.lease_lost", "entity.stopped", "entity.activated")]
+        return n1_events, total, Account.recovered
+
+    n1_events, total, recovered = sim(main, seed=16)
+    assert n1_events == [("entity.activated", f"Account/{key}", "token 1"),
+                         ("node.lease_lost", "n1", "renewal failed for a whole lease TTL"),
+                         ("entity.stopped", f"Account/{key}", "node_lease_lost")]
+    assert total == 3
+    assert [node for node, _, _ in recovered] == ["n1", "n2"]

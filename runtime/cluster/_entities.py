@@ -126,7 +126,7 @@ class EntityHost:
             # it stopped itself: let the renewal retire it, and activate again after
             act.pending.append((sender, call_id, msg, ask))
             if act.state == "active":
-                node.spawn_task(self._stop(act, "stopped", release=True))
+                self._stop_soon(act, "stopped", release=True)
             return
         node.ack(sender, call_id)
         if reply is not None:
@@ -185,19 +185,19 @@ class EntityHost:
                 lease = await node.store.acquire(act.fence.lease_key, node.owner, ttl)
             except StoreError:
                 if now - act.renewed_at >= ttl:
-                    node.spawn_task(self._stop(act, "lease_lost", release=False))
+                    self._stop_soon(act, "lease_lost", release=False)
                 continue
             if lease is None or lease.token != act.fence.token:
                 if lease is not None:
                     await node.store.release(lease.key, node.owner, lease.token)
-                node.spawn_task(self._stop(act, "lease_lost", release=False))
+                self._stop_soon(act, "lease_lost", release=False)
                 continue
             act.renewed_at = now
             if act.ref is not None and not act.ref.alive:
-                node.spawn_task(self._stop(act, "stopped", release=True))
+                self._stop_soon(act, "stopped", release=True)
             elif idle is not None and now - act.last_used >= idle \
                     and act.ref is not None and not len(act.ref._cell.mailbox):
-                node.spawn_task(self._stop(act, "passivated", release=True))
+                self._stop_soon(act, "passivated", release=True)
 
     def rebalance(self) -> None:
         """Hand over the activations whose key another live node now wins."""
@@ -205,18 +205,21 @@ class EntityHost:
         for act in list(self.active.values()):
             if act.state == "active" and node.membership.place(act.kind, act.key) not in (
                     None, node.name):
-                node.spawn_task(self._stop(act, "moved", release=True))
+                self._stop_soon(act, "moved", release=True)
 
     def stop_all(self, *, release: bool, reason: str) -> None:
         for act in list(self.active.values()):
             if act.state == "active":
-                self.node.spawn_task(self._stop(act, reason, release=release))
+                self._stop_soon(act, reason, release=release)
+
+    def _stop_soon(self, act: Activation, reason: str, *, release: bool) -> None:
+        """Stop an active activation; the first decision wins (it is no longer active)."""
+        if act.state == "active":
+            act.state = "stopping"
+            self.node.spawn_task(self._stop(act, reason, release=release))
 
     async def _stop(self, act: Activation, reason: str, *, release: bool) -> None:
-        if act.state != "active":
-            return
         node = self.node
-        act.state = "stopping"
         if act.ref is not None and act.ref.alive:
             await node.rt.stop(act.ref)
         if release:
@@ -247,7 +250,9 @@ class EntityHost:
     async def leave(self) -> None:
         """Stop every activation and release its lease (a graceful exit)."""
         for act in list(self.active.values()):
-            await self._stop(act, "stopped", release=True)
+            if act.state == "active":
+                act.state = "stopping"
+                await self._stop(act, "stopped", release=True)
 
 
 def entity_of(node: ClusterNode | None, actor_name: str) -> Activation:

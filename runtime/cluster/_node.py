@@ -35,6 +35,7 @@ from runtime.cluster._membership import Membership
 from runtime.cluster._outbox import Outbox
 from runtime.cluster._routing import EntityRouter
 from runtime.cluster._stats import ClusterStatistics
+from runtime.cluster._simnet import register_network_faults
 from runtime.cluster._tcp import TcpTransport
 from runtime.cluster._transport import Link, Transport
 
@@ -77,6 +78,8 @@ class ClusterNode:
         self.transport: Transport = (
             config.network.transport(config.secret, config.max_frame, self)
             if config.network is not None else TcpTransport(config.secret, config.max_frame))
+        if config.network is not None:
+            register_network_faults(rt.faults, config.network)
         self.membership = Membership(self)
         self.host = EntityHost(self)
         self.router = EntityRouter(self)

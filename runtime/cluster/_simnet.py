@@ -18,6 +18,12 @@ does is drawn from its own seeded generator and timed on the loop's
   pause or SIGSTOP: it handles nothing and its frames wait.
 
 Both sides of a connection prove the cluster secret (``_auth``) as over TCP.
+
+The node faults are also fault kinds of every node's runtime on a simulated
+network, so a fault plan can schedule them like any other:
+``Fault(kind="kill_node", target="n2", at=5.0)``, ``pause_node`` (for
+``duration``), ``partition`` (target ``"n1|n2,n3"``: groups split by ``|``,
+members by ``,``) and ``heal``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -36,8 +42,12 @@ from runtime.cluster import _auth
 from runtime.cluster._errors import FrameError, LinkClosed
 from runtime.cluster._transport import Accept, Link, Transport
 
+if TYPE_CHECKING:
+    from runtime._faults import Fault, FaultInjector
+
 _log = structlog.get_logger("shardline")
 CONNECT_TIMEOUT = 1.0
+NODE_FAULT_KINDS = ("kill_node", "pause_node", "partition", "heal")
 
 
 class NodeControl(Protocol):
@@ -282,3 +292,26 @@ class SimulatedNetwork:
             elif not channel.closed:
                 keep.append(channel)
         self._channels = keep
+
+
+def register_network_faults(faults: FaultInjector, net: SimulatedNetwork) -> None:
+    """Make the network's node faults kinds of a runtime's fault plan (see the docstring)."""
+
+    def kill(fault: Fault) -> None:
+        for name in sorted(net._listeners):
+            if fault.matches(name):
+                net.kill_node(name)
+
+    def pause(fault: Fault) -> None:
+        for name in sorted(net._listeners):
+            if fault.matches(name):
+                net.pause_node(name, fault.duration)
+
+    def partition(fault: Fault) -> None:
+        net.partition(*(group.split(",") for group in fault.target.split("|")))
+
+    handlers = {"kill_node": kill, "pause_node": pause, "partition": partition,
+                "heal": lambda fault: net.heal()}
+    for kind in NODE_FAULT_KINDS:
+        if kind not in faults.known_kinds():
+            faults.register_kind(kind, handlers[kind])
