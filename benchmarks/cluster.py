@@ -29,7 +29,6 @@ Prints a table, then one JSON line (the last line of stdout).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -59,7 +58,8 @@ TTL = 1.0
 
 
 @contextmanager
-def nodes(url: str, names: Sequence[str], hosts: bool) -> Iterator[dict[str, subprocess.Popen[str]]]:
+def nodes(url: str, names: Sequence[str],
+          hosts: bool) -> Iterator[dict[str, subprocess.Popen[str]]]:
     env = {**os.environ, "SHARDLINE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
     extra = ["--hosts"] if hosts else []
     children = {name: subprocess.Popen(
@@ -144,7 +144,7 @@ async def failover_once(url: str, key: str, children: dict[str, subprocess.Popen
             try:
                 await ref.ask(Deposit(id="second", amount=1), timeout=0.25)
                 return time.perf_counter() - killed
-            except Exception:  # noqa: BLE001 - retried until the entity answers again
+            except Exception:
                 continue
 
 

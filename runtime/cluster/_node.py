@@ -34,8 +34,8 @@ from runtime.cluster._errors import ClusterError, FrameError, LinkClosed, Unknow
 from runtime.cluster._membership import Membership
 from runtime.cluster._outbox import Outbox
 from runtime.cluster._routing import EntityRouter
-from runtime.cluster._stats import ClusterStatistics
 from runtime.cluster._simnet import register_network_faults
+from runtime.cluster._stats import ClusterStatistics
 from runtime.cluster._tcp import TcpTransport
 from runtime.cluster._transport import Link, Transport
 
