@@ -1,15 +1,17 @@
-"""``ClusterNode``: one runtime's membership, connections, remote refs and entities.
+"""``ClusterNode``: one runtime's place in the cluster, and what ties the parts up.
 
-A node listens on its transport and keeps one outbox (one connection) per
-peer it sends to; a peer answers over its own connection back. Inbound,
-each connection's frames are handled in order; a tell to a full mailbox
-waits, which holds back that connection (backpressure reaches the sender
-through its outbox). A malformed or oversized frame closes that connection
-only, and is logged; the node goes on serving the others.
+A node listens on its transport (``_inbound`` handles what arrives) and
+keeps one outbox, so one connection, per peer it sends to (``_outbox``); a
+peer answers over its own connection back. It owns the membership
+(``_membership``), the entities it hosts (``_entities``), the router that
+sends to entities anywhere (``_routing``), remote watches (``_watches``)
+and pending remote asks, and counts what crosses the wire.
 
 Periodic work, every ``lease_ttl / 3`` on the runtime clock: renew the node
 lease, re-read the membership, renew entity leases and passivate idle
 entities. The router's re-sends run every ``retry_interval / 4``.
+Answers to this node itself (an entity hosted here, asked from here) are
+handed over in place, without encoding.
 """
 
 from __future__ import annotations
@@ -24,44 +26,32 @@ import msgspec
 import structlog
 
 from runtime._actor import Actor
-from runtime._errors import ActorStopped, ShardlineError
-from runtime._message import Terminated
+from runtime._errors import ShardlineError
 from runtime._ref import _LocalRef
 from runtime.cluster import _frames as f
 from runtime.cluster._config import Cluster
 from runtime.cluster._entities import EntityHost
-from runtime.cluster._errors import ClusterError, FrameError, LinkClosed, UnknownMessageTag
+from runtime.cluster._errors import ClusterError
+from runtime.cluster._inbound import serve
 from runtime.cluster._membership import Membership
 from runtime.cluster._outbox import Outbox
 from runtime.cluster._routing import EntityRouter
 from runtime.cluster._simnet import register_network_faults
 from runtime.cluster._stats import ClusterStatistics
 from runtime.cluster._tcp import TcpTransport
-from runtime.cluster._transport import Link, Transport
+from runtime.cluster._transport import Transport
+from runtime.cluster._watches import RemoteWatches
 
 if TYPE_CHECKING:
-    from runtime._cell import _ActorCell
     from runtime._system import Runtime
     from runtime.store import Store
 
 _log = structlog.get_logger("shardline")
-_NO_SUCH_ACTOR = ("runtime._system", "NoSuchActor")
-_UNKNOWN_TAG = ("runtime.cluster._errors", "UnknownMessageTag")
 
 
 def _resolve_if_pending(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-class _Watcher(Actor[Terminated]):
-    """Forwards the stop of a local actor to the remote nodes watching it."""
-
-    def __init__(self, node: ClusterNode) -> None:
-        self.node = node
-
-    async def receive(self, msg: Terminated) -> None:
-        self.node.local_actor_down(msg.actor, msg.reason)
 
 
 class ClusterNode:
@@ -84,12 +74,10 @@ class ClusterNode:
         self.host = EntityHost(self)
         self.router = EntityRouter(self)
         self.outboxes: dict[str, Outbox] = {}
-        self._hints: dict[str, str] = {}
+        self.hints: dict[str, str] = {}
+        """Addresses peers announced in their ``Hello`` (before membership lists them)."""
         self._replies: dict[int, tuple[asyncio.Future[object], str, asyncio.TimerHandle]] = {}
-        self._watching: dict[tuple[str, str], dict[_ActorCell, None]] = {}
-        self._watched_by: dict[str, dict[str, None]] = {}
-        self._down: dict[tuple[str, str], None] = {}
-        self.dead_nodes: dict[str, None] = {}
+        self.watches = RemoteWatches(self)
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._ids = 0
         self._paused_until = 0.0
@@ -99,9 +87,10 @@ class ClusterNode:
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
-        self.address = await self.transport.listen(self.config.listen, self._serve)
+        self.address = await self.transport.listen(self.config.listen,
+                                                   functools.partial(serve, self))
         await self.membership.join()
-        self._watcher = await self.rt.spawn(_Watcher, self, name=f"cluster.watcher.{self.name}")
+        await self.watches.start()
         self.spawn_task(self._periodic())
         self.spawn_task(self._retrying())
         self.event("node.started", self.name, self.address)
@@ -221,7 +210,7 @@ class ClusterNode:
         return outbox
 
     def hinted_address(self, peer: str) -> str | None:
-        return self._hints.get(peer)
+        return self.hints.get(peer)
 
     def frames_of(self, items: list[Any]) -> Iterator[tuple[int, bytes]]:
         """Frames for ``items``: one if it fits, else split; an item that cannot be
@@ -246,7 +235,7 @@ class ClusterNode:
         _log.error("message.unsendable", node=self.name, item=type(item).__name__, error=why)
         error = ShardlineError(why)
         if isinstance(item, f.AskOut):
-            self._resolve(item.id, None, error)
+            self.resolve(item.id, None, error)
         elif isinstance(item, f.CallOut):
             self.router.on_result(item.id, None, error)
         elif isinstance(item, f.ReplyOut):
@@ -310,7 +299,7 @@ class ClusterNode:
         call_id = self.next_id()
         reply: asyncio.Future[object] = loop.create_future()
         error = AskTimeout(actor, message_type, timeout, node=peer)
-        timer = loop.call_later(timeout, self._resolve, call_id, None, error)
+        timer = loop.call_later(timeout, self.resolve, call_id, None, error)
         self._replies[call_id] = (reply, peer, timer)
         return call_id, reply
 
@@ -319,7 +308,11 @@ class ClusterNode:
         if entry is not None:
             entry[2].cancel()
 
-    def _resolve(self, call_id: int, value: object, error: BaseException | None) -> None:
+    def has_reply(self, call_id: int) -> bool:
+        return call_id in self._replies
+
+    def resolve(self, call_id: int, value: object, error: BaseException | None) -> None:
+        """Answer a pending remote ask (``expect_reply``)."""
         entry = self._replies.pop(call_id, None)
         if entry is None:
             return
@@ -331,167 +324,15 @@ class ClusterNode:
             else:
                 reply.set_result(value)
 
-    def watch(self, peer: str, actor: str, watcher: _ActorCell) -> None:
-        if (peer, actor) in self._down or peer in self.dead_nodes:
-            watcher.system_deliver(Terminated(actor=actor, reason="node_down"))
-            return
-        watchers = self._watching.setdefault((peer, actor), {})
-        if not watchers:
-            self.post(peer, f.Watch(actor))
-        watchers[watcher] = None
-
-    def unwatch(self, peer: str, actor: str, watcher: _ActorCell) -> None:
-        watchers = self._watching.get((peer, actor))
-        if watchers is not None:
-            watchers.pop(watcher, None)
-            if not watchers:
-                del self._watching[(peer, actor)]
-                self.post(peer, f.Unwatch(actor))
-
-    def remote_alive(self, peer: str, actor: str) -> bool:
-        return (peer, actor) not in self._down and peer not in self.dead_nodes
-
-    def _remote_down(self, peer: str, actor: str, reason: str) -> None:
-        self._down[(peer, actor)] = None
-        for cell in self._watching.pop((peer, actor), {}):
-            cell.system_deliver(Terminated(actor=actor, reason=reason))
-
-    def local_actor_down(self, actor: str, reason: str) -> None:
-        for peer in self._watched_by.pop(actor, {}):
-            self.post(peer, f.Down(actor, reason))
-
     def on_node_joined(self, peer: str) -> None:
-        self.dead_nodes.pop(peer, None)
-        for key in [k for k in self._down if k[0] == peer]:
-            del self._down[key]
+        self.watches.node_joined(peer)
 
     def on_node_dead(self, peer: str, reason: str = "node_down") -> None:
-        self.dead_nodes[peer] = None
-        for watched_peer, actor in [k for k in self._watching if k[0] == peer]:
-            self._remote_down(watched_peer, actor, reason)
-        for watchers in self._watched_by.values():
-            watchers.pop(peer, None)
+        self.watches.node_dead(peer, reason)
         outbox = self.outboxes.pop(peer, None)
         if outbox is not None:
             self.spawn_task(outbox.close())
         self.router.on_peer_lost(peer)
-
-    # -- receiving -----------------------------------------------------------
-    async def _serve(self, link: Link) -> None:
-        peer = link.peer
-        try:
-            hello = f.decode_frame(await link.receive())
-            if not hello or not isinstance(hello[0], f.Hello):
-                raise FrameError(f"first frame from {link.peer} is not a Hello")
-            peer = hello[0].node
-            self._hints[peer] = hello[0].address
-            self.event("connection.up", peer, "inbound")
-            while True:
-                frame = await link.receive()
-                self.frames_in += 1
-                self.bytes_in += len(frame)
-                items = f.decode_frame(frame)
-                self.messages_in += len(items)
-                await self.unpaused()
-                for item in items:
-                    await self._handle(peer, item)
-        except (FrameError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.malformed += 1
-            _log.warning("connection.bad_frame", node=self.name, peer=peer, error=str(exc))
-            self.event("connection.down", peer, f"bad frame: {exc}")
-        except LinkClosed as exc:
-            self.event("connection.down", peer, str(exc))
-
-    async def _handle(self, peer: str, item: Any) -> None:
-        kind = type(item)
-        if kind is f.TellIn:
-            cell = self.rt._registry.get(item.actor)
-            msg = self._decoded(peer, cell, item.actor, item.msg, None)
-            if msg is not None and cell is not None:
-                await cell.ref.tell(msg)
-        elif kind is f.AskIn:
-            cell = self.rt._registry.get(item.actor)
-            msg = self._decoded(peer, cell, item.actor, item.msg, item.id)
-            if msg is not None and cell is not None:
-                reply: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-                try:
-                    cell.ref._post(msg, reply)
-                except ActorStopped as exc:
-                    self.post(peer, f.failure_of(item.id, exc))
-                    return
-                reply.add_done_callback(functools.partial(self._answer_ask, peer, item.id))
-        elif kind is f.CallIn:
-            cls = self.host.kinds.get(item.kind)
-            if cls is None:
-                self.post(peer, f.NotHere(item.id, ""))
-                return
-            try:
-                msg = f.message_decoder(cls.accepts).decode(item.msg)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                why = f.describe_undecodable(item.msg, cls.accepts, exc)
-                self.post(peer, f.Failure(item.id, *_UNKNOWN_TAG,
-                                          f"entity {item.kind}/{item.key} on node "
-                                          f"{self.name!r}: {why}"))
-                return
-            self.host.accept(peer, item.id, item.kind, item.key, msg, item.ask)
-        elif kind is f.Ack:
-            self.router.on_ack(item.id)
-        elif kind is f.ReplyIn:
-            value = f.decode_value(item.value)
-            if item.id in self._replies:
-                self._resolve(item.id, value, None)
-            else:
-                self.router.on_result(item.id, value, None)
-        elif kind is f.Failure:
-            error = f.rebuild_error(item, peer)
-            if item.id in self._replies:
-                self._resolve(item.id, None, error)
-            else:
-                self.router.on_result(item.id, None, error)
-        elif kind is f.NotHere:
-            self.router.on_not_here(item.id, item.owner)
-        elif kind is f.Rejected:
-            self.rt._dead_letter(f"{item.actor}@{peer}", item)
-            _log.warning("message.rejected", node=self.name, peer=peer, actor=item.actor,
-                         error=item.text)
-        elif kind is f.Watch:
-            self._on_watch(peer, item.actor)
-        elif kind is f.Unwatch:
-            self._watched_by.get(item.actor, {}).pop(peer, None)
-        elif kind is f.Down:
-            self._remote_down(peer, item.actor, item.reason)
-        else:  # a second Hello
-            raise FrameError(f"unexpected {kind.__name__} from {peer}")
-
-    def _answer_ask(self, peer: str, call_id: int, reply: asyncio.Future[object]) -> None:
-        self.answer(peer, call_id, reply)
-
-    def _decoded(self, peer: str, cell: _ActorCell | None, actor: str, raw: msgspec.Raw,
-                 call_id: int | None) -> object | None:
-        """The message for a local actor, or None after answering why it is refused."""
-        if cell is None:
-            why, error = f"no actor {actor!r} on node {self.name!r}", _NO_SUCH_ACTOR
-        else:
-            try:
-                msg: object = f.message_decoder(cell.accepts).decode(raw)
-                return msg
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                detail = f.describe_undecodable(raw, cell.accepts, exc)
-                why, error = f"actor {actor!r} on node {self.name!r}: {detail}", _UNKNOWN_TAG
-        if call_id is None:
-            self.post(peer, f.Rejected(actor, why))
-            self.rt._dead_letter(actor, raw)
-        else:
-            self.post(peer, f.Failure(call_id, *error, why))
-        return None
-
-    def _on_watch(self, peer: str, actor: str) -> None:
-        cell = self.rt._registry.get(actor)
-        if cell is None:
-            self.post(peer, f.Down(actor, "no such actor"))
-            return
-        self._watched_by.setdefault(actor, {})[peer] = None
-        cell.add_watcher(self._watcher._cell)  # type: ignore[attr-defined]
 
     # -- the public face (Runtime delegates here) ----------------------------
     def remote(self, peer: str, actor: str, cls: type[Actor[Any]]) -> Any:
@@ -505,5 +346,3 @@ class ClusterNode:
             return ref
         return RemoteRef(self, peer, actor, cls)
 
-
-_ = UnknownMessageTag  # rebuilt at the asker by name (see _UNKNOWN_TAG)

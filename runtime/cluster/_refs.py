@@ -86,16 +86,16 @@ class RemoteRef(ActorRef[M]):
     @property
     def alive(self) -> bool:
         """False once the node is known to be down or the actor reported stopped."""
-        return self._node.remote_alive(self._peer, self.name)
+        return self._node.watches.alive(self._peer, self.name)
 
     def statistics(self) -> ActorStatistics:
         raise ShardlineError(f"statistics of {self!r} are kept on node {self.node!r}")
 
     def _add_watcher(self, watcher: _ActorCell) -> None:
-        self._node.watch(self._peer, self.name, watcher)
+        self._node.watches.watch(self._peer, self.name, watcher)
 
     def _remove_watcher(self, watcher: _ActorCell) -> None:
-        self._node.unwatch(self._peer, self.name, watcher)
+        self._node.watches.unwatch(self._peer, self.name, watcher)
 
     def _system_deliver(self, msg: object) -> None:
         self._node.outbox(self._peer).put(TellOut(self.name, msg))
