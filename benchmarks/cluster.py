@@ -10,6 +10,9 @@ the same run (the baseline): what crossing a process boundary costs.
   loopback over TCP; the outbox batches what is queued into frames.
 - asks: M (default 10,000) sequential round trips, each timed alone;
   p50/p99 in microseconds (nearest rank).
+- transport floor: the same asks' round trip of a bare anyio TCP echo (a
+  4-byte length and a 5-byte body, one process to another, no runtime), so
+  the remote ask p50 can be read against what the transport alone costs.
 - fail-over: two node processes host ``Account`` entities (lease TTL 1 s);
   the driver asks one entity, SIGKILLs the node running it, and asks again
   (timeout 0.25 s, retried) until answered: the time from the kill to that
@@ -62,9 +65,10 @@ def nodes(url: str, names: Sequence[str],
           hosts: bool) -> Iterator[dict[str, subprocess.Popen[str]]]:
     env = {**os.environ, "SHARDLINE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
     extra = ["--hosts"] if hosts else []
+    log = open(f"/tmp/shardline-bench-node-{os.getpid()}.log", "a")  # noqa: SIM115
     children = {name: subprocess.Popen(
         [sys.executable, str(PROGRAM), url, name, "--ttl", str(TTL), *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
         env=env) for name in names}
     try:
         for name, child in children.items():
@@ -110,6 +114,48 @@ async def asks(ref: ActorRef[Bump], m: int) -> tuple[float, float]:
     return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
+ECHO_SERVER = r"""
+import anyio, sys
+from anyio.streams.buffered import BufferedByteReceiveStream
+async def main():
+    async def handle(stream):
+        buffered = BufferedByteReceiveStream(stream)
+        while True:
+            head = await buffered.receive_exactly(4)
+            await stream.send(head + await buffered.receive_exactly(int.from_bytes(head, "big")))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
+    await listener.serve(handle)
+anyio.run(main)
+"""
+
+
+async def bare_anyio_round_trips(m: int) -> tuple[float, float]:
+    import anyio
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    server = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        buffered = BufferedByteReceiveStream(stream)
+        samples = []
+        for i in range(m + 200):
+            start = time.perf_counter_ns()
+            await stream.send(b"\0\0\0\x05hello")
+            await buffered.receive_exactly(9)
+            if i >= 200:
+                samples.append((time.perf_counter_ns() - start) / 1000)
+        await stream.aclose()
+    finally:
+        server.kill()
+        server.wait()
+    samples.sort()
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
 async def throughput_rounds(url: str, args: argparse.Namespace) -> list[dict[str, float]]:
     runs = []
     async with Runtime(store=url, cluster=Cluster(
@@ -123,6 +169,7 @@ async def throughput_rounds(url: str, args: argparse.Namespace) -> list[dict[str
             run["remote_tells"] = await tells(remote, args.messages)
             run["local_ask_p50"], run["local_ask_p99"] = await asks(local, args.asks)
             run["remote_ask_p50"], run["remote_ask_p99"] = await asks(remote, args.asks)
+            run["bare_rtt_p50"], run["bare_rtt_p99"] = await bare_anyio_round_trips(args.asks)
             runs.append(run)
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.items()
                                                      if k != "round"), file=sys.stderr)
@@ -149,6 +196,7 @@ async def failover_once(url: str, key: str, children: dict[str, subprocess.Popen
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    runtime.configure_logging(level="warning", stream=sys.stderr)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--asks", type=int, default=10_000)
@@ -178,6 +226,8 @@ def measure(base: str, args: argparse.Namespace) -> int:
         remote = ", ".join(f"{r['remote_' + key]:,.0f}" for r in runs)
         print(f"{label:<28}{med['local_' + key]:>16,.1f}{med['remote_' + key]:>24,.1f}   {remote}"
               f"{unit}")
+    print(f"{'bare anyio echo p50 µs':<28}{'':>16}{med['bare_rtt_p50']:>24,.1f}   "
+          + ", ".join(f"{r['bare_rtt_p50']:,.0f}" for r in runs))
     print(f"{'fail-over s (TTL 1 s)':<28}{'':>16}{sorted(failovers)[len(failovers) // 2]:>24.3f}   "
           + ", ".join(f"{f:.3f}" for f in failovers))
     result = {
