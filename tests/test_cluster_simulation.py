@@ -98,6 +98,9 @@ def test_remote_refs_work_over_the_simulated_network_and_watch_sees_node_down() 
             timeout = ""
         except AskTimeout as exc:
             timeout = str(exc)
+        dead_letters = n1.dead_letters
+        await echo.tell(Ping(2))  # to a node known dead: a dead letter, not a queue forever
+        assert n1.dead_letters == dead_letters + 1
         await cluster.stop()
         return answer, [(t - killed_at, m) for t, m in seen], timeout
 

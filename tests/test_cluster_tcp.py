@@ -246,7 +246,14 @@ def test_an_unauthenticated_connection_is_closed_before_any_frame_is_read() -> N
 
 
 def test_a_failed_connection_is_re_established_and_counted() -> None:
-    async def main() -> tuple[object, int]:
+    async def main() -> tuple[object, int, list[tuple[str, str]]]:
+        with capture_logs() as logs:
+            result = await exchange()
+        return (*result, [(e["event"], e["subject"]) for e in logs
+                          if e.get("node") == "a" and (e["event"] == "connection.down" or (
+                              e["event"] == "connection.up" and e["detail"] == "outbound"))])
+
+    async def exchange() -> tuple[object, int]:
         async with two_nodes() as (a, b, _):
             counter = a.remote("b", "counter", Counter)
             await counter.ask(Add(1))
@@ -261,9 +268,11 @@ def test_a_failed_connection_is_re_established_and_counted() -> None:
                     continue
             return answer, a.cluster_statistics().reconnects
 
-    answer, reconnects = run(main)  # type: ignore[misc]
+    answer, reconnects, events = run(main)  # type: ignore[misc]
     assert answer[-1] == 2  # type: ignore[index]
     assert reconnects == 1
+    assert events[:3] == [("connection.up", "b"), ("connection.down", "b"),
+                          ("connection.up", "b")]
 
 
 def test_a_watcher_gets_terminated_when_a_remote_actor_stops() -> None:

@@ -53,9 +53,18 @@ class RemoteRef(ActorRef[M]):
     def _check(self, msg: object) -> None:
         check_accepts(self.name, self._accepts, self._exact, msg)
 
+    def _to_dead_node(self, msg: object) -> bool:
+        """A message to a node known dead is a dead letter, as to a stopped actor."""
+        if self._peer in self._node.watches.dead_nodes:
+            self._node.rt._dead_letter(f"{self.name}@{self._peer}", msg)
+            return True
+        return False
+
     async def tell(self, msg: M) -> None:
         if type(msg) not in self._exact:
             self._check(msg)
+        if self._to_dead_node(msg):
+            return
         outbox = self._node.outbox(self._peer)
         if outbox.full:
             await outbox.wait_for_room()
@@ -64,6 +73,8 @@ class RemoteRef(ActorRef[M]):
     def tell_nowait(self, msg: M) -> None:
         if type(msg) not in self._exact:
             self._check(msg)
+        if self._to_dead_node(msg):
+            return
         outbox = self._node.outbox(self._peer)
         if outbox.full:
             raise MailboxFull(f"{self.name}@{self.node}", type(msg).__name__, outbox.capacity)
