@@ -201,11 +201,15 @@ class ClusterNode:
         self._ids += 1
         return self._ids
 
-    def outbox(self, peer: str) -> Outbox:
+    def outbox(self, peer: str) -> Outbox | None:
+        """The outbox to ``peer``, opened on first use; ``None`` once ``peer`` is known
+        dead (what would go there is dropped, as a process that died receives nothing)."""
         outbox = self.outboxes.get(peer)
         if outbox is None:
             if self.killed:
                 raise ClusterError(f"node {self.name!r} is down")
+            if peer in self.watches.dead_nodes:
+                return None
             outbox = self.outboxes[peer] = Outbox(self, peer)
         return outbox
 
@@ -245,8 +249,8 @@ class ClusterNode:
         """Queue a protocol item for ``peer`` (this node itself: handled in place)."""
         if peer == self.name:
             self._local(item)
-        else:
-            self.outbox(peer).put(item)
+        elif (outbox := self.outbox(peer)) is not None:
+            outbox.put(item)
 
     def _local(self, item: object) -> None:
         if isinstance(item, f.CallOut):

@@ -46,9 +46,8 @@ class Outbox:
 
     def put(self, item: object) -> None:
         self.items.append(item)
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
+        if self._wakeup is not None:
+            wakeup, self._wakeup = self._wakeup, None
             if not wakeup.done():
                 wakeup.set_result(None)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from runtime._actor import Actor
     from runtime._cell import _ActorCell
     from runtime.cluster._node import ClusterNode
+    from runtime.cluster._outbox import Outbox
 
 M = TypeVar("M", bound=Message)
 
@@ -53,19 +54,20 @@ class RemoteRef(ActorRef[M]):
     def _check(self, msg: object) -> None:
         check_accepts(self.name, self._accepts, self._exact, msg)
 
-    def _to_dead_node(self, msg: object) -> bool:
-        """A message to a node known dead is a dead letter, as to a stopped actor."""
-        if self._peer in self._node.watches.dead_nodes:
+    def _outbox(self, msg: object) -> Outbox | None:
+        """The way to the actor's node; ``None`` (and ``msg`` is a dead letter, as to a
+        stopped actor) once that node is known dead."""
+        outbox = self._node.outbox(self._peer)
+        if outbox is None:
             self._node.rt._dead_letter(f"{self.name}@{self._peer}", msg)
-            return True
-        return False
+        return outbox
 
     async def tell(self, msg: M) -> None:
         if type(msg) not in self._exact:
             self._check(msg)
-        if self._to_dead_node(msg):
+        outbox = self._node.outboxes.get(self._peer) or self._outbox(msg)
+        if outbox is None:
             return
-        outbox = self._node.outbox(self._peer)
         if outbox.full:
             await outbox.wait_for_room()
         outbox.put(TellOut(self.name, msg))
@@ -73,9 +75,9 @@ class RemoteRef(ActorRef[M]):
     def tell_nowait(self, msg: M) -> None:
         if type(msg) not in self._exact:
             self._check(msg)
-        if self._to_dead_node(msg):
+        outbox = self._node.outboxes.get(self._peer) or self._outbox(msg)
+        if outbox is None:
             return
-        outbox = self._node.outbox(self._peer)
         if outbox.full:
             raise MailboxFull(f"{self.name}@{self.node}", type(msg).__name__, outbox.capacity)
         outbox.put(TellOut(self.name, msg))
@@ -85,10 +87,11 @@ class RemoteRef(ActorRef[M]):
             self._check(msg)
         node = self._node
         outbox = node.outbox(self._peer)
-        if outbox.full:
+        if outbox is not None and outbox.full:
             await outbox.wait_for_room()
         call_id, reply = node.expect_reply(self._peer, self.name, type(msg).__name__, timeout)
-        outbox.put(AskOut(call_id, self.name, msg))
+        if outbox is not None:  # to a node known dead: nothing to send, the ask times out
+            outbox.put(AskOut(call_id, self.name, msg))
         try:
             return await reply
         finally:
@@ -109,7 +112,9 @@ class RemoteRef(ActorRef[M]):
         self._node.watches.unwatch(self._peer, self.name, watcher)
 
     def _system_deliver(self, msg: object) -> None:
-        self._node.outbox(self._peer).put(TellOut(self.name, msg))
+        outbox = self._outbox(msg)
+        if outbox is not None:
+            outbox.put(TellOut(self.name, msg))
 
 
 class EntityRef(ActorRef[M]):
