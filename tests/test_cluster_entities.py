@@ -16,8 +16,8 @@ from cluster_helpers import (
 )
 from structlog.testing import capture_logs
 
-from runtime import AskTimeout, StaleFencingToken
-from runtime.cluster import SimulatedNetwork
+from runtime import Actor, AskTimeout, Message, StaleFencingToken
+from runtime.cluster import SimulatedNetwork, UnknownMessageTag
 from runtime.cluster._membership import rendezvous
 
 
@@ -173,3 +173,44 @@ def test_a_node_joining_moves_only_the_keys_it_now_wins() -> None:
         k: "n3" for k in after if rendezvous("Account", k, ["n1", "n2", "n3"]) == "n3"}
     assert moved == sorted(f"Account/{k}" for k in after if after[k] != before[k])
     assert moved  # the seed gives n3 a share
+
+
+class Explode(Message, frozen=True):
+    why: str
+
+
+class Fragile(Actor[Explode]):
+    async def receive(self, msg: Explode) -> None:
+        raise ValueError(msg.why)
+
+
+class Unknown(Message, frozen=True):
+    pass
+
+
+class Misinformed(Actor[Explode | Unknown]):
+    """A sender's out-of-date idea of what ``Fragile`` accepts."""
+
+
+Misinformed.__name__ = "Fragile"  # same entity kind, different message union
+
+
+def test_an_entitys_error_and_an_unknown_tag_reach_the_asker_on_another_node() -> None:
+    async def main() -> tuple[str, str, int]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        host = await cluster.start("host", hosts=False)
+        host.register_entity(Fragile)
+        client = await cluster.start("client", hosts=False)
+        await asyncio.sleep(1.0)
+        with pytest.raises(ValueError, match="no such thing") as raised:
+            await client.entity(Fragile, "f").ask(Explode("no such thing"))
+        with pytest.raises(UnknownMessageTag, match="unknown message tag 'Unknown'") as tag:
+            await client.entity(Misinformed, "f").ask(Unknown())
+        activations = host.cluster_statistics().activations
+        await cluster.stop()
+        return str(raised.value.__notes__), str(tag.value), activations
+
+    notes, tag, activations = sim(main, seed=8)
+    assert "raised on node 'host'" in notes
+    assert "entity Fragile/f on node 'host'" in tag
+    assert activations == 1
