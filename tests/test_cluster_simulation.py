@@ -238,3 +238,29 @@ def test_a_node_that_cannot_renew_stops_its_entities_and_a_survivor_takes_over()
                          ("entity.stopped", f"Account/{key}", "node_lease_lost")]
     assert total == 3
     assert [node for node, _, _ in recovered] == ["n1", "n2"]
+
+
+def test_a_node_declared_dead_while_alive_still_gets_its_answers() -> None:
+    """n1's renewals fail for longer than a TTL: n2 declares it dead, yet n1 is up and
+    asking; n2's answers must reach it (they were once dropped as 'to a dead node')."""
+
+    async def main() -> tuple[list[object], list[str]]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        late = [Fault(kind="store_error", target="store.acquire", probability=1.0, start=1.0,
+                      count=6)]
+        with capture_logs() as logs:
+            n1 = await cluster.start("n1", faults=late)
+            n2 = await cluster.start("n2")
+            await n2.spawn(Echo, name="echo")
+            echo = n1.remote("n2", "echo", Echo)
+            answers = []
+            for i in range(40):
+                answers.append(await echo.ask(Ping(i), timeout=1.0))
+                await asyncio.sleep(0.1)
+        await cluster.stop()
+        return answers, [e["event"] for e in logs if e.get("node") == "n2"
+                         and e.get("subject") == "n1" and e["event"].startswith("node.")]
+
+    answers, n2_saw = sim(main, seed=17)
+    assert answers == list(range(40))
+    assert n2_saw[:2] == ["node.joined", "node.dead"]  # the window this test is about

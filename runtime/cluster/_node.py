@@ -201,15 +201,17 @@ class ClusterNode:
         self._ids += 1
         return self._ids
 
-    def outbox(self, peer: str) -> Outbox | None:
-        """The outbox to ``peer``, opened on first use; ``None`` once ``peer`` is known
-        dead (what would go there is dropped, as a process that died receives nothing)."""
+    def outbox(self, peer: str) -> Outbox:
+        """The outbox to ``peer``, opened on first use.
+
+        Even to a peer this node believes dead: a node whose renewal was late
+        may still be talking to us, and its answers must not be dropped; an
+        outbox to a dead peer that cannot connect closes itself (``_outbox``).
+        """
         outbox = self.outboxes.get(peer)
         if outbox is None:
             if self.killed:
                 raise ClusterError(f"node {self.name!r} is down")
-            if peer in self.watches.dead_nodes:
-                return None
             outbox = self.outboxes[peer] = Outbox(self, peer)
         return outbox
 
@@ -249,8 +251,8 @@ class ClusterNode:
         """Queue a protocol item for ``peer`` (this node itself: handled in place)."""
         if peer == self.name:
             self._local(item)
-        elif (outbox := self.outbox(peer)) is not None:
-            outbox.put(item)
+        else:
+            self.outbox(peer).put(item)
 
     def _local(self, item: object) -> None:
         if isinstance(item, f.CallOut):

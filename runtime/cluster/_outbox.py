@@ -97,6 +97,9 @@ class Outbox:
             link = await node.transport.connect(address)
             await link.send(encode_frame([Hello(node.name, node.address)]))
         except LinkClosed as exc:
+            if self.peer in node.watches.dead_nodes:  # it really is gone: stop trying
+                self._give_up(str(exc))
+                return None
             self.attempt += 1
             delay = node.config.reconnect.delay(self.attempt - 1, node.rt.random.random())
             _log.info("connection.retry", node=node.name, peer=self.peer, error=str(exc),
@@ -111,6 +114,16 @@ class Outbox:
         self.link = link
         node.event("connection.up", self.peer, "outbound")
         return link
+
+    def _give_up(self, why: str) -> None:
+        node = self.node
+        _log.info("connection.abandoned", node=node.name, peer=self.peer, error=why,
+                  dropped=len(self.items))
+        self.items.clear()
+        self._wake_senders()
+        if node.outboxes.get(self.peer) is self:
+            del node.outboxes[self.peer]
+        self.task.cancel()
 
     def _lost(self, why: str) -> None:
         if self.link is not None:

@@ -57,10 +57,10 @@ class RemoteRef(ActorRef[M]):
     def _outbox(self, msg: object) -> Outbox | None:
         """The way to the actor's node; ``None`` (and ``msg`` is a dead letter, as to a
         stopped actor) once that node is known dead."""
-        outbox = self._node.outbox(self._peer)
-        if outbox is None:
+        if self._peer in self._node.watches.dead_nodes:
             self._node.rt._dead_letter(f"{self.name}@{self._peer}", msg)
-        return outbox
+            return None
+        return self._node.outbox(self._peer)
 
     async def tell(self, msg: M) -> None:
         if type(msg) not in self._exact:
@@ -86,7 +86,7 @@ class RemoteRef(ActorRef[M]):
         if type(msg) not in self._exact:
             self._check(msg)
         node = self._node
-        outbox = node.outbox(self._peer)
+        outbox = None if self._peer in node.watches.dead_nodes else node.outbox(self._peer)
         if outbox is not None and outbox.full:
             await outbox.wait_for_room()
         call_id, reply = node.expect_reply(self._peer, self.name, type(msg).__name__, timeout)
