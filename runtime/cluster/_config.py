@@ -9,7 +9,10 @@ Policy:
 - It registers in the shared store under a lease of ``lease_ttl`` seconds,
   renewed every ``lease_ttl / 3``; its entities hold leases of the same TTL.
   A node that cannot renew for a whole TTL considers itself dead and stops
-  its entities, because by then the others may already run them.
+  its entities, because by then the others may already run them. Choose
+  the TTL above the longest stretch the node's event loop may be busy
+  without yielding (a long handler, a GC pause), or the node will be
+  declared dead while it works.
 - An entity idle for ``passivate_after`` seconds is stopped and its lease
   released (``None``: never).
 - Messages to an entity are re-sent by the sender's node until the entity's
