@@ -38,8 +38,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +47,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from _stores import with_schema  # noqa: E402
 from cluster_helpers import Account, Deposit  # noqa: E402
-from cluster_node_program import Bump, Echo  # noqa: E402
+from cluster_node_program import Bump, Echo, node_processes  # noqa: E402
 
 import runtime  # noqa: E402
 from runtime import ActorRef, Cluster, Runtime  # noqa: E402
 from runtime.cluster._membership import owner_node  # noqa: E402
 
 SECRET = "bench-cluster-secret"
-PROGRAM = ROOT / "tests" / "cluster_node_program.py"
 GOAL_TELLS = 300_000
 GOAL_ASK_P50_US = 150.0
 TTL = 1.0
@@ -63,32 +62,10 @@ THROUGHPUT_TTL = 10.0
 a loaded machine; the throughput part is not about fail-over, so it renews at ease."""
 
 
-@contextmanager
 def nodes(url: str, names: Sequence[str], hosts: bool,
-          ttl: float) -> Iterator[dict[str, subprocess.Popen[str]]]:
-    env = {**os.environ, "SHARDLINE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-    extra = ["--hosts"] if hosts else []
+          ttl: float) -> AbstractContextManager[dict[str, subprocess.Popen[str]]]:
     log = open(f"/tmp/shardline-bench-node-{os.getpid()}.log", "a")  # noqa: SIM115
-    children = {name: subprocess.Popen(
-        [sys.executable, str(PROGRAM), url, name, "--ttl", str(ttl), *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-        env=env) for name in names}
-    try:
-        for name, child in children.items():
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if not line.startswith("READY"):
-                raise SystemExit(f"node {name} did not start: {line!r}")
-        yield children
-    finally:
-        for child in children.values():
-            if child.poll() is None and child.stdin is not None:
-                child.stdin.close()
-        for child in children.values():
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+    return node_processes(url, names, secret=SECRET, hosts=hosts, ttl=ttl, log=log)
 
 
 async def tells(ref: ActorRef[Bump], n: int) -> float:

@@ -31,6 +31,15 @@ def _expire(future: asyncio.Future[object], actor: str, msg_type: str, timeout: 
         future.set_exception(AskTimeout(actor, msg_type, timeout))
 
 
+def check_accepts(name: str, accepts: tuple[type, ...], exact: frozenset[type],
+                  msg: object) -> None:
+    """``TypeError`` at the sender for a message actor ``name`` does not accept."""
+    if type(msg) not in exact and not isinstance(msg, accepts):
+        accepted = " | ".join(t.__name__ for t in accepts)
+        raise TypeError(
+            f"actor {name!r} does not accept {type(msg).__name__}; it accepts {accepted}")
+
+
 class ActorRef(Generic[M]):
     """The address of an actor; cheap to copy and safe to keep.
 
@@ -92,13 +101,7 @@ class _LocalRef(ActorRef[M]):
         self.name = cell.name
 
     def _check(self, msg: object) -> None:
-        cell = self._cell
-        if type(msg) not in cell.accepts_exact and not isinstance(msg, cell.accepts):
-            accepted = " | ".join(t.__name__ for t in cell.accepts)
-            raise TypeError(
-                f"actor {self.name!r} does not accept {type(msg).__name__}; "
-                f"it accepts {accepted}"
-            )
+        check_accepts(self.name, self._cell.accepts, self._cell.accepts_exact, msg)
 
     async def tell(self, msg: M) -> None:
         """Enqueue ``msg``; waits while the mailbox is full. Messages to a stopped actor

@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -51,6 +55,38 @@ async def main(url: str, name: str, hosts: bool, ttl: float) -> None:
         print(f"READY {rt.cluster_statistics().address}", flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+
+
+@contextmanager
+def node_processes(url: str, names: Sequence[str], *, secret: str, hosts: bool, ttl: float,
+                   log: IO[str] | int = subprocess.DEVNULL,
+                   ) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Start one node process per name, wait until each has joined, and on exit close
+    their stdin (a graceful leave), killing any that do not stop within 10 s."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SHARDLINE_SECRET": secret, "PYTHONPATH": str(root)}
+    extra = ["--hosts"] if hosts else []
+    children = {name: subprocess.Popen(
+        [sys.executable, __file__, url, name, "--ttl", str(ttl), *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        for name in names}
+    try:
+        for name, child in children.items():
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if not line.startswith("READY 127.0.0.1:"):
+                raise RuntimeError(f"node {name} did not start: {line!r}")
+        yield children
+    finally:
+        for child in children.values():
+            if child.poll() is None and child.stdin is not None:
+                child.stdin.close()
+        for child in children.values():
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 if __name__ == "__main__":

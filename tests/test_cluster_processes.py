@@ -14,51 +14,21 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
 import msgspec
 from cluster_helpers import Account, AccountState, Balance, Deposit
+from cluster_node_program import node_processes
 from structlog.testing import capture_logs
 
 import runtime
 from runtime import Cluster, Runtime
 from runtime.cluster._membership import owner_node
 
-PROGRAM = Path(__file__).with_name("cluster_node_program.py")
-ROOT = PROGRAM.parents[1]
 SECRET = "process-test-secret"
 KEYS = ["k0", "k1", "k2", "k3"]
 DEPOSITS = 12
-
-
-@contextmanager
-def node_processes(url: str, names: list[str]) -> Iterator[dict[str, subprocess.Popen[str]]]:
-    env = {**os.environ, "SHARDLINE_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-    children = {name: subprocess.Popen(
-        [sys.executable, str(PROGRAM), url, name, "--hosts", "--ttl", "1.0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=env) for name in names}
-    try:
-        for name, child in children.items():
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            assert line.startswith("READY 127.0.0.1:"), f"{name}: {line!r}"
-        yield children
-    finally:
-        for child in children.values():
-            if child.poll() is None:
-                assert child.stdin is not None
-                child.stdin.close()
-        for child in children.values():
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
 async def _deposit(rt: Runtime, key: str, i: int) -> None:
@@ -101,7 +71,8 @@ def test_sigkill_of_a_node_loses_nothing_and_its_entity_comes_back_on_a_survivor
             assert now_on is not None
             return totals, records, victim, owner_node(now_on.owner), failover
 
-    with node_processes(url, ["n1", "n2", "n3"]) as children, capture_logs():
+    with node_processes(url, ["n1", "n2", "n3"], secret=SECRET, hosts=True, ttl=1.0) \
+            as children, capture_logs():
         totals, records, victim, now_on, failover = runtime.run(driver, children)
         assert children[victim].wait(timeout=5) == -signal.SIGKILL
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime._errors import MailboxFull, ShardlineError
 from runtime._message import Message
-from runtime._ref import ActorRef
+from runtime._ref import ActorRef, check_accepts
 from runtime._stats import ActorStatistics
 from runtime.cluster._frames import AskOut, TellOut
 
@@ -24,14 +24,6 @@ if TYPE_CHECKING:
     from runtime.cluster._outbox import Outbox
 
 M = TypeVar("M", bound=Message)
-
-
-def check_accepts(name: str, accepts: tuple[type, ...], exact: frozenset[type],
-                  msg: object) -> None:
-    if type(msg) not in exact and not isinstance(msg, accepts):
-        accepted = " | ".join(t.__name__ for t in accepts)
-        raise TypeError(
-            f"actor {name!r} does not accept {type(msg).__name__}; it accepts {accepted}")
 
 
 class RemoteRef(ActorRef[M]):
@@ -62,25 +54,25 @@ class RemoteRef(ActorRef[M]):
             return None
         return self._node.outbox(self._peer)
 
-    async def tell(self, msg: M) -> None:
+    def _checked_outbox(self, msg: object) -> Outbox | None:
         if type(msg) not in self._exact:
             self._check(msg)
-        outbox = self._node.outboxes.get(self._peer) or self._outbox(msg)
-        if outbox is None:
-            return
-        if outbox.full:
-            await outbox.wait_for_room()
-        outbox.put(TellOut(self.name, msg))
+        return self._node.outboxes.get(self._peer) or self._outbox(msg)
+
+    async def tell(self, msg: M) -> None:
+        outbox = self._checked_outbox(msg)
+        if outbox is not None:
+            if outbox.full:
+                await outbox.wait_for_room()
+            outbox.put(TellOut(self.name, msg))
 
     def tell_nowait(self, msg: M) -> None:
-        if type(msg) not in self._exact:
-            self._check(msg)
-        outbox = self._node.outboxes.get(self._peer) or self._outbox(msg)
-        if outbox is None:
-            return
-        if outbox.full:
-            raise MailboxFull(f"{self.name}@{self.node}", type(msg).__name__, outbox.capacity)
-        outbox.put(TellOut(self.name, msg))
+        outbox = self._checked_outbox(msg)
+        if outbox is not None:
+            if outbox.full:
+                raise MailboxFull(f"{self.name}@{self.node}", type(msg).__name__,
+                                  outbox.capacity)
+            outbox.put(TellOut(self.name, msg))
 
     async def ask(self, msg: M, timeout: float = 5.0) -> object:
         if type(msg) not in self._exact:
