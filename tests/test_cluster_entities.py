@@ -16,7 +16,7 @@ from cluster_helpers import (
 )
 from structlog.testing import capture_logs
 
-from runtime import Actor, AskTimeout, Message, StaleFencingToken
+from runtime import Actor, AskTimeout, MailboxFull, Message, StaleFencingToken
 from runtime.cluster import SimulatedNetwork, UnknownMessageTag
 from runtime.cluster._membership import rendezvous
 
@@ -214,3 +214,32 @@ def test_an_entitys_error_and_an_unknown_tag_reach_the_asker_on_another_node() -
     assert "raised on node 'host'" in notes
     assert "entity Fragile/f on node 'host'" in tag
     assert activations == 1
+
+
+def test_entity_tells_wait_or_raise_while_too_many_are_unanswered() -> None:
+    async def main() -> tuple[str, float, int]:
+        net = SimulatedNetwork()
+        cluster = SimCluster(net, await shared_memory_store(), lease_ttl=1.0,
+                             outbox_capacity=5)
+        await cluster.start("host")
+        client = await cluster.start("client", hosts=False)
+        await asyncio.sleep(1.0)
+        ref = client.entity(Account, "hal")
+        await ref.ask(Deposit(id="0", amount=1))
+        net.partition(["host"], ["client"])
+        for i in range(1, 6):
+            ref.tell_nowait(Deposit(id=str(i), amount=1))
+        with pytest.raises(MailboxFull) as full:
+            ref.tell_nowait(Deposit(id="6", amount=1))
+        asyncio.get_running_loop().call_later(2.0, net.heal)
+        started = client.now()
+        await ref.tell(Deposit(id="6", amount=1))  # waits for room: until the heal
+        waited = client.now() - started
+        total = await ref.ask(Deposit(id="7", amount=1), timeout=5.0)
+        await cluster.stop()
+        return str(full.value), waited, total  # type: ignore[return-value]
+
+    message, waited, total = sim(main, seed=9)
+    assert "Account/hal" in message and "Deposit" in message
+    assert waited >= 2.0
+    assert total == 8

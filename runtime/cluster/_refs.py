@@ -135,15 +135,24 @@ class EntityRef(ActorRef[M]):
         check_accepts(self.name, self._accepts, self._exact, msg)
 
     async def tell(self, msg: M) -> None:
-        self.tell_nowait(msg)
-
-    def tell_nowait(self, msg: M) -> None:
-        """Hand ``msg`` to the router, which re-sends it until the entity has it."""
+        """Hand ``msg`` to the router, which re-sends it until the entity has it; waits
+        while the router holds as many unanswered messages as an outbox may."""
         if type(msg) not in self._exact:
             self._check(msg)
-        node = self._node
-        node.router.call(self._kind, self._key, msg, ask=False,
-                         timeout=node.config.entity_retry_for)
+        router = self._node.router
+        if router.full:
+            await router.wait_for_room()
+        router.call(self._kind, self._key, msg, ask=False,
+                    timeout=self._node.config.entity_retry_for)
+
+    def tell_nowait(self, msg: M) -> None:
+        if type(msg) not in self._exact:
+            self._check(msg)
+        router = self._node.router
+        if router.full:
+            raise MailboxFull(self.name, type(msg).__name__, router.capacity)
+        router.call(self._kind, self._key, msg, ask=False,
+                    timeout=self._node.config.entity_retry_for)
 
     async def ask(self, msg: M, timeout: float = 5.0) -> object:
         if type(msg) not in self._exact:

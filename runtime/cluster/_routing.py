@@ -18,12 +18,15 @@ Policy (the sender's side of ``_entities``):
   names the entity, the message type, the timeout and the node last tried.
 - Per-sender order holds while the entity stays where it is; messages
   re-sent during a fail-over may overtake each other.
+- Backpressure: while ``outbox_capacity`` entity messages from this node
+  are unanswered, ``tell`` waits and ``tell_nowait`` raises ``MailboxFull``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 from runtime._errors import AskTimeout
@@ -59,6 +62,28 @@ class EntityRouter:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self.calls: dict[int, _Call] = {}
+        self.capacity = node.config.outbox_capacity
+        self._room: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def full(self) -> bool:
+        """As many entity messages are unanswered as one outbox may hold: ``tell`` waits,
+        ``tell_nowait`` raises ``MailboxFull`` (backpressure, as for a local mailbox)."""
+        return len(self.calls) >= self.capacity
+
+    async def wait_for_room(self) -> None:
+        while self.full:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            await waiter
+
+    def _forget(self, call_id: int) -> _Call | None:
+        c = self.calls.pop(call_id, None)
+        while self._room and not self.full:
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        return c
 
     def call(self, kind: str, key: str, msg: object, *, ask: bool,
              timeout: float) -> asyncio.Future[object] | None:
@@ -93,10 +118,10 @@ class EntityRouter:
         if c.ask:
             c.retry_at = math.inf
         else:
-            del self.calls[call_id]
+            self._forget(call_id)
 
     def on_result(self, call_id: int, value: object, error: BaseException | None) -> None:
-        c = self.calls.pop(call_id, None)
+        c = self._forget(call_id)
         if c is None or c.future is None:
             return
         if c.timer is not None:
@@ -131,7 +156,7 @@ class EntityRouter:
                 self.cancel(c.id)
             elif now >= c.deadline:
                 if not c.ask:
-                    del self.calls[c.id]
+                    self._forget(c.id)
                     self.node.event("entity.message_expired", f"{c.kind}/{c.key}",
                                     type(c.msg).__name__)
                     self.node.rt._dead_letter(f"{c.kind}/{c.key}", c.msg)
@@ -139,7 +164,7 @@ class EntityRouter:
                 self._send(c, None)
 
     def _expire(self, call_id: int) -> None:
-        c = self.calls.pop(call_id, None)
+        c = self._forget(call_id)
         if c is None or c.future is None or c.future.done():
             return
         c.future.set_exception(AskTimeout(f"{c.kind}/{c.key}", type(c.msg).__name__, c.timeout,
@@ -147,6 +172,6 @@ class EntityRouter:
 
     def cancel(self, call_id: int) -> None:
         """Forget a call whose asker gave up."""
-        c = self.calls.pop(call_id, None)
+        c = self._forget(call_id)
         if c is not None and c.timer is not None:
             c.timer.cancel()
