@@ -36,6 +36,8 @@ class Outbox:
         self.link: Link | None = None
         self.ever_connected = False
         self.attempt = 0
+        self.generation = node.next_id()
+        """Changes whenever queued items may have been lost (a new outbox, a failed send)."""
         self._wakeup: asyncio.Future[None] | None = None
         self._room: deque[asyncio.Future[None]] = deque()
         self.task = node.spawn_task(self._run())
@@ -126,6 +128,7 @@ class Outbox:
         self.task.cancel()
 
     def _lost(self, why: str) -> None:
+        self.generation = self.node.next_id()
         if self.link is not None:
             self.node.spawn_task(self.link.close())
         self.link = None

@@ -40,7 +40,7 @@ _FIRST_RETRY = 0.02
 
 class _Call:
     __slots__ = ("ask", "attempts", "deadline", "future", "id", "key", "kind", "msg",
-                 "retry_at", "target", "timeout", "timer")
+                 "posted", "retry_at", "target", "timeout", "timer")
 
     def __init__(self, call_id: int, kind: str, key: str, msg: object, ask: bool,
                  timeout: float, deadline: float) -> None:
@@ -56,6 +56,9 @@ class _Call:
         self.target: str | None = None
         self.retry_at = 0.0
         self.attempts = 0
+        self.posted: tuple[str, int] | None = None
+        """(node, outbox generation) of the last copy queued, to queue no second copy
+        behind a connection that is down: the first one is still waiting there."""
 
 
 class EntityRouter:
@@ -102,8 +105,15 @@ class EntityRouter:
         c.attempts += 1
         c.target = target or node.membership.place(c.kind, c.key)
         c.retry_at = asyncio.get_running_loop().time() + node.config.retry_interval
-        if c.target is not None:
-            node.post(c.target, CallOut(c.id, c.kind, c.key, c.msg, c.ask))
+        if c.target is None:
+            return
+        outbox = node.outboxes.get(c.target)
+        if outbox is not None and outbox.link is None \
+                and c.posted == (c.target, outbox.generation):
+            return  # still queued behind the reconnect
+        node.post(c.target, CallOut(c.id, c.kind, c.key, c.msg, c.ask))
+        outbox = node.outboxes.get(c.target)
+        c.posted = (c.target, outbox.generation) if outbox is not None else None
 
     def _soon(self, c: _Call) -> None:
         """Re-send after a short backoff that grows with the attempts."""
