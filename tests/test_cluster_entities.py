@@ -243,3 +243,31 @@ def test_entity_tells_wait_or_raise_while_too_many_are_unanswered() -> None:
     assert "Account/hal" in message and "Deposit" in message
     assert waited >= 2.0
     assert total == 8
+
+
+def test_re_sends_queue_no_second_copy_behind_a_connection_that_is_down() -> None:
+    async def main() -> tuple[int, int]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=2.0)
+        for name in ("h1", "h2"):
+            await cluster.start(name)
+        client = await cluster.start("client", hosts=False)
+        await asyncio.sleep(1.0)
+        key = next(k for k in (f"i{n}" for n in range(100))
+                   if rendezvous("Account", k, ["h1", "h2"]) == "h1")
+        ref = client.entity(Account, key)
+        await ref.ask(Deposit(id="0", amount=1))
+        cluster.kill("h1")
+        await asyncio.sleep(0.01)
+        for i in range(1, 21):
+            ref.tell_nowait(Deposit(id=str(i), amount=1))
+        await asyncio.sleep(1.5)  # h1 is not yet declared dead: re-sends go its way
+        node = client._cluster
+        assert node is not None
+        queued = len(node.outboxes["h1"].items)
+        total = await ref.ask(Deposit(id="21", amount=1), timeout=10.0)
+        await cluster.stop()
+        return queued, total  # type: ignore[return-value]
+
+    queued, total = sim(main, seed=10)
+    assert queued == 20  # one copy each, however many re-sends fell due
+    assert total == 22

@@ -16,8 +16,9 @@ Policy (the sender's side of ``_entities``):
 - A ``tell`` is retried for at most ``entity_retry_for`` seconds, then it
   is a dead letter; an ``ask`` until its timeout, then ``AskTimeout``
   names the entity, the message type, the timeout and the node last tried.
-- Per-sender order holds while the entity stays where it is; messages
-  re-sent during a fail-over may overtake each other.
+- Per-sender order holds while the entity stays where it is, and re-sent
+  messages go again together, in the order they were first sent (a late
+  acknowledgement can still let a re-sent copy arrive after a newer one).
 - Backpressure: while ``outbox_capacity`` entity messages from this node
   are unanswered, ``tell`` waits and ``tell_nowait`` raises ``MailboxFull``.
 """
@@ -65,6 +66,8 @@ class EntityRouter:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self.calls: dict[int, _Call] = {}
+        self.by_entity: dict[tuple[str, str], dict[int, None]] = {}
+        """The ids of ``calls`` per entity, in the order they were made."""
         self.capacity = node.config.outbox_capacity
         self._room: deque[asyncio.Future[None]] = deque()
 
@@ -82,6 +85,11 @@ class EntityRouter:
 
     def _forget(self, call_id: int) -> _Call | None:
         c = self.calls.pop(call_id, None)
+        if c is not None:
+            ids = self.by_entity[(c.kind, c.key)]
+            del ids[call_id]
+            if not ids:
+                del self.by_entity[(c.kind, c.key)]
         while self._room and not self.full:
             waiter = self._room.popleft()
             if not waiter.done():
@@ -94,6 +102,7 @@ class EntityRouter:
         loop = asyncio.get_running_loop()
         c = _Call(node.next_id(), kind, key, msg, ask, timeout, loop.time() + timeout)
         self.calls[c.id] = c
+        self.by_entity.setdefault((kind, key), {})[c.id] = None
         if ask:
             c.future = loop.create_future()
             c.timer = loop.call_at(c.deadline, self._expire, c.id)
@@ -116,9 +125,15 @@ class EntityRouter:
         c.posted = (c.target, outbox.generation) if outbox is not None else None
 
     def _soon(self, c: _Call) -> None:
-        """Re-send after a short backoff that grows with the attempts."""
+        """Re-send after a short backoff that grows with the attempts, together with
+        every other unacknowledged message to the same entity, so the next tick sends
+        them again in the order they were first sent."""
         delay = min(self.node.config.retry_interval, _FIRST_RETRY * 2.0 ** min(c.attempts, 10))
-        c.retry_at = asyncio.get_running_loop().time() + delay
+        at = asyncio.get_running_loop().time() + delay
+        for call_id in self.by_entity.get((c.kind, c.key), {}):
+            other = self.calls[call_id]
+            if other.retry_at != math.inf:  # not an acknowledged ask awaiting its reply
+                other.retry_at = at
 
     # -- answers -------------------------------------------------------------
     def on_ack(self, call_id: int) -> None:
@@ -154,9 +169,11 @@ class EntityRouter:
 
     def on_peer_lost(self, peer: str) -> None:
         """The link to ``peer`` failed or it died: what it had not answered goes again."""
+        # one instant for all, so the next tick re-sends them in the order they were sent
+        at = asyncio.get_running_loop().time() + _FIRST_RETRY
         for c in self.calls.values():
             if c.target == peer:
-                self._soon(c)
+                c.retry_at = min(c.retry_at, at)
 
     # -- time ----------------------------------------------------------------
     def tick(self) -> None:
