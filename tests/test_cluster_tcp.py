@@ -17,7 +17,13 @@ from structlog.testing import capture_logs
 
 import runtime
 from runtime import Actor, ActorRef, AskTimeout, Cluster, Message, NoSuchActor, Runtime, Terminated
-from runtime.cluster import ClusterError, RemoteError, UnknownMessageTag, _auth
+from runtime.cluster import (
+    ClusterError,
+    ClusterStatistics,
+    RemoteError,
+    UnknownMessageTag,
+    _auth,
+)
 from runtime.cluster._frames import Failure, rebuild_error
 from runtime.store import Store, open_store
 
@@ -98,18 +104,22 @@ def run(main: Callable[[], Awaitable[object]]) -> object:
 
 
 def test_remote_tells_keep_per_sender_order_and_asks_get_the_reply() -> None:
-    async def main() -> tuple[object, int]:
-        async with two_nodes() as (a, _b, _):
+    async def main() -> tuple[object, ClusterStatistics, ClusterStatistics]:
+        async with two_nodes() as (a, b, _):
             counter = a.remote("b", "counter", Counter)
             for i in range(2000):
                 await counter.tell(Add(i))
             counter.tell_nowait(Add(2000))
             seen = await counter.ask(Add(2001), timeout=5.0)
-            return seen, a.cluster_statistics().frames_out
+            return seen, a.cluster_statistics(), b.cluster_statistics()
 
-    seen, frames = run(main)  # type: ignore[misc]
+    seen, sent, received = run(main)  # type: ignore[misc]
     assert seen == list(range(2002))
-    assert frames < 2002 // 4  # queued messages travel batched in frames
+    assert sent.frames_out < 2002 // 4  # queued messages travel batched in frames
+    assert sent.messages_out >= 2002 and received.messages_in >= 2002
+    assert received.bytes_in >= sent.messages_out * 4  # every message costs some bytes
+    assert received.frames_in >= sent.frames_out - 1  # the Hello is not counted
+    assert sent.live_nodes == received.live_nodes == 2
 
 
 def test_a_wrong_type_is_a_type_error_at_the_sender_and_nothing_is_sent() -> None:
