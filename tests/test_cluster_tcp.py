@@ -329,3 +329,34 @@ def test_a_second_node_under_a_live_name_is_refused() -> None:
                     pass
 
     run(main)
+
+
+def test_a_failure_while_handling_closes_that_connection_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.cluster import _inbound
+
+    handle = _inbound._handle
+
+    async def buggy(node: object, peer: str, item: object) -> None:
+        if getattr(item, "actor", "") == "trap":
+            raise KeyError("a bug in the node")
+        await handle(node, peer, item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_inbound, "_handle", buggy)
+
+    async def main() -> tuple[object, list[str]]:
+        with capture_logs() as logs:
+            async with two_nodes() as (a, _b, _):
+                with pytest.raises(AskTimeout):
+                    await a.remote("b", "trap", Counter).ask(Add(1), timeout=0.3)
+                for _ in range(50):
+                    try:
+                        answer = await a.remote("b", "counter", Counter).ask(Add(1), timeout=0.3)
+                        break
+                    except AskTimeout:
+                        continue
+        return answer, [e["event"] for e in logs if e.get("node") == "b"]
+
+    answer, events = run(main)  # type: ignore[misc]
+    assert answer == [1]
+    assert "connection.handler_failed" in events

@@ -56,6 +56,9 @@ async def serve(self: ClusterNode, link: Link) -> None:
         self.event("connection.down", peer, f"bad frame: {exc}")
     except LinkClosed as exc:
         self.event("connection.down", peer, str(exc))
+    except Exception as exc:  # a bug here must cost this connection, not the listener
+        _log.error("connection.handler_failed", node=self.name, peer=peer, exc_info=exc)
+        self.event("connection.down", peer, f"handler failed: {type(exc).__name__}")
 
 async def _handle_all(self: ClusterNode, peer: str, items: list[Any]) -> None:
     """Handle a frame's items in order; tells take a fast path (the common case)."""
