@@ -360,3 +360,30 @@ def test_a_failure_while_handling_closes_that_connection_only(
     answer, events = run(main)  # type: ignore[misc]
     assert answer == [1]
     assert "connection.handler_failed" in events
+
+
+def test_a_failure_while_sending_costs_those_messages_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.cluster._frames import TellOut
+    from runtime.cluster._node import ClusterNode
+
+    frames_of = ClusterNode.frames_of
+
+    def buggy(self: ClusterNode, items: list[object]) -> object:
+        if any(isinstance(i, TellOut) and i.actor == "trap" for i in items):
+            raise RuntimeError("a bug in the sender")
+        return frames_of(self, items)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ClusterNode, "frames_of", buggy)
+
+    async def main() -> tuple[object, list[str]]:
+        with capture_logs() as logs:
+            async with two_nodes() as (a, _b, _):
+                await a.remote("b", "trap", Counter).tell(Add(1))
+                await asyncio.sleep(0.05)
+                answer = await a.remote("b", "counter", Counter).ask(Add(1), timeout=5.0)
+        return answer, [e["event"] for e in logs if e.get("node") == "a"]
+
+    answer, events = run(main)  # type: ignore[misc]
+    assert answer == [1]
+    assert "connection.sender_failed" in events

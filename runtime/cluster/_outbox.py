@@ -86,6 +86,10 @@ class Outbox:
                     node.counted_out(count, len(frame))
             except LinkClosed as exc:
                 self._lost(str(exc))
+            except Exception as exc:  # a bug must cost these items, not every later one
+                _log.error("connection.sender_failed", node=node.name, peer=self.peer,
+                           exc_info=exc)
+                self._lost(f"sender failed: {type(exc).__name__}")
 
     async def _connect(self) -> Link | None:
         node = self.node
