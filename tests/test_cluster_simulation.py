@@ -264,3 +264,34 @@ def test_a_node_declared_dead_while_alive_still_gets_its_answers() -> None:
     answers, n2_saw = sim(main, seed=17)
     assert answers == list(range(40))
     assert n2_saw[:2] == ["node.joined", "node.dead"]  # the window this test is about
+
+
+def test_a_failure_in_the_periodic_work_does_not_stop_the_renewals(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.cluster._membership import Membership
+
+    refresh = Membership.refresh
+    calls = {"n": 0}
+
+    async def flaky(self: Membership) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("a bug in one round")
+        await refresh(self)
+
+    monkeypatch.setattr(Membership, "refresh", flaky)
+
+    async def main() -> tuple[list[str], list[str]]:
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        with capture_logs() as logs:
+            n1 = await cluster.start("n1")
+            await cluster.start("n2")
+            await asyncio.sleep(5.0)
+            nodes = n1.nodes()
+        await cluster.stop()
+        return nodes, [e["event"] for e in logs]
+
+    nodes, events = sim(main, seed=18)
+    assert "node.periodic_failed" in events
+    assert nodes == ["n1", "n2"]
+    assert "node.lease_lost" not in events and "node.dead" not in events

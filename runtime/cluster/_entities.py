@@ -28,6 +28,7 @@ Policy:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -189,7 +190,8 @@ class EntityHost:
                 continue
             if lease is None or lease.token != act.fence.token:
                 if lease is not None:
-                    await node.store.release(lease.key, node.owner, lease.token)
+                    with contextlib.suppress(StoreError):  # it expires anyway
+                        await node.store.release(lease.key, node.owner, lease.token)
                 self._stop_soon(act, "lease_lost", release=False)
                 continue
             act.renewed_at = now

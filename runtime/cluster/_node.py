@@ -165,16 +165,22 @@ class ClusterNode:
         while True:
             await asyncio.sleep(interval)
             await self.unpaused()
-            await self.membership.renew()
-            await self.membership.refresh()
-            if not self.membership.lost:
-                await self.host.renew()
+            try:
+                await self.membership.renew()
+                await self.membership.refresh()
+                if not self.membership.lost:
+                    await self.host.renew()
+            except Exception as exc:  # the next round tries again; a TTL covers a miss
+                _log.error("node.periodic_failed", node=self.name, exc_info=exc)
 
     async def _retrying(self) -> None:
         while True:
             await asyncio.sleep(self.config.retry_interval / 4)
             await self.unpaused()
-            self.router.tick()
+            try:
+                self.router.tick()
+            except Exception as exc:
+                _log.error("node.retry_failed", node=self.name, exc_info=exc)
 
     # -- events and statistics -----------------------------------------------
     def event(self, kind: str, subject: str, detail: str = "") -> None:
