@@ -225,9 +225,8 @@ def test_a_bad_frame_closes_only_its_connection_and_is_logged(junk: bytes) -> No
         with capture_logs() as logs:
             async with two_nodes() as (a, b, _):
                 reader, writer = await _authenticated_socket(b.cluster_statistics().address)
-                writer.write(msgspec.msgpack.encode([[0, "intruder", "nowhere"]]).join(
-                    [len(msgspec.msgpack.encode([[0, "intruder", "nowhere"]])).to_bytes(4, "big"),
-                     b""]) + junk)
+                hello = msgspec.msgpack.encode([[0, "intruder", "nowhere"]])
+                writer.write(len(hello).to_bytes(4, "big") + hello + junk)
                 await writer.drain()
                 closed = await reader.read()  # the node closes this connection
                 writer.close()
