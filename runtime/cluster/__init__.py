@@ -10,8 +10,9 @@ entity, activated on demand on one node under a fenced lease.
 The pieces, bottom up: ``_config`` (what a node is told), ``_auth`` and
 ``_frames`` (the wire), ``_transport`` with ``_tcp`` and ``_simnet`` (two
 implementations of one interface), ``_outbox`` (per-peer batching and
-reconnects), ``_membership`` (who is live, placement), ``_entities`` and
-``_routing`` (hosting and sending), ``_refs``, and ``_node`` tying them up.
+reconnects) and ``_inbound`` (handling what arrives), ``_membership`` (who
+is live, placement), ``_entities`` and ``_routing`` (hosting and sending),
+``_watches``, ``_refs``, and ``_node`` tying them up.
 """
 
 from runtime.cluster._config import Cluster
