@@ -18,6 +18,10 @@ the same run (the baseline): what crossing a process boundary costs.
   (timeout 0.25 s, retried) until answered: the time from the kill to that
   first answer. Goal: ≤ lease TTL + 1 s.
 
+Both processes call ``gc.freeze()`` once started, as a long-lived node
+should: without it the collector's full passes over the start-up objects
+(asyncpg, pools, modules) stall about one round trip in a hundred by 1-3 ms.
+
 Goals (from the issue): remote tell ≥ 300 k msgs/s; remote ask p50 ≤ 150 µs.
 Runs ``--repeat`` rounds (default 3) alternating same-process and remote in
 each, and quotes every run; the store is a throwaway PostgreSQL on loopback
@@ -32,6 +36,7 @@ Prints a table, then one JSON line (the last line of stdout).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -142,6 +147,7 @@ async def throughput_rounds(url: str, args: argparse.Namespace) -> list[dict[str
             listen="127.0.0.1:0", secret=SECRET, name="driver", lease_ttl=THROUGHPUT_TTL)) as rt:
         local: ActorRef[Bump] = await rt.spawn(Echo, name="echo", mailbox_capacity=100_000)
         await rt.wait_until(lambda: "b" in rt.nodes(), deadline=rt.now() + 10)
+        gc.freeze()  # as a node process does once started (tests/cluster_node_program.py)
         remote: ActorRef[Bump] = rt.remote("b", "echo", Echo)
         for round_ in range(args.repeat):
             run = {"round": round_ + 1}
