@@ -386,3 +386,12 @@ def test_a_failure_while_sending_costs_those_messages_only(
     answer, events = run(main)  # type: ignore[misc]
     assert answer == [1]
     assert "connection.sender_failed" in events
+
+
+def test_a_node_listens_on_loopback_unless_told_otherwise() -> None:
+    async def main() -> str:
+        store = await open_store("memory://", clock=time.time)
+        async with Runtime(store=store, cluster=Cluster(secret=SECRET)) as rt:
+            return rt.cluster_statistics().address
+
+    assert str(run(main)).startswith("127.0.0.1:")

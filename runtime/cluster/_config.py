@@ -2,10 +2,11 @@
 
 Policy:
 
-- A node listens on ``listen`` (``"host:port"``; ``"127.0.0.1:0"`` picks a
-  free port) and proves ``secret`` to every peer with an HMAC challenge; the
-  secret itself never crosses the wire and never appears in a message or a
-  ``repr``.
+- A node listens on ``listen`` (``"host:port"``; ``"127.0.0.1:0"``, the
+  default, picks a free port on loopback: binding beyond it is a choice;
+  on a simulated network the default is the node's name) and proves
+  ``secret`` to every peer with an HMAC challenge; the secret itself
+  never crosses the wire and never appears in a message or a ``repr``.
 - It registers in the shared store under a lease of ``lease_ttl`` seconds,
   renewed every ``lease_ttl / 3``; its entities hold leases of the same TTL.
   A node that cannot renew for a whole TTL considers itself dead and stops
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from runtime.cluster._simnet import SimulatedNetwork
 
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+LOOPBACK = "127.0.0.1:0"
 
 
 def _positive(what: str, value: float) -> float:
@@ -72,7 +74,7 @@ class Cluster:
     def __init__(
         self,
         *,
-        listen: str,
+        listen: str = LOOPBACK,
         secret: str,
         name: str | None = None,
         lease_ttl: float = 3.0,
@@ -91,6 +93,10 @@ class Cluster:
             raise TypeError(f"Cluster listen must be a str, got {type(listen).__name__}")
         if network is None:
             split_address(listen)
+        elif listen == LOOPBACK:  # on a simulated network a node's address is its name
+            if name is None:
+                raise ValueError("Cluster on a simulated network needs a name (its address)")
+            listen = name
         elif not listen:
             raise ValueError("Cluster listen must name this node's address on the network")
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
