@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import pytest
 from _helpers import sim
@@ -271,3 +272,40 @@ def test_re_sends_queue_no_second_copy_behind_a_connection_that_is_down() -> Non
     queued, total = sim(main, seed=10)
     assert queued == 20  # one copy each, however many re-sends fell due
     assert total == 22
+
+
+class Moody(Actor[Deposit]):
+    """An entity whose ``recover`` fails ``failures`` more times before it works."""
+
+    failures: ClassVar[int] = 0
+    applied: ClassVar[list[str]] = []
+
+    async def recover(self) -> None:
+        if Moody.failures > 0:
+            Moody.failures -= 1
+            raise RuntimeError("the store is not ready")
+
+    async def receive(self, msg: Deposit) -> None:
+        Moody.applied.append(msg.id)
+
+
+def test_a_failed_recover_fails_an_ask_and_a_tell_is_tried_again() -> None:
+    async def main() -> tuple[str, list[str]]:
+        Moody.applied = []
+        cluster = SimCluster(SimulatedNetwork(), await shared_memory_store(), lease_ttl=1.0)
+        host = await cluster.start("host", hosts=False)
+        host.register_entity(Moody)
+        client = await cluster.start("client", hosts=False)
+        await asyncio.sleep(1.0)
+        Moody.failures = 1
+        with pytest.raises(RuntimeError, match="the store is not ready") as failed:
+            await client.entity(Moody, "m").ask(Deposit(id="a", amount=1))
+        Moody.failures = 1
+        await client.entity(Moody, "n").tell(Deposit(id="t", amount=1))
+        await client.wait_until(lambda: Moody.applied == ["t"], deadline=client.now() + 5)
+        await cluster.stop()
+        return str(failed.value), Moody.applied
+
+    error, applied = sim(main, seed=19)
+    assert error == "the store is not ready"
+    assert applied == ["t"]

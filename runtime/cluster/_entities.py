@@ -19,6 +19,8 @@ Policy:
   stops waits and activates it again afterwards.
 - A message is acknowledged to its sender once it is in the activation's
   mailbox; an ask's reply follows when ``receive`` returns.
+- An activation whose ``recover`` raised does not start: an ask waiting for
+  it gets the error, a tell is answered ``NotHere`` and re-sent later.
 - An activation whose handler raised ends there (it is not restarted by a
   supervisor, so a stale activation whose writes are refused cannot
   escalate into a node failure): the asker gets the error, and the next
@@ -156,12 +158,11 @@ class EntityHost:
             del self.active[act.name]
             node.event("entity.activation_failed", act.name, f"{type(exc).__name__}: {exc}")
             await self._release(act)
-            for sender, call_id, msg, ask in act.pending:
-                if ask:
+            for sender, call_id, _msg, ask in act.pending:
+                if ask:  # the asker learns why
                     node.fail(sender, call_id, exc)
-                else:
-                    node.ack(sender, call_id)
-                    node.rt._dead_letter(act.name, msg)
+                else:  # the sender's node tries again (recover may fail only for a while)
+                    node.not_here(sender, call_id, "")
             return
         assert isinstance(ref, _LocalRef)
         act.ref = ref
