@@ -57,9 +57,9 @@ class Runtime:
     ``trace`` is ``"full"`` (every delivery is a trace event; the default
     under simulation) or ``"lifecycle"`` (the default on the real clock,
     where per-message hashing would cost throughput). ``store`` is a store
-    URL (``memory://``, ``sqlite:///path.db``) or an open ``Store``.
-    ``cluster`` makes this runtime a node of a cluster sharing that store
-    (see ``runtime.cluster``): entities, remote refs, membership.
+    URL (``memory://``, ``sqlite:///path.db``, ``postgresql://user@host/db``) or an
+    open ``Store``. ``cluster`` makes this runtime a node of a cluster sharing
+    that store (see ``runtime.cluster``): entities, remote refs, membership.
     """
 
     def __init__(

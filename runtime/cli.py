@@ -37,7 +37,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario file and check its invariants")
     run.add_argument("file", help="scenario file (TOML)")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-    run.add_argument("--store", default=None, help="store URL (memory://, sqlite:///path.db)")
+    run.add_argument("--store", default=None,
+                     help="store URL (memory://, sqlite:///path.db, "
+                          "postgresql://user@host:port/db?schema=name)")
     run.add_argument("--out", default=None, help="output directory (default out/<scenario>)")
     run.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
     run.add_argument("--log-level", default="info",

@@ -19,7 +19,7 @@ from runtime import Runtime, run
 from runtime._clock import reads_real_time
 from runtime._errors import StoreError, StoreURLError
 from runtime.cli import main
-from runtime.store import Put, Store, open_store
+from runtime.store import Append, Put, Store, open_store
 from runtime.store._postgres import PostgresStore
 from tests._postgres import ThrowawayPostgres
 
@@ -70,6 +70,19 @@ async def test_a_test_clock_is_used_as_given(postgres_url: Callable[..., str]) -
         assert lease is not None and lease.expires_at == 1_010.0
         now[0] = 1_010.0
         assert await store.lease("lease/x") is None
+
+
+async def test_a_name_text_cannot_hold_fails_its_write_alone(
+    postgres_url: Callable[..., str]
+) -> None:
+    async with await open_store(postgres_url(), clock=time.time) as store:
+        results = await asyncio.gather(
+            store.write([Put("ok", b"v")]), store.write([Put("nul\x00key", b"v")]),
+            store.write([Append("log", [("\ud800", b"v")])]), return_exceptions=True)
+        assert not isinstance(results[0], BaseException)
+        assert isinstance(results[1], StoreError) and "NUL" in str(results[1])
+        assert isinstance(results[2], StoreError) and "UTF-8" in str(results[2])
+        assert await store.get("ok") is not None and await store.high_water("log") == 0
 
 
 # -- simulated time over real I/O -------------------------------------------------------
@@ -275,3 +288,12 @@ async def test_store_calls_fail_with_store_error_when_the_server_is_gone(
         with pytest.raises(StoreError, match=r"postgresql store at host 127\.0\.0\.1"):
             await call
     await store.close()
+
+
+def test_missing_server_binaries_fail_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PostgreSQL installed the fixture raises (never skips), saying what to do."""
+    from tests import _postgres
+
+    monkeypatch.setattr(_postgres.glob, "glob", lambda pattern: [])
+    with pytest.raises(_postgres.PostgresUnavailable, match="apt-get install postgresql"):
+        _postgres.ThrowawayPostgres()

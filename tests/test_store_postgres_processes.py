@@ -15,14 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from runtime._errors import StoreError
 from runtime.store import Append, open_store
 from tests._postgres import ThrowawayPostgres
 from tests.scenario_helpers import rerun_to_completion
+from tests.test_log_http import Server, b64
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -243,62 +246,96 @@ destination = "dir://{out}/sink"
 """
 
 
+@pytest.fixture(scope="module")
+def restartable() -> Iterator[ThrowawayPostgres]:
+    """A server of this module's own, so restarting it disturbs no other test."""
+    with ThrowawayPostgres() as server:
+        yield server
+
+
 def test_a_database_restart_fails_calls_then_the_pool_reconnects_and_a_rerun_resumes(
-    tmp_path: Path,
+    restartable: ThrowawayPostgres, tmp_path: Path,
 ) -> None:
     """``pg_ctl restart -m immediate`` (a crash: no shutdown checkpoint) while a store
     writes and while ``shardline run`` runs. Calls fail with ``StoreError`` while the
     server is down; the same store works again afterwards; every acknowledged write
     is there; rerunning the interrupted scenario resumes it to exactly-once."""
-    with ThrowawayPostgres() as server:
-        url = server.url("restarted")
-        acknowledged: list[str] = []
-        failures: list[Exception] = []
+    server = restartable
+    url = server.url("restarted")
+    acknowledged: list[str] = []
+    failures: list[Exception] = []
 
-        async def write_through_restart() -> list[str]:
-            store = await open_store(url, clock=time.time)
-            restarted = threading.Event()
+    async def write_through_restart() -> list[str]:
+        store = await open_store(url, clock=time.time)
+        restarted = threading.Event()
 
-            def restart() -> None:
-                server.pg_ctl("restart", "-m", "immediate")
-                restarted.set()
+        def restart() -> None:
+            server.pg_ctl("restart", "-m", "immediate")
+            restarted.set()
 
-            i = 0
-            while not restarted.is_set() or len(acknowledged) < 20 + len(failures):
-                try:
-                    await store.write([Append("events", [(f"e{i}", b"x")])])
-                    acknowledged.append(f"e{i}")
-                except Exception as exc:  # every failure must be a StoreError
-                    failures.append(exc)
-                    await asyncio.sleep(0.02)
-                i += 1
-                if i == 50:
-                    threading.Thread(target=restart).start()
-            keys = [e.key for e in await store.read("events", 0, 10**6)]
-            await store.close()
-            return keys
+        i = 0
+        while not restarted.is_set() or len(acknowledged) < 20 + len(failures):
+            try:
+                await store.write([Append("events", [(f"e{i}", b"x")])])
+                acknowledged.append(f"e{i}")
+            except Exception as exc:  # every failure must be a StoreError
+                failures.append(exc)
+                await asyncio.sleep(0.02)
+            i += 1
+            if i == 50:
+                threading.Thread(target=restart).start()
+        keys = [e.key for e in await store.read("events", 0, 10**6)]
+        await store.close()
+        return keys
 
-        stored = asyncio.run(write_through_restart())
-        assert failures, "no call failed: the restart did not land while writing"
-        assert all(isinstance(f, StoreError) for f in failures), failures
-        assert all(f"port {server.port}" in str(f) for f in failures)
-        assert set(acknowledged) <= set(stored)
+    stored = asyncio.run(write_through_restart())
+    assert failures, "no call failed: the restart did not land while writing"
+    assert all(isinstance(f, StoreError) for f in failures), failures
+    assert all(f"port {server.port}" in str(f) for f in failures)
+    assert set(acknowledged) <= set(stored)
 
-        scenario = tmp_path / "restart.toml"
-        scenario.write_text(SCENARIO)
-        out = tmp_path / "out"
-        script = Path(sys.executable).with_name("shardline")
-        command = [str(script), "run", str(scenario), "--out", str(out),
-                   "--store", server.url("scenario"), "--json"]
-        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 env=ENV, cwd=tmp_path, text=True)
-        deadline = time.monotonic() + 60
-        while not (out / "sink").exists() or not any((out / "sink").iterdir()):
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        server.pg_ctl("restart", "-m", "immediate")
-        first.communicate(timeout=120)
-        report = rerun_to_completion(command, ENV, tmp_path)
-        held = {i["name"]: i["held"] for i in report["invariants"]}
-        assert held["exactly_once"] and held["order"] and held["no_stale_commit"]
+    scenario = tmp_path / "restart.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    script = Path(sys.executable).with_name("shardline")
+    command = [str(script), "run", str(scenario), "--out", str(out),
+               "--store", server.url("scenario"), "--json"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=ENV, cwd=tmp_path, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "sink").exists() or not any((out / "sink").iterdir()):
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    server.pg_ctl("restart", "-m", "immediate")
+    first.communicate(timeout=120)
+    report = rerun_to_completion(command, ENV, tmp_path)
+    held = {i["name"]: i["held"] for i in report["invariants"]}
+    assert held["exactly_once"] and held["order"] and held["no_stale_commit"]
+
+
+def test_log_delivery_over_http_answers_503_while_the_database_is_down(
+    restartable: ThrowawayPostgres,
+) -> None:
+    server = Server(restartable.url("served"), "--token", "t0k")
+    body = [{"key": "k", "payload_b64": b64(b"p")}]
+    try:
+        with server.client("t0k") as http:
+            assert http.post("/logs/orders/records", json=body).status_code == 201
+            restartable.pg_ctl("stop", "-m", "immediate")
+            down = http.post("/logs/orders/records", json=body)
+            assert down.status_code == 503, down.text
+            assert down.json()["error"] and restartable.password not in down.text
+            restartable.pg_ctl("start")
+            statuses = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                statuses.append(http.post("/logs/orders/records", json=body).status_code)
+                if statuses[-1] == 201:
+                    break
+                time.sleep(0.1)
+            assert statuses[-1] == 201 and set(statuses) <= {201, 503}, statuses
+    finally:
+        if not (restartable.data / "postmaster.pid").exists():
+            restartable.pg_ctl("start")
+        assert server.stop() == 0

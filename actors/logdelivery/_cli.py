@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` to the ``shardline`` command (entry point ``shardline.commands``)."""
     p = sub.add_parser("serve", help="serve logs to stateless clients over HTTP",
                        description="Serve the log delivery HTTP API against a store.")
-    p.add_argument("--store", required=True, help="store URL (sqlite:///path.db, memory://)")
+    p.add_argument("--store", required=True, help="store URL (sqlite:///path.db, memory://, postgresql://...)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8470, help="port (default 8470; 0 = any free)")
     p.add_argument("--token", default=os.environ.get("SHARDLINE_TOKEN"),

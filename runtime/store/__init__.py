@@ -1,6 +1,7 @@
 """Durable state: logs, compare-and-set records and fenced leases.
 
-Open a store with :func:`open_store` (``memory://`` or ``sqlite:///path.db``);
+Open a store with :func:`open_store` (``memory://``, ``sqlite:///path.db`` or
+``postgresql://user@host:port/database``);
 the contract every backend keeps is in the docstring of :class:`Store`'s
 module, ``runtime.store._base``.
 """

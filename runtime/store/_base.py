@@ -23,7 +23,9 @@ Writes
     ``write(ops, fence=...)`` is atomic: every op applies or none does. Ops
     apply in order, each seeing the ones before it. A write that raised was
     not applied. A write whose caller was cancelled may or may not have been
-    applied (as with any remote call); re-reading tells.
+    applied (as with any remote call); re-reading tells. Likewise a write to a
+    remote database whose connection broke during COMMIT: its ``StoreError``
+    says the outcome is unknown.
 
 Leases and fencing
     ``acquire`` grants a free, expired or own lease; a holder renewing keeps
@@ -34,7 +36,11 @@ Leases and fencing
     expiry alone does not fence (a newer grant does), and the check is made
     in the same transaction as the write. Expiry is judged only by the
     ``clock`` the store was opened with, never by wall time, so simulated
-    time drives leases like everything else.
+    time drives leases like everything else. One exception keeps several
+    machines agreeing: a store shared by processes (``postgresql://``) opened
+    with a clock that reads real time judges by its server's clock instead
+    (``runtime.store._postgres``), and ``Lease.expires_at`` is then in that
+    clock's seconds.
 
 Errors
     Bad arguments raise ``TypeError``/``ValueError`` at the call, before

@@ -68,7 +68,7 @@ from runtime._errors import ShardlineError, StoreError
 from runtime._simloop import real_io
 from runtime.store._base import Store
 from runtime.store._postgres_connect import DATABASE_ERRORS, Connection, failure, open_pool
-from runtime.store._postgres_schema import BatchStatements, quoted
+from runtime.store._postgres_schema import BatchStatements, quoted, unstorable
 from runtime.store._postgres_target import PostgresTarget
 from runtime.store._rules import RecordState, grant_lease, is_held, plan_write, prefix_end
 from runtime.store._types import (
@@ -92,25 +92,6 @@ class _QueuedWrite:
     ops: list[WriteOp]
     fence: Fence | None
     future: asyncio.Future[WriteResult]
-
-
-def _unstorable(ops: list[WriteOp], fence: Fence | None) -> str | None:
-    """Why PostgreSQL text cannot hold a name of this write (NUL, lone surrogate)."""
-    names = [fence.lease_key] if fence is not None else []
-    for op in ops:
-        if isinstance(op, Append):
-            names.append(op.log)
-            names.extend(key for key, _ in op.entries)
-        else:
-            names.append(op.key)
-    for name in names:
-        if "\x00" in name:
-            return f"{name!r} contains a NUL character, which PostgreSQL text cannot hold"
-        try:
-            name.encode()
-        except UnicodeEncodeError:
-            return f"{name!r} is not valid UTF-8 text"
-    return None
 
 
 async def open_postgres(target: PostgresTarget, *, clock: Clock) -> PostgresStore:
@@ -184,7 +165,7 @@ class PostgresStore(Store):
     # -- group commit -------------------------------------------------------
 
     async def _write(self, ops: list[WriteOp], fence: Fence | None) -> WriteResult:
-        if problem := _unstorable(ops, fence):
+        if problem := unstorable(ops, fence):
             raise StoreError(f"write to postgresql store at {self.target} refused: {problem}")
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_QueuedWrite(ops, fence, future))

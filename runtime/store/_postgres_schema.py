@@ -18,6 +18,9 @@ holds anything is only *read* here:
 version :data:`SCHEMA_VERSION` is used as it is; a newer, unknown or missing
 version row, or a schema holding tables that are not a Shardline store, is
 refused with ``StoreError`` and left exactly as it was.
+
+Text columns cannot hold a NUL character or a lone surrogate: ``unstorable``
+finds such a name before its write joins a batch, so it fails alone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runtime._errors import StoreError
+from runtime.store._types import Append, Fence, WriteOp
 
 if TYPE_CHECKING:
     from runtime.store._postgres_connect import Connection
@@ -52,6 +56,25 @@ def _tables(s: str) -> tuple[str, ...]:
             expires_at double precision NOT NULL)""",
         f"INSERT INTO {s}.meta (schema_version) VALUES ({SCHEMA_VERSION})",
     )
+
+
+def unstorable(ops: list[WriteOp], fence: Fence | None) -> str | None:
+    """Why PostgreSQL text cannot hold a name of this write (NUL, lone surrogate)."""
+    names = [fence.lease_key] if fence is not None else []
+    for op in ops:
+        if isinstance(op, Append):
+            names.append(op.log)
+            names.extend(key for key, _ in op.entries)
+        else:
+            names.append(op.key)
+    for name in names:
+        if "\x00" in name:
+            return f"{name!r} contains a NUL character, which PostgreSQL text cannot hold"
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            return f"{name!r} is not valid UTF-8 text"
+    return None
 
 
 def quoted(schema: str) -> str:

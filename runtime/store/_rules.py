@@ -2,7 +2,8 @@
 
 A backend supplies lookups into its committed (or in-transaction) state and
 applies what these functions decide; it never re-implements the rules. That
-is how ``memory://`` and ``sqlite://`` stay indistinguishable to a caller.
+is how ``memory://``, ``sqlite://`` and ``postgresql://`` stay indistinguishable
+to a caller.
 """
 
 from __future__ import annotations
