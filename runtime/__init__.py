@@ -31,6 +31,7 @@ from runtime._stats import ActorStatistics
 from runtime._supervisor import Backoff, Restart, Strategy, Supervisor, SupervisorSpec
 from runtime._system import NoSuchActor, Runtime
 from runtime._trace import Trace, TraceEvent, TraceLevel
+from runtime.cluster._config import Cluster
 
 __all__ = [
     "Actor",
@@ -40,6 +41,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "Clock",
+    "Cluster",
     "ConflictError",
     "Fault",
     "FaultInjector",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from runtime._cell import _ActorCell
     from runtime._ref import ActorRef
     from runtime._system import Runtime
+    from runtime.store import Fence
 
 M = TypeVar("M", bound=Message)
 
@@ -129,6 +130,23 @@ class Actor(Generic[M]):
         """Seconds since the runtime started, on the runtime clock."""
         return self._cell.rt.now()
 
+    @property
+    def entity_key(self) -> str:
+        """The key of this entity activation (``rt.entity(cls, key)``)."""
+        from runtime.cluster._entities import entity_of
+
+        return entity_of(self._cell.rt._cluster, self._cell.name).key
+
+    @property
+    def fence(self) -> Fence:
+        """The ``Fence`` of this activation's lease: write with it, and a write after
+        the entity moved to another node is refused."""
+        from runtime.cluster._entities import entity_of
+
+        fence = entity_of(self._cell.rt._cluster, self._cell.name).fence
+        assert fence is not None
+        return fence
+
     # -- lifecycle hooks ---------------------------------------------------
     async def started(self) -> None:
         """Called on every (re)start of a fresh instance, before ``recover``."""
@@ -160,10 +178,10 @@ class Actor(Generic[M]):
 
     def watch(self, other: ActorRef[Any]) -> None:
         """Receive ``Terminated`` when ``other`` stops for good (at once if it already has)."""
-        other._cell.add_watcher(self._cell)
+        other._add_watcher(self._cell)
 
     def unwatch(self, other: ActorRef[Any]) -> None:
-        other._cell.remove_watcher(self._cell)
+        other._remove_watcher(self._cell)
 
     def send_after(self, delay: float, msg: M) -> Timer:
         """Send ``msg`` to this actor after ``delay`` seconds; cancelled on restart.

@@ -22,7 +22,7 @@ from runtime._errors import ActorStopped, InjectedFault
 from runtime._faults import HANDLE_KINDS, TELL_KINDS, Fault
 from runtime._mailbox import INTERRUPT, Envelope, Mailbox
 from runtime._message import Terminated
-from runtime._ref import ActorRef
+from runtime._ref import _LocalRef
 from runtime._stats import ActorStatistics
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class _ActorCell:
         self.accepts = cls.accepts
         self.accepts_exact = cls.accepts_exact
         self.mailbox = Mailbox(capacity)
-        self.ref: ActorRef[Any] = ActorRef(self)
+        self.ref: _LocalRef[Any] = _LocalRef(self)
         self.log = _log.bind(actor=name)
         self.instance: Actor[Any] | None = None
         self.task: asyncio.Task[None] | None = None

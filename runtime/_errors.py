@@ -28,13 +28,16 @@ class MailboxFull(ShardlineError):
 class AskTimeout(ShardlineError, TimeoutError):
     """An ``ask`` got no reply within its timeout."""
 
-    def __init__(self, actor: str, message_type: str, timeout: float) -> None:
+    def __init__(self, actor: str, message_type: str, timeout: float,
+                 node: str | None = None) -> None:
+        where = f" on node {node!r}" if node is not None else ""
         super().__init__(
-            f"ask to actor {actor!r} with {message_type} got no reply within {timeout:g} s"
+            f"ask to actor {actor!r}{where} with {message_type} got no reply within {timeout:g} s"
         )
         self.actor = actor
         self.message_type = message_type
         self.timeout = timeout
+        self.node = node
 
 
 class ActorStopped(ShardlineError):

@@ -48,7 +48,7 @@ from runtime._cell import ExitKind, ExitReason, _ActorCell
 from runtime._durations import Duration
 from runtime._errors import RestartIntensityExceeded, ScenarioError, ShardlineError
 from runtime._message import Message
-from runtime._ref import ActorRef
+from runtime._ref import ActorRef, _LocalRef
 
 if TYPE_CHECKING:
     from runtime._system import Runtime
@@ -452,5 +452,7 @@ class Supervisor:
 
     async def stop(self, child: ActorRef[Any] | Supervisor) -> None:
         """Stop a child for good: it finishes its current message, watchers get Terminated."""
-        target = child._cell if isinstance(child, ActorRef) else child._node
+        if isinstance(child, ActorRef) and not isinstance(child, _LocalRef):
+            raise TypeError(f"{child!r} is not an actor of this runtime; stop it on its node")
+        target = child._cell if isinstance(child, _LocalRef) else child._node
         await self._node.stop_child(target)

@@ -24,7 +24,7 @@ from runtime._clock import Clock
 from runtime._errors import NameTaken, ShardlineError
 from runtime._faults import Fault, FaultInjector
 from runtime._message import Message
-from runtime._ref import ActorRef
+from runtime._ref import ActorRef, _LocalRef
 from runtime._simloop import SimulatedEventLoop
 from runtime._stats import ActorStatistics
 from runtime._supervisor import (
@@ -38,6 +38,8 @@ from runtime._supervisor import (
 from runtime._trace import Trace, TraceLevel
 
 if TYPE_CHECKING:
+    from runtime.cluster import Cluster, ClusterStatistics
+    from runtime.cluster._node import ClusterNode
     from runtime.store import Store
 
 M = TypeVar("M", bound=Message)
@@ -56,7 +58,8 @@ class Runtime:
     under simulation) or ``"lifecycle"`` (the default on the real clock,
     where per-message hashing would cost throughput). ``store`` is a store
     URL (``memory://``, ``sqlite:///path.db``, ``postgresql://user@host/db``) or an
-    open ``Store``.
+    open ``Store``. ``cluster`` makes this runtime a node of a cluster sharing
+    that store (see ``runtime.cluster``): entities, remote refs, membership.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Runtime:
         backoff: Backoff | None = None,
         shutdown_timeout: float = 5.0,
         name: str = "root",
+        cluster: Cluster | None = None,
     ) -> None:
         self._store_arg = store
         self._seed_arg = seed
@@ -91,6 +95,8 @@ class Runtime:
         self.failure: BaseException | None = None
         self.dead_letters = 0
         self._entered = False
+        self._cluster_arg = cluster
+        self._cluster: ClusterNode | None = None
 
     # -- context -------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -122,9 +128,27 @@ class Runtime:
         self._supervisors[self.name] = self._root
         self._entered = True
         self._lifecycle("runtime_started", self.name, f"seed {self.seed}")
+        if self._cluster_arg is not None:
+            await self._join(self._cluster_arg)
         if self._fault_plan:
             self.faults.install(self._fault_plan)
         return self
+
+    async def _join(self, cluster: Cluster) -> None:
+        """Become a node: its fault kinds exist before the plan is installed."""
+        from runtime.cluster._errors import ClusterError
+        from runtime.cluster._node import ClusterNode
+
+        if self._store is None:
+            await self.shutdown()
+            raise ClusterError("a cluster node needs the shared store: "
+                               "Runtime(store=URL, cluster=Cluster(...))")
+        self._cluster = ClusterNode(self, cluster, self._store)
+        try:
+            await self._cluster.start()
+        except BaseException:
+            await self.shutdown()
+            raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -139,6 +163,8 @@ class Runtime:
         if not self._entered:
             return
         self._entered = False
+        if self._cluster is not None:
+            await self._cluster.leave()
         self.faults.cancel()
         for timer in list(self._timers):
             timer.cancel()
@@ -227,6 +253,8 @@ class Runtime:
 
     async def stop(self, ref: ActorRef[Any]) -> None:
         """Stop an actor for good, wherever it sits in the tree."""
+        if not isinstance(ref, _LocalRef):
+            raise TypeError(f"{ref!r} is not an actor of this runtime; stop it on its node")
         cell = ref._cell
         await cell.parent.stop_child(cell)
 
@@ -239,10 +267,51 @@ class Runtime:
             timer._handle = None
             timer._release()
             if not timer.cancelled:
-                ref._cell.system_deliver(msg)
+                ref._system_deliver(msg)
 
         timer._handle = asyncio.get_running_loop().call_later(delay, fire)
         return timer
+
+    # -- the cluster ---------------------------------------------------------------
+    def _node(self) -> ClusterNode:
+        if self._cluster is None:
+            from runtime.cluster._errors import ClusterError
+
+            raise ClusterError("this runtime is not a cluster node; pass Runtime(cluster=...)")
+        return self._cluster
+
+    @property
+    def node_name(self) -> str | None:
+        """This node's name in its cluster (``None`` without a cluster)."""
+        return self._cluster.name if self._cluster is not None else None
+
+    def register_entity(self, cls: type[Actor[Any]]) -> None:
+        """Let this node host entities of ``cls`` (kind: the class name)."""
+        node = self._node()
+        node.membership.add_kind(node.host.register(cls))
+        node.host.rebalance()
+
+    def entity(self, cls: type[Actor[M]], key: str) -> ActorRef[M]:
+        """The ref of entity ``key`` of ``cls``, valid on every node; no round trip."""
+        from runtime.cluster._refs import EntityRef
+
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise TypeError(f"entity needs an Actor subclass, got {cls!r}")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"an entity key must be a non-empty str, got {key!r}")
+        return EntityRef(self._node(), cls, cls.__name__, key)
+
+    def remote(self, node: str, name: str, cls: type[Actor[M]]) -> ActorRef[M]:
+        """The ref of actor ``name`` (of class ``cls``) on cluster node ``node``."""
+        ref: ActorRef[M] = self._node().remote(node, name, cls)
+        return ref
+
+    def nodes(self) -> list[str]:
+        """Names of the live nodes of the cluster, sorted (this one included)."""
+        return sorted(self._node().membership.live)
+
+    def cluster_statistics(self) -> ClusterStatistics:
+        return self._node().statistics()
 
     def statistics(self) -> list[ActorStatistics]:
         return [cell.statistics() for cell in self._registry.values()]

@@ -17,6 +17,7 @@ RUNTIME_API = [
     "AskTimeout",
     "Backoff",
     "Clock",
+    "Cluster",
     "ConflictError",
     "Fault",
     "FaultInjector",
@@ -48,7 +49,7 @@ RUNTIME_API = [
     "run",
 ]
 
-TESTING_API = ["SimulatedEventLoop", "current_seed", "is_simulated"]
+TESTING_API = ["SimulatedEventLoop", "SimulatedNetwork", "current_seed", "is_simulated"]
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,8 @@ def test_exported_names_live_in_private_modules_or_are_public_on_purpose() -> No
     for name in RUNTIME_API:
         obj = getattr(runtime, name)
         module = getattr(obj, "__module__", "runtime")
-        assert module.startswith("runtime._"), f"{name} is defined in {module}"
+        assert module.startswith(("runtime._", "runtime.cluster._")), \
+            f"{name} is defined in {module}"
 
 
 def test_every_error_is_a_shardline_error() -> None:

@@ -74,3 +74,12 @@ def test_every_http_route_is_documented() -> None:
         assert isinstance(route, Route)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             assert f"`{method} {route.path}" in text, f"{method} {route.path}"
+def test_cluster_example_runs_three_nodes_and_counts_each_deposit_once() -> None:
+    example = next(b for b in _python_blocks() if "class Account" in b)
+    assert example.count("Runtime(") == 1 and "range(3)" in example  # three nodes
+    events = "import runtime\nruntime.configure_logging(json=True)\n"  # info events to stderr
+    result = subprocess.run([sys.executable, "-c", events + example], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[5, 12, 12]"
+    assert result.stderr.count("entity.activated") == 1  # one activation served all three
