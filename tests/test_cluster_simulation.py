@@ -295,3 +295,57 @@ def test_a_failure_in_the_periodic_work_does_not_stop_the_renewals(
     assert "node.periodic_failed" in events
     assert nodes == ["n1", "n2"]
     assert "node.lease_lost" not in events and "node.dead" not in events
+
+
+def test_link_fault_windows_are_fault_kinds_and_do_not_change_totals() -> None:
+    """net_drop, net_duplicate and net_delay open for ``duration`` on frames to or from
+    the target nodes, scheduled by a fault plan; an entity's fenced, deduplicated
+    deposits still add up exactly, and a repeated window extends rather than stacks."""
+
+    async def main() -> tuple[int, int, int, float, list[tuple[str, str]]]:
+        net = SimulatedNetwork()
+        cluster = SimCluster(net, await shared_memory_store(), lease_ttl=1.0)
+        plan = [Fault(kind="net_drop", target="n*", at=1.2, duration=0.3),
+                Fault(kind="net_duplicate", target="n*", every=0.4, start=2.0, count=3,
+                      duration=0.5),
+                Fault(kind="net_delay", target="client", at=3.5, duration=1.0, delay=0.2)]
+        client = await cluster.start("client", hosts=False, faults=plan)
+        for name in ("n1", "n2"):
+            await cluster.start(name)
+        await asyncio.sleep(1.0)
+        ref = client.entity(Account, "gus")
+        slowest = 0.0
+        for i in range(40):
+            for _ in range(50):
+                started = client.now()
+                try:
+                    await ref.ask(Deposit(id=str(i), amount=1), timeout=0.5)
+                    slowest = max(slowest, client.now() - started)
+                    break
+                except AskTimeout:
+                    continue
+            await asyncio.sleep(0.05)
+        total = await ref.ask(Deposit(id="last", amount=0), timeout=5.0)
+        windows = [(w.kind, w.target) for w in net._link_faults]
+        await cluster.stop()
+        return total, net.dropped, net.duplicated, slowest, windows
+
+    total, dropped, duplicated, slowest, _ = sim(main, seed=17)
+    assert total == 40
+    assert dropped > 0 and duplicated > 0
+    assert slowest >= 0.4  # a round trip through the 0.2 s delay window, both ways
+
+
+def test_a_repeated_link_fault_window_extends_instead_of_stacking() -> None:
+    async def main() -> tuple[list[tuple[str, str, float]], dict[str, float]]:
+        net = SimulatedNetwork()
+        net.open_link_fault("net_delay", "n1", 1.0, delay=0.1)
+        await asyncio.sleep(0.5)
+        net.open_link_fault("net_delay", "n1", 1.0, delay=0.1)
+        windows = [(w.kind, w.target, w.until) for w in net._link_faults]
+        await asyncio.sleep(1.2)
+        return windows, net.link_faults_on("n1", "n2")
+
+    windows, after = sim(main, seed=1)
+    assert windows == [("net_delay", "n1", 1.5)]
+    assert after == {}

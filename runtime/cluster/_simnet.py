@@ -23,12 +23,18 @@ The node faults are also fault kinds of every node's runtime on a simulated
 network, so a fault plan can schedule them like any other:
 ``Fault(kind="kill_node", target="n2", at=5.0)``, ``pause_node`` (for
 ``duration``), ``partition`` (target ``"n1|n2,n3"``: groups split by ``|``,
-members by ``,``) and ``heal``.
+members by ``,``) and ``heal``. So are windows of link faults, each for
+``duration`` seconds on every frame sent to or from a node matching
+``target``: ``net_drop`` (the frame is lost), ``net_duplicate`` (it arrives
+twice) and ``net_delay`` (it takes ``delay`` seconds more). A window that
+fires while the same kind is open on the same target extends it instead of
+stacking (triggers never pile up, as in ``runtime._faults``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -48,6 +54,22 @@ if TYPE_CHECKING:
 _log = structlog.get_logger("shardline")
 CONNECT_TIMEOUT = 1.0
 NODE_FAULT_KINDS = ("kill_node", "pause_node", "partition", "heal")
+LINK_FAULT_KINDS = ("net_drop", "net_duplicate", "net_delay")
+
+
+class _LinkFault:
+    """An open window of one link fault kind on the nodes matching ``target``."""
+
+    __slots__ = ("delay", "kind", "target", "until")
+
+    def __init__(self, kind: str, target: str, until: float, delay: float) -> None:
+        self.kind = kind
+        self.target = target
+        self.until = until
+        self.delay = delay
+
+    def hits(self, src: str, dst: str) -> bool:
+        return fnmatch.fnmatchcase(src, self.target) or fnmatch.fnmatchcase(dst, self.target)
 
 
 class NodeControl(Protocol):
@@ -77,17 +99,21 @@ class _Channel:
             net.dropped += 1
             return
         rng = net.rng
-        if net.drop and rng.random() < net.drop:
+        windows = net.link_faults_on(self.src, self.dst)
+        if (net.drop and rng.random() < net.drop) or "net_drop" in windows:
             net.dropped += 1
             net.trace.record(net.now(), "frame_dropped", f"{self.src}->{self.dst}")
             return
-        copies = 2 if net.duplicate and rng.random() < net.duplicate else 1
+        duplicated = (net.duplicate and rng.random() < net.duplicate) or (
+            "net_duplicate" in windows)
+        copies = 2 if duplicated else 1
         if copies == 2:
             net.duplicated += 1
             net.trace.record(net.now(), "frame_duplicated", f"{self.src}->{self.dst}")
         loop = asyncio.get_running_loop()
+        extra = windows.get("net_delay", 0.0)
         for _ in range(copies):
-            arrival = max(self.last_arrival, loop.time() + rng.uniform(*net.delay),
+            arrival = max(self.last_arrival, loop.time() + rng.uniform(*net.delay) + extra,
                           net.paused_until.get(self.src, 0.0), net.paused_until.get(self.dst, 0.0))
             self.last_arrival = arrival
             loop.call_at(arrival, self._arrive, frame)
@@ -234,6 +260,7 @@ class SimulatedNetwork:
         self.paused_until: dict[str, float] = {}
         self.dropped = 0
         self.duplicated = 0
+        self._link_faults: list[_LinkFault] = []
 
     @property
     def rng(self) -> random.Random:
@@ -284,6 +311,33 @@ class SimulatedNetwork:
         self.trace.record(self.now(), "pause_node", name, f"{seconds:g}s")
         transport.control.pause(seconds)
 
+    def open_link_fault(self, kind: str, target: str, seconds: float,
+                        delay: float = 0.0) -> None:
+        """Open a ``net_drop``/``net_duplicate``/``net_delay`` window on frames to or from
+        nodes matching ``target`` for ``seconds``; the same kind on the same target extends
+        the open window rather than stacking a second one."""
+        if kind not in LINK_FAULT_KINDS:
+            raise ValueError(f"unknown link fault {kind!r}; expected one of "
+                             + ", ".join(LINK_FAULT_KINDS))
+        until = self.now() + seconds
+        for window in self._link_faults:
+            if (window.kind, window.target) == (kind, target) and window.until > self.now():
+                window.until = max(window.until, until)
+                window.delay = max(window.delay, delay)
+                break
+        else:
+            self._link_faults.append(_LinkFault(kind, target, until, delay))
+        self.trace.record(self.now(), kind, target, f"{seconds:g}s")
+        _log.warning("network.link_fault", kind=kind, target=target, seconds=seconds)
+
+    def link_faults_on(self, src: str, dst: str) -> dict[str, float]:
+        """The link fault kinds open on frames ``src -> dst`` now (``net_delay`` → seconds)."""
+        if not self._link_faults:
+            return {}
+        now = self.now()
+        self._link_faults = [w for w in self._link_faults if w.until > now]
+        return {w.kind: w.delay for w in self._link_faults if w.hits(src, dst)}
+
     def _close_links_of(self, address: str) -> None:
         keep: list[_Channel] = []
         for channel in self._channels:
@@ -310,8 +364,12 @@ def register_network_faults(faults: FaultInjector, net: SimulatedNetwork) -> Non
     def partition(fault: Fault) -> None:
         net.partition(*(group.split(",") for group in fault.target.split("|")))
 
+    def link(fault: Fault) -> None:
+        net.open_link_fault(fault.kind, fault.target, fault.duration, fault.delay)
+
     handlers = {"kill_node": kill, "pause_node": pause, "partition": partition,
-                "heal": lambda fault: net.heal()}
-    for kind in NODE_FAULT_KINDS:
+                "heal": lambda fault: net.heal(),
+                **dict.fromkeys(LINK_FAULT_KINDS, link)}
+    for kind in (*NODE_FAULT_KINDS, *LINK_FAULT_KINDS):
         if kind not in faults.known_kinds():
             faults.register_kind(kind, handlers[kind])
