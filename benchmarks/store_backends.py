@@ -111,7 +111,8 @@ def stream_rate(url: str, args: argparse.Namespace) -> tuple[int, float]:
     config = StreamConfig(source=spec, partitions=8, workers=4, batch_size=500,
                           destination="dir://unused")
     with tempfile.TemporaryDirectory(prefix="shardline-bench-") as tmp:
-        run = runtime.run(shardline_job, items, config, Path(tmp), [], "stream", 600.0, url)
+        run = runtime.run(shardline_job, items, config, Path(tmp), [], "stream", 600.0, "dir",
+                          url)
     if not run.finished:
         raise SystemExit(f"stream job on {shown_url(url)} did not finish")
     return run.records, run.wall_s
