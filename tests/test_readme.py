@@ -158,6 +158,20 @@ def test_the_bench_examples_name_only_options_that_exist() -> None:
         bench_parser().parse_args(argv[2:])  # exits 2 on an unknown option
 
 
+def test_the_scenario_examples_validate(tmp_path: Path) -> None:
+    """The ``[stream]`` example is a whole scenario file, the ``[queue]`` one too (the
+    user functions they name are commented out: ``pkg.mod`` is a placeholder)."""
+    from runtime.cli import main
+
+    blocks = _blocks("toml")
+    assert [b.split("\n", 1)[0] for b in blocks] == ["[scenario]", "[scenario]"]
+    files = []
+    for i, block in enumerate(blocks):
+        files.append(tmp_path / f"example{i}.toml")
+        files[-1].write_text(block)
+    assert main(["validate", *map(str, files)]) == 0
+
+
 def test_the_http_examples_run_against_a_real_serve(tmp_path: Path) -> None:
     """The ``shardline serve`` line and every ``curl`` below it, as written (the port
     and the store file moved to the test's own, ``SESSION`` from the session answer);
