@@ -209,3 +209,10 @@ def test_the_http_examples_run_against_a_real_serve(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
 
+
+def test_the_sweep_section_names_every_fault_kind_a_sweep_knows() -> None:
+    from runtime.bench._kinds import KINDS
+
+    section = README.read_text().split("## Failure-injection sweeps")[1]
+    for kind in KINDS:
+        assert f"`{kind}`" in section, kind
