@@ -90,6 +90,28 @@ def test_every_shipped_fault_plan_strikes_something(capsys: pytest.CaptureFixtur
     assert main(["validate", *files]) == 0, capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("system", ["stream", "queue", "log", "deploy"])
+def test_the_names_a_fault_may_target_are_the_actors_a_run_starts(
+    system: str, tmp_path: Path
+) -> None:
+    """The validator's list of what a fault can strike is each system's own account of
+    its topology: it must name exactly the actors the run spawns (a renamed actor
+    would make its faults refused, or a listed one that never runs accepted)."""
+    import io
+
+    from runtime import configure_logging
+    from runtime.scenario import load_scenario, run_scenario
+
+    loaded = load_scenario(SCENARIOS / f"{system}_quickstart.toml")
+    events = io.StringIO()
+    configure_logging(json=True, level="info", stream=events)
+    run_scenario(loaded, store="memory://", out=tmp_path / "out")
+    started = {event["actor"] for event in map(json.loads, events.getvalue().splitlines())
+               if event["event"] == "actor.started"}
+    assert started == set(loaded.system.fault_targets(loaded.config)["actor"])
+
+
 BOUNDS = {
     "payload-bytes": ("records = 200, keys = 20", "records = 200, payload_bytes = 10000000000",
                       "stream.source.payload_bytes", "<= 65536"),
