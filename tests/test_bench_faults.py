@@ -193,3 +193,23 @@ def test_shardline_bench_faults_runs_through_the_cli_script(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert "--rates: expected numbers" in done.stderr
 
+
+
+@pytest.mark.parametrize("missing", ["tomli_w", "matplotlib", "markdown_it"])
+def test_without_the_bench_extra_it_exits_2_before_running_anything(
+        tmp_path: Path, missing: str) -> None:
+    """A base install (``pip install -e .``) lacks the ``[bench]`` extra: the sweep says
+    so up front (it printed a traceback, after running every point for matplotlib)."""
+    import subprocess
+
+    hide = f"import sys; sys.modules[{missing!r}] = None; "
+    argv = ["--scenario", str(TINY), "--rates", "1", "--seeds", "1", "--clock", "simulated",
+            "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "-c", hide + "from runtime.bench import main; "
+         f"raise SystemExit(main({argv!r}))"],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"needs {missing}" in done.stderr and "pip install -e '.[bench]'" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -34,3 +34,23 @@ def test_the_users_own_entry_of_the_kind_keeps_its_target_and_duration() -> None
     entry = fault_entry("pause", {"actors": "a.*"}, 1.0, 3.0, 2.0, mine)
     assert entry["target"] == "mine-*" and entry["duration"] == "2s" and "at" not in entry
     assert entry["every"] == "1000.000ms" and entry["count"] == 2
+
+
+@pytest.mark.parametrize("system", ["stream", "queue", "log", "deploy"])
+def test_every_kind_a_system_knows_lands_on_something_of_its_bench_scenario(
+        system: str) -> None:
+    """The sweep's default target of each kind passes the same fault-target validation
+    as ``shardline validate`` against ``scenarios/bench_<system>.toml``."""
+    import tomllib
+    from pathlib import Path
+
+    from runtime._faults import ACTOR_FAULT_KINDS
+    from runtime.scenario import parse_scenario
+
+    path = Path(__file__).parents[1] / "scenarios" / f"bench_{system}.toml"
+    raw = tomllib.loads(path.read_text())
+    known = load_system(system)
+    for kind in [*ACTOR_FAULT_KINDS, "store_error", *known.fault_kinds]:
+        entry = fault_entry(kind, known.bench_fault_targets, 2.0, 1.0, 2.0, [])
+        loaded = parse_scenario({**raw, "faults": [entry]}, str(path))
+        assert [f.kind for f in loaded.faults] == [kind]

@@ -147,3 +147,13 @@ def test_a_store_error_while_the_log_server_first_starts_is_retried(
     escape the run as exit 2 "bad input" (issue #10)."""
     code, report = run(SCENARIOS / "log_store_errors.toml", tmp_path, capsys, "--seed", str(seed))
     assert code == 0, report["invariants"]
+
+
+@pytest.mark.parametrize("seed", [3, 4, 10])
+def test_the_store_errors_scenario_holds_its_floors_on_other_seeds(
+        seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seed N`` of a shipped scenario must not fail a fault-exercise floor: these
+    seeds saw 7 unavailable answers or 4 reader restarts, under floors of 10 and 5."""
+    code, report = run(SCENARIOS / "log_store_errors.toml", tmp_path, capsys,
+                       "--seed", str(seed))
+    assert code == 0, [i for i in report["invariants"] if not i["held"]]  # type: ignore[attr-defined]

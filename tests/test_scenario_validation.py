@@ -7,6 +7,7 @@ without ground truth (verdicts are reported, not judged)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -90,6 +91,28 @@ def test_every_shipped_fault_plan_strikes_something(capsys: pytest.CaptureFixtur
     assert main(["validate", *files]) == 0, capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("system", ["stream", "queue", "log", "deploy"])
+def test_the_names_a_fault_may_target_are_the_actors_a_run_starts(
+    system: str, tmp_path: Path
+) -> None:
+    """The validator's list of what a fault can strike is each system's own account of
+    its topology: it must name exactly the actors the run spawns (a renamed actor
+    would make its faults refused, or a listed one that never runs accepted)."""
+    import io
+
+    from runtime import configure_logging
+    from runtime.scenario import load_scenario, run_scenario
+
+    loaded = load_scenario(SCENARIOS / f"{system}_quickstart.toml")
+    events = io.StringIO()
+    configure_logging(json=True, level="info", stream=events)
+    run_scenario(loaded, store="memory://", out=tmp_path / "out")
+    started = {event["actor"] for event in map(json.loads, events.getvalue().splitlines())
+               if event["event"] == "actor.started"}
+    assert started == set(loaded.system.fault_targets(loaded.config)["actor"])
+
+
 BOUNDS = {
     "payload-bytes": ("records = 200, keys = 20", "records = 200, payload_bytes = 10000000000",
                       "stream.source.payload_bytes", "<= 65536"),
@@ -165,6 +188,54 @@ def test_backoff_durations_take_units_like_every_other_duration(
     bare = _write(tmp_path, STREAM + "restart_backoff = { min = 0.01 }\n", "bare.toml")
     assert_bad_file_refused("validate", bare, "stream.restart_backoff.min",
                             ["expected a duration string with a unit"], tmp_path, capsys)
+
+
+
+@pytest.mark.parametrize(("shipped", "section"), [
+    ("queue_quickstart.toml", "[queue]\n"), ("deploy_quickstart.toml", "[deploy]\n")])
+def test_every_system_takes_backoffs_and_windows_with_units(
+    shipped: str, section: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = _shipped(shipped)
+    assert section in text
+    spans = 'restart_backoff = { min = "10ms", max = "1s", reset_after = "5s" }\nwithin = "20s"\n'
+    path = _write(tmp_path, text.replace(section, section + spans))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def _plain_floats(kind: object, where: str, seen: set[type]) -> list[str]:
+    """Fields typed ``float`` (not ``Duration``) reachable from a struct type."""
+    import types
+    import typing
+
+    import msgspec
+
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        return _plain_floats(typing.get_args(kind)[0], where, seen)
+    if origin in (list, dict, tuple, typing.Union, types.UnionType):
+        return [f for arg in typing.get_args(kind) for f in _plain_floats(arg, where, seen)]
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind not in seen:
+        seen.add(kind)
+        return [f for name, hint in typing.get_type_hints(kind, include_extras=True).items()
+                for f in _plain_floats(hint, f"{kind.__name__}.{name}", seen)]
+    return [where] if kind is float else []
+
+
+@pytest.mark.parametrize("section", ["stream", "queue", "log", "deploy"])
+def test_every_span_of_time_in_a_scenario_file_is_a_duration(section: str) -> None:
+    """One duration type: a field typed plain ``float`` is a rate, share, factor or
+    probability, never a span of time (that would take a bare number in a file)."""
+    from runtime.scenario import load_system
+    from runtime.scenario._loader import FaultSpec, ScenarioHeader
+
+    system = load_system(section)
+    seen: set[type] = set()
+    floats = [f for kind in (ScenarioHeader, FaultSpec, system.config_type, system.expect_type)
+              for f in _plain_floats(kind, "", seen)]
+    not_time = re.compile(r"(rate|share|jitter|sigma|factor|fraction|confidence|tolerance|"
+                          r"increase|waves|coverage|probability)$")
+    assert [f for f in floats if not not_time.search(f)] == []
 
 
 LONG_DEPLOY = """

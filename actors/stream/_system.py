@@ -65,8 +65,11 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
 
     def placement(self, config: StreamConfig) -> dict[str, object]:
         """Records are hashed onto partitions by key, so the partition count, the stream's
-        name and the source decide where every record lives."""
-        return {"name": config.name, "partitions": config.partitions, "source": config.source}
+        name and the source decide where every record lives; the process function and
+        the destination decide what was delivered and where (a resumed run checks the
+        earlier runs' batches there)."""
+        return {"name": config.name, "partitions": config.partitions, "source": config.source,
+                "process": config.process, "destination": config.destination}
 
     def fault_targets(self, config: StreamConfig) -> dict[str, list[str]]:
         """The job's actors (as ``StreamJob.start`` names them); destination errors strike

@@ -8,6 +8,7 @@ message naming the option or file and what was expected).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +38,10 @@ SYSTEMS = ("stream", "queue", "log", "deploy")
 
 class BadInput(Exception):
     """A usage error: exit 2 with this message."""
+
+
+BENCH_EXTRA = ("tomli_w", "matplotlib", "markdown_it")
+"""Modules of the ``[bench]`` extra a sweep needs, checked before it runs anything."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,12 +139,13 @@ def main(argv: Sequence[str] | None = None, builtin: dict[str, Path] | None = No
     args = _parser().parse_args(argv)
     command = f"shardline bench faults {' '.join(argv if argv is not None else sys.argv[1:])}"
     out = Path(args.out)
-    try:
-        from runtime.bench._plots import draw_system
-        from runtime.bench._report import write_report
-    except ImportError as exc:
-        return _error(f"plotting needs matplotlib ({exc}); install it with: "
-                      "pip install -e '.[bench]'")
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        return _error(f"the sweep needs {', '.join(missing)} (scenario files, figures, the "
+                      "HTML report): install the bench extra with pip install -e '.[bench]'")
+    from runtime.bench._plots import draw_system
+    from runtime.bench._report import write_report
+
     if args.redraw:
         try:
             result = read_sweep(out)

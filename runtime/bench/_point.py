@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 import structlog
-import tomli_w
 
 from runtime._errors import ScenarioError
 from runtime._logging import configure_logging
@@ -78,6 +77,8 @@ def run_point(point: Point, root: Path, settings: PointSettings,
     run_dir.mkdir(parents=True)
     document, lasts = _scenario_document(point, settings, window)
     scenario_file = run_dir / "scenario.toml"
+    import tomli_w  # the [bench] extra, checked before the sweep starts (BENCH_EXTRA)
+
     scenario_file.write_text(tomli_w.dumps(document), encoding="utf-8")
     original = Path(point.scenario).resolve().parent
     if str(original) not in sys.path:
