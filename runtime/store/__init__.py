@@ -17,6 +17,7 @@ from runtime.store._types import (
     LogEntry,
     Put,
     StoreStatistics,
+    Truncate,
     Versioned,
     WriteResult,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Put",
     "Store",
     "StoreStatistics",
+    "Truncate",
     "Versioned",
     "WriteResult",
     "check_store_url",

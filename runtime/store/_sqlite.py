@@ -57,12 +57,18 @@ from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, Write
 Synchronous = Literal["normal", "full"]
 
 APPLICATION_ID = 0x53484C4E  # "SHLN"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``log_floors``; a version-1 file gains the (empty) table when opened."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS log_entries (
         log TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, payload BLOB NOT NULL,
         PRIMARY KEY (log, seq)
+    ) WITHOUT ROWID""",
+    # the first live seq of a truncated log; kept when every entry is gone, so the
+    # high water (max(seq) + 1, or the floor) never falls and no seq is reused
+    """CREATE TABLE IF NOT EXISTS log_floors (
+        log TEXT PRIMARY KEY, floor INTEGER NOT NULL
     ) WITHOUT ROWID""",
     # value NULL marks a deleted key whose last version is kept (see _rules.RecordState)
     """CREATE TABLE IF NOT EXISTS records (
@@ -258,8 +264,13 @@ class SqliteStore(Store):
             (top,) = self._conn.execute(
                 "SELECT MAX(seq) FROM log_entries WHERE log = ?", (log,)
             ).fetchone()
-            seq = self._next_seqs[log] = 0 if top is None else top + 1
+            seq = self._next_seqs[log] = max(
+                0 if top is None else top + 1, self._committed_floor(log))
         return seq
+
+    def _committed_floor(self, log: str) -> int:
+        row = self._conn.execute("SELECT floor FROM log_floors WHERE log = ?", (log,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _record_state(self, key: str) -> RecordState | None:
         row = self._conn.execute(
@@ -283,6 +294,10 @@ class SqliteStore(Store):
     async def _high_water(self, log: str) -> int:
         with self._failing_as_store_error(f"high water of log {log!r}"):
             return self._committed_next_seq(log)
+
+    async def _floor(self, log: str) -> int:
+        with self._failing_as_store_error(f"floor of log {log!r}"):
+            return self._committed_floor(log)
 
     async def _get(self, key: str) -> Versioned | None:
         with self._failing_as_store_error(f"get of key {key!r}"):
@@ -387,6 +402,7 @@ class SqliteStore(Store):
                 ),
                 record_state=self._record_state,
                 newest_token=self._newest_token,
+                floor=self._committed_floor,  # read inside the transaction: sees the batch
             )
             self._apply(plan)
         except ShardlineError as refused:
@@ -417,6 +433,11 @@ class SqliteStore(Store):
                 _UPSERT_RECORD,
                 [(key, state.value, state.version) for key, state in plan.records.items()],
             )
+        for log, floor in plan.floors.items():
+            self._conn.execute("DELETE FROM log_entries WHERE log = ? AND seq < ?", (log, floor))
+            self._conn.execute(
+                "INSERT INTO log_floors (log, floor) VALUES (?, ?) "
+                "ON CONFLICT (log) DO UPDATE SET floor = excluded.floor", (log, floor))
 
     # -- leases -------------------------------------------------------------
 
