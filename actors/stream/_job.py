@@ -22,6 +22,7 @@ from typing import TypeVar
 import msgspec
 
 from actors.stream import _keys as keys
+from actors.stream._audit import StreamAudit
 from actors.stream._config import StreamConfig
 from actors.stream._coordinator import Coordinator
 from actors.stream._destinations import Destination
@@ -57,6 +58,7 @@ class StreamJob:
     ``await wait_done()``, then ``await close()`` (or ``await stop()`` to keep
     the destination open). Progress is durable in the runtime's store: a new
     job on the same store and config resumes where the last one stopped.
+    ``audit`` keeps what retention truncates, for ``check_stream`` (``_audit``).
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class StreamJob:
         seed: int = 0,
         process: ProcessFn | None = None,
         source: SourceItems | None = None,
+        audit: StreamAudit | None = None,
     ) -> None:
         self.rt = rt
+        self.audit = audit
         self.config = config
         self.destination = destination
         self.seed = seed

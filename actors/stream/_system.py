@@ -6,6 +6,7 @@ import asyncio
 import statistics
 
 from actors.stream import _keys as keys
+from actors.stream._audit import FileAudit
 from actors.stream._checks import check_stream, recorder
 from actors.stream._config import StreamConfig, StreamExpect
 from actors.stream._destinations import (
@@ -108,7 +109,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         except ScenarioError as exc:
             raise ScenarioError(f"{self.section}.destination: {exc}") from exc
         recorded = recorder(destination) if isinstance(destination, CallableDestination) else None
-        job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
+        audit = FileAudit(ctx.out_dir / "audit" / f"stream-{config.name}.msgpack")
+        job = StreamJob(rt, config, destination=destination, seed=ctx.seed, audit=audit)
         started = rt.now()
         await job.start()
         ctx.observe(job.metrics.observation)
