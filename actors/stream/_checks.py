@@ -28,27 +28,20 @@ from actors.stream import _keys as keys
 from actors.stream._destinations import CallableDestination
 from actors.stream._job import StreamJob
 from actors.stream._records import Batch, Chunk, CommitRecord, Record
-from runtime.scenario import InvariantResult
+from runtime import StoreError
+from runtime.scenario import InvariantResult, read_whole_log
 from runtime.store import without_faults
 
 _decode_commit = msgspec.msgpack.Decoder(CommitRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
-_PAGE = 10_000
 
 
 async def _read_all(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
-    store = without_faults(job.rt.store)
-    floor = await store.floor(log)
-    audited = job.audit.entries(log) if job.audit is not None else []
-    out = [(e.seq, e.key, e.payload) for e in audited if e.seq < floor]
-    if [seq for seq, _, _ in out] != list(range(floor)):
-        raise AssertionError(f"{log}: truncated below seq {floor} and the audit holds "
-                             f"{len(out)} of those entries")
-    while True:
-        page = await store.read(log, len(out), _PAGE)
-        out.extend((e.seq, e.key, e.payload) for e in page)
-        if len(page) < _PAGE:
-            return out
+    try:
+        entries = await read_whole_log(without_faults(job.rt.store), job.audit, log)
+    except StoreError as unreadable:
+        raise AssertionError(str(unreadable)) from None
+    return [(e.seq, e.key, e.payload) for e in entries]
 
 
 async def _read_records(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:

@@ -22,7 +22,6 @@ from typing import TypeVar
 import msgspec
 
 from actors.stream import _keys as keys
-from actors.stream._audit import StreamAudit
 from actors.stream._config import StreamConfig
 from actors.stream._coordinator import Coordinator
 from actors.stream._destinations import Destination
@@ -40,6 +39,7 @@ from runtime import (
     Supervisor,
 )
 from runtime._callables import resolve_callable
+from runtime.scenario import Audit
 from runtime.store import without_faults
 
 ProcessFn = Callable[[Record], object]
@@ -58,7 +58,8 @@ class StreamJob:
     ``await wait_done()``, then ``await close()`` (or ``await stop()`` to keep
     the destination open). Progress is durable in the runtime's store: a new
     job on the same store and config resumes where the last one stopped.
-    ``audit`` keeps what retention truncates, for ``check_stream`` (``_audit``).
+    ``audit`` keeps what retention truncates, for ``check_stream``
+    (``runtime.scenario.Audit``).
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class StreamJob:
         seed: int = 0,
         process: ProcessFn | None = None,
         source: SourceItems | None = None,
-        audit: StreamAudit | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.rt = rt
         self.audit = audit

@@ -12,7 +12,7 @@ than ``retention`` (a pending batch starts at the checkpoint, so it is
 never truncated). Ages are kept in memory as appends and commits happen;
 after a restart the entries already there count as appended at the
 restart, so retention is never early, at most one period late. Entries
-about to be dropped go to the job's audit first (``_audit``).
+about to be dropped go to the job's audit first (``runtime.scenario.Audit``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from actors.stream._records import (
     ProducerPosition,
 )
 from runtime import Actor, ConflictError, StaleFencingToken
+from runtime.scenario import audit_before_truncating
 from runtime.store import Append, Fence, Put, Truncate, WriteResult
 
 if TYPE_CHECKING:
@@ -196,17 +197,10 @@ class Partition(Actor[PartitionMsg]):
                     break  # the rest of this span is not yet committed
                 ages.popleft()
             if target > self.floors[log]:
-                await self._audit(log, target)
+                await audit_before_truncating(self.runtime.store, self.job.audit, log,
+                                              self.floors[log], target)
                 ops.append(Truncate(log, target))
         return ops
-
-    async def _audit(self, log: str, before_seq: int) -> None:
-        audit = self.job.audit
-        if audit is None:
-            return
-        floor = self.floors[log]
-        entries = await self.runtime.store.read(log, floor, before_seq - floor)
-        audit.record(log, entries)
 
     async def _write(self, new: Checkpoint, token: int,
                      extra: list[Append | Truncate]) -> CheckpointReply:

@@ -6,7 +6,6 @@ import asyncio
 import statistics
 
 from actors.stream import _keys as keys
-from actors.stream._audit import FileAudit
 from actors.stream._checks import check_stream, recorder
 from actors.stream._config import StreamConfig, StreamExpect
 from actors.stream._destinations import (
@@ -18,6 +17,7 @@ from actors.stream._job import StreamJob
 from runtime import Fault, Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
+    FileAudit,
     InvariantResult,
     MetricValue,
     ScenarioContext,
