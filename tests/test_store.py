@@ -211,6 +211,16 @@ async def test_a_floor_survives_reopen_even_when_every_entry_is_gone(
             await store.read("half", 0, 1)
 
 
+async def test_size_counts_what_the_store_holds(store: Store) -> None:
+    empty = await store.size()
+    await store.append("log", [(f"k{i}", bytes(1000)) for i in range(200)])
+    grown = await store.size()
+    assert grown.bytes >= empty.bytes + 200_000 and grown.basis
+    if type(store).__name__ == "MemoryStore":
+        await store.truncate("log", 100)
+        assert (await store.size()).bytes < grown.bytes - 99_000
+
+
 # -- records ----------------------------------------------------------------
 
 
@@ -627,6 +637,7 @@ def test_public_api_is_deliberate() -> None:
             "LogEntry",
             "Put",
             "Store",
+            "StoreSize",
             "StoreStatistics",
             "Truncate",
             "Versioned",

@@ -78,3 +78,25 @@ def test_a_truncated_log_without_its_audit_fails_the_check(tmp_path: Path) -> No
     assert set(failed) == {"exactly_once", "order", "no_stale_commit"}
     assert "stream/stream/p0" in failed["exactly_once"]
     assert "truncated below seq" in failed["exactly_once"]
+
+
+def test_shardline_run_reports_the_store_size_at_the_end(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from runtime.cli import main as shardline
+
+    path = tmp_path / "size.toml"
+    path.write_text("""
+[scenario]
+name = "size"
+store = "sqlite:///{out}/state.db"
+[stream]
+source = { records = 500 }
+""")
+    out = tmp_path / "out"
+    assert shardline(["run", str(path), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["store_bytes"] > 0 and report["store_size_basis"] == "sqlite database file + WAL"
+    assert shardline(["run", str(path), "--out", str(tmp_path / "again")]) == 0
+    assert "store size " in capsys.readouterr().out

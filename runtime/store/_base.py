@@ -58,6 +58,13 @@ Leases and fencing
     (``runtime.store._postgres``), and ``Lease.expires_at`` is then in that
     clock's seconds.
 
+Size
+    ``size()`` is the bytes the store occupies now, as ``StoreSize(bytes,
+    basis)``: ``sqlite://`` the database file plus its WAL, ``postgresql://``
+    ``pg_total_relation_size`` of the schema's tables (indexes and TOAST
+    included), ``memory://`` an estimate (the keys, payloads and values held,
+    not Python's overhead). It is what retention keeps bounded.
+
 Errors
     Bad arguments raise ``TypeError``/``ValueError`` at the call, before
     anything is queued. Store failures raise ``StoreError`` (subclasses as
@@ -82,6 +89,7 @@ from runtime.store._types import (
     Lease,
     LogEntry,
     Put,
+    StoreSize,
     StoreStatistics,
     Truncate,
     Versioned,
@@ -341,6 +349,11 @@ class Store(ABC):
         self._counters.reads += 1
         return await self._leases(prefix, self._clock())
 
+    async def size(self) -> StoreSize:
+        """The bytes the store occupies now (see "Size" in the module docstring)."""
+        self._check_open()
+        return await self._size()
+
     # -- lifecycle -------------------------------------------------------
 
     def statistics(self) -> StoreStatistics:
@@ -414,6 +427,9 @@ class Store(ABC):
 
     @abstractmethod
     async def _leases(self, prefix: str, now: float) -> list[Lease]: ...
+
+    @abstractmethod
+    async def _size(self) -> StoreSize: ...
 
     @abstractmethod
     async def _close(self) -> None: ...

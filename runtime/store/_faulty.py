@@ -23,6 +23,7 @@ from runtime.store._types import (
     Fence,
     Lease,
     LogEntry,
+    StoreSize,
     StoreStatistics,
     Versioned,
     WriteOp,
@@ -108,6 +109,9 @@ class FaultyStore(Store):
     def statistics(self) -> StoreStatistics:
         """The backend's own counters (calls that failed by injection never reached it)."""
         return self.inner.statistics()
+
+    async def _size(self) -> StoreSize:
+        return await self.inner.size()
 
     async def _close(self) -> None:
         await self.inner.close()

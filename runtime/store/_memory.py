@@ -11,7 +11,16 @@ import bisect
 
 from runtime.store._base import Store
 from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
-from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+from runtime.store._types import (
+    Clock,
+    Fence,
+    Lease,
+    LogEntry,
+    StoreSize,
+    Versioned,
+    WriteOp,
+    WriteResult,
+)
 
 
 class MemoryStore(Store):
@@ -133,6 +142,12 @@ class MemoryStore(Store):
             for key, lease in sorted(self._leases_by_key.items())
             if key.startswith(prefix) and is_held(lease, now)
         ]
+
+    async def _size(self) -> StoreSize:
+        held = sum(len(e.key) + len(e.payload) for entries in self._logs.values()
+                   for e in entries)
+        held += sum(len(key) + len(state.value or b"") for key, state in self._records.items())
+        return StoreSize(held, "estimate: bytes of the keys, payloads and values held")
 
     async def _close(self) -> None:
         self._logs.clear()

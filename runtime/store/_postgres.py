@@ -79,6 +79,7 @@ from runtime.store._types import (
     Lease,
     LogEntry,
     Put,
+    StoreSize,
     Truncate,
     Versioned,
     WriteOp,
@@ -390,6 +391,14 @@ class PostgresStore(Store):
             if is_held(lease, db_now if self.database_clock else now):
                 held.append(lease)
         return held
+
+    async def _size(self) -> StoreSize:
+        async with self._connection("size of the schema's tables") as conn:
+            total = await conn.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relkind = 'r'", self.target.schema)
+        return StoreSize(int(total), "pg_total_relation_size of the schema's tables")
 
     async def _close(self) -> None:
         while self._queue or self._batches or self._batch_scheduled:  # queued writes commit

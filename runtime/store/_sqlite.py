@@ -52,7 +52,16 @@ from runtime.store._rules import (
     plan_write,
     prefix_end,
 )
-from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+from runtime.store._types import (
+    Clock,
+    Fence,
+    Lease,
+    LogEntry,
+    StoreSize,
+    Versioned,
+    WriteOp,
+    WriteResult,
+)
 
 Synchronous = Literal["normal", "full"]
 
@@ -491,6 +500,11 @@ class SqliteStore(Store):
         with self._failing_as_store_error(f"lease scan of prefix {prefix!r}"):
             rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
         return [Lease(key, owner, token, expires_at) for key, owner, token, expires_at in rows]
+
+    async def _size(self) -> StoreSize:
+        files = [self.path, Path(f"{self.path}-wal")]
+        return StoreSize(sum(f.stat().st_size for f in files if f.exists()),
+                         "sqlite database file + WAL")
 
     async def _close(self) -> None:
         self._flush()  # queued writes commit now rather than fail

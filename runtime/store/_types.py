@@ -117,3 +117,10 @@ class StoreStatistics(msgspec.Struct, frozen=True, tag=True):
     stale_fences: int
     entries_appended: int
     leases_granted: int
+
+
+class StoreSize(msgspec.Struct, frozen=True, tag=True):
+    """The bytes a store occupies, and what was counted (``Store.size``)."""
+
+    bytes: int
+    basis: str
