@@ -529,6 +529,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path, clock: FakeClo
         ("sqlite:///", ["names no database file"]),
         ("sqlite://host/x.db", ["'host'"]),
         ("sqlite:///x.db?synchronous=sometimes", ["'sometimes'", "normal", "full"]),
+        ("sqlite:///x.db?wal_pages=8", ["wal_pages='8'", "16..1000000"]),
         ("sqlite:///x.db?journal=off", ["unknown option 'journal'"]),
         ("memory://somewhere", ["memory:// takes no host"]),
         ("store.db", ["scheme://", "memory://", "sqlite://"]),
@@ -594,19 +595,17 @@ async def test_second_store_on_one_file_is_refused(tmp_path: Path, clock: FakeCl
 
 
 async def test_the_wal_stays_bounded_under_writes_without_pause(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     """Checkpoints run on a background thread; with writes back to back it never
-    catches the WAL's end, so the inline backstop must still let the WAL restart."""
+    catches the WAL's end, so the inline backstop (``wal_pages``) must still let the
+    WAL restart."""
     import threading
 
-    from runtime.store import _sqlite
-
-    monkeypatch.setattr(_sqlite, "_BACKSTOP_PAGES", 64)
     path = tmp_path / "busy.db"
     wal = Path(f"{path}-wal")
     largest = 0
-    async with await open_store(sqlite_url(path), clock=clock) as store:
+    async with await open_store(sqlite_url(path) + "?wal_pages=64", clock=clock) as store:
         for _ in range(300):
             await asyncio.gather(*[store.write([Append(f"log{j}", [("k", bytes(200))] * 20)])
                                    for j in range(4)])

@@ -23,7 +23,7 @@ pages back into a large database and fsyncing it took 3-4 ms, which was the
 whole of the p99.9 of a read woken by an append. A PASSIVE checkpoint never
 blocks the writer, and it changes where pages live, not what any read sees,
 so simulated runs stay deterministic. A COMMIT still checkpoints inline past
-``_BACKSTOP_PAGES`` (see there).
+``WAL_PAGES`` (see there).
 
 A file that is not a SQLite database, or is one that some other program
 owns, is refused and left untouched (``application_id`` marks ours).
@@ -125,8 +125,14 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> SqliteStore:
-    """Open (creating if absent) the store at ``path``; ``StoreError`` names path and cause."""
+def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock,
+                wal_pages: int | None = None) -> SqliteStore:
+    """Open (creating if absent) the store at ``path``; ``StoreError`` names path and cause.
+
+    ``wal_pages`` (default ``WAL_PAGES``) bounds the WAL: a commit past it
+    checkpoints inline, and the WAL file is cut back to it when it restarts.
+    """
+    wal_pages = wal_pages or WAL_PAGES
     if path.is_dir():
         raise StoreError(f"cannot open sqlite store {str(path)!r}: it is a directory")
     if not path.parent.is_dir():
@@ -144,7 +150,10 @@ def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> Sqlite
         lock_fd = _take_owner_lock(path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_PAGES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+        # the WAL file shrinks back to this bound when it restarts after a checkpoint
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA:
             conn.execute(statement)
@@ -161,10 +170,11 @@ def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> Sqlite
     return SqliteStore(conn, path, clock, lock_fd)
 
 
-_BACKSTOP_PAGES = 4096
-"""WAL pages after which a COMMIT checkpoints inline anyway. Under writes without
-pause the background checkpoint never catches the WAL's end, so the WAL could never
-restart; the inline one can (most pages are already copied, so it is short)."""
+WAL_PAGES = 4096
+"""WAL pages after which a COMMIT checkpoints inline anyway (``wal_pages`` of the URL).
+Under writes without pause the background checkpoint never catches the WAL's end, so
+the WAL could never restart; the inline one can (most pages are already copied, so it
+is short)."""
 
 _KEYS_PER_SELECT = 500
 """Keys per ``SELECT ... IN (...)`` of ``get_many``: under SQLite's bound-variable
