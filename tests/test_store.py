@@ -673,6 +673,7 @@ OPS = st.one_of(
     ),
     st.builds(Put, KEYS, st.binary(max_size=2), EXPECT),
     st.builds(Delete, KEYS, EXPECT),
+    st.builds(Truncate, st.sampled_from(["l1", "l2"]), st.integers(0, 6)),
 )
 WRITES = st.tuples(
     st.lists(OPS, min_size=1, max_size=4),
@@ -713,7 +714,9 @@ async def run_program(store: Store, clock: FakeClock, steps: list[tuple[str, obj
         else:
             assert isinstance(arg, float)
             clock.advance(arg)
-    seen.append(repr(await store.read("l1", 0, 100) + await store.read("l2", 0, 100)))
+    for log in ("l1", "l2"):
+        floor, high = await store.floor(log), await store.high_water(log)
+        seen.append(repr((floor, high, await store.read(log, floor, 100))))
     seen.append(repr((await store.scan(""), await store.leases(""))))
     seen.append(repr(sorted((await store.get_many(["c", "a", "b", "none"])).items())))
     return seen
