@@ -171,9 +171,11 @@ class Partition(Actor[PartitionMsg]):
                                   msg.token, extra)
         if not reply.refused:
             result = self.last_write
-            for op in extra:
-                if isinstance(op, Truncate):
-                    self.floors[op.log] = result.floors[op.log]
+            for log, floor in result.floors.items():
+                self.floors[log] = floor
+                ages = self.ages[log]
+                while ages and ages[0][0] <= floor:
+                    ages.popleft()
             self.ages[self.commits_log].append((result.first_seqs[self.commits_log] + 1,
                                                 self.runtime.now()))
             self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
@@ -188,14 +190,13 @@ class Partition(Actor[PartitionMsg]):
         caps = {self.log_name: next_chunk, self.commits_log: None}
         ops: list[Truncate] = []
         for log, cap in caps.items():
-            ages = self.ages[log]
             target = self.floors[log]
-            while ages and ages[0][1] <= cutoff:
-                end = ages[0][0] if cap is None else min(ages[0][0], cap)
-                target = max(target, end)
-                if end < ages[0][0]:
+            for end, at in self.ages[log]:  # dropped from ages once the truncation commits
+                if at > cutoff:
+                    break
+                target = max(target, end if cap is None else min(end, cap))
+                if cap is not None and end > cap:
                     break  # the rest of this span is not yet committed
-                ages.popleft()
             if target > self.floors[log]:
                 await audit_before_truncating(self.runtime.store, self.job.audit, log,
                                               self.floors[log], target)
