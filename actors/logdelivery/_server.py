@@ -14,8 +14,8 @@ failing store call is answered the same way (``unavailable``) and leaves
 the cached state untouched, because cached state changes only after the
 write that records it succeeded.
 
-Retention (``_retention``): after appends, acks and session creation (at
-most every ``_RETAIN_EVERY`` seconds) the server truncates the log below
+Retention (``_retention``, ``_retainer``): after appends, acks and session
+creation (at most every ``RETAIN_EVERY`` seconds) the server truncates the log below
 what its ``LogRetention`` lets go and deletes sessions expired for one more
 TTL, handing both to its audit first. A read of a session whose next record
 is gone is refused with ``RecordsTruncated`` (the new floor); ``earliest``
@@ -63,14 +63,8 @@ from actors.logdelivery._messages import (
     SessionCreated,
     SessionInfo,
 )
-from actors.logdelivery._retention import (
-    LogRetention,
-    RetentionClock,
-    entry_bytes,
-    recovered_clock,
-    session_deletion,
-    truncated,
-)
+from actors.logdelivery._retainer import Retainer, SessionView
+from actors.logdelivery._retention import LogRetention, truncated
 from actors.logdelivery._state import (
     DeadLetter,
     ReadPlan,
@@ -80,8 +74,8 @@ from actors.logdelivery._state import (
     plan_read,
 )
 from runtime import Actor, ConflictError, StoreError
-from runtime.scenario import Audit, audit_before_truncating
-from runtime.store import Append, Delete, LogEntry, Put, Store, Truncate
+from runtime.scenario import Audit
+from runtime.store import Append, LogEntry, Put, Store
 
 ReadObserver = Callable[[str, ReadPlan], None]
 """Called after a read's new session state is durable, in the order reads were served."""
@@ -89,8 +83,6 @@ ReadObserver = Callable[[str, ReadPlan], None]
 _encode = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder(SessionState).decode
 _decode_dead = msgspec.msgpack.Decoder(DeadLetter).decode
-_RETAIN_EVERY = 0.25
-"""Seconds (wall) between retention passes: each looks at every session of the log."""
 
 
 class _Session:
@@ -121,12 +113,7 @@ class LogServer(Actor[LogServerMsg]):
         self.sessions: dict[str, _Session] = {}
         self.waiters: dict[str, dict[asyncio.Future[None], None]] = {}
         self.high_water = 0
-        self.retention = retention or LogRetention()
-        self.audit = audit
-        self.retention_clock = RetentionClock(0)
-        self.session_ids: set[str] = set()
-        """Every session of the log in the store (the cache may hold fewer)."""
-        self._retained_at = float("-inf")
+        self.retainer = Retainer(log, retention or LogRetention(), audit)
 
     @property
     def store(self) -> Store:
@@ -140,10 +127,7 @@ class LogServer(Actor[LogServerMsg]):
         the store, sessions are reloaded from it when first used (their ids now)."""
         store = self.store
         self.high_water = await store.high_water(self.records_log)
-        self.retention_clock = await recovered_clock(
-            store, self.records_log, self.retention, self.high_water, self.wall())
-        prefix = keys.session_prefix(self.log_name)
-        self.session_ids = {key[len(prefix):] for key, _ in await store.scan(prefix)}
+        await self.retainer.recover(store, self.high_water, self.wall())
 
     async def stopped(self) -> None:
         """Wake every parked reader: it asks again and reaches the next incarnation."""
@@ -188,8 +172,7 @@ class LogServer(Actor[LogServerMsg]):
         self.cache.appended(first, [LogEntry(first + i, key, payload)
                                     for i, (key, payload) in enumerate(entries)])
         self.high_water = first + len(entries)
-        self.retention_clock.appended(self.high_water, self.wall(), entry_bytes(
-            [LogEntry(0, key, payload) for key, payload in entries]))
+        self.retainer.appended(self.high_water, self.wall(), entries)
         for session in list(self.waiters):
             self._wake(session)
         await self._retain()
@@ -209,7 +192,7 @@ class LogServer(Actor[LogServerMsg]):
     async def _create(self, msg: CreateSession) -> SessionCreated:
         check_session_settings(msg.ack_wait, msg.max_in_flight, msg.max_deliveries, msg.ttl)
         start = msg.start
-        floor = self.retention_clock.floor
+        floor = self.retainer.floor
         if start == "earliest":
             start_seq = floor
         elif start == "latest":
@@ -231,7 +214,7 @@ class LogServer(Actor[LogServerMsg]):
         key = keys.session_key(self.log_name, session)
         result = await self.store.write([Put(key, _encode(state), expect_version=0)])
         self.sessions[session] = _Session(state, result.versions[key])
-        self.session_ids.add(session)
+        self.retainer.session_ids.add(session)
         self.runtime.trace.record(self.runtime.now(), "session_created", self.name,
                                   f"{session} at {start_seq}")
         await self._retain()
@@ -293,9 +276,9 @@ class LogServer(Actor[LogServerMsg]):
         s = await self._live(msg.session, now)
         if not isinstance(msg.max_records, int) or msg.max_records < 1:
             raise BadRequest(f"max_records must be an integer >= 1, got {msg.max_records!r}")
-        if s.state.floor < self.retention_clock.floor:
+        if s.state.floor < self.retainer.floor:
             raise truncated(self.log_name, f"session {msg.session}'s next record, seq "
-                            f"{s.state.floor},", self.retention_clock.floor)
+                            f"{s.state.floor},", self.retainer.floor)
         plan = plan_read(s.state, high_water=self.high_water, max_records=msg.max_records,
                          now=now)
         if not plan.changed:
@@ -360,48 +343,21 @@ class LogServer(Actor[LogServerMsg]):
     # -- retention -------------------------------------------------------------
 
     async def _retain(self) -> None:
-        """One retention pass, at most every ``_RETAIN_EVERY`` s (see the module)."""
-        now = self.wall()
-        if now - self._retained_at < _RETAIN_EVERY:
-            return
-        self._retained_at = now
-        with contextlib.suppress(StoreError):  # nothing was applied; the next pass retries
-            await self._retain_now(now)
+        """A retention pass, if one is due (``_retainer``); a failed one is retried later."""
+        with contextlib.suppress(StoreError):
+            deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
+                                              self._view)
+            for session in deleted:
+                self.sessions.pop(session, None)
+                self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,
+                                          session)
 
-    async def _retain_now(self, now: float) -> None:
-        floors: list[int] = []
-        ops: list[Put | Delete | Append | Truncate] = []
-        doomed: list[str] = []
-        for session in sorted(self.session_ids):
-            try:
-                s = await self._load(session)
-            except SessionNotFound:  # deleted by an earlier incarnation's last pass
-                self.session_ids.discard(session)
-                continue
-            last = max(s.state.last_active, s.touched)
-            if not (s.state.expired or now > last + s.state.ttl):
-                floors.append(s.state.floor)
-            elif now > last + 2 * s.state.ttl:
-                doomed.append(session)
-                ops += await session_deletion(self.store, self.audit, self.log_name, session,
-                                              _encode(s.state), s.version)
-        clock = self.retention_clock
-        target = clock.target(self.retention, now, floors if self.retention.acked else None)
-        target = min(target, self.high_water)
-        if target > clock.floor:
-            await audit_before_truncating(self.store, self.audit, self.records_log,
-                                          clock.floor, target)
-            ops.append(Truncate(self.records_log, target))
-        if not ops:
-            return
-        result = await self.store.write(ops)
-        for session in doomed:
-            self.session_ids.discard(session)
-            self.sessions.pop(session, None)
-            self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name, session)
-        if self.records_log in result.floors:
-            clock.truncated(result.floors[self.records_log])
-
+    async def _view(self, session: str) -> SessionView | None:
+        try:
+            s = await self._load(session)
+        except SessionNotFound:
+            return None
+        return s.state, s.version, max(s.state.last_active, s.touched)
 
     # -- inspection ---------------------------------------------------------------
 
