@@ -97,9 +97,9 @@ def test_acked_retention_drops_what_every_live_session_settled() -> None:
     sim(main)
 
 
-def test_bytes_retention_keeps_the_newest_appends_within_the_limit() -> None:
+def test_bytes_retention_keeps_the_newest_appends_within_the_limit(tmp_path: Path) -> None:
     async def main() -> None:
-        async with Runtime(store="sqlite:///" + str(tmp / "log.db")) as rt:
+        async with Runtime(store=f"sqlite:///{tmp_path / 'log.db'}") as rt:
             service = LogService(rt, defaults=SETTINGS, retention=LogRetention(bytes=300))
             log = await service.log("orders")
             size = sum(len(k) + len(p) for k, p in entries(0, 10))
@@ -111,10 +111,7 @@ def test_bytes_retention_keeps_the_newest_appends_within_the_limit() -> None:
             assert await rt.store.floor(keys.records_log("orders")) == 40
             await service.close()
 
-    import tempfile
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        sim(main)
+    sim(main)
 
 
 def test_expired_sessions_answer_expired_then_are_deleted_with_their_dead_letters() -> None:

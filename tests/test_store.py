@@ -611,8 +611,11 @@ async def test_the_wal_stays_bounded_under_writes_without_pause(
                                    for j in range(4)])
             largest = max(largest, wal.stat().st_size)
         assert await store.high_water("log0") == 300 * 20
-    # 300 x 4 x 20 x 200 bytes is ~5 MB of entries; 64 pages is 256 KiB
-    assert largest < 2_000_000, largest
+    # 300 x 4 x 20 x 200 bytes is ~5 MB of entries; 64 pages is 256 KiB. While the
+    # background checkpoint runs, an inline one is skipped, so on a loaded machine the
+    # WAL overshoots for a while (2.2 MB seen during the full suite): an unbounded WAL
+    # would pass 5 MB.
+    assert largest < 3_000_000, largest
     assert not any(t.name.startswith("checkpoint ") for t in threading.enumerate())
 
 
