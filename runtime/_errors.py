@@ -86,6 +86,19 @@ class ConflictError(StoreError):
     """A compare-and-set write named a version that is no longer current."""
 
 
+class LogTruncated(StoreError):
+    """A read asked for entries below a log's floor: ``truncate`` dropped them."""
+
+    def __init__(self, log: str, from_seq: int, floor: int) -> None:
+        super().__init__(
+            f"log {log!r} is truncated below seq {floor}: entries from seq {from_seq} "
+            f"are gone (the first live entry is {floor})"
+        )
+        self.log = log
+        self.from_seq = from_seq
+        self.floor = floor
+
+
 class LeaseLost(ShardlineError):
     """The caller no longer holds the lease it acted under."""
 

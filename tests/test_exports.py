@@ -23,6 +23,7 @@ RUNTIME_API = [
     "FaultInjector",
     "InjectedFault",
     "LeaseLost",
+    "LogTruncated",
     "MailboxFull",
     "Message",
     "NameTaken",
@@ -86,7 +87,7 @@ def test_every_error_is_a_shardline_error() -> None:
     errors = [getattr(runtime, n) for n in RUNTIME_API
               if isinstance(getattr(runtime, n), type)
               and issubclass(getattr(runtime, n), BaseException)]
-    assert len(errors) == 14
+    assert len(errors) == 15
     assert all(issubclass(e, runtime.ShardlineError) for e in errors)
 
 

@@ -307,3 +307,23 @@ def test_a_user_deploy_model_without_truth_reports_verdicts_without_judging_them
     asked = _write(tmp_path, text[:start] + "[expect]\nbad_rejected = true\n", "asked.toml")
     assert_bad_file_refused("validate", asked, "expect.truth",
                             ["has no built-in ground truth", "config_a"], tmp_path, capsys)
+
+
+@pytest.mark.parametrize(("shipped", "old", "new", "field", "expected"), [
+    ("stream_quickstart.toml", "[stream]", '[stream]\nretention = "soon"', "stream.retention",
+     "expected a duration"),
+    ("log_quickstart.toml", "[log]", "[log]\nretention = { bytes = 0 }", "log.retention.bytes",
+     ">= 1"),
+    ("log_quickstart.toml", "[log]", '[log]\nretention = { tme = "1h" }', "log.retention",
+     "tme"),
+    ("log_quickstart.toml", "[log]", '[log]\nretention = { acked = "yes" }',
+     "log.retention.acked", "bool"),
+])
+def test_bad_retention_settings_are_refused_naming_the_field(
+    shipped: str, old: str, new: str, field: str, expected: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = _shipped(shipped)
+    assert old in text
+    path = _write(tmp_path, text.replace(old, new, 1))
+    assert_bad_file_refused("validate", path, field, [expected], tmp_path, capsys)

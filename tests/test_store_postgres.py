@@ -145,7 +145,7 @@ async def test_schema_is_created_in_the_named_schema_with_a_version_row(
     url = postgres_server.url("orders_store")
     async with await open_store(url, clock=time.time) as store:
         await store.write([Put("k", b"v")])
-    assert postgres_server.psql('SELECT schema_version FROM "orders_store".meta').strip() == "1"
+    assert postgres_server.psql('SELECT schema_version FROM "orders_store".meta').strip() == "2"
     assert catalog(postgres_server, "orders_store") == (
         "leases=0,log_entries=0,logs=0,meta=1,records=1")
     async with await open_store(url, clock=time.time) as again:  # reopened as it is
@@ -157,7 +157,7 @@ async def test_schema_is_created_in_the_named_schema_with_a_version_row(
 
 
 @pytest.mark.parametrize(("tamper", "expected"), [
-    ("UPDATE {s}.meta SET schema_version = 2", ["schema version 2", "newer"]),
+    ("UPDATE {s}.meta SET schema_version = 3", ["schema version 3", "newer"]),
     ("UPDATE {s}.meta SET schema_version = 0", ["schema version 0"]),
     ("DELETE FROM {s}.meta", ["no version row"]),
     ("DROP TABLE {s}.meta", ["not a Shardline store"]),
@@ -297,3 +297,18 @@ def test_missing_server_binaries_fail_loudly(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_postgres.glob, "glob", lambda pattern: [])
     with pytest.raises(_postgres.PostgresUnavailable, match="apt-get install postgresql"):
         _postgres.ThrowawayPostgres()
+
+
+async def test_a_version_1_schema_is_upgraded_in_place_with_its_entries(
+    postgres_server: ThrowawayPostgres,
+) -> None:
+    url = postgres_server.url("before_floors")
+    async with await open_store(url, clock=time.time) as store:
+        await store.append("log", [("a", b"1"), ("b", b"2")])
+    postgres_server.psql('ALTER TABLE "before_floors".logs DROP COLUMN floor; '
+                         'UPDATE "before_floors".meta SET schema_version = 1')
+    async with await open_store(url, clock=time.time) as store:
+        assert (await store.floor("log"), await store.high_water("log")) == (0, 2)
+        assert await store.truncate("log", 1) == 1
+        assert [e.key for e in await store.read("log", 1, 10)] == ["b"]
+    assert postgres_server.psql('SELECT schema_version FROM "before_floors".meta').strip() == "2"

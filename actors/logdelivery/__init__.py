@@ -20,6 +20,7 @@ from actors.logdelivery._errors import (
     LogDeliveryError,
     LogUnavailable,
     NotDelivered,
+    RecordsTruncated,
     SessionExpired,
     SessionNotFound,
     TooLarge,
@@ -35,6 +36,7 @@ from actors.logdelivery._messages import (
     SessionCreated,
     SessionInfo,
 )
+from actors.logdelivery._retention import LogRetention
 from actors.logdelivery._server import LogServer
 from actors.logdelivery._state import DeadLetter
 from actors.logdelivery._system import SYSTEM, LogSystem
@@ -50,12 +52,14 @@ __all__ = [
     "LogConfig",
     "LogDeliveryError",
     "LogExpect",
+    "LogRetention",
     "LogServer",
     "LogService",
     "LogSystem",
     "LogUnavailable",
     "NotDelivered",
     "ReadResult",
+    "RecordsTruncated",
     "SessionCreated",
     "SessionExpired",
     "SessionInfo",

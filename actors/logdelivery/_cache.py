@@ -5,13 +5,16 @@ so each block is read from the store once (or kept from the append) and
 served to every session from memory. A cached block always holds its
 entries from the block start, contiguously, up to the log's high water; the
 server is the log's only writer, so appends extend the tail block in place.
-Least recently used blocks are dropped past ``capacity`` records.
+Least recently used blocks are dropped past ``capacity`` records. A block
+whose start retention has truncated is not cached: what is left of it is
+read from the store as asked.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from runtime import LogTruncated
 from runtime.store import LogEntry, Store
 
 BLOCK = 1024
@@ -51,12 +54,17 @@ class EntryCache:
             want = min(BLOCK - offset, end - seq)
             if entries is None or len(entries) < offset + want:
                 self.misses += 1
-                entries = await store.read(self.log, block * BLOCK, BLOCK)
+                try:
+                    entries = await store.read(self.log, block * BLOCK, BLOCK)
+                except LogTruncated:  # the block's start is gone; the rest is not cached
+                    entries = await store.read(self.log, seq, want)
+                    offset = 0
                 if len(entries) < offset + want:
                     raise LookupError(
                         f"log {self.log!r} holds {block * BLOCK + len(entries)} entries; "
                         f"seq {seq + want - 1} was expected to exist")
-                self._put(block, entries)
+                if entries[0].seq == block * BLOCK:
+                    self._put(block, entries)
             else:
                 self.hits += 1
                 self._blocks.move_to_end(block)

@@ -31,10 +31,9 @@ from actors.logdelivery import _keys as keys
 from actors.logdelivery._config import LogConfig
 from actors.logdelivery._state import DeadLetter, SessionState
 from actors.logdelivery._workload import Batch, Journal
-from runtime.scenario import InvariantResult
+from runtime.scenario import Audit, InvariantResult, read_whole_log
 from runtime.store import LogEntry, Store
 
-_PAGE = 10_000
 decode_state = msgspec.msgpack.Decoder(SessionState).decode
 _decode_dead = msgspec.msgpack.Decoder(DeadLetter).decode
 
@@ -45,13 +44,9 @@ def show(items: Iterable[object], limit: int = 3) -> str:
     return ", ".join(str(i) for i in listed[:limit]) + more
 
 
-async def read_log(store: Store, log: str) -> list[LogEntry]:
-    out: list[LogEntry] = []
-    while True:
-        page = await store.read(log, len(out), _PAGE)
-        out.extend(page)
-        if len(page) < _PAGE:
-            return out
+async def read_log(store: Store, log: str, audit: Audit | None = None) -> list[LogEntry]:
+    """Every entry of ``log`` from seq 0, what retention truncated from ``audit``."""
+    return await read_whole_log(store, audit, log)
 
 
 class Durable(msgspec.Struct):
@@ -66,16 +61,21 @@ class Durable(msgspec.Struct):
         return len(self.entries)
 
 
-async def load_durable(store: Store, log: str, sessions: list[str]) -> Durable:
+async def load_durable(store: Store, log: str, sessions: list[str],
+                       audit: Audit | None = None) -> Durable:
+    """The log, the sessions' states and dead letters; what retention dropped (records,
+    deleted sessions) from ``audit``."""
     states: dict[str, SessionState] = {}
     dead: dict[str, list[DeadLetter]] = {}
     for session in sessions:
-        found = await store.get(keys.session_key(log, session))
-        if found is not None:
-            states[session] = decode_state(found.value)
+        key = keys.session_key(log, session)
+        found = await store.get(key)
+        value = found.value if found is not None else audit.value(key) if audit else None
+        if value is not None:
+            states[session] = decode_state(value)
         dead[session] = [_decode_dead(e.payload) for e in
-                         await read_log(store, keys.dead_letter_log(log, session))]
-    return Durable(await read_log(store, keys.records_log(log)), states, dead)
+                         await read_log(store, keys.dead_letter_log(log, session), audit)]
+    return Durable(await read_log(store, keys.records_log(log), audit), states, dead)
 
 
 def dead_seqs(dead: list[DeadLetter]) -> set[int]:

@@ -20,7 +20,7 @@ server restart or store failure is ``LogUnavailable`` (retry later).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from actors.logdelivery import _keys as keys
 from actors.logdelivery._errors import (
@@ -54,9 +54,11 @@ from actors.logdelivery._messages import (
     SessionCreated,
     SessionInfo,
 )
+from actors.logdelivery._retention import LogRetention
 from actors.logdelivery._server import LogServer, ReadObserver
 from actors.logdelivery._state import DeadLetter
 from runtime import ActorRef, Backoff, Runtime, ShardlineError, Supervisor
+from runtime.scenario import Audit
 
 
 class LogClient:
@@ -80,7 +82,7 @@ class LogClient:
         except ShardlineError as exc:  # stopped, restarting, timed out, store down
             raise LogUnavailable(f"log {self.log!r}: {exc}") from exc
         if isinstance(reply, Refusal):
-            raise ERRORS.get(reply.code, LogUnavailable)(reply.detail)
+            raise ERRORS.get(reply.code, LogUnavailable)(reply.detail, **reply.fields)
         return reply
 
     async def append(self, entries: Sequence[tuple[str, bytes]]) -> Appended:
@@ -216,8 +218,13 @@ class LogService:
     def __init__(self, rt: Runtime, *, defaults: SessionSettings | None = None,
                  cache_records: int = 262_144, ask_timeout: float = 30.0,
                  observer: ReadObserver | None = None, name: str = "logdelivery",
-                 restart_backoff: Backoff | None = None, max_logs: int = 1000) -> None:
+                 restart_backoff: Backoff | None = None, max_logs: int = 1000,
+                 retention: LogRetention | Mapping[str, LogRetention] | None = None,
+                 audit: Audit | None = None) -> None:
         self.rt = rt
+        self.retention = retention
+        """One ``LogRetention`` for every log, or one per log name (others: the default)."""
+        self.audit = audit
         self.defaults = defaults or SessionSettings()
         self.cache_records = cache_records
         self.ask_timeout = ask_timeout
@@ -234,6 +241,12 @@ class LogService:
     def server_name(log: str) -> str:
         """The actor name of a log's server (what fault plans target)."""
         return f"logserver.{log}"
+
+    def retention_of(self, log: str) -> LogRetention:
+        """What log ``log`` keeps (``_retention``)."""
+        if isinstance(self.retention, LogRetention):
+            return self.retention
+        return (self.retention or {}).get(log, LogRetention())
 
     def serves(self, name: str) -> bool:
         """Whether log ``name``'s server was started here (it counts against ``max_logs``)."""
@@ -269,6 +282,7 @@ class LogService:
         try:
             return await self._supervisor.spawn_retrying(
                 LogServer, log, cache_records=self.cache_records, observer=self.observer,
+                retention=self.retention_of(log), audit=self.audit,
                 name=self.server_name(log), backoff=self.restart_backoff,
                 attempts=_START_ATTEMPTS)
         except ShardlineError as exc:

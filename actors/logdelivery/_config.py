@@ -10,6 +10,7 @@ ack_wait = "1s"            # deadline before an unacked record is redelivered
 max_in_flight = 1000       # unacked records per session
 max_deliveries = 5         # deliveries before a record is dead-lettered (0: no limit)
 session_ttl = "30s"        # idle time before a session expires
+retention = { time = "24h" }  # what the log keeps (also bytes = N, acked = true)
 ```
 
 Faults (``[[faults]]``): ``crash`` / ``pause`` on ``reader.*`` (a reader dies
@@ -38,6 +39,7 @@ from actors.logdelivery._limits import (
     MAX_READ_RECORDS,
     check_session_settings,
 )
+from actors.logdelivery._retention import LogRetention
 from runtime.scenario import Duration, bound_problems
 
 
@@ -68,10 +70,13 @@ class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ask_timeout: Duration = Duration(30.0)
     retry_delay: Duration = Duration(0.05)
     """Pause before a reader or the producer retries after the server was unavailable."""
+    retention: LogRetention = LogRetention()
+    """What the log keeps (``_retention``): by default 24 h of records."""
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
         found = bound_problems(self)
+        found += self.retention.problems()
         if self.append_batch * self.payload_bytes > MAX_BODY_BYTES:
             found.append(("append_batch", f"an append of {self.append_batch} records of "
                           f"{self.payload_bytes} bytes exceeds {MAX_BODY_BYTES} bytes; lower "

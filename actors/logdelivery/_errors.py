@@ -18,9 +18,12 @@ class LogDeliveryError(ShardlineError):
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, **fields: int) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.fields = fields
+        """Extra values a client can act on (``floor`` of ``RecordsTruncated``), sent in
+        the HTTP body beside ``error`` and ``detail``."""
 
 
 class BadRequest(LogDeliveryError, ValueError):
@@ -58,6 +61,18 @@ class SessionExpired(LogDeliveryError):
     status = 410
 
 
+class RecordsTruncated(LogDeliveryError):
+    """The session's next record was dropped by the log's retention; ``floor`` is the
+    first record the log still has (create a session from there)."""
+
+    code = "truncated"
+    status = 410
+
+    @property
+    def floor(self) -> int:
+        return self.fields.get("floor", 0)
+
+
 class TooLarge(LogDeliveryError):
     """A request body, batch or record exceeds the server's bounds."""
 
@@ -75,6 +90,6 @@ class LogUnavailable(LogDeliveryError):
 ERRORS: dict[str, type[LogDeliveryError]] = {
     cls.code: cls
     for cls in (BadRequest, Unauthorized, SessionNotFound, NotDelivered, SessionExpired,
-                TooLarge, LogUnavailable)
+                RecordsTruncated, TooLarge, LogUnavailable)
 }
 """Error class by code, to rebuild a refusal on the client side."""

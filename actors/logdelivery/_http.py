@@ -14,7 +14,9 @@
 
 Every error is ``{"error": code, "detail": text}`` with 400 (malformed),
 401 (token), 404 (unknown session or route), 409 (ack of a record never
-delivered, or not that many times), 410 (session expired), 413 (body, batch or record too large)
+delivered, or not that many times), 410 (session expired, or ``truncated``: the
+session's next record was dropped by retention; the body's ``floor`` is the
+log's first record now), 413 (body, batch or record too large)
 or 503 (store failure or server restart: retry). A request is validated
 completely before it reaches a log server, so a malformed one changes
 nothing and cannot disturb another session.
@@ -85,8 +87,9 @@ def json_response(body: object, status: int = 200) -> Response:
     return Response(_json.encode(body), status_code=status, media_type="application/json")
 
 
-def error_response(status: int, code: str, detail: str) -> Response:
-    return json_response({"error": code, "detail": detail}, status)
+def error_response(status: int, code: str, detail: str,
+                   fields: dict[str, int] | None = None) -> Response:
+    return json_response({"error": code, "detail": detail, **(fields or {})}, status)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -246,7 +249,7 @@ class BearerAuth:
 
 async def _on_log_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LogDeliveryError)
-    return error_response(exc.status, exc.code, exc.detail)
+    return error_response(exc.status, exc.code, exc.detail, exc.fields)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:

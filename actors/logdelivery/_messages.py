@@ -150,6 +150,7 @@ class Refusal(msgspec.Struct, frozen=True):
 
     code: str
     detail: str
+    fields: dict[str, int] = {}
 
 
 @dataclass(slots=True)

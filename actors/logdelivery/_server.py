@@ -14,6 +14,14 @@ failing store call is answered the same way (``unavailable``) and leaves
 the cached state untouched, because cached state changes only after the
 write that records it succeeded.
 
+Retention (``_retention``, ``_retainer``): after appends, acks and session
+creation (at most every ``RETAIN_EVERY`` seconds) the server truncates the log below
+what its ``LogRetention`` lets go and deletes sessions expired for one more
+TTL, handing both to its audit first. A read of a session whose next record
+is gone is refused with ``RecordsTruncated`` (the new floor); ``earliest``
+is the log's floor. A failed retention write changes nothing and is retried
+next time; it never fails the request that triggered it.
+
 Waiting readers do not poll: a read with nothing to hand out is answered
 with ``Parked``, one future per reader, resolved when records are appended
 or the session's records are acknowledged (or the server stops), and a hint
@@ -55,6 +63,8 @@ from actors.logdelivery._messages import (
     SessionCreated,
     SessionInfo,
 )
+from actors.logdelivery._retainer import Retainer, SessionView
+from actors.logdelivery._retention import LogRetention, truncated
 from actors.logdelivery._state import (
     DeadLetter,
     ReadPlan,
@@ -64,6 +74,7 @@ from actors.logdelivery._state import (
     plan_read,
 )
 from runtime import Actor, ConflictError, StoreError
+from runtime.scenario import Audit
 from runtime.store import Append, LogEntry, Put, Store
 
 ReadObserver = Callable[[str, ReadPlan], None]
@@ -91,7 +102,8 @@ class LogServer(Actor[LogServerMsg]):
     mailbox_capacity = 4096
 
     def __init__(self, log: str, *, cache_records: int = 262_144,
-                 observer: ReadObserver | None = None) -> None:
+                 observer: ReadObserver | None = None, retention: LogRetention | None = None,
+                 audit: Audit | None = None) -> None:
         if not keys.valid_log_name(log):
             raise ValueError(f"log name {log!r} must match {keys.LOG_NAME.pattern}")
         self.log_name = log
@@ -101,6 +113,7 @@ class LogServer(Actor[LogServerMsg]):
         self.sessions: dict[str, _Session] = {}
         self.waiters: dict[str, dict[asyncio.Future[None], None]] = {}
         self.high_water = 0
+        self.retainer = Retainer(log, retention or LogRetention(), audit)
 
     @property
     def store(self) -> Store:
@@ -110,9 +123,11 @@ class LogServer(Actor[LogServerMsg]):
         return self.runtime.clock.wall()
 
     async def recover(self) -> None:
-        """Nothing is trusted from before a restart: the high water comes from the store,
-        sessions are reloaded from it when first used."""
-        self.high_water = await self.store.high_water(self.records_log)
+        """Nothing is trusted from before a restart: the high water and floor come from
+        the store, sessions are reloaded from it when first used (their ids now)."""
+        store = self.store
+        self.high_water = await store.high_water(self.records_log)
+        await self.retainer.recover(store, self.high_water, self.wall())
 
     async def stopped(self) -> None:
         """Wake every parked reader: it asks again and reaches the next incarnation."""
@@ -135,7 +150,7 @@ class LogServer(Actor[LogServerMsg]):
                 case ReadDeadLetters():
                     return await self._dead_letters(msg)
         except LogDeliveryError as exc:
-            return Refusal(exc.code, exc.detail)
+            return Refusal(exc.code, exc.detail, exc.fields)
         except ConflictError as exc:
             # Another writer changed a session behind our back: trust the store again.
             self.sessions.pop(getattr(msg, "session", ""), None)
@@ -157,8 +172,10 @@ class LogServer(Actor[LogServerMsg]):
         self.cache.appended(first, [LogEntry(first + i, key, payload)
                                     for i, (key, payload) in enumerate(entries)])
         self.high_water = first + len(entries)
+        self.retainer.appended(self.high_water, self.wall(), entries)
         for session in list(self.waiters):
             self._wake(session)
+        await self._retain()
         await self.fault_point("after an append was committed, before replying")
         return Appended(first, len(entries))
 
@@ -175,12 +192,15 @@ class LogServer(Actor[LogServerMsg]):
     async def _create(self, msg: CreateSession) -> SessionCreated:
         check_session_settings(msg.ack_wait, msg.max_in_flight, msg.max_deliveries, msg.ttl)
         start = msg.start
+        floor = self.retainer.floor
         if start == "earliest":
-            start_seq = 0
+            start_seq = floor
         elif start == "latest":
             start_seq = self.high_water
         elif isinstance(start, int) and not isinstance(start, bool) and start >= 0:
             start_seq = start
+            if start < floor:
+                raise truncated(self.log_name, f"a session from seq {start}", floor)
         else:
             raise BadRequest(
                 f"start must be 'earliest', 'latest' or a sequence number >= 0, got {start!r}")
@@ -194,8 +214,10 @@ class LogServer(Actor[LogServerMsg]):
         key = keys.session_key(self.log_name, session)
         result = await self.store.write([Put(key, _encode(state), expect_version=0)])
         self.sessions[session] = _Session(state, result.versions[key])
+        self.retainer.session_ids.add(session)
         self.runtime.trace.record(self.runtime.now(), "session_created", self.name,
                                   f"{session} at {start_seq}")
+        await self._retain()
         return SessionCreated(session, start_seq)
 
     async def _load(self, session: str) -> _Session:
@@ -207,7 +229,8 @@ class LogServer(Actor[LogServerMsg]):
                                   "(a session id is 32 lowercase hex digits)")
         found = await self.store.get(keys.session_key(self.log_name, session))
         if found is None:
-            raise SessionNotFound(f"log {self.log_name!r} has no session {session!r}")
+            raise SessionNotFound(f"log {self.log_name!r} has no session {session!r} (an "
+                                  "expired session is deleted one ttl after it expired)")
         loaded = _Session(_decode_state(found.value), found.version)
         self.sessions[session] = loaded
         return loaded
@@ -253,6 +276,9 @@ class LogServer(Actor[LogServerMsg]):
         s = await self._live(msg.session, now)
         if not isinstance(msg.max_records, int) or msg.max_records < 1:
             raise BadRequest(f"max_records must be an integer >= 1, got {msg.max_records!r}")
+        if s.state.floor < self.retainer.floor:
+            raise truncated(self.log_name, f"session {msg.session}'s next record, seq "
+                            f"{s.state.floor},", self.retainer.floor)
         plan = plan_read(s.state, high_water=self.high_water, max_records=msg.max_records,
                          now=now)
         if not plan.changed:
@@ -306,12 +332,32 @@ class LogServer(Actor[LogServerMsg]):
         if acked:
             await self._save(msg.session, s, state)
             self._wake(msg.session)  # room under max_in_flight for a waiting reader
+            await self._retain()
         else:
             await self._touch(msg.session, s, now)
         if superseded:
             self.runtime.trace.record(self.runtime.now(), "ack_superseded", self.name,
                                       f"{msg.session} {len(superseded)} records")
         return Acked(acked, state.floor, state.in_flight_count, superseded)
+
+    # -- retention -------------------------------------------------------------
+
+    async def _retain(self) -> None:
+        """A retention pass, if one is due (``_retainer``); a failed one is retried later."""
+        with contextlib.suppress(StoreError):
+            deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
+                                              self._view)
+            for session in deleted:
+                self.sessions.pop(session, None)
+                self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,
+                                          session)
+
+    async def _view(self, session: str) -> SessionView | None:
+        try:
+            s = await self._load(session)
+        except SessionNotFound:
+            return None
+        return s.state, s.version, max(s.state.last_active, s.touched)
 
     # -- inspection ---------------------------------------------------------------
 

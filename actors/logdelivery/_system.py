@@ -11,13 +11,15 @@ from actors.logdelivery import _checks as checks
 from actors.logdelivery import _keys as keys
 from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._config import LogConfig, LogExpect
-from actors.logdelivery._errors import LogUnavailable, SessionExpired
+from actors.logdelivery._errors import LogUnavailable, SessionExpired, SessionNotFound
 from actors.logdelivery._limits import SessionSettings
 from actors.logdelivery._observation import LogProbe
 from actors.logdelivery._state import SessionState
 from actors.logdelivery._workload import Journal, Workload
 from runtime import ActorStatistics, Runtime
 from runtime.scenario import (
+    Audit,
+    FileAudit,
     InvariantResult,
     MetricValue,
     ScenarioContext,
@@ -118,8 +120,9 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
         journal = Journal()
         defaults = SessionSettings(config.ack_wait, config.max_in_flight, config.max_deliveries,
                                    config.session_ttl)
+        audit = FileAudit(ctx.out_dir / "audit" / f"log-{log_name}.msgpack")
         service = LogService(rt, defaults=defaults, ask_timeout=config.ask_timeout,
-                             observer=journal.observe)
+                             observer=journal.observe, retention=config.retention, audit=audit)
         workload = Workload(rt, config, await _open_log(rt, service, log_name, config),
                             journal)
         resumed = await _resumed_sessions(store, log_name)
@@ -156,9 +159,9 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             producer.cancel()
         elif (failure := producer.exception()) is not None:
             raise failure
-        expired = await self._expire_idle(workload, idle, idle_touched, config, ctx)
+        expired = await self._expire_idle(workload, idle, idle_touched, config, ctx, audit)
         await service.close()
-        durable = await checks.load_durable(store, log_name, sessions)
+        durable = await checks.load_durable(store, log_name, sessions, audit)
         client_restarts = _restarts(stats, "reader.")
         invariants = [InvariantResult(
             "finished", settled, f"every session settled in {elapsed:.3f} s" if settled
@@ -218,8 +221,9 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
 
     @staticmethod
     async def _expire_idle(workload: Workload, idle: list[str], touched: float,
-                           config: LogConfig, ctx: ScenarioContext) -> int:
-        """Wait out the abandoned sessions' TTL, then each must answer 'expired'."""
+                           config: LogConfig, ctx: ScenarioContext, audit: Audit) -> int:
+        """Wait out the abandoned sessions' TTL, then each must answer 'expired' (or be
+        gone, deleted by retention, with its expired state in the audit)."""
         if not idle:
             return 0
         rt = ctx.rt
@@ -231,6 +235,9 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
                     await workload.log.read(session, 1, 0.0)
                 except SessionExpired:
                     expired += 1
+                except SessionNotFound:  # only an expired session is ever deleted
+                    if audit.value(keys.session_key(config.log, session)) is not None:
+                        expired += 1
                 except LogUnavailable:
                     await workload.retry_pause()
                     continue

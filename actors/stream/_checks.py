@@ -11,6 +11,10 @@
   deliveries came in sequence order.
 - ``no_stale_commit``: fencing tokens in each partition's commit log never
   go down (a write under a stale token was refused, never applied).
+
+Logs are read from seq 0: below a log's floor (what retention truncated)
+from the job's audit, from the floor up from the store. A truncated log
+without an audit of what it dropped fails the checks, naming the log.
 """
 
 from __future__ import annotations
@@ -24,22 +28,20 @@ from actors.stream import _keys as keys
 from actors.stream._destinations import CallableDestination
 from actors.stream._job import StreamJob
 from actors.stream._records import Batch, Chunk, CommitRecord, Record
-from runtime.scenario import InvariantResult
+from runtime import StoreError
+from runtime.scenario import InvariantResult, read_whole_log
 from runtime.store import without_faults
 
 _decode_commit = msgspec.msgpack.Decoder(CommitRecord).decode
 _decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
-_PAGE = 10_000
 
 
 async def _read_all(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
-    store = without_faults(job.rt.store)
-    out: list[tuple[int, str, bytes]] = []
-    while True:
-        page = await store.read(log, len(out), _PAGE)
-        out.extend((e.seq, e.key, e.payload) for e in page)
-        if len(page) < _PAGE:
-            return out
+    try:
+        entries = await read_whole_log(without_faults(job.rt.store), job.audit, log)
+    except StoreError as unreadable:
+        raise AssertionError(str(unreadable)) from None
+    return [(e.seq, e.key, e.payload) for e in entries]
 
 
 async def _read_records(job: StreamJob, log: str) -> list[tuple[int, str, bytes]]:
@@ -61,7 +63,19 @@ def _show(items: Iterable[object], limit: int = 3) -> str:
 
 
 async def check_stream(job: StreamJob, recorded: dict[str, Batch] | None) -> list[InvariantResult]:
-    """All three invariants; ``recorded`` holds this run's batches for callable destinations."""
+    """All three invariants; ``recorded`` holds this run's batches for callable destinations.
+
+    A log that cannot be read whole from seq 0 (a chunk out of place, entries
+    truncated and not audited) fails all three, naming the log.
+    """
+    try:
+        return await _check(job, recorded)
+    except AssertionError as unreadable:
+        return [InvariantResult(name, False, f"cannot check: {unreadable}")
+                for name in ("exactly_once", "order", "no_stale_commit")]
+
+
+async def _check(job: StreamJob, recorded: dict[str, Batch] | None) -> list[InvariantResult]:
     config = job.config
     logs = [await _read_records(job, keys.log_name(config.name, p))
             for p in range(config.partitions)]

@@ -22,6 +22,9 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     producer chunk of ``produce_chunk`` source items); a worker delivers less
     when less is there. ``lease_ttl`` may be shorter than a batch takes: the
     lease is renewed every ``lease_ttl / 3`` while the batch runs.
+    ``retention`` (default 24 h): a partition's chunks and commit records
+    older than this and behind the committed checkpoint are truncated from
+    the store by the next commit (never a pending batch's).
     """
 
     source: GeneratedSource | str
@@ -43,6 +46,7 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_restarts: Annotated[int, Meta(ge=0, le=1_000_000)] = 1000
     within: Duration = Duration(10.0)
     restart_backoff: Backoff = Backoff(min=0.001, max=0.1, jitter=0.2)
+    retention: Duration = Duration(24 * 3600.0)
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range."""
@@ -52,6 +56,8 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             found.append(("produce_chunk", f"a produced chunk of {self.produce_chunk} records "
                           f"of {self.source.payload_bytes} bytes exceeds {MAX_CHUNK_BYTES} "
                           "bytes; lower produce_chunk or source.payload_bytes"))
+        if self.retention < 0:
+            found.append(("retention", "expected a duration >= 0"))
         for name in ("lease_ttl", "idle_poll", "rebalance_interval", "ask_timeout", "within"):
             if getattr(self, name) <= 0:
                 found.append((name, "expected a positive duration"))

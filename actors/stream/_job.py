@@ -39,6 +39,7 @@ from runtime import (
     Supervisor,
 )
 from runtime._callables import resolve_callable
+from runtime.scenario import Audit
 from runtime.store import without_faults
 
 ProcessFn = Callable[[Record], object]
@@ -57,6 +58,8 @@ class StreamJob:
     ``await wait_done()``, then ``await close()`` (or ``await stop()`` to keep
     the destination open). Progress is durable in the runtime's store: a new
     job on the same store and config resumes where the last one stopped.
+    ``audit`` keeps what retention truncates, for ``check_stream``
+    (``runtime.scenario.Audit``).
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class StreamJob:
         seed: int = 0,
         process: ProcessFn | None = None,
         source: SourceItems | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.rt = rt
+        self.audit = audit
         self.config = config
         self.destination = destination
         self.seed = seed

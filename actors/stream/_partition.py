@@ -5,11 +5,20 @@ wrote, and carries the worker's fencing token, so two workers can never
 both advance a partition: a write under a stale token is refused by the
 store (``StaleFencingToken``) and reported back to the worker as a refusal,
 not raised here (a stale worker must not crash the partition).
+
+Retention: a commit also truncates, in the same fenced write, the chunks
+below the new checkpoint's chunk and the commit records that are older
+than ``retention`` (a pending batch starts at the checkpoint, so it is
+never truncated). Ages are kept in memory as appends and commits happen;
+after a restart the entries already there count as appended at the
+restart, so retention is never early, at most one period late. Entries
+about to be dropped go to the job's audit first (``runtime.scenario.Audit``).
 """
 
 from __future__ import annotations
 
 import operator
+from collections import deque
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -30,7 +39,8 @@ from actors.stream._records import (
     ProducerPosition,
 )
 from runtime import Actor, ConflictError, StaleFencingToken
-from runtime.store import Append, Fence, Put
+from runtime.scenario import audit_before_truncating
+from runtime.store import Append, Fence, Put, Truncate, WriteResult
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
@@ -68,6 +78,12 @@ class Partition(Actor[PartitionMsg]):
         found = await store.get(self.checkpoint_key)
         self.checkpoint = _decode_checkpoint(found.value) if found else Checkpoint()
         self.checkpoint_version = found.version if found else 0
+        self.floors = {log: await store.floor(log) for log in (self.log_name, self.commits_log)}
+        now = self.runtime.now()
+        self.ages: dict[str, deque[tuple[int, float]]] = {
+            log: deque([(await store.high_water(log), now)])
+            for log in (self.log_name, self.commits_log)}
+        """Per log, ``(end, time)`` in ``end`` order: entries below ``end`` existed at ``time``."""
         found_position = await store.get(self.producer_key)
         position = (_decode_position(found_position.value) if found_position
                     else ProducerPosition(0, 0))
@@ -103,6 +119,9 @@ class Partition(Actor[PartitionMsg]):
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
         result = await self.runtime.store.write(ops)
+        if entries:
+            self.ages[self.log_name].append((result.first_seqs[self.log_name] + 1,
+                                             self.runtime.now()))
         self.producer_upto = msg.upto
         self.next_seq = next_seq
         self.producer_version = result.versions[self.producer_key]
@@ -145,15 +164,47 @@ class Partition(Actor[PartitionMsg]):
             return CheckpointReply(self.checkpoint, f"next batch {then.batch_id} does not "
                                                     f"start after {msg.batch_id}")
         record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
-        extra = [Append(self.commits_log, [(msg.batch_id, _encode(record))])]
+        extra: list[Append | Truncate] = [
+            Append(self.commits_log, [(msg.batch_id, _encode(record))])]
+        extra += await self._expired(msg.next_chunk)
         reply = await self._write(Checkpoint(msg.last_seq + 1, then, msg.next_chunk),
                                   msg.token, extra)
         if not reply.refused:
+            result = self.last_write
+            for log, floor in result.floors.items():
+                self.floors[log] = floor
+                ages = self.ages[log]
+                while ages and ages[0][0] <= floor:
+                    ages.popleft()
+            self.ages[self.commits_log].append((result.first_seqs[self.commits_log] + 1,
+                                                self.runtime.now()))
             self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
                                        self.runtime.now())
         return reply
 
-    async def _write(self, new: Checkpoint, token: int, extra: list[Append]) -> CheckpointReply:
+    async def _expired(self, next_chunk: int) -> list[Truncate]:
+        """Truncations of what is older than ``retention``: chunks below ``next_chunk``
+        (the committed checkpoint after this commit), and commit records. What they drop
+        is handed to the audit first."""
+        cutoff = self.runtime.now() - self.job.config.retention
+        caps = {self.log_name: next_chunk, self.commits_log: None}
+        ops: list[Truncate] = []
+        for log, cap in caps.items():
+            target = self.floors[log]
+            for end, at in self.ages[log]:  # dropped from ages once the truncation commits
+                if at > cutoff:
+                    break
+                target = max(target, end if cap is None else min(end, cap))
+                if cap is not None and end > cap:
+                    break  # the rest of this span is not yet committed
+            if target > self.floors[log]:
+                await audit_before_truncating(self.runtime.store, self.job.audit, log,
+                                              self.floors[log], target)
+                ops.append(Truncate(log, target))
+        return ops
+
+    async def _write(self, new: Checkpoint, token: int,
+                     extra: list[Append | Truncate]) -> CheckpointReply:
         """Compare-and-set the checkpoint under the worker's fencing token.
 
         Invariant kept here: a checkpoint write under a stale fencing token is
@@ -172,6 +223,7 @@ class Partition(Actor[PartitionMsg]):
             await self.recover()
             return CheckpointReply(self.checkpoint, f"conflict: {exc}")
         self.checkpoint = new
+        self.last_write: WriteResult = result
         self.checkpoint_version = result.versions[self.checkpoint_key]
         if extra:
             self.runtime.trace.record(self.runtime.now(), "checkpoint_committed", self.name,

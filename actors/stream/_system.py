@@ -17,6 +17,7 @@ from actors.stream._job import StreamJob
 from runtime import Fault, Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
+    FileAudit,
     InvariantResult,
     MetricValue,
     ScenarioContext,
@@ -111,7 +112,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         except ScenarioError as exc:
             raise ScenarioError(f"{self.section}.destination: {exc}") from exc
         recorded = recorder(destination) if isinstance(destination, CallableDestination) else None
-        job = StreamJob(rt, config, destination=destination, seed=ctx.seed)
+        audit = FileAudit(ctx.out_dir / "audit" / f"stream-{config.name}.msgpack")
+        job = StreamJob(rt, config, destination=destination, seed=ctx.seed, audit=audit)
         started = rt.now()
         await job.start()
         ctx.observe(job.metrics.observation)

@@ -1,6 +1,7 @@
 """Scenario files: schema, loading, the system registry and the runner."""
 
 from runtime._durations import Duration, parse_duration
+from runtime.scenario._audit import Audit, FileAudit, audit_before_truncating, read_whole_log
 from runtime.scenario._bounds import bound_problems
 from runtime.scenario._loader import (
     FaultSpec,
@@ -23,9 +24,11 @@ from runtime.scenario._system_api import (
 )
 
 __all__ = [
+    "Audit",
     "Duration",
     "FaultEvent",
     "FaultSpec",
+    "FileAudit",
     "InvariantResult",
     "LoadedScenario",
     "MetricValue",
@@ -38,6 +41,7 @@ __all__ = [
     "ScenarioHeader",
     "ScenarioSystem",
     "SystemOutcome",
+    "audit_before_truncating",
     "bound_problems",
     "default_out_dir",
     "exercised_floors",
@@ -47,6 +51,7 @@ __all__ = [
     "parse_scenario",
     "percentile",
     "print_report",
+    "read_whole_log",
     "register_system",
     "run_scenario",
     "system_names",

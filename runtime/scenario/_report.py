@@ -26,6 +26,9 @@ class Report(msgspec.Struct):
     store: str
     out: str
     extra: dict[str, object] = msgspec.field(default_factory=dict)
+    store_bytes: int | None = None
+    """The store's size at the end of the run (``Store.size``); ``None`` if unreadable."""
+    store_size_basis: str = ""
 
     def to_json_object(self) -> dict[str, object]:
         """The report as one JSON object; system extras (``result``, ``stages``) at top level."""
@@ -39,6 +42,8 @@ class Report(msgspec.Struct):
             "trace_digest": self.trace_digest,
             "system": self.system,
             "store": self.store,
+            "store_bytes": self.store_bytes,
+            "store_size_basis": self.store_size_basis,
             "out": self.out,
         }
         for key, value in self.extra.items():
@@ -87,3 +92,5 @@ def print_report(report: Report, stream: TextIO | None = None) -> None:
         met.add_row(_metric_label(key, report.clock), _format(value))
     console.print(met)
     console.print(f"trace digest {report.trace_digest}   store {report.store}   out {report.out}")
+    if report.store_bytes is not None:
+        console.print(f"store size {report.store_bytes:,} bytes ({report.store_size_basis})")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from runtime._errors import StoreError
 from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
@@ -27,6 +28,7 @@ from runtime.scenario._system_api import (
     SystemOutcome,
 )
 from runtime.store._faulty import without_faults
+from runtime.store._types import StoreSize
 from runtime.store._url import shown_url
 
 _GRACE = 30.0
@@ -72,7 +74,7 @@ def run_scenario(
         if on_sample is not None:
             on_sample(sample)
 
-    async def main() -> tuple[SystemOutcome, str]:
+    async def main() -> tuple[SystemOutcome, str, StoreSize | None]:
         async with Runtime(store=store_url, seed=run_seed) as rt:
             store = without_faults(rt.store)
             earlier = await claim_store(  # before anything is stamped
@@ -109,10 +111,15 @@ def run_scenario(
                 outcome.invariants.append(InvariantResult(
                     "supervision", False, f"runtime failed: {rt.failure}"))
                 rt.failure = None
-            return outcome, rt.trace.digest
+            try:
+                size: StoreSize | None = await store.size()
+            except StoreError:
+                size = None
+            return outcome, rt.trace.digest, size
 
     try:
-        outcome, digest = run(main, simulated=header.clock == "simulated", seed=run_seed)
+        outcome, digest, size = run(main, simulated=header.clock == "simulated",
+                                    seed=run_seed)
     finally:
         if samples_file is not None:
             samples_file.close()
@@ -128,4 +135,6 @@ def run_scenario(
         store=shown_url(store_url),
         out=str(out_dir),
         extra=outcome.extra,
+        store_bytes=size.bytes if size is not None else None,
+        store_size_basis=size.basis if size is not None else "",
     )

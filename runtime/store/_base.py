@@ -6,7 +6,23 @@ Logs
     Append-only sequences named by a string (``"stream/orders/3"``). Seqs
     start at 0 per log and are consecutive: a log never has a gap, and an
     entry, once acknowledged, never changes. ``high_water(log)`` is the next
-    seq to be assigned, i.e. the number of entries (0 for an unknown log).
+    seq to be assigned, i.e. the number of entries ever appended (0 for an
+    unknown log).
+
+Truncation (retention)
+    ``truncate(log, before_seq)`` drops the entries below ``before_seq``.
+    Afterwards ``floor(log)``, the first live seq, is ``min(before_seq,
+    high_water)``; a floor never falls (truncating below it is a no-op) and
+    ``high_water`` is unchanged, so a seq is never assigned twice, even when
+    every entry of a log is dropped and the store is reopened: the floor is
+    durable. ``read(log, from_seq, ...)`` with ``from_seq`` below the floor
+    raises ``LogTruncated`` naming the log and the floor, never a silent
+    skip; a read from the floor or above is as before. ``Truncate(log,
+    before_seq)`` is also a write op: inside a fenced ``write`` it truncates
+    in the same transaction as the other ops (a consumer's checkpoint and
+    the truncation behind it commit together, or neither does), seeing the
+    appends before it in that write. Space: the dropped entries are deleted;
+    ``sqlite://`` reuses their pages (``runtime.store._sqlite``).
 
 Records
     Versioned values with compare-and-set. A key's first put gives version
@@ -42,6 +58,13 @@ Leases and fencing
     (``runtime.store._postgres``), and ``Lease.expires_at`` is then in that
     clock's seconds.
 
+Size
+    ``size()`` is the bytes the store occupies now, as ``StoreSize(bytes,
+    basis)``: ``sqlite://`` the database file plus its WAL, ``postgresql://``
+    ``pg_total_relation_size`` of the schema's tables (indexes and TOAST
+    included), ``memory://`` an estimate (the keys, payloads and values held,
+    not Python's overhead). It is what retention keeps bounded.
+
 Errors
     Bad arguments raise ``TypeError``/``ValueError`` at the call, before
     anything is queued. Store failures raise ``StoreError`` (subclasses as
@@ -57,7 +80,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from runtime._errors import ConflictError, StaleFencingToken, StoreError
+from runtime._errors import ConflictError, LogTruncated, StaleFencingToken, StoreError
 from runtime.store._types import (
     Append,
     Clock,
@@ -66,7 +89,9 @@ from runtime.store._types import (
     Lease,
     LogEntry,
     Put,
+    StoreSize,
     StoreStatistics,
+    Truncate,
     Versioned,
     WriteOp,
     WriteResult,
@@ -121,8 +146,11 @@ def _validate_op(op: object) -> None:
     elif isinstance(op, Delete):
         _require_name("Delete.key", op.key)
         _require_expect(op)
+    elif isinstance(op, Truncate):
+        _require_name("Truncate.log", op.log)
+        _require_count(f"before_seq of {op!r}", op.before_seq, 0)
     else:
-        raise TypeError(f"a write takes Append, Put or Delete ops, got {op!r}")
+        raise TypeError(f"a write takes Append, Put, Delete or Truncate ops, got {op!r}")
 
 
 class Store(ABC):
@@ -143,13 +171,40 @@ class Store(ABC):
     # -- logs ------------------------------------------------------------
 
     async def read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
-        """Entries of ``log`` with ``seq >= from_seq``, ascending, at most ``limit``."""
+        """Entries of ``log`` with ``seq >= from_seq``, ascending, at most ``limit``.
+
+        Raises ``LogTruncated`` if ``from_seq`` is below the log's floor.
+        """
         self._check_open()
         _require_name("log", log)
         _require_count("from_seq", from_seq, 0)
         _require_count("limit", limit, 0)
         self._counters.reads += 1
-        return await self._read(log, from_seq, limit)
+        entries = await self._read(log, from_seq, limit)
+        if not entries or entries[0].seq != from_seq:
+            # Seqs have no gaps, so a result starting at from_seq skipped nothing. Else
+            # the floor, read after the entries, tells: floors only rise, so a floor at or
+            # below from_seq now was so during the read too, and the result is whole.
+            floor = await self._floor(log)
+            if from_seq < floor:
+                raise LogTruncated(log, from_seq, floor)
+        return entries
+
+    async def floor(self, log: str) -> int:
+        """The first live seq of ``log``: entries below it were truncated (0 if never)."""
+        self._check_open()
+        _require_name("log", log)
+        self._counters.reads += 1
+        return await self._floor(log)
+
+    async def truncate(self, log: str, before_seq: int, *, fence: Fence | None = None) -> int:
+        """Drop the entries of ``log`` below ``before_seq``; returns the floor after.
+
+        The floor becomes ``min(before_seq, high_water)`` unless it is already
+        higher. See the module docstring and ``write`` (fencing).
+        """
+        result = await self.write([Truncate(log, before_seq)], fence=fence)
+        return result.floors[log]
 
     async def high_water(self, log: str) -> int:
         """The next seq ``log`` will assign; entries ``0 .. high_water - 1`` exist."""
@@ -203,7 +258,7 @@ class Store(ABC):
     # -- writes ----------------------------------------------------------
 
     async def write(
-        self, ops: Sequence[Append | Put | Delete], *, fence: Fence | None = None
+        self, ops: Sequence[WriteOp], *, fence: Fence | None = None
     ) -> WriteResult:
         """Apply ``ops`` atomically, optionally fenced by a lease token.
 
@@ -213,7 +268,7 @@ class Store(ABC):
         write was applied.
         """
         self._check_open()
-        if isinstance(ops, Append | Put | Delete):
+        if isinstance(ops, Append | Put | Delete | Truncate):
             raise TypeError(f"write takes a sequence of ops; wrap the single {ops!r} in a list")
         ops = list(ops)
         for op in ops:
@@ -294,6 +349,11 @@ class Store(ABC):
         self._counters.reads += 1
         return await self._leases(prefix, self._clock())
 
+    async def size(self) -> StoreSize:
+        """The bytes the store occupies now (see "Size" in the module docstring)."""
+        self._check_open()
+        return await self._size()
+
     # -- lifecycle -------------------------------------------------------
 
     def statistics(self) -> StoreStatistics:
@@ -338,6 +398,9 @@ class Store(ABC):
     async def _high_water(self, log: str) -> int: ...
 
     @abstractmethod
+    async def _floor(self, log: str) -> int: ...
+
+    @abstractmethod
     async def _get(self, key: str) -> Versioned | None: ...
 
     @abstractmethod
@@ -364,6 +427,9 @@ class Store(ABC):
 
     @abstractmethod
     async def _leases(self, prefix: str, now: float) -> list[Lease]: ...
+
+    @abstractmethod
+    async def _size(self) -> StoreSize: ...
 
     @abstractmethod
     async def _close(self) -> None: ...

@@ -3,7 +3,8 @@
 The runtime wraps its store in a ``FaultyStore`` so a fault plan can make
 any store call fail, by operation name as the target: ``store.write``,
 ``store.read``, ``store.get`` (``get_many`` too), ``store.acquire`` ...
-(``store.*`` for all).
+(``store.*`` for all). ``floor`` is a log's bounds, read like its high water:
+``store.high_water`` faults hit it too.
 An injected failure raises ``StoreError`` *before* the call reaches the
 backend, so nothing was applied, exactly as a refused connection.
 
@@ -17,11 +18,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from runtime._errors import StoreError
-from runtime.store._base import Store
+from runtime.store._base import Store, _require_count, _require_name
 from runtime.store._types import (
     Fence,
     Lease,
     LogEntry,
+    StoreSize,
     StoreStatistics,
     Versioned,
     WriteOp,
@@ -49,13 +51,25 @@ class FaultyStore(Store):
         if self._faults.fire("store_error", f"store.{op}") is not None:
             raise StoreError(f"injected store failure in {op}")
 
-    async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+    async def read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+        """The backend's ``read`` (which checks the floor itself) unless a fault fires."""
+        self._check_open()
+        _require_name("log", log)
+        _require_count("from_seq", from_seq, 0)
+        _require_count("limit", limit, 0)
         self._maybe_fail("read")
         return await self.inner.read(log, from_seq, limit)
+
+    async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
+        return await self.read(log, from_seq, limit)
 
     async def _high_water(self, log: str) -> int:
         self._maybe_fail("high_water")
         return await self.inner.high_water(log)
+
+    async def _floor(self, log: str) -> int:
+        self._maybe_fail("high_water")  # a log's bounds, read like its high water
+        return await self.inner.floor(log)
 
     async def _get(self, key: str) -> Versioned | None:
         self._maybe_fail("get")
@@ -95,6 +109,9 @@ class FaultyStore(Store):
     def statistics(self) -> StoreStatistics:
         """The backend's own counters (calls that failed by injection never reached it)."""
         return self.inner.statistics()
+
+    async def _size(self) -> StoreSize:
+        return await self.inner.size()
 
     async def _close(self) -> None:
         await self.inner.close()

@@ -11,13 +11,24 @@ import bisect
 
 from runtime.store._base import Store
 from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
-from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+from runtime.store._types import (
+    Clock,
+    Fence,
+    Lease,
+    LogEntry,
+    StoreSize,
+    Versioned,
+    WriteOp,
+    WriteResult,
+)
 
 
 class MemoryStore(Store):
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
         self._logs: dict[str, list[LogEntry]] = {}
+        """Live entries per log: ``_logs[log][i]`` has seq ``floor + i``."""
+        self._floors: dict[str, int] = {}
         self._records: dict[str, RecordState] = {}
         self._sorted_keys: list[str] = []
         """Every key ever written (tombstones included), sorted, for prefix scans."""
@@ -29,10 +40,17 @@ class MemoryStore(Store):
         return f"<MemoryStore at {id(self):#x}>"
 
     async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
-        return self._logs.get(log, [])[from_seq : from_seq + limit]
+        start = max(from_seq - self._floors.get(log, 0), 0)
+        return self._logs.get(log, [])[start : start + limit]
 
     async def _high_water(self, log: str) -> int:
-        return len(self._logs.get(log, ()))
+        return self._next_seq(log)
+
+    async def _floor(self, log: str) -> int:
+        return self._floors.get(log, 0)
+
+    def _next_seq(self, log: str) -> int:
+        return self._floors.get(log, 0) + len(self._logs.get(log, ()))
 
     async def _get(self, key: str) -> Versioned | None:
         state = self._records.get(key)
@@ -64,9 +82,10 @@ class MemoryStore(Store):
         plan = plan_write(
             ops,
             fence,
-            next_seq=lambda log: len(self._logs.get(log, ())),
+            next_seq=self._next_seq,
             record_state=self._records.get,
             newest_token=lambda key: self._newest_tokens.get(key, 0),
+            floor=lambda log: self._floors.get(log, 0),
         )
         self._apply(plan)
         self._counters.transactions += 1
@@ -75,8 +94,13 @@ class MemoryStore(Store):
     def _apply(self, plan: WritePlan) -> None:
         for log, seq, key, payload in plan.rows:
             entries = self._logs.setdefault(log, [])
-            assert seq == len(entries), f"log {log!r}: seq {seq} planned at {len(entries)}"
+            assert seq == self._next_seq(log), f"log {log!r}: seq {seq} planned out of order"
             entries.append(LogEntry(seq, key, payload))
+        for log, floor in plan.floors.items():
+            old = self._floors.get(log, 0)
+            if floor > old:
+                del self._logs.setdefault(log, [])[: floor - old]
+                self._floors[log] = floor
         for key, state in plan.records.items():
             if key not in self._records:
                 bisect.insort(self._sorted_keys, key)
@@ -119,8 +143,15 @@ class MemoryStore(Store):
             if key.startswith(prefix) and is_held(lease, now)
         ]
 
+    async def _size(self) -> StoreSize:
+        held = sum(len(e.key) + len(e.payload) for entries in self._logs.values()
+                   for e in entries)
+        held += sum(len(key) + len(state.value or b"") for key, state in self._records.items())
+        return StoreSize(held, "estimate: bytes of the keys, payloads and values held")
+
     async def _close(self) -> None:
         self._logs.clear()
+        self._floors.clear()
         self._records.clear()
         self._sorted_keys.clear()
         self._leases_by_key.clear()

@@ -74,9 +74,13 @@ from runtime.store._rules import RecordState, grant_lease, is_held, plan_write, 
 from runtime.store._types import (
     Append,
     Clock,
+    Delete,
     Fence,
     Lease,
     LogEntry,
+    Put,
+    StoreSize,
+    Truncate,
     Versioned,
     WriteOp,
     WriteResult,
@@ -140,6 +144,11 @@ class PostgresStore(Store):
         async with self._connection(f"high water of log {log!r}") as conn:
             seq = await conn.fetchval(f"SELECT next_seq FROM {self._s}.logs WHERE log = $1", log)
         return 0 if seq is None else int(seq)
+
+    async def _floor(self, log: str) -> int:
+        async with self._connection(f"floor of log {log!r}") as conn:
+            floor = await conn.fetchval(f"SELECT floor FROM {self._s}.logs WHERE log = $1", log)
+        return 0 if floor is None else int(floor)
 
     async def _get(self, key: str) -> Versioned | None:
         found = await self._get_many([key])
@@ -243,10 +252,12 @@ class PostgresStore(Store):
 
     async def _lock_batch(
         self, conn: Connection, fences: list[str], logs: list[str], keys: list[str]
-    ) -> tuple[dict[str, int], dict[str, int], dict[str, RecordState]]:
-        """Lock what a batch reads (see ``BatchStatements``): tokens, next seqs, records."""
+    ) -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, RecordState]]:
+        """Lock what a batch reads (see ``BatchStatements``): tokens, next seqs, floors,
+        records."""
         tokens: dict[str, int] = {}
         next_seqs: dict[str, int] = {}
+        floors: dict[str, int] = {}
         records: dict[str, RecordState] = {}
         rows = list(await conn.fetch(self._batch.lock, fences, logs, keys))
         while True:
@@ -255,32 +266,36 @@ class PostgresStore(Store):
                     tokens[name] = number
                 elif kind == "l":
                     next_seqs[name] = number
+                elif kind == "b":
+                    floors[name] = number
                 else:
                     records[name] = RecordState(value, number)
             stray_logs = [log for log in logs if log not in next_seqs]
             stray_keys = [key for key in keys if key not in records]
             if not stray_logs and not stray_keys:
-                return tokens, next_seqs, records
+                return tokens, next_seqs, floors, records
             rows = list(await conn.fetch(self._batch.relock_logs, stray_logs))
             rows += await conn.fetch(self._batch.relock_records, stray_keys)
 
     async def _apply_batch(
         self, conn: Connection, batch: list[_QueuedWrite]
     ) -> list[WriteResult | Exception]:
-        tokens, next_seqs, records = await self._lock_batch(
+        tokens, next_seqs, floors, records = await self._lock_batch(
             conn,
             sorted({w.fence.lease_key for w in batch if w.fence is not None}),
-            sorted({op.log for w in batch for op in w.ops if isinstance(op, Append)}),
-            sorted({op.key for w in batch for op in w.ops if not isinstance(op, Append)}))
+            sorted({op.log for w in batch for op in w.ops if isinstance(op, Append | Truncate)}),
+            sorted({op.key for w in batch for op in w.ops if isinstance(op, Put | Delete)}))
         outcomes: list[WriteResult | Exception] = []
         entries: list[tuple[str, int, str, bytes]] = []
         moved_logs: dict[str, int] = {}
         changed: dict[str, RecordState] = {}
+        raised: dict[str, int] = {}
         for queued in batch:
             try:
                 plan = plan_write(queued.ops, queued.fence, next_seq=next_seqs.__getitem__,
                                   record_state=records.get,
-                                  newest_token=lambda key: tokens.get(key, 0))
+                                  newest_token=lambda key: tokens.get(key, 0),
+                                  floor=floors.__getitem__)
             except ShardlineError as refused:
                 outcomes.append(refused)
                 continue
@@ -289,6 +304,8 @@ class PostgresStore(Store):
             moved_logs.update(plan.next_seqs)
             records.update(plan.records)
             changed.update(plan.records)
+            floors.update(plan.floors)
+            raised.update(plan.floors)
             outcomes.append(plan.result())
         if entries or moved_logs or changed:
             columns: list[tuple[object, ...]] = (
@@ -297,6 +314,8 @@ class PostgresStore(Store):
                 self._batch.apply, *columns, list(moved_logs), list(moved_logs.values()),
                 list(changed), [s.value for s in changed.values()],
                 [s.version for s in changed.values()])
+        if raised:
+            await conn.execute(self._batch.truncate, list(raised), list(raised.values()))
         return outcomes
 
     # -- leases -------------------------------------------------------------
@@ -372,6 +391,14 @@ class PostgresStore(Store):
             if is_held(lease, db_now if self.database_clock else now):
                 held.append(lease)
         return held
+
+    async def _size(self) -> StoreSize:
+        async with self._connection("size of the schema's tables") as conn:
+            total = await conn.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relkind = 'r'", self.target.schema)
+        return StoreSize(int(total), "pg_total_relation_size of the schema's tables")
 
     async def _close(self) -> None:
         while self._queue or self._batches or self._batch_scheduled:  # queued writes commit

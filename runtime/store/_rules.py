@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from runtime._errors import ConflictError, StaleFencingToken
-from runtime.store._types import Append, Delete, Fence, Lease, Put, WriteOp, WriteResult
+from runtime.store._types import (
+    Append,
+    Delete,
+    Fence,
+    Lease,
+    Put,
+    Truncate,
+    WriteOp,
+    WriteResult,
+)
 
 
 class RecordState(NamedTuple):
@@ -35,11 +44,15 @@ class WritePlan:
     """Final state of every record the write changes."""
     next_seqs: dict[str, int] = field(default_factory=dict)
     """High water of every log the write appended to, after the write."""
+    floors: dict[str, int] = field(default_factory=dict)
+    """Floor of every log the write truncated, after the write: apply by deleting the
+    entries below it and storing it (it may equal the stored one: nothing to do)."""
     first_seqs: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
 
     def result(self) -> WriteResult:
-        return WriteResult(first_seqs=self.first_seqs, versions=self.versions)
+        return WriteResult(first_seqs=self.first_seqs, versions=self.versions,
+                           floors=self.floors)
 
 
 def check_fence(fence: Fence, newest_token: int) -> None:
@@ -76,6 +89,7 @@ def plan_write(
     next_seq: Callable[[str], int],
     record_state: Callable[[str], RecordState | None],
     newest_token: Callable[[str], int],
+    floor: Callable[[str], int],
 ) -> WritePlan:
     """Decide what ``ops`` do, raising before anything is applied.
 
@@ -95,6 +109,11 @@ def plan_write(
                 plan.rows.append((op.log, seq, key, payload))
                 seq += 1
             plan.next_seqs[op.log] = seq
+            continue
+        if isinstance(op, Truncate):
+            high = plan.next_seqs[op.log] if op.log in plan.next_seqs else next_seq(op.log)
+            low = plan.floors[op.log] if op.log in plan.floors else floor(op.log)
+            plan.floors[op.log] = max(low, min(op.before_seq, high))
             continue
         current = plan.records[op.key] if op.key in plan.records else record_state(op.key)
         last_version = current.version if current is not None else 0

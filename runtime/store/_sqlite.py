@@ -23,7 +23,7 @@ pages back into a large database and fsyncing it took 3-4 ms, which was the
 whole of the p99.9 of a read woken by an append. A PASSIVE checkpoint never
 blocks the writer, and it changes where pages live, not what any read sees,
 so simulated runs stay deterministic. A COMMIT still checkpoints inline past
-``_BACKSTOP_PAGES`` (see there).
+``WAL_PAGES`` (see there).
 
 A file that is not a SQLite database, or is one that some other program
 owns, is refused and left untouched (``application_id`` marks ours).
@@ -52,17 +52,32 @@ from runtime.store._rules import (
     plan_write,
     prefix_end,
 )
-from runtime.store._types import Clock, Fence, Lease, LogEntry, Versioned, WriteOp, WriteResult
+from runtime.store._types import (
+    Clock,
+    Fence,
+    Lease,
+    LogEntry,
+    StoreSize,
+    Versioned,
+    WriteOp,
+    WriteResult,
+)
 
 Synchronous = Literal["normal", "full"]
 
 APPLICATION_ID = 0x53484C4E  # "SHLN"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``log_floors``; a version-1 file gains the (empty) table when opened."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS log_entries (
         log TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, payload BLOB NOT NULL,
         PRIMARY KEY (log, seq)
+    ) WITHOUT ROWID""",
+    # the first live seq of a truncated log; kept when every entry is gone, so the
+    # high water (max(seq) + 1, or the floor) never falls and no seq is reused
+    """CREATE TABLE IF NOT EXISTS log_floors (
+        log TEXT PRIMARY KEY, floor INTEGER NOT NULL
     ) WITHOUT ROWID""",
     # value NULL marks a deleted key whose last version is kept (see _rules.RecordState)
     """CREATE TABLE IF NOT EXISTS records (
@@ -110,8 +125,14 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> SqliteStore:
-    """Open (creating if absent) the store at ``path``; ``StoreError`` names path and cause."""
+def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock,
+                wal_pages: int | None = None) -> SqliteStore:
+    """Open (creating if absent) the store at ``path``; ``StoreError`` names path and cause.
+
+    ``wal_pages`` (default ``WAL_PAGES``) bounds the WAL: a commit past it
+    checkpoints inline, and the WAL file is cut back to it when it restarts.
+    """
+    wal_pages = wal_pages or WAL_PAGES
     if path.is_dir():
         raise StoreError(f"cannot open sqlite store {str(path)!r}: it is a directory")
     if not path.parent.is_dir():
@@ -129,7 +150,10 @@ def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> Sqlite
         lock_fd = _take_owner_lock(path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_PAGES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+        # the WAL file shrinks back to this bound when it restarts after a checkpoint
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA:
             conn.execute(statement)
@@ -146,10 +170,11 @@ def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock) -> Sqlite
     return SqliteStore(conn, path, clock, lock_fd)
 
 
-_BACKSTOP_PAGES = 4096
-"""WAL pages after which a COMMIT checkpoints inline anyway. Under writes without
-pause the background checkpoint never catches the WAL's end, so the WAL could never
-restart; the inline one can (most pages are already copied, so it is short)."""
+WAL_PAGES = 4096
+"""WAL pages after which a COMMIT checkpoints inline anyway (``wal_pages`` of the URL).
+Under writes without pause the background checkpoint never catches the WAL's end, so
+the WAL could never restart; the inline one can (most pages are already copied, so it
+is short)."""
 
 _KEYS_PER_SELECT = 500
 """Keys per ``SELECT ... IN (...)`` of ``get_many``: under SQLite's bound-variable
@@ -258,8 +283,13 @@ class SqliteStore(Store):
             (top,) = self._conn.execute(
                 "SELECT MAX(seq) FROM log_entries WHERE log = ?", (log,)
             ).fetchone()
-            seq = self._next_seqs[log] = 0 if top is None else top + 1
+            seq = self._next_seqs[log] = max(
+                0 if top is None else top + 1, self._committed_floor(log))
         return seq
+
+    def _committed_floor(self, log: str) -> int:
+        row = self._conn.execute("SELECT floor FROM log_floors WHERE log = ?", (log,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _record_state(self, key: str) -> RecordState | None:
         row = self._conn.execute(
@@ -283,6 +313,10 @@ class SqliteStore(Store):
     async def _high_water(self, log: str) -> int:
         with self._failing_as_store_error(f"high water of log {log!r}"):
             return self._committed_next_seq(log)
+
+    async def _floor(self, log: str) -> int:
+        with self._failing_as_store_error(f"floor of log {log!r}"):
+            return self._committed_floor(log)
 
     async def _get(self, key: str) -> Versioned | None:
         with self._failing_as_store_error(f"get of key {key!r}"):
@@ -387,6 +421,7 @@ class SqliteStore(Store):
                 ),
                 record_state=self._record_state,
                 newest_token=self._newest_token,
+                floor=self._committed_floor,  # read inside the transaction: sees the batch
             )
             self._apply(plan)
         except ShardlineError as refused:
@@ -417,6 +452,11 @@ class SqliteStore(Store):
                 _UPSERT_RECORD,
                 [(key, state.value, state.version) for key, state in plan.records.items()],
             )
+        for log, floor in plan.floors.items():
+            self._conn.execute("DELETE FROM log_entries WHERE log = ? AND seq < ?", (log, floor))
+            self._conn.execute(
+                "INSERT INTO log_floors (log, floor) VALUES (?, ?) "
+                "ON CONFLICT (log) DO UPDATE SET floor = excluded.floor", (log, floor))
 
     # -- leases -------------------------------------------------------------
 
@@ -470,6 +510,11 @@ class SqliteStore(Store):
         with self._failing_as_store_error(f"lease scan of prefix {prefix!r}"):
             rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
         return [Lease(key, owner, token, expires_at) for key, owner, token, expires_at in rows]
+
+    async def _size(self) -> StoreSize:
+        files = [self.path, Path(f"{self.path}-wal")]
+        return StoreSize(sum(f.stat().st_size for f in files if f.exists()),
+                         "sqlite database file + WAL")
 
     async def _close(self) -> None:
         self._flush()  # queued writes commit now rather than fail

@@ -75,7 +75,15 @@ class Fence(msgspec.Struct, frozen=True, tag=True):
     token: int
 
 
-WriteOp = Append | Put | Delete
+class Truncate(msgspec.Struct, frozen=True, tag=True):
+    """Drop the entries of ``log`` below ``before_seq``: the log's floor rises to
+    ``min(before_seq, high water)`` and never falls (a lower ``before_seq`` is a no-op)."""
+
+    log: str
+    before_seq: int
+
+
+WriteOp = Append | Put | Delete | Truncate
 
 
 class WriteResult(msgspec.Struct, frozen=True, tag=True):
@@ -85,10 +93,12 @@ class WriteResult(msgspec.Struct, frozen=True, tag=True):
     ``log`` (its entries hold ``first_seqs[log]`` onward, consecutively; for
     an empty append it is the log's high water). ``versions[key]``: the new
     version of each key the write touched, ``0`` for a deleted key.
+    ``floors[log]``: the floor of each log the write truncated, after it.
     """
 
     first_seqs: dict[str, int]
     versions: dict[str, int]
+    floors: dict[str, int] = {}
 
 
 class StoreStatistics(msgspec.Struct, frozen=True, tag=True):
@@ -107,3 +117,10 @@ class StoreStatistics(msgspec.Struct, frozen=True, tag=True):
     stale_fences: int
     entries_appended: int
     leases_granted: int
+
+
+class StoreSize(msgspec.Struct, frozen=True, tag=True):
+    """The bytes a store occupies, and what was counted (``Store.size``)."""
+
+    bytes: int
+    basis: str

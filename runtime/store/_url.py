@@ -4,6 +4,8 @@
     sqlite:///relative/path.db     relative to the working directory
     sqlite:////absolute/path.db    (four slashes: the path itself starts with /)
     sqlite:///x.db?synchronous=full   fsync every commit (survive power loss)
+    sqlite:///x.db?wal_pages=256      WAL pages before a commit checkpoints inline
+                                   (default 4096; the WAL file's bound)
     postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME&...]
                                    a schema in a PostgreSQL database that many
                                    processes share (options: ``_postgres_target``)
@@ -23,7 +25,7 @@ from runtime._errors import StoreURLError
 from runtime.store._base import Store
 from runtime.store._memory import MemoryStore
 from runtime.store._postgres_target import PostgresTarget, parse_postgres_url, redact
-from runtime.store._sqlite import Synchronous, open_sqlite
+from runtime.store._sqlite import WAL_PAGES, Synchronous, open_sqlite
 from runtime.store._types import Clock
 
 SUPPORTED_SCHEMES = ("memory", "sqlite", "postgresql")
@@ -50,17 +52,24 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
-def _sqlite_options(url: str, query: str) -> Synchronous:
+def _sqlite_options(url: str, query: str) -> tuple[Synchronous, int]:
     synchronous: Synchronous = "normal"
+    wal_pages = WAL_PAGES
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError as exc:
         raise StoreURLError(f"store URL {shown_url(url)!r} has a malformed query: {exc}") from exc
     for name, value in pairs:
+        if name == "wal_pages":
+            if not value.isdigit() or not 16 <= int(value) <= 1_000_000:
+                raise StoreURLError(f"store URL {shown_url(url)!r}: wal_pages={value!r}; "
+                                    "expected an integer in 16..1000000")
+            wal_pages = int(value)
+            continue
         if name != "synchronous":
             raise StoreURLError(
                 f"store URL {shown_url(url)!r}: unknown option {name!r}; "
-                "sqlite takes only 'synchronous'"
+                "sqlite takes only 'synchronous' and 'wal_pages'"
             )
         if value.lower() not in _SYNCHRONOUS_MODES:
             raise StoreURLError(
@@ -68,7 +77,7 @@ def _sqlite_options(url: str, query: str) -> Synchronous:
                 + ", ".join(_SYNCHRONOUS_MODES)
             )
         synchronous = cast(Synchronous, value.lower())
-    return synchronous
+    return synchronous, wal_pages
 
 
 def _sqlite_path(url: str, parts: SplitResult) -> Path:
@@ -99,18 +108,18 @@ def shown_url(url: str) -> str:
         return url if "@" not in url else "<store URL not shown: it may hold a password>"
 
 
-def _parse(url: str) -> tuple[str, Path | PostgresTarget | None, Synchronous]:
+def _parse(url: str) -> tuple[str, Path | PostgresTarget | None, tuple[Synchronous, int]]:
     parts = _split(url)
     scheme = parts.scheme.lower()
     if scheme == "memory":
         if parts.netloc or parts.path or parts.query:
             raise StoreURLError(
                 f"store URL {shown_url(url)!r}: memory:// takes no host, path or query")
-        return scheme, None, "normal"
+        return scheme, None, ("normal", WAL_PAGES)
     if scheme == "sqlite":
         return scheme, _sqlite_path(url, parts), _sqlite_options(url, parts.query)
     if scheme in _POSTGRES_SCHEMES:
-        return "postgresql", parse_postgres_url(url, parts), "normal"
+        return "postgresql", parse_postgres_url(url, parts), ("normal", WAL_PAGES)
     if scheme in _PLANNED_SCHEMES:
         raise StoreURLError(
             f"store URL {shown_url(url)!r}: the redis backend is not available yet; "
@@ -135,7 +144,7 @@ async def open_store(url: str, *, clock: Clock) -> Store:
     sqlite file or a postgresql schema that is not a Shardline store of a
     version this code reads is never modified.
     """
-    scheme, where, synchronous = _parse(url)
+    scheme, where, (synchronous, wal_pages) = _parse(url)
     if scheme == "memory":
         return MemoryStore(clock)
     if isinstance(where, PostgresTarget):
@@ -143,7 +152,7 @@ async def open_store(url: str, *, clock: Clock) -> Store:
 
         return await open_postgres(where, clock=clock)
     assert where is not None
-    return open_sqlite(where, synchronous=synchronous, clock=clock)
+    return open_sqlite(where, synchronous=synchronous, clock=clock, wal_pages=wal_pages)
 
 
 def store_file(url: str) -> Path | None:
