@@ -47,7 +47,7 @@ from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, StoreError, Timer
 from runtime.scenario import Audit, audit_before_truncating
-from runtime.store import Append, Delete, Put, Truncate
+from runtime.store import Append, Put, Truncate
 
 _READ_PAGE = 256
 
@@ -149,7 +149,7 @@ class QueueServer(Actor[QueueServerMsg]):
         """Journal ``events`` durably, then apply them. A failed write crashes the server."""
         if not events:
             return
-        ops: list[Append | Put | Delete | Truncate] = [
+        ops: list[Append | Put | Truncate] = [
             Append(self.journal_log, [("", journal.encode(JournalEntry(events)))])]
         dead = self._dead_letters(events)
         if dead:
