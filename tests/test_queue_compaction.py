@@ -3,7 +3,7 @@
 - A server's checkpoint write truncates its journal below the checkpoint, so
   acked messages and expired dedup ids leave the store and recovery reads the
   checkpoint and the tail only; what is still held survives a restart.
-- A scenario run copies each compacted entry to ``<out>/journal-audit/``
+- A scenario run hands each compacted entry to its audit (``<out>/audit/``)
   first, so the invariants (strict order replays every journal entry) still
   see every decision; an entry in neither place fails the check, by name.
 - Measured: at a steady rate in simulated time the SQLite store (file + WAL)
