@@ -88,6 +88,8 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "dedup-not-longer-than-visibility": (
         _replace("servers = 2", 'servers = 2\nvisibility_timeout = "30s"\ndedup_window = "30s"'),
         "queue.dedup_window", ["more than visibility_timeout (30 s)", "got 30 s"]),
+    "checkpoint-every-zero": (_replace("servers = 2", "servers = 2\ncheckpoint_every = 0"),
+                              "queue.checkpoint_every", ["Expected `int` >= 1"]),
     "bad-lineage": (_replace("servers = 2", 'servers = 2\nlineage = "some"'), "queue.lineage",
                     ["Invalid enum value 'some'"]),
     "no-source": (_replace("source = { records = 50, keys = 5 }\n", ""), "queue.source",

@@ -66,6 +66,7 @@ from runtime import (
     StoreError,
     Supervisor,
 )
+from runtime.scenario import Audit
 from runtime.store import Put, without_faults
 
 M = TypeVar("M", bound=Message)
@@ -116,7 +117,12 @@ class QueueCluster:
         ask_timeout: float = 30.0,
         windows: Mapping[str, WindowPolicy] | None = None,
         metrics: QueueMetrics | None = None,
+        checkpoint_every: int = 256,
+        audit: Audit | None = None,
     ) -> None:
+        """``checkpoint_every``: journal entries between a server's checkpoints, each
+        of which compacts its journal; ``audit``: where the servers hand the entries
+        they compact away first, so the checks still read every journal whole."""
         if servers < 1:
             raise ValueError(f"servers must be >= 1, got {servers}")
         if visibility_timeout <= 0 or dedup_window <= 0 or ask_timeout <= 0:
@@ -127,6 +133,8 @@ class QueueCluster:
                              "at least that late")
         if max_receives < 1:
             raise ValueError(f"max_receives must be >= 1, got {max_receives}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         if not name or "/" in name:
             raise ValueError(f"cluster name must be non-empty and without '/', got {name!r}")
         self.rt = rt
@@ -136,7 +144,9 @@ class QueueCluster:
                 raise ValueError(f"window of queue {queue!r}: size must be >= 1 and "
                                  f"max_age > 0, got {policy}")
         self.settings = ServerSettings(float(visibility_timeout), max_receives,
-                                       float(dedup_window), dict(windows or {}))
+                                       float(dedup_window), dict(windows or {}),
+                                       checkpoint_every)
+        self.audit = audit
         self.ask_timeout = ask_timeout
         self.metrics = metrics or QueueMetrics()
         self.server_ids = [f"server-{i}" for i in range(servers)]
@@ -157,7 +167,7 @@ class QueueCluster:
         for i in range(len(self.server_ids)):
             self.servers.append(await supervisor.spawn_retrying(
                 QueueServer, ServerSpec(self.name, i, self.server_ids, self.settings),
-                self.metrics, name=f"{self.name}.server-{i}",
+                self.metrics, self.audit, name=f"{self.name}.server-{i}",
                 backoff=_START_BACKOFF, attempts=_START_ATTEMPTS))
 
     async def _check_layout(self) -> None:

@@ -91,6 +91,8 @@ class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     within: Duration = Duration(10.0)
     restart_backoff: Backoff = Backoff(min=0.001, max=0.1, jitter=0.2)
     lineage_samples: Annotated[int, Meta(ge=0, le=1000)] = 3
+    checkpoint_every: Annotated[int, Meta(ge=1, le=1_000_000)] = 256
+    """Journal entries between a server's checkpoints; each compacts the journal."""
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for every value out of range or inconsistent."""

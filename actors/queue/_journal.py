@@ -11,8 +11,12 @@ check reads the same journal.
 
 A ``ServerCheckpoint`` record bounds recovery: every entry before
 ``from_seq`` concerns only messages that are settled and ids that left the
-dedup window. Offsets are per server and increase in enqueue order, so a
-key's offsets increase in its enqueue order even across recovery.
+dedup window, and the journal is truncated below it. A batch whose head was
+enqueued before ``from_seq`` may hold messages enqueued after it: receives
+and acks name each batch's last member (``lasts``), so a replay from the
+checkpoint settles those too instead of handing them out again. Offsets are
+per server and increase in enqueue order, so a key's offsets increase in its
+enqueue order even across recovery.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ class MessagesEnqueued(msgspec.Struct, frozen=True, array_like=True, tag=1, gc=F
 
 class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=False):
     """One receive, in columns: key ``keys[i]`` handed out its first ``counts[i]``
-    messages, starting at its head ``offsets[i]``, as delivery ``attempts[i]``, to the
-    client named ``holder`` (empty: anonymous)."""
+    messages, starting at its head ``offsets[i]`` and ending at ``lasts[i]``, as
+    delivery ``attempts[i]``, to the client named ``holder`` (empty: anonymous)."""
 
     queue: str
     at: float
@@ -43,11 +47,15 @@ class BatchesReceived(msgspec.Struct, frozen=True, array_like=True, tag=2, gc=Fa
     counts: list[int]
     attempts: list[int]
     holder: str = ""
+    lasts: list[int] = msgspec.field(default_factory=list)
+    """The last member's offset per batch: a replay that starts after the head was
+    enqueued (a checkpoint) still knows which of its messages the batch held."""
 
 
 class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3, gc=False):
     """The first ``counts[i]`` messages of the batch out on ``keys[i]`` (delivered from
-    ``offsets[i]`` as attempt ``attempts[i]``) are done; the key's batch is no longer out."""
+    ``offsets[i]`` as attempt ``attempts[i]``), through offset ``lasts[i]``, are done;
+    the key's batch is no longer out."""
 
     queue: str
     at: float
@@ -55,6 +63,8 @@ class BatchesAcked(msgspec.Struct, frozen=True, array_like=True, tag=3, gc=False
     offsets: list[int]
     counts: list[int]
     attempts: list[int]
+    lasts: list[int] = msgspec.field(default_factory=list)
+    """As in ``BatchesReceived``: the last acked member's offset per batch."""
 
 
 class BatchReturned(msgspec.Struct, frozen=True, array_like=True, tag=4, gc=False):

@@ -41,6 +41,7 @@ from actors.queue._source import SourceItems, source_items
 from actors.queue._tiers import MapClient, ReduceClient
 from runtime import Actor, ActorRef, Message, Runtime, Supervisor
 from runtime._callables import resolve_callable
+from runtime.scenario import Audit
 from runtime.store import without_faults
 
 M = TypeVar("M", bound=Message)
@@ -50,7 +51,9 @@ class QueuePipeline:
     """A multi-tier pipeline; see the module docstring.
 
     ``source``, ``functions`` (tier name -> function) and ``final`` override
-    the configuration's function names with Python callables.
+    the configuration's function names with Python callables. ``audit``: where
+    the servers hand journal entries before compacting them away, so
+    ``read_history`` (the checks) still sees every one.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class QueuePipeline:
         source: SourceItems | None = None,
         functions: dict[str, Callable[..., object]] | None = None,
         final: FinalFn | None = None,
+        audit: Audit | None = None,
     ) -> None:
         problems = config.problems()
         if problems:
@@ -75,7 +79,7 @@ class QueuePipeline:
             dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
             windows={t.name: WindowPolicy(t.window, t.window_time)
                      for t in config.tiers if t.kind == "reduce"},
-            metrics=metrics)
+            metrics=metrics, checkpoint_every=config.checkpoint_every, audit=audit)
         if source is None:
             if config.source is None:
                 raise ValueError("QueuePipeline needs a source: QueueConfig.source or source=")
@@ -95,6 +99,7 @@ class QueuePipeline:
         """What the pipeline's actors are built from (with their tier index)."""
         self.supervisor: Supervisor | None = None
         self.resumed = False
+        self.audit = audit
 
     # -- what the context holds, for the checks and the report ---------------------------
 

@@ -7,6 +7,15 @@ write fails the server crashes on purpose: its supervisor restarts it and
 ``recover`` rebuilds the state from the journal, so memory never holds
 anything the store does not. Messages out when the server went down stay
 out (a fresh visibility timeout), so a key never has two out at once.
+
+Compaction: every ``checkpoint_every`` entries the server writes a
+checkpoint (where recovery starts: the oldest entry still holding a message
+not acked or dead-lettered, or a dedup id inside the window) and, in the
+same write, truncates the journal below it, so acked messages and expired
+dedup ids leave the store and recovery reads the checkpoint and the tail
+only. With an audit (``runtime.scenario.Audit``; a scenario run keeps one
+under ``<out>/audit/``) the entries are first handed to it, so the checks
+still see the whole journal.
 """
 
 from __future__ import annotations
@@ -36,12 +45,11 @@ from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
 from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
-from runtime import Actor, ShardlineError, Timer
-from runtime.store import Append, Put
+from runtime import Actor, ShardlineError, StoreError, Timer
+from runtime.scenario import Audit, audit_before_truncating
+from runtime.store import Append, Put, Truncate
 
 _READ_PAGE = 256
-CHECKPOINT_EVERY = 256
-"""Journal entries between checkpoints (each bounds how far back recovery reads)."""
 
 
 class MisroutedMessage(ShardlineError):
@@ -51,9 +59,12 @@ class MisroutedMessage(ShardlineError):
 class QueueServer(Actor[QueueServerMsg]):
     mailbox_capacity = 4096
 
-    def __init__(self, spec: ServerSpec, metrics: QueueMetrics) -> None:
-        """Built from a serializable ``spec`` and this node's ``metrics``."""
+    def __init__(self, spec: ServerSpec, metrics: QueueMetrics,
+                 audit: Audit | None = None) -> None:
+        """Built from a serializable ``spec``, this node's ``metrics`` and, if the
+        run keeps one, the ``audit`` that compacted journal entries go to first."""
         self.spec = spec
+        self.audit = audit
         self.index = index = spec.index
         self.metrics = metrics
         self.placement = Placement(spec.server_ids)
@@ -87,6 +98,7 @@ class QueueServer(Actor[QueueServerMsg]):
                 break
         self.state = state
         self.high_water = max(seq, await store.high_water(self.journal_log))
+        self.floor = await store.floor(self.journal_log)
         self.since_checkpoint = 0
         if self.high_water > 0:
             metrics = self.metrics
@@ -137,26 +149,41 @@ class QueueServer(Actor[QueueServerMsg]):
         """Journal ``events`` durably, then apply them. A failed write crashes the server."""
         if not events:
             return
-        ops: list[Append | Put] = [
+        ops: list[Append | Put | Truncate] = [
             Append(self.journal_log, [("", journal.encode(JournalEntry(events)))])]
         dead = self._dead_letters(events)
         if dead:
             ops.append(Append(self.dlq_log, dead))
         self.since_checkpoint += 1
-        if self.since_checkpoint >= CHECKPOINT_EVERY:
+        if self.since_checkpoint >= self.spec.settings.checkpoint_every:
             # Taken before these events apply, so it is conservative: they only add
             # messages at or after this entry, or settle older ones.
             checkpoint = self.state.checkpoint(self.high_water)
             ops.append(Put(self.checkpoint_key, journal.encode(checkpoint),
                            self.checkpoint_version))
+            if checkpoint.from_seq > self.floor and await self._audited(checkpoint.from_seq):
+                ops.append(Truncate(self.journal_log, checkpoint.from_seq))
         result = await self.runtime.store.write(ops)
         seq = result.first_seqs[self.journal_log]
         if self.checkpoint_key in result.versions:
             self.checkpoint_version = result.versions[self.checkpoint_key]
             self.since_checkpoint = 0
+        self.floor = result.floors.get(self.journal_log, self.floor)
         self.high_water = seq + 1
         await self.fault_point("after journaling, before applying")
         self.state.apply(events, seq)
+
+    async def _audited(self, before: int) -> bool:
+        """Hand the journal entries below ``before`` to the audit (if any): may they be
+        truncated? A failed read compacts nothing this time (the checkpoint is still
+        written, and the next one truncates)."""
+        try:
+            await audit_before_truncating(self.runtime.store, self.audit, self.journal_log,
+                                          self.floor, before)
+        except StoreError as exc:
+            self.log.warning("queue.audit_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
     def _dead_letters(self, events: list[JournalEvent]) -> list[tuple[str, bytes]]:
         found: list[tuple[str, bytes]] = []

@@ -15,6 +15,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     dedup_window: float = 300.0
     windows: dict[str, WindowPolicy] = msgspec.field(default_factory=dict)
     """Queue name -> its window policy (the reduce tiers' input queues)."""
+    checkpoint_every: int = 256
+    """Journal entries between checkpoints; each compacts the journal behind it."""
 
 
 class ServerSpec(msgspec.Struct, frozen=True):

@@ -117,6 +117,7 @@ class ServerState:
         offsets: list[int] = []
         counts: list[int] = []
         attempts: list[int] = []
+        lasts: list[int] = []
         batches: list[Batch] = []
         server = self.server
         for k, count in q.choose(at, max_messages, max(1, per_key)):
@@ -135,10 +136,12 @@ class ServerState:
                 members = list(itertools.islice(pending, count))
                 batch = Batch(Receipt(server, queue, name, head.offset, attempt, count),
                               [m.message for m in members], [m.offset for m in members])
+            lasts.append(batch.offsets[-1])
             batches.append(batch)
         if not batches:
             return [], []
-        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder)], batches
+        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)
+                ], batches
 
     def _out(self, receipt: Receipt, now: float) -> KeyState | None:
         """The key whose batch ``receipt`` names, if that batch is out and in time."""
@@ -173,11 +176,12 @@ class ServerState:
             if s.acked:
                 event = acks.get(r.queue)
                 if event is None:
-                    event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [])
+                    event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [], [])
                 event.keys.append(r.key)
                 event.offsets.append(r.offset)
                 event.counts.append(s.acked)
                 event.attempts.append(r.attempt)
+                event.lasts.append(k.pending[s.acked - 1].offset)
             if s.acked == r.count:
                 continue
             members = list(itertools.islice(k.pending, s.acked, r.count))
@@ -297,11 +301,15 @@ class ServerState:
         deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
         self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
-        for key, offset, count, attempt in zip(e.keys, e.offsets, e.counts, e.attempts,
-                                               strict=True):
+        for i, (key, offset, count, attempt) in enumerate(zip(
+                e.keys, e.offsets, e.counts, e.attempts, strict=True)):
             k = q.keys.get(key)
             if k is None or not k.pending or k.pending[0].offset != offset:
-                continue  # settled before the checkpoint this replay started from
+                # A replay from a checkpoint after the head's enqueue: the head was
+                # settled before it; the members enqueued after it still count this.
+                if k is not None and e.lasts:
+                    self._count_receive(k, offset, e.lasts[i])
+                continue
             if not k.flight:
                 q.in_flight += count
             k.flight = count
@@ -321,9 +329,14 @@ class ServerState:
         at = e.at
         acked = 0
         first_sample = len(samples.seconds) if samples is not None else 0
-        for key, offset, count in zip(e.keys, e.offsets, e.counts, strict=True):
+        for i, (key, offset, count) in enumerate(zip(e.keys, e.offsets, e.counts,
+                                                     strict=True)):
             k = keys.get(key)
             if k is None or not k.pending or k.pending[0].offset != offset:
+                # A replay from a checkpoint after the head's enqueue: settle the
+                # members enqueued after it (it holds none of the key's older ones).
+                if k is not None and e.lasts:
+                    acked += self._settle_through(q, k, e.lasts[i])
                 continue
             if k.flight:
                 q.in_flight -= k.flight
@@ -346,6 +359,27 @@ class ServerState:
         if metrics is not None and samples is not None:
             metrics.acked += acked
             metrics.ack_latencies.extend(samples.seconds[first_sample:])
+
+    @staticmethod
+    def _count_receive(k: KeyState, first: int, last: int) -> None:
+        for held in k.pending:
+            if held.offset > last:
+                return
+            if held.offset >= first:
+                held.receives += 1
+
+    @staticmethod
+    def _settle_through(q: QueueState, k: KeyState, last: int) -> int:
+        """Drop ``k``'s messages up to offset ``last``; how many."""
+        pending = k.pending
+        dropped = 0
+        while pending and pending[0].offset <= last:
+            pending.popleft()
+            dropped += 1
+        if dropped:
+            k.pinned = 0
+            q.make_ready(k)
+        return dropped
 
     @staticmethod
     def _land(q: QueueState, k: KeyState) -> None:

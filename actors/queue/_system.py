@@ -12,6 +12,7 @@ from actors.queue._source import HOT_KEY
 from runtime import Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
+    FileAudit,
     InvariantResult,
     MetricValue,
     ScenarioContext,
@@ -75,7 +76,8 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:
         rt = ctx.rt
-        pipeline = QueuePipeline(rt, config, seed=ctx.seed)
+        audit = FileAudit(ctx.out_dir / "audit" / f"queue-{config.name}.msgpack")
+        pipeline = QueuePipeline(rt, config, seed=ctx.seed, audit=audit)
         started = rt.now()
         await pipeline.start()
         ctx.observe(pipeline.metrics.observation)
@@ -91,7 +93,8 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
         await pipeline.stop()
-        history = await read_history(without_faults(rt.store), config.name, config.servers)
+        history = await read_history(without_faults(rt.store), config.name, config.servers,
+                                     pipeline.audit)
         checked = await check_pipeline(pipeline, history)
         invariants = [InvariantResult(
             "finished", finished, f"in {elapsed:.3f} s" if finished else
