@@ -25,8 +25,11 @@ should: without it the collector's full passes over the start-up objects
 Goals (from the issue): remote tell ≥ 300 k msgs/s; remote ask p50 ≤ 150 µs.
 Runs ``--repeat`` rounds (default 3) alternating same-process and remote in
 each, and quotes every run; the store is a throwaway PostgreSQL on loopback
-(``tests/_postgres.py``) unless ``--store`` names one. Ray is not installed
-here, so its figure is not measured (ANCHORS.md quotes ≈ 3 k calls/s).
+(``tests/_postgres.py``) unless ``--store`` names one. When Ray is installed
+(``pip install ray``; not a dependency of Shardline) each round also runs
+``_ray_baseline.py`` in a process of its own: one Ray actor in a worker
+process, ``--ray-messages`` fire-and-forget calls (default 20,000: Ray takes
+seconds per 10 k) and ``--asks`` sequential round trips, the same figures.
 Prints a table, then one JSON line (the last line of stdout).
 
     .venv/bin/python benchmarks/cluster.py
@@ -188,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--asks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--store", help="postgresql:// URL of a server of one's own")
+    parser.add_argument("--ray-messages", type=int, default=20_000,
+                        help="fire-and-forget calls to the Ray actor (if Ray is installed)")
     args = parser.parse_args(argv)
     if args.store:
         return measure(args.store, args)
@@ -205,6 +210,7 @@ def measure(base: str, args: argparse.Namespace) -> int:
     for round_ in range(args.repeat):
         with nodes(url, [f"f{round_}a", f"f{round_}b"], hosts=True, ttl=TTL) as children:
             failovers.append(runtime.run(failover_once, url, f"acct{round_}", children))
+    rays = [r for r in (ray_round(args) for _ in range(args.repeat)) if r is not None]
     med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0] if k != "round"}
     print(f"{'figure':<28}{'same process':>16}{'remote (2 processes)':>24}   every run (remote)")
     for label, key, unit in (("tells/s", "tells", ""), ("ask p50 µs", "ask_p50", ""),
@@ -216,8 +222,17 @@ def measure(base: str, args: argparse.Namespace) -> int:
           + ", ".join(f"{r['bare_rtt_p50']:,.0f}" for r in runs))
     print(f"{'fail-over s (TTL 1 s)':<28}{'':>16}{sorted(failovers)[len(failovers) // 2]:>24.3f}   "
           + ", ".join(f"{f:.3f}" for f in failovers))
+    for label, key in (("Ray 1:1 calls/s", "calls_per_s"), ("Ray ask p50 µs", "ask_p50_us"),
+                       ("Ray ask p99 µs", "ask_p99_us")):
+        if rays:
+            middle = sorted(r[key] for r in rays)[len(rays) // 2]
+            print(f"{label:<28}{'':>16}{middle:>24,.1f}   "
+                  + ", ".join(f"{r[key]:,.0f}" for r in rays))
+    if not rays:
+        print("Ray: not installed (pip install ray to measure it in the same run)")
     result = {
         "benchmark": "cluster", "messages": args.messages, "asks": args.asks, "runs": runs,
+        "ray": rays or None, "ray_messages": args.ray_messages if rays else None,
         "median": med, "failover_s": failovers, "lease_ttl": TTL,
         "goals": {"remote_tells": GOAL_TELLS, "remote_ask_p50_us": GOAL_ASK_P50_US,
                   "failover_s": TTL + 1.0},
@@ -227,6 +242,20 @@ def measure(base: str, args: argparse.Namespace) -> int:
     }
     print(json.dumps(result))
     return 0
+
+
+def ray_round(args: argparse.Namespace) -> dict[str, float] | None:
+    """One run of ``_ray_baseline.py`` in its own process; None if Ray is not installed."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "_ray_baseline.py"),
+         str(args.ray_messages), str(args.asks)],
+        capture_output=True, text=True, timeout=600)
+    if done.returncode == 3:
+        return None
+    if done.returncode != 0:
+        raise SystemExit(f"the Ray baseline failed: {done.stderr.strip()[-400:]}")
+    found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
 
 
 if __name__ == "__main__":
