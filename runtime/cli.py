@@ -23,6 +23,7 @@ from typing import TextIO
 
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
+from runtime._node_cli import add_node_parser
 from runtime.scenario import (
     LoadedScenario,
     default_out_dir,
@@ -73,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", nargs="?", help="benchmark name (omit to list them)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(handler=_cmd_bench)
+    add_node_parser(sub)
     for ep in entry_points(group="shardline.commands"):
         try:
             register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
