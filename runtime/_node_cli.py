@@ -37,17 +37,17 @@ from typing import Any
 import structlog
 
 from runtime._durations import parse_duration
-from runtime._errors import ScenarioError, ShardlineError, StoreError
+from runtime._errors import ShardlineError
 from runtime._logging import configure_logging
+from runtime._node_fleet import shared_store
 from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, unreachable_peers
 from runtime.cluster._config import Cluster, split_address
-from runtime.scenario._registry import systems
-from runtime.store._url import check_store_url, shown_url
+from runtime.scenario._nodes import host_everything
+from runtime.store._url import shown_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
-SHARED_STORE = "several nodes need a shared store: postgresql://user@host:port/db"
 _PROBE_ASK = 1.0
 _log = structlog.get_logger("shardline")
 
@@ -79,17 +79,6 @@ def add_node_parser(sub: Any) -> None:
     node.add_argument("--log-level", default="info",
                       choices=("debug", "info", "warning", "error", "critical"))
     node.set_defaults(handler=cmd_node)
-
-
-def shared_store(url: str) -> str:
-    """``url`` if several processes can share it; ``ValueError`` with the reason otherwise."""
-    try:
-        check_store_url(url)
-    except (ValueError, StoreError, ScenarioError) as exc:
-        raise ValueError(f"--store {shown_url(url)}: {exc}") from None
-    if not url.lower().startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"--store {shown_url(url)}: {SHARED_STORE}")
-    return url
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -161,8 +150,7 @@ async def serve_node(options: NodeOptions) -> list[str]:
     cluster = Cluster(listen=options.listen, secret=options.secret, name=options.name,
                       lease_ttl=options.lease_ttl)
     async with Runtime(store=options.store, cluster=cluster) as rt:
-        for system in systems().values():
-            system.register_node(rt)
+        host_everything(rt)
         await rt.spawn(NodeAgent, name=AGENT_NAME)
         refused_by = await _refused_by(rt, 2 * options.lease_ttl)
         if refused_by:

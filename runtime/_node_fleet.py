@@ -27,9 +27,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from runtime._errors import ShardlineError
+from runtime._errors import ScenarioError, ShardlineError, StoreError
+from runtime.store._url import check_store_url, shown_url
 
 SECRET_ENV = "SHARDLINE_NODE_SECRET"
+SHARED_STORE = "several nodes need a shared store: postgresql://user@host:port/db"
+
+
+def shared_store(url: str, option: str = "--store") -> str:
+    """``url`` if several processes can share it; ``ValueError`` with the reason otherwise."""
+    try:
+        check_store_url(url)
+    except (ValueError, StoreError, ScenarioError) as exc:
+        raise ValueError(f"{option} {shown_url(url)}: {exc}") from None
+    if not url.lower().startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{option} {shown_url(url)}: {SHARED_STORE}")
+    return url
 
 
 class NodeStartFailed(ShardlineError):
