@@ -31,13 +31,15 @@ class NodeReport(msgspec.Struct, frozen=True):
     """What one node hosted and handled since it started.
 
     ``actors`` counts the live actors (the agent and entities included),
-    ``entities`` the live entity activations, ``messages`` the messages its
+    ``entities`` the live entity activations, ``activations`` every entity
+    activation since the node started, ``messages`` the messages its live
     actors received, ``restarts`` their restarts after a crash.
     """
 
     node: str
     actors: int
     entities: int
+    activations: int
     messages: int
     restarts: int
 
@@ -52,9 +54,10 @@ class NodeAgent(Actor[DescribeNode]):
 def describe(rt: Runtime) -> NodeReport:
     """This node's :class:`NodeReport`, read from its actors' counters."""
     stats = rt.statistics()
+    cluster = rt.cluster_statistics()
     return NodeReport(
         node=rt.node_name or "", actors=len(stats),
-        entities=rt.cluster_statistics().entities_active,
+        entities=cluster.entities_active, activations=cluster.activations,
         messages=sum(s.received for s in stats), restarts=sum(s.restarted for s in stats))
 
 

@@ -66,6 +66,7 @@ class NodeTally(msgspec.Struct):
     state: str = "up"
     actors: int = 0
     entities: int = 0
+    activations: int = 0
     messages: int = 0
     restarts: int = 0
     kills: int = 0
@@ -209,6 +210,7 @@ class ScenarioNodes(ABC):
                 tally.state = "unreachable"
                 continue
             tally.actors, tally.entities = got.actors, got.entities
+            tally.activations = got.activations
             tally.messages, tally.restarts = got.messages, got.restarts
         return self.tally
 
