@@ -69,3 +69,16 @@ def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
     assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) == 1  # type: ignore[misc]
     experiment = report["stages"][0]  # type: ignore[index]
     assert experiment["started_at"] < 1.5 < experiment["decided_at"]
+
+
+def test_pausing_the_controllers_simulated_node_moves_it_and_keeps_the_verdicts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _run(capsys, str(ROOT / "scenarios" / "deploy_node_pause.toml"),
+                  "--out", str(tmp_path))
+    held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert all(held.values()) and held["exercised_node_pauses"]
+    nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
+    assert nodes["node-1"]["pauses"] == 1 and nodes["node-1"]["kills"] == 0
+    # a survivor took the controller over while node-1 slept; node-1 won it back after
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
+    assert nodes["node-1"]["activations"] == 2
