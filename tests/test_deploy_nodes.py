@@ -82,3 +82,29 @@ def test_pausing_the_controllers_simulated_node_moves_it_and_keeps_the_verdicts(
     # a survivor took the controller over while node-1 slept; node-1 won it back after
     assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
     assert nodes["node-1"]["activations"] == 2
+
+
+RANDOM_KILLS = """[[faults]]
+kind = "kill_node"
+target = "node-*"
+probability = 0.004
+count = 4
+restart_after = "5s"
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_node_kills_by_seed_keep_the_deployment_correct(
+        seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Any node may die at any second (a draw per node per second), up to four times."""
+    text = (ROOT / "scenarios" / "deploy_node_kill.toml").read_text()
+    start = text.index("[[faults]]")
+    text = text[:start] + RANDOM_KILLS + "\n" + text[text.index("[expect]"):]
+    file = tmp_path / "random.toml"
+    file.write_text(text)
+    report = _run(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
+    held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert all(held.values()), report["invariants"]
+    nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
+    kills = sum(n["kills"] for n in nodes.values())  # type: ignore[misc]
+    assert 1 <= kills <= 4
