@@ -32,7 +32,6 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -63,7 +62,7 @@ class NodeOptions:
     lease_ttl: float
 
 
-def add_node_parser(sub: Any) -> None:
+def add_node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``node`` subcommand to the ``shardline`` sub-parsers."""
     node = sub.add_parser("node", help="run a cluster node that hosts the systems' entities")
     node.add_argument("--store", required=True, help="the cluster's store: postgresql://...")

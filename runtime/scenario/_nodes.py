@@ -29,6 +29,7 @@ Policy:
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
@@ -178,8 +179,8 @@ class ScenarioNodes(ABC):
         _log.warning("node.fault", kind="pause_node", node=name, seconds=fault.duration)
 
     def partition(self, fault: Fault) -> None:
-        groups = [[n for n in self.names if any(Fault(kind="partition", target=g, at=0)
-                                                 .matches(n) for g in group.split(","))]
+        groups = [[n for n in self.names
+                   if any(fnmatch.fnmatchcase(n, glob) for glob in group.split(","))]
                   for group in fault.target.split("|")]
         self._partition(groups, fault.duration)
         self.partitions += 1
