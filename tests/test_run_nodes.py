@@ -96,9 +96,10 @@ def test_a_node_fault_in_a_run_without_nodes_is_exit_2(
 def test_a_run_across_node_processes_kills_one_brings_it_back_and_reports_each(
         tmp_path: Path, postgres_url: Callable[..., str],
         capsys: pytest.CaptureFixture[str]) -> None:
+    pause = '[[faults]]\nkind = "pause_node"\ntarget = "node-2"\nat = "0.5s"\nduration = "0.5s"\n'
     file = _scenario(tmp_path, faults=KILL.format(target="node-1", at="0.3s",
-                                                  extra='restart_after = "0.5s"'),
-                     expect="node_kills = 1")
+                                                  extra='restart_after = "0.5s"') + pause,
+                     expect="node_kills = 1\nnode_pauses = 1")
     out = tmp_path / "out"
     code = main(["run", str(file), "--nodes", "2", "--store", postgres_url(), "--out", str(out),
                  "--json"])
@@ -108,10 +109,12 @@ def test_a_run_across_node_processes_kills_one_brings_it_back_and_reports_each(
     assert code == 0, report
     invariants = {i["name"]: i for i in report["invariants"]}
     assert invariants["exercised_node_kills"]["held"]
+    assert invariants["exercised_node_pauses"]["held"]
     nodes = report["nodes"]
     assert sorted(nodes) == ["node-1", "node-2"]
     assert nodes["node-1"]["kills"] == 1 and nodes["node-1"]["node_restarts"] == 1
     assert nodes["node-1"]["state"] == "up" and nodes["node-2"]["kills"] == 0
+    assert nodes["node-2"]["pauses"] == 1 and nodes["node-2"]["state"] == "up"  # SIGCONT came
     assert all(n["actors"] >= 1 and n["messages"] >= 1 for n in nodes.values())
     assert (out / "nodes" / "node-1.log").exists()
 
