@@ -80,6 +80,8 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     count: int | None = None
     start: float = 0.0
     all: bool = False
+    restart_after: float | None = None
+    """``kill_node`` only: start the killed node again after this many seconds."""
 
     def __post_init__(self) -> None:
         triggers = [t for t in (self.at, self.every, self.probability) if t is not None]
@@ -100,6 +102,10 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"fault {self.kind!r}: duration, delay and start must be >= 0")
         if self.count is not None and self.count < 1:
             raise ValueError(f"fault {self.kind!r}: count must be >= 1, got {self.count}")
+        if self.restart_after is not None and (self.kind != "kill_node"
+                                               or self.restart_after < 0):
+            raise ValueError(f"fault {self.kind!r}: restart_after belongs to kill_node "
+                             "faults and must be >= 0")
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.target)

@@ -23,6 +23,7 @@ from typing import TextIO
 
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
+from runtime._node_cli import add_node_parser
 from runtime.scenario import (
     LoadedScenario,
     default_out_dir,
@@ -61,6 +62,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="delete this run's store and output first instead of resuming")
     run.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
+    run.add_argument("--nodes", type=int, default=None, metavar="N",
+                     help="run across N node processes node-1..node-N on loopback (real "
+                          "clock) or N simulated nodes (simulated clock); needs a "
+                          "postgresql:// store")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                      help="level of events written to <out>/events.jsonl (default info)")
     run.set_defaults(handler=_cmd_run)
@@ -73,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", nargs="?", help="benchmark name (omit to list them)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(handler=_cmd_bench)
+    add_node_parser(sub)
     for ep in entry_points(group="shardline.commands"):
         try:
             register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
@@ -169,7 +175,7 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
         progress = _progress_printer(sys.stderr) if interactive else None
         try:
             report = run_scenario(loaded, seed=args.seed, store=store, out=out_dir,
-                                  progress=progress)
+                                  progress=progress, nodes=args.nodes)
         except (ScenarioError, StoreError) as exc:
             if interactive:
                 sys.stderr.write("\r\x1b[K")

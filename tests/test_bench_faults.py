@@ -160,7 +160,7 @@ def test_a_sweep_over_a_destination_that_drops_a_batch_lists_the_failure_and_exi
 @pytest.mark.parametrize(("args", "message"), [
     (["--rates", "1,x"], "--rates: expected numbers such as 0,0.5,2, got '1,x'"),
     (["--faults", "kill_node"], "--faults: kind 'kill_node' is not available for system "
-                                "'stream' (a node fault: it needs the cluster)"),
+                                "'stream' (a node fault: it needs a scenario that runs across nodes"),
     (["--faults", "nonsense"], "--faults: kind 'nonsense' is not available"),
     (["--bucket", "5"], "--bucket: expected a duration such as"),
     (["--seeds", "0"], "--seeds: expected at least 1, got 0"),
@@ -213,3 +213,21 @@ def test_without_the_bench_extra_it_exits_2_before_running_anything(
     assert "Traceback" not in done.stderr
     assert f"needs {missing}" in done.stderr and "pip install -e '.[bench]'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_node_faults_sweep_a_scenario_that_runs_across_nodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill_node on the deploy scenario across three (simulated) nodes: the kills fire
+    and every run keeps its invariants; the no-fault point kills nothing."""
+    scenario = Path(__file__).parents[1] / "scenarios" / "deploy_node_kill.toml"
+    code = main(["--scenario", str(scenario), "--faults", "kill_node", "--rates", "0,0.02",
+                 "--seeds", "1", "--clock", "simulated", "--out", str(tmp_path)])
+    capsys.readouterr()
+    assert code == 0
+    runs = {r["fault"]: r for r in map(json.loads, (tmp_path / "runs.jsonl").open())}
+    assert runs.keys() == {"none", "kill_node"}
+    assert all(r["correct"] for r in runs.values())
+    kills = {name: {i["name"]: i for i in r["invariants"]}["exercised_node_kills"]
+             for name, r in runs.items()}
+    assert kills["kill_node"]["held"] and not kills["none"]["held"]

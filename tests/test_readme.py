@@ -158,13 +158,36 @@ def test_the_bench_examples_name_only_options_that_exist() -> None:
         bench_parser().parse_args(argv[2:])  # exits 2 on an unknown option
 
 
+_NODES_SCENARIO = """[scenario]
+name = "readme-node-faults"
+nodes = 3
+
+[deploy]
+hosts = 6
+
+[deploy.model]
+versions = { a1 = {}, a2 = {} }
+
+[[deploy.configs]]
+name = "config_a"
+control = "a1"
+experimental = "a2"
+
+"""
+
+
 def test_the_scenario_examples_validate(tmp_path: Path) -> None:
     """The ``[stream]`` example is a whole scenario file, the ``[queue]`` one too (the
     user functions they name are commented out: ``pkg.mod`` is a placeholder)."""
     from runtime.cli import main
 
-    blocks = _blocks("toml")
-    assert [b.split("\n", 1)[0] for b in blocks] == ["[scenario]", "[scenario]"]
+    toml = _blocks("toml")
+    blocks = [b for b in toml if b.startswith("[scenario]")]
+    assert len(blocks) == 2
+    for fragment in (b for b in toml if not b.startswith("[scenario]")):
+        # a [[faults]] fragment: validated inside a scenario that runs across 3 nodes
+        assert fragment.startswith("[[faults]]"), fragment
+        blocks.append(_NODES_SCENARIO + fragment)
     files = []
     for i, block in enumerate(blocks):
         files.append(tmp_path / f"example{i}.toml")

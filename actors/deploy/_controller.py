@@ -35,7 +35,7 @@ from actors.deploy._plan import build_plan, control_targets, host_order, step_ta
 from actors.deploy._records import DeploymentState, Evidence, StageResult, Verdict
 from actors.deploy._spec import wave_sizes
 from runtime import Actor, Message, NoSuchActor
-from runtime.store import Put
+from runtime.store import Fence, Put
 
 _decode_state = msgspec.msgpack.Decoder(DeploymentState).decode
 _encode = msgspec.msgpack.Encoder().encode
@@ -118,7 +118,7 @@ class DeploymentController(Actor[ControllerMsg]):
     async def _save(self, new: DeploymentState) -> None:
         """Compare-and-set the state; a conflict crashes us and recover re-reads."""
         result = await self.runtime.store.write(
-            [Put(self.key, _encode(new), expect_version=self.version)])
+            [Put(self.key, _encode(new), expect_version=self.version)], fence=self._fence())
         self.version = result.versions[self.key]
         self.state = new
 
@@ -133,6 +133,15 @@ class DeploymentController(Actor[ControllerMsg]):
         else:
             self.ctx.finished.set()
 
+    def _tell_host(self, host: str, msg: Assign) -> None:
+        """Tell a host its new assignment; a host not running reads its record on start."""
+        with contextlib.suppress(NoSuchActor):
+            self.runtime.lookup(host).tell_nowait(msg)
+
+    def _fence(self) -> Fence | None:
+        """The fence the state is written under (the entity's lease across nodes)."""
+        return None
+
     # -- applying a pending step ------------------------------------------------
     async def _apply_pending(self) -> None:
         st = self.state
@@ -140,8 +149,7 @@ class DeploymentController(Actor[ControllerMsg]):
         for index, host in enumerate(st.hosts):
             assignment = st.targets[host]
             await store.write([Put(keys.host_key(st.deployment, host), _encode(assignment))])
-            with contextlib.suppress(NoSuchActor):  # not running: reads its record on start
-                self.runtime.lookup(host).tell_nowait(Assign(assignment))
+            self._tell_host(host, Assign(assignment))
             await self.fault_point(f"after assigning revision {st.revision} to {host}")
             if self.spec.apply_interval > 0 and index < len(st.hosts) - 1:
                 await asyncio.sleep(self.spec.apply_interval)

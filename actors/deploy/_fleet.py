@@ -12,7 +12,11 @@ async with Runtime(store="sqlite:///state.db") as rt:
 
 Everything runs under one supervisor named ``name`` (hosts first, then the
 controller ``<name>.controller``), restarting crashed actors with backoff;
-hosts and controller recover their state from the store.
+hosts and controller recover their state from the store. With
+``controller_on_nodes`` (a runtime that is a cluster node) the controller is
+the entity ``DeploymentControllerEntity/<deployment>`` instead, run by
+whichever node hosts it (``actors.deploy._entity``); this runtime keeps the
+hosts and pokes the entity every ``tick`` until the deployment finished.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import msgspec
 
 from actors.deploy import _keys as keys
 from actors.deploy._context import DeploymentContext
-from actors.deploy._controller import DeploymentController
+from actors.deploy._controller import DeploymentController, ReadDeployment
+from actors.deploy._entity import DeploymentControllerEntity, DeploymentRecipe, encode_recipe
 from actors.deploy._host import DeploymentHost, HostMsg, HostStatus, ReadHostStatus, Serve, Served
 from actors.deploy._model import AppHandler, ServiceModel
 from actors.deploy._records import DeploymentState
 from actors.deploy._spec import DeploymentSpec
-from runtime import ActorRef, Backoff, Runtime, Supervisor
-from runtime.store import without_faults
+from runtime import ActorRef, Backoff, Runtime, ShardlineError, Supervisor
+from runtime.store import Put, without_faults
 
 _decode_state = msgspec.msgpack.Decoder(DeploymentState).decode
 _START_ATTEMPTS = 100
@@ -53,6 +58,7 @@ class Fleet:
         max_restarts: int = 1000,
         within: float = 10.0,
         restart_backoff: Backoff | None = None,
+        controller_on_nodes: bool = False,
     ) -> None:
         self.rt = rt
         self.spec = spec
@@ -65,6 +71,8 @@ class Fleet:
         self._backoff = restart_backoff or Backoff(min=0.01, max=1.0, jitter=0.2)
         self.hosts: dict[str, ActorRef[HostMsg]] = {}
         self.supervisor: Supervisor | None = None
+        self.controller_on_nodes = controller_on_nodes
+        self._poker: asyncio.Task[None] | None = None
 
     @property
     def controller_name(self) -> str:
@@ -80,8 +88,32 @@ class Fleet:
             self.hosts[host] = await sup.spawn_retrying(
                 DeploymentHost, self.context, name=host, backoff=self._backoff,
                 attempts=_START_ATTEMPTS)
-        await sup.spawn_retrying(DeploymentController, self.context, name=self.controller_name,
-                                 backoff=self._backoff, attempts=_START_ATTEMPTS)
+        if not self.controller_on_nodes:
+            await sup.spawn_retrying(DeploymentController, self.context,
+                                     name=self.controller_name, backoff=self._backoff,
+                                     attempts=_START_ATTEMPTS)
+            return
+        recipe = DeploymentRecipe(self.spec, self.name, self.rt.node_name or "")
+        await without_faults(self.rt.store).write(
+            [Put(keys.recipe_key(self.spec.deployment), encode_recipe(recipe))])
+        self._poker = asyncio.get_running_loop().create_task(self._poke())
+
+    async def _poke(self) -> None:
+        """Keep the controller entity active (wherever it runs) until it finished."""
+        ref = self.rt.entity(DeploymentControllerEntity, self.spec.deployment)
+        while True:
+            try:
+                reply = await ref.ask(ReadDeployment(), timeout=5.0)
+            except ShardlineError as exc:  # moving, or its node just died: poke again
+                self.rt.trace.record(self.rt.now(), "controller_unreachable",
+                                     self.controller_name, type(exc).__name__)
+            else:
+                state = reply if isinstance(reply, DeploymentState) \
+                    else msgspec.convert(reply, DeploymentState)
+                if state.phase == "finished":
+                    self.context.finished.set()
+                    return
+            await asyncio.sleep(self.context.tick)
 
     async def state(self) -> DeploymentState | None:
         """The durable state (readable while the controller is restarting).
@@ -120,6 +152,9 @@ class Fleet:
     async def stop(self) -> None:
         """Stop every actor of the deployment (its durable state stays in the store)."""
         self.context.stopping = True
+        if self._poker is not None:
+            self._poker.cancel()
+            self._poker = None
         if self.supervisor is not None:
             await self.rt.root.stop(self.supervisor)
             self.supervisor = None

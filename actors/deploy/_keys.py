@@ -21,3 +21,8 @@ def metrics_log(deployment: str, step: str) -> str:
 def generation_key(name: str) -> str:
     """How many deployments a scenario named ``name`` has started in this store."""
     return f"deploy/{name}/generation"
+
+
+def recipe_key(deployment: str) -> str:
+    """What a controller entity on any node builds itself from (``DeploymentRecipe``)."""
+    return f"deploy/{deployment}/recipe"

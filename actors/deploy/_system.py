@@ -39,6 +39,7 @@ from actors.deploy._checks import (
     check_rollback,
 )
 from actors.deploy._config import DeployConfig, DeployExpect
+from actors.deploy._entity import DeploymentControllerEntity
 from actors.deploy._fleet import Fleet
 from actors.deploy._host import HostStatus, ReadHostStatus
 from actors.deploy._model import LatencyModel, ServiceModel, Truth
@@ -116,6 +117,10 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
     bench_fault_targets = {"actors": "deploy.host-*", "stop_reporting": "deploy.host-*",
                      "metrics_outage": "deploy.metrics"}
 
+    def register_node(self, rt: Runtime) -> None:
+        """A node may run deployment controllers (one entity per deployment)."""
+        rt.register_entity(DeploymentControllerEntity)
+
     def check(self, config: DeployConfig, expect: DeployExpect) -> list[tuple[str, str]]:
         return config.problems() + [(f"expect.{f}", m) for f, m in expect.problems(config)]
 
@@ -155,7 +160,8 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
         fleet = Fleet(rt, spec, model=model, request_rate=config.request_rate,
                       tick=float(config.tick), name=config.name,
                       max_restarts=config.max_restarts, within=float(config.within),
-                      restart_backoff=config.restart_backoff)
+                      restart_backoff=config.restart_backoff,
+                      controller_on_nodes=rt.node_name is not None)
         await fleet.start()
         ctx.observe(fleet.context.ledger.observation)
         finished = await self._wait(ctx, fleet)

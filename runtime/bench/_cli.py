@@ -108,12 +108,14 @@ def _targets(args: argparse.Namespace, builtin: dict[str, Path]) -> list[Target]
 
 def _check_kinds(targets: list[Target], faults: list[str]) -> None:
     for target in targets:
-        system = load_scenario(target.scenario).system
-        known = [*ACTOR_FAULT_KINDS, "store_error", *system.fault_kinds]
+        loaded = load_scenario(target.scenario)
+        node_kinds = [k for k, kind in KINDS.items() if kind.node] \
+            if loaded.header.nodes else []
+        known = [*ACTOR_FAULT_KINDS, "store_error", *loaded.system.fault_kinds, *node_kinds]
         for kind in faults:
             if kind not in known:
-                hint = " (a node fault: it needs the cluster)" if kind in KINDS and \
-                    KINDS[kind].node else ""
+                hint = (" (a node fault: it needs a scenario that runs across nodes, "
+                        "[scenario] nodes = N)") if kind in KINDS and KINDS[kind].node else ""
                 raise BadInput(f"--faults: kind {kind!r} is not available for system "
                                f"{target.system!r}{hint}; expected one of: {', '.join(known)}")
 

@@ -9,9 +9,10 @@ the system's ``bench_fault_targets`` (the kind, or ``"actors"`` for an actor
 kind), else the kind's default target here. Durations and delays not given
 by the scenario are this table's.
 
-Node faults (``kill_node``, ``pause_node``, ``partition``) are listed so a
-sweep can name them; a point runs only if the scenario's system knows the
-kind (the cluster registers them), otherwise the sweep refuses it up front.
+Node faults (``kill_node``, ``pause_node``, ``partition``) run when the
+scenario runs across nodes (``[scenario] nodes = N``, e.g.
+``scenarios/deploy_node_kill.toml``); for any other scenario the sweep
+refuses them up front.
 """
 
 from __future__ import annotations

@@ -47,6 +47,9 @@ class ScenarioHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: str = ""
     samples: Duration | None = None
     """Bucket width of the runtime samples written to ``<out>/samples.jsonl`` (off if unset)."""
+    nodes: int | None = None
+    """Run across this many nodes (``shardline run --nodes`` overrides it); see
+    ``runtime.scenario._nodes``."""
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,13 +65,26 @@ class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     count: int | None = None
     start: Duration = Duration(0.0)
     all: bool = False
+    restart_after: Duration | None = None
 
     def to_fault(self) -> Fault:
         return Fault(
             kind=self.kind, target=self.target, at=self.at, every=self.every,
             probability=self.probability, duration=self.duration, delay=self.delay,
-            count=self.count, start=self.start, all=self.all,
+            count=self.count, start=self.start, all=self.all, restart_after=self.restart_after,
         )
+
+
+class NodeExpect(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Floors on node faults, read from ``[expect]`` whatever the system: a scenario
+    that claims to kill nodes must show it did (``exercised_node_kills``)."""
+
+    node_kills: int = msgspec.field(default=0)
+    node_pauses: int = msgspec.field(default=0)
+    node_partitions: int = msgspec.field(default=0)
+
+
+NODE_FLOORS = tuple(NodeExpect.__struct_fields__)
 
 
 class LoadedScenario(msgspec.Struct, frozen=True):
@@ -80,6 +96,7 @@ class LoadedScenario(msgspec.Struct, frozen=True):
     config: Any
     expect: Any
     faults: list[Fault]
+    node_expect: NodeExpect = NodeExpect()
 
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -133,6 +150,7 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
                     f"expected exactly one system table ({names}); found {found}")
     section = sections[0]
     system = load_system(section)
+    raw, node_expect = _node_floors(file, raw)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
         ("scenario", ScenarioHeader),
         (section, system.config_type),
@@ -175,7 +193,55 @@ def parse_scenario(raw: dict[str, Any], file: str = "<scenario>") -> LoadedScena
         check_store_url(header.store.replace("{out}", "out"))
     except Exception as exc:
         raise _fail(file, "scenario.store", str(exc)) from None
-    return LoadedScenario(file, header, system, config, expect, faults)
+    if header.nodes is not None and header.nodes < 1:
+        raise _fail(file, "scenario.nodes", f"expected at least 1 node, got {header.nodes}")
+    # without [scenario] nodes, `run --nodes N` may still supply them: checked at run
+    check_node_faults(file, faults, header.nodes, header.clock, require_nodes=False)
+    return LoadedScenario(file, header, system, config, expect, faults, node_expect)
+
+
+def _node_floors(file: str, raw: dict[str, Any]) -> tuple[dict[str, Any], NodeExpect]:
+    """``raw`` without the node floors of ``[expect]``, and those floors."""
+    expect = raw.get("expect")
+    if not isinstance(expect, dict) or not any(key in expect for key in NODE_FLOORS):
+        return raw, NodeExpect()
+    floors = {key: expect[key] for key in NODE_FLOORS if key in expect}
+    rest = {key: value for key, value in expect.items() if key not in NODE_FLOORS}
+    try:
+        node_expect = msgspec.convert(floors, NodeExpect)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        assert match is not None
+        raise _fail(file, "expect" + (match["path"] or "").lstrip("$"), match["msg"]) from None
+    return {**raw, "expect": rest}, node_expect
+
+
+def check_node_faults(file: str, faults: Sequence[Fault], nodes: int | None,
+                      clock: str, *, require_nodes: bool = True) -> None:
+    """Node faults need nodes, a target among them, and (partition) simulated nodes;
+    with ``nodes`` unknown (``None``) and not ``require_nodes``, targets are not checked."""
+    from runtime.scenario._nodes import NODE_FAULT_KINDS, node_names
+
+    for index, fault in enumerate(faults):
+        if fault.kind not in NODE_FAULT_KINDS:
+            continue
+        if fault.kind == "partition" and clock != "simulated":
+            raise _fail(file, f"faults[{index}].kind",
+                        "'partition' acts on simulated nodes only (clock = \"simulated\"): "
+                        "cutting node processes apart needs control of the host's network")
+        if nodes is None:
+            if not require_nodes:
+                continue
+            raise _fail(file, f"faults[{index}].kind", f"a {fault.kind!r} fault needs nodes: "
+                        "set [scenario] nodes = N or run with --nodes N")
+        names = node_names(nodes)
+        targets = [part for group in fault.target.split("|") for part in group.split(",")] \
+            if fault.kind == "partition" else [fault.target]
+        for target in targets:
+            if not any(fnmatch.fnmatchcase(name, target) for name in names):
+                raise _fail(file, f"faults[{index}].target",
+                            f"{target!r} matches no node; expected a name or glob matching "
+                            f"one of: {_shown(names)}")
 
 
 def _strikable(kind: str, targets: Mapping[str, Sequence[str]]) -> Sequence[str] | None:
@@ -192,7 +258,9 @@ def _shown(names: Sequence[str], limit: int = 8) -> str:
 
 def _faults(file: str, specs: list[FaultSpec], system: ScenarioSystem[Any, Any],
             config: Any) -> list[Fault]:
-    kinds = [*ACTOR_FAULT_KINDS, *STORE_FAULT_KINDS, *system.fault_kinds]
+    from runtime.scenario._nodes import NODE_FAULT_KINDS
+
+    kinds = [*ACTOR_FAULT_KINDS, *STORE_FAULT_KINDS, *NODE_FAULT_KINDS, *system.fault_kinds]
     targets = system.fault_targets(config) or {}
     faults: list[Fault] = []
     for index, spec in enumerate(specs):

@@ -18,7 +18,8 @@ from runtime._errors import StoreError
 from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
-from runtime.scenario._loader import LoadedScenario
+from runtime.scenario._loader import LoadedScenario, check_node_faults
+from runtime.scenario._nodes import check_node_run, node_floors, scenario_nodes, start_nodes
 from runtime.scenario._report import Report
 from runtime.scenario._sampler import Sample, Sampler
 from runtime.scenario._system_api import (
@@ -47,6 +48,7 @@ def run_scenario(
     out: str | Path | None = None,
     progress: ProgressFn | None = None,
     on_sample: Callable[[Sample], None] | None = None,
+    nodes: int | None = None,
 ) -> Report:
     """Run ``loaded`` to completion (or its timeout) and return the report.
 
@@ -55,6 +57,8 @@ def run_scenario(
     ``runtime.scenario._fingerprint``).
     With ``[scenario] samples`` set, one JSON line per time bucket goes to
     ``<out>/samples.jsonl`` (rewritten each run) and to ``on_sample``.
+    ``nodes`` (else ``[scenario] nodes``) runs it across that many nodes
+    (``runtime.scenario._nodes``); they need a shared store (``ScenarioError``).
     """
     header = loaded.header
     run_seed = header.seed if seed is None else seed
@@ -74,8 +78,17 @@ def run_scenario(
         if on_sample is not None:
             on_sample(sample)
 
+    node_count = nodes if nodes is not None else header.nodes
+    cluster_nodes = None
+    if node_count is None:
+        check_node_faults(loaded.path, loaded.faults, None, header.clock)
+    else:
+        check_node_run(loaded, node_count, store_url)
+        cluster_nodes = scenario_nodes(node_count, header.clock, store_url, out_dir)
+
     async def main() -> tuple[SystemOutcome, str, StoreSize | None]:
-        async with Runtime(store=store_url, seed=run_seed) as rt:
+        async with Runtime(store=store_url, seed=run_seed, cluster=(
+                cluster_nodes.driver_cluster() if cluster_nodes is not None else None)) as rt:
             store = without_faults(rt.store)
             earlier = await claim_store(  # before anything is stamped
                 store, store_url, system=loaded.system.section, scenario=header.name,
@@ -90,6 +103,8 @@ def run_scenario(
                 previous_runs=earlier.runs if earlier is not None else 0,
                 sampler=sampler,
             )
+            if cluster_nodes is not None:
+                await start_nodes(cluster_nodes, rt, loaded.faults)
             rt.faults.install(loaded.faults)
             try:
                 async with asyncio.timeout(header.timeout + _GRACE):
@@ -101,6 +116,13 @@ def run_scenario(
                 if marks is not None:
                     marks.cancel()
                     await mark_wall(store, rt.clock)
+                if cluster_nodes is not None:
+                    rt.faults.cancel()
+                    tallies = await cluster_nodes.report(rt)
+                    await cluster_nodes.stop()
+            if cluster_nodes is not None:
+                outcome.extra["nodes"] = msgspec.to_builtins(tallies)
+                outcome.invariants.extend(node_floors(loaded.node_expect, cluster_nodes))
             if sampler is not None:
                 await sampler.stop()
                 if summary := sampler.latency_summary():

@@ -143,6 +143,14 @@ class ScenarioSystem(ABC, Generic[C, E]):
         ``None`` (the default) leaves targets unchecked."""
         return None
 
+    def register_node(self, rt: Runtime) -> None:
+        """Declare on node ``rt`` the entity classes this system's actors run as
+        (``rt.register_entity(cls)`` for each), so that the node may host them.
+
+        Called on every node before it serves: each ``shardline node`` process
+        calls it for every installed system. Default: the system has no entities.
+        """
+
     def register_faults(self, rt: Runtime) -> None:
         """Register this system's passive fault kinds; active ones are registered in run()."""
         for kind in self.fault_kinds:

@@ -1,0 +1,361 @@
+"""A scenario run across nodes: ``shardline run --nodes N`` / ``[scenario] nodes = N``.
+
+Policy:
+
+- The run's own runtime joins the cluster as the node ``driver``: it drives
+  the workload and checks the invariants and hosts no entity, so every
+  entity a system declares (``ScenarioSystem.register_node``) runs on
+  ``node-1`` ... ``node-N``.
+- ``clock = "real"``: the nodes are ``shardline node`` processes on
+  loopback (``runtime._node_fleet``) sharing the run's store, which must
+  be PostgreSQL, and a secret generated for the run; ``clock =
+  "simulated"``: they are runtimes in this process on a seeded
+  ``SimulatedNetwork``, sharing the run's store object (any backend: lease
+  time must be the virtual clock, which a PostgreSQL server does not
+  keep), so a seed replays node faults too.
+- Node faults (``[[faults]]`` kinds ``kill_node``, ``pause_node``,
+  ``partition``) strike only the node names: ``kill_node`` is SIGKILL (or
+  its simulated twin), with ``restart_after`` the node is started again
+  under the same name once its old membership lease has expired;
+  ``pause_node`` is SIGSTOP for ``duration`` then SIGCONT; ``partition``
+  (simulated nodes only: cutting processes apart needs control of the
+  host's network) cuts the groups of its target (``"node-1|node-2,node-3"``)
+  apart for ``duration``.
+- The report's ``nodes`` holds, per node, what its agent answered at the
+  end (counters since its last start) and the kills, pauses and restarts
+  the run inflicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from runtime._errors import ScenarioError, ShardlineError
+from runtime._faults import Fault
+from runtime._node_fleet import NodeFleet, shared_store
+from runtime._system import Runtime
+from runtime.cluster._agent import AGENT_NAME, NodeAgent, ask_report
+from runtime.cluster._config import Cluster
+from runtime.cluster._simnet import SimulatedNetwork
+from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
+from runtime.scenario._registry import systems
+from runtime.scenario._system_api import InvariantResult, exercised_floors
+from runtime.store._base import Store
+
+NODE_LEASE_TTL = 2.0
+DRIVER = "driver"
+NODE_FAULT_KINDS = ("kill_node", "pause_node", "partition")
+_log = structlog.get_logger("shardline")
+
+
+def node_names(count: int) -> list[str]:
+    return [f"node-{i}" for i in range(1, count + 1)]
+
+
+class NodeTally(msgspec.Struct):
+    """What the run did to one node, and what its agent said at the end."""
+
+    state: str = "up"
+    actors: int = 0
+    entities: int = 0
+    activations: int = 0
+    messages: int = 0
+    restarts: int = 0
+    kills: int = 0
+    pauses: int = 0
+    node_restarts: int = 0
+
+
+class ScenarioNodes(ABC):
+    """``node-1`` ... ``node-N`` of one run; see the module docstring."""
+
+    def __init__(self, count: int) -> None:
+        self.names = node_names(count)
+        self.tally = {name: NodeTally() for name in self.names}
+        self.partitions = 0
+        self.driver: Runtime | None = None
+        self._restarting: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @abstractmethod
+    def driver_cluster(self) -> Cluster:
+        """How the run's own runtime joins these nodes."""
+
+    @abstractmethod
+    async def start(self, driver: Runtime) -> None:
+        """Start every node and wait until each joined (``ShardlineError`` naming one
+        that could not)."""
+
+    @abstractmethod
+    def _kill(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _pause(self, name: str, seconds: float) -> None: ...
+
+    @abstractmethod
+    async def _restart(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _partition(self, groups: list[list[str]], seconds: float) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    # -- faults ------------------------------------------------------------
+    def install_faults(self, rt: Runtime, plan: Sequence[Fault]) -> None:
+        """Make the node fault kinds of ``rt``'s plan strike these nodes.
+
+        ``at`` and ``every`` faults go through ``rt.faults``; a ``probability``
+        node fault is drawn once per second of the runtime clock for each
+        matching node that is up (through the injector's seeded generator).
+        """
+        acts: dict[str, Callable[[Fault], None]] = {
+            "kill_node": lambda fault: self._each(fault, self.kill),
+            "pause_node": lambda fault: self._each(fault, self.pause),
+            "partition": self.partition,
+        }
+        for kind, act in acts.items():
+            rt.faults.register_kind(kind, act)
+        for fault in plan:
+            if fault.kind in acts and fault.probability is not None:
+                self._spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
+
+    async def _draw_every_second(self, rt: Runtime, fault: Fault,
+                                 act: Callable[[Fault], None]) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            targets = [name for name in self.names
+                       if fault.matches(name) and self.tally[name].state == "up"]
+            if fault.kind == "partition":
+                targets = ["network"]
+            for name in targets:
+                if rt.faults.roll(fault):
+                    rt.faults.record(fault, name)
+                    act(fault if fault.kind == "partition"
+                        else msgspec.structs.replace(fault, target=name))
+
+    def _each(self, fault: Fault, act: Callable[[str, Fault], None]) -> None:
+        for name in self.names:
+            if fault.matches(name) and self.tally[name].state == "up":
+                act(name, fault)
+
+    def kill(self, name: str, fault: Fault) -> None:
+        self._kill(name)
+        self.tally[name].kills += 1
+        self.tally[name].state = "killed"
+        _log.warning("node.fault", kind="kill_node", node=name)
+        if fault.restart_after is not None:
+            self._spawn(self._restart_later(name, fault.restart_after))
+
+    async def _restart_later(self, name: str, delay: float) -> None:
+        self._restarting.add(name)
+        try:
+            await asyncio.sleep(delay)
+            driver = self.driver
+            if driver is not None:  # its name is free once its membership lease expired
+                await driver.wait_until(lambda: name not in driver.nodes(),
+                                        deadline=driver.now() + 3 * NODE_LEASE_TTL)
+            await self._restart(name)
+        except ShardlineError as exc:
+            _log.error("node.restart_failed", node=name, error=str(exc))
+            return
+        finally:
+            self._restarting.discard(name)
+        self.tally[name].state = "up"
+        self.tally[name].node_restarts += 1
+
+    def pause(self, name: str, fault: Fault) -> None:
+        self._pause(name, fault.duration)
+        self.tally[name].pauses += 1
+        _log.warning("node.fault", kind="pause_node", node=name, seconds=fault.duration)
+
+    def partition(self, fault: Fault) -> None:
+        groups = [[n for n in self.names
+                   if any(fnmatch.fnmatchcase(n, glob) for glob in group.split(","))]
+                  for group in fault.target.split("|")]
+        self._partition(groups, fault.duration)
+        self.partitions += 1
+        _log.warning("node.fault", kind="partition", groups=groups, seconds=fault.duration)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- report ------------------------------------------------------------
+    async def report(self, driver: Runtime) -> dict[str, NodeTally]:
+        """Each node's tally, with what its agent answers now (a node that does not
+        answer within 2 s is reported ``unreachable``). A restart under way is
+        awaited first (at most a few lease TTLs)."""
+        await driver.wait_until(lambda: not self._restarting,
+                                deadline=driver.now() + 5 * NODE_LEASE_TTL)
+        for name, tally in self.tally.items():
+            if tally.state != "up":
+                continue
+            try:
+                got = await ask_report(driver, name, 2.0)
+            except ShardlineError:
+                tally.state = "unreachable"
+                continue
+            tally.actors, tally.entities = got.actors, got.entities
+            tally.activations = got.activations
+            tally.messages, tally.restarts = got.messages, got.restarts
+        return self.tally
+
+
+def host_everything(rt: Runtime) -> None:
+    """What every node does before it serves: declare each system's entities."""
+    for system in systems().values():
+        system.register_node(rt)
+
+
+class ProcessNodes(ScenarioNodes):
+    """``shardline node`` processes on loopback (real clock)."""
+
+    def __init__(self, count: int, store: str, logs: Path) -> None:
+        super().__init__(count)
+        self._secret = secrets.token_hex(16)
+        self.fleet = NodeFleet(store, self._secret, logs, lease_ttl=NODE_LEASE_TTL)
+
+    def driver_cluster(self) -> Cluster:
+        return Cluster(secret=self._secret, name=DRIVER, lease_ttl=NODE_LEASE_TTL)
+
+    async def start(self, driver: Runtime) -> None:
+        await asyncio.to_thread(self.fleet.start, self.names)
+        await driver.wait_until(lambda: set(self.names) <= set(driver.nodes()),
+                                deadline=driver.now() + 10)
+
+    def _kill(self, name: str) -> None:
+        self.fleet.kill(name)
+
+    def _pause(self, name: str, seconds: float) -> None:
+        self.fleet.pause(name)
+        asyncio.get_running_loop().call_later(seconds, self.fleet.resume, name)
+
+    async def _restart(self, name: str) -> None:
+        # a new process under the name is refused while the old membership lease lives
+        for _attempt in range(5):
+            try:
+                await asyncio.to_thread(self.fleet.restart, name)
+                return
+            except ShardlineError as exc:
+                _log.info("node.restart_retry", node=name, error=str(exc))
+                await asyncio.sleep(NODE_LEASE_TTL / 2)
+        await asyncio.to_thread(self.fleet.restart, name)
+
+    def _partition(self, groups: list[list[str]], seconds: float) -> None:
+        raise ShardlineError("partition acts on simulated nodes only")
+
+    async def stop(self) -> None:
+        self._cancel_tasks()
+        await asyncio.to_thread(self.fleet.stop)
+
+
+class SimulatedNodes(ScenarioNodes):
+    """Runtimes in this process on a seeded simulated network (simulated clock)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.net = SimulatedNetwork()
+        self._secret = "simulated-cluster"
+        self.runtimes: dict[str, Runtime] = {}
+        self._store: Store | None = None
+
+    def driver_cluster(self) -> Cluster:
+        return Cluster(secret=self._secret, name=DRIVER, network=self.net,
+                       lease_ttl=NODE_LEASE_TTL)
+
+    async def start(self, driver: Runtime) -> None:
+        self._store = driver.store
+        for name in self.names:
+            await self._start_one(name)
+        await driver.wait_until(lambda: set(self.names) <= set(driver.nodes()),
+                                deadline=driver.now() + 10)
+
+    async def _start_one(self, name: str) -> None:
+        assert self._store is not None
+        rt = Runtime(store=self._store, cluster=Cluster(
+            secret=self._secret, name=name, network=self.net, lease_ttl=NODE_LEASE_TTL))
+        await rt.__aenter__()
+        host_everything(rt)
+        await rt.spawn(NodeAgent, name=AGENT_NAME)
+        self.runtimes[name] = rt
+
+    def _kill(self, name: str) -> None:
+        self.net.kill_node(name)
+        self.runtimes.pop(name)
+
+    def _pause(self, name: str, seconds: float) -> None:
+        self.net.pause_node(name, seconds)
+
+    async def _restart(self, name: str) -> None:
+        for _attempt in range(5):
+            try:
+                await self._start_one(name)
+                return
+            except ShardlineError as exc:
+                _log.info("node.restart_retry", node=name, error=str(exc))
+                await asyncio.sleep(NODE_LEASE_TTL / 2)
+        await self._start_one(name)
+
+    def _partition(self, groups: list[list[str]], seconds: float) -> None:
+        self.net.partition(*groups)
+        asyncio.get_running_loop().call_later(seconds, self.net.heal)
+
+    async def stop(self) -> None:
+        self._cancel_tasks()
+        for name in list(self.runtimes):
+            await self.runtimes.pop(name).shutdown()
+
+
+def scenario_nodes(count: int, clock: str, store: str, out_dir: Path) -> ScenarioNodes:
+    if clock == "simulated":
+        return SimulatedNodes(count)
+    return ProcessNodes(count, store, out_dir / "nodes")
+
+
+def check_node_run(loaded: LoadedScenario, count: int, store: str) -> None:
+    """A run across ``count`` nodes is possible: ``ScenarioError`` naming why not."""
+    if count < 1:
+        raise ScenarioError(f"--nodes: expected at least 1 node, got {count}")
+    if loaded.header.clock == "real":  # simulated nodes share this process's store object
+        try:
+            shared_store(store, option=f"--nodes {count}: store")
+        except ValueError as exc:
+            raise ScenarioError(str(exc)) from None
+    check_node_faults(loaded.path, loaded.faults, count, loaded.header.clock)
+
+
+async def start_nodes(nodes: ScenarioNodes, driver: Runtime, plan: Sequence[Fault]) -> None:
+    """Start the nodes and route the node fault kinds to them; ``ScenarioError`` naming
+    a node that could not join (the others are stopped)."""
+    nodes.driver = driver
+    try:
+        await nodes.start(driver)
+    except ShardlineError as exc:
+        await nodes.stop()
+        raise ScenarioError(str(exc)) from None
+    nodes.install_faults(driver, plan)
+
+
+def node_floors(expect: NodeExpect, nodes: ScenarioNodes) -> list[InvariantResult]:
+    """``exercised_node_kills`` and the like, for the floors ``[expect]`` sets."""
+    tallies = nodes.tally
+    return exercised_floors([
+        ("node_kills", expect.node_kills, sum(t.kills for t in tallies.values())),
+        ("node_pauses", expect.node_pauses, sum(t.pauses for t in tallies.values())),
+        ("node_partitions", expect.node_partitions, nodes.partitions),
+    ])
