@@ -66,7 +66,9 @@ def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
     assert report["metrics"]["verdict_config_a"] == "approved"  # type: ignore[index]
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
     assert nodes["node-1"]["state"] == "killed" and nodes["node-1"]["kills"] == 1
-    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) == 1  # type: ignore[misc]
+    # a survivor took the controller over (under heavy load its lease can lapse once
+    # more and the other survivor take it: fenced, so still one writer at a time)
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
     experiment = report["stages"][0]  # type: ignore[index]
     assert experiment["started_at"] < 1.5 < experiment["decided_at"]
 
