@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from actors.queue._source import generated_items
 from runtime import Runtime
 from runtime.scenario import load_scenario
 from tests.queue_helpers import direct_sums, sim
-from tests.scenario_helpers import rerun_to_completion
+from tests.scenario_helpers import rerun_to_completion, shardline_command
 
 RECORDS, KEYS, SEED = 12_000, 400, 5
 
@@ -63,9 +62,7 @@ window = 10
 
 
 def _command(scenario: Path, out: Path) -> list[str]:
-    script = Path(sys.executable).with_name("shardline")
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
-    return [*entry, "run", str(scenario), "--out", str(out), "--json"]
+    return [*shardline_command(), "run", str(scenario), "--out", str(out), "--json"]
 
 
 def _events_size(out: Path) -> int:

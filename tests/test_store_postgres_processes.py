@@ -24,7 +24,7 @@ import pytest
 from runtime._errors import StoreError
 from runtime.store import Append, open_store
 from tests._postgres import ThrowawayPostgres
-from tests.scenario_helpers import rerun_to_completion
+from tests.scenario_helpers import rerun_to_completion, shardline_command
 from tests.test_log_http import Server, b64
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,8 +297,7 @@ def test_a_database_restart_fails_calls_then_the_pool_reconnects_and_a_rerun_res
     scenario = tmp_path / "restart.toml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "out"
-    script = Path(sys.executable).with_name("shardline")
-    command = [str(script), "run", str(scenario), "--out", str(out),
+    command = [*shardline_command(), "run", str(scenario), "--out", str(out),
                "--store", server.url("scenario"), "--json"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=ENV, cwd=tmp_path, text=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime.cli import main
+from tests.scenario_helpers import shardline_command
 from tests.stream_helpers import (
     assert_all_held,
     assert_each_once,
@@ -112,10 +112,8 @@ def test_a_run_cut_short_is_finished_by_the_next(
 
 
 def _shardline(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    script = Path(sys.executable).with_name("shardline")
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
-    return subprocess.Popen([*entry, "run", str(path), "--out", str(out), "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([*shardline_command(), "run", str(path), "--out", str(out), "--json",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_same_seed_same_trace_digest_in_separate_processes(tmp_path: Path) -> None:

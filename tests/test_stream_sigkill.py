@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from actors.stream import AppendDestination, Batch
-from tests.scenario_helpers import rerun_to_completion
+from tests.scenario_helpers import rerun_to_completion, shardline_command
 from tests.stream_helpers import assert_each_once, read_dir_sink, source_items
 
 RECORDS, KEYS, PAYLOAD, SEED = 6000, 200, 32, 5
@@ -47,9 +46,7 @@ destination = "SINK://{{out}}/sink"
 
 
 def _command(scenario: Path, out: Path) -> list[str]:
-    script = Path(sys.executable).with_name("shardline")
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
-    return [*entry, "run", str(scenario), "--out", str(out), "--json"]
+    return [*shardline_command(), "run", str(scenario), "--out", str(out), "--json"]
 
 
 def _read_append_sink(path: Path) -> list[Batch]:
