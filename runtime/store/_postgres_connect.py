@@ -14,7 +14,7 @@ sockets, so simulated time can see and hold around them (``real_io``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
@@ -67,14 +67,19 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     (no SET, LISTEN, cursors or session advisory locks) to reset."""
 
 
+def _server(target: PostgresTarget) -> dict[str, Any]:
+    """Where and how to connect: the arguments every asyncpg connection of a store takes."""
+    return {"host": target.host, "port": target.port, "user": target.user,
+            "password": target.password, "database": target.database,
+            "ssl": target.sslmode, "timeout": target.connect_timeout}
+
+
 async def open_pool(target: PostgresTarget) -> asyncpg.Pool:
     """A connected pool whose schema is ready (created or checked; see ``_postgres_schema``)."""
     with real_io():
         try:
             pool = await asyncpg.create_pool(
-                host=target.host, port=target.port, user=target.user,
-                password=target.password, database=target.database, ssl=target.sslmode,
-                timeout=target.connect_timeout, min_size=1, max_size=target.pool_size,
+                **_server(target), min_size=1, max_size=target.pool_size,
                 max_inactive_connection_lifetime=0, reset=_no_reset,
                 server_settings={"application_name": "shardline"})
         except DATABASE_ERRORS as exc:
@@ -99,10 +104,7 @@ async def drop_store_schema(target: PostgresTarget) -> bool:
     """
     with real_io():
         try:
-            conn = await asyncpg.connect(
-                host=target.host, port=target.port, user=target.user,
-                password=target.password, database=target.database, ssl=target.sslmode,
-                timeout=target.connect_timeout)
+            conn = await asyncpg.connect(**_server(target))
         except DATABASE_ERRORS as exc:
             raise StoreError(failure(target, "cannot connect", exc)) from None
         try:
