@@ -7,8 +7,8 @@ worker process, and measures what ``cluster.py`` measures for Shardline:
 
 - calls/s: one caller sends MESSAGES ``bump.remote(1)`` without waiting (Ray's
   fire-and-forget), then waits for the last; the time covers every call handled;
-- round trips: ASKS sequential ``ray.get(actor.value.remote())``, each timed alone,
-  p50/p99 in microseconds (nearest rank).
+- round trips: ASKS sequential ``ray.get(actor.value.remote())`` after the same
+  untimed warm-up, each timed alone, p50/p99 by the same rule (``_quantiles``).
 
 Prints one JSON line. Exits 3 when Ray is not installed (``pip install ray``).
 """
@@ -19,10 +19,7 @@ import json
 import sys
 import time
 
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+from _quantiles import WARM_UP, p50_p99
 
 
 def main(messages: int, asks: int) -> int:
@@ -54,15 +51,17 @@ def main(messages: int, asks: int) -> int:
         last = counter.bump.remote(1)
     assert ray.get(last) == messages
     calls_per_s = messages / (time.perf_counter() - started)
+    for _ in range(WARM_UP):
+        ray.get(counter.value.remote())
     rtts = []
     for _ in range(asks):
         began = time.perf_counter_ns()
         ray.get(counter.value.remote())
         rtts.append((time.perf_counter_ns() - began) / 1000)
     ray.shutdown()
+    p50, p99 = p50_p99(rtts)
     print(json.dumps({"ray": ray.__version__, "calls_per_s": calls_per_s,
-                      "ask_p50_us": _percentile(rtts, 0.5),
-                      "ask_p99_us": _percentile(rtts, 0.99)}))
+                      "ask_p50_us": p50, "ask_p99_us": p99}))
     return 0
 
 

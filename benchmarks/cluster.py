@@ -53,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
+from _quantiles import WARM_UP, p50_p99  # noqa: E402
 from _stores import with_schema  # noqa: E402
 from cluster_helpers import Account, Deposit  # noqa: E402
 from cluster_node_program import Bump, Echo, node_processes  # noqa: E402
@@ -91,15 +92,14 @@ async def tells(ref: ActorRef[Bump], n: int) -> float:
 
 async def asks(ref: ActorRef[Bump], m: int) -> tuple[float, float]:
     msg = Bump(0)
-    for _ in range(200):
+    for _ in range(WARM_UP):
         await ref.ask(msg)
     samples = []
     for _ in range(m):
         start = time.perf_counter_ns()
         await ref.ask(msg)
         samples.append((time.perf_counter_ns() - start) / 1000)
-    samples.sort()
-    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return p50_p99(samples)
 
 
 ECHO_SERVER = r"""
@@ -130,18 +130,17 @@ async def bare_anyio_round_trips(m: int) -> tuple[float, float]:
         stream = await anyio.connect_tcp("127.0.0.1", port)
         buffered = BufferedByteReceiveStream(stream)
         samples = []
-        for i in range(m + 200):
+        for i in range(m + WARM_UP):
             start = time.perf_counter_ns()
             await stream.send(b"\0\0\0\x05hello")
             await buffered.receive_exactly(9)
-            if i >= 200:
+            if i >= WARM_UP:
                 samples.append((time.perf_counter_ns() - start) / 1000)
         await stream.aclose()
     finally:
         server.kill()
         server.wait()
-    samples.sort()
-    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return p50_p99(samples)
 
 
 async def throughput_rounds(url: str, args: argparse.Namespace) -> list[dict[str, float]]:
