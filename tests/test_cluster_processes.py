@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import pytest
 from cluster_helpers import Account, AccountState, Balance, Deposit
 from cluster_node_program import node_processes
 from structlog.testing import capture_logs
@@ -25,6 +26,8 @@ from structlog.testing import capture_logs
 import runtime
 from runtime import Cluster, Runtime
 from runtime.cluster._membership import owner_node
+
+pytestmark = pytest.mark.real_processes
 
 SECRET = "process-test-secret"
 KEYS = ["k0", "k1", "k2", "k3"]

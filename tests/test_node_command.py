@@ -16,6 +16,8 @@ from runtime._node_fleet import NodeFleet, NodeStartFailed
 from runtime.cli import main
 from runtime.cluster._agent import NodeReport, ask_report
 
+pytestmark = pytest.mark.real_processes
+
 SECRET = "node-command-secret"
 
 

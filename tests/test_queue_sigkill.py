@@ -17,12 +17,16 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from actors.queue import GeneratedSource, QueueConfig, QueuePipeline
 from actors.queue._source import generated_items
 from runtime import Runtime
 from runtime.scenario import load_scenario
 from tests.queue_helpers import direct_sums, sim
 from tests.scenario_helpers import rerun_to_completion, shardline_command
+
+pytestmark = pytest.mark.real_processes
 
 RECORDS, KEYS, SEED = 12_000, 400, 5
 

@@ -27,6 +27,8 @@ from tests._postgres import ThrowawayPostgres
 from tests.scenario_helpers import rerun_to_completion, shardline_command
 from tests.test_log_http import Server, b64
 
+pytestmark = pytest.mark.real_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

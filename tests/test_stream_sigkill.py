@@ -23,6 +23,8 @@ from actors.stream import AppendDestination, Batch
 from tests.scenario_helpers import rerun_to_completion, shardline_command
 from tests.stream_helpers import assert_each_once, read_dir_sink, source_items
 
+pytestmark = pytest.mark.real_processes
+
 RECORDS, KEYS, PAYLOAD, SEED = 6000, 200, 32, 5
 
 SCENARIO = f"""
