@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
 
 from actors.logdelivery import _keys as keys
+from actors.logdelivery._entity import LogServerEntity
 from actors.logdelivery._errors import (
     ERRORS,
     BadRequest,
@@ -60,30 +64,42 @@ from actors.logdelivery._state import DeadLetter
 from runtime import ActorRef, Backoff, Runtime, ShardlineError, Supervisor
 from runtime.scenario import Audit
 
+T = TypeVar("T")
+REMOTE_POLL = 0.05
+"""Seconds between looks of a waiting read whose log server may be on another node."""
+
 
 class LogClient:
     """Operations on one log; safe to share between tasks."""
 
     def __init__(self, rt: Runtime, ref: ActorRef[LogServerMsg], log: str, *,
                  defaults: SessionSettings, ask_timeout: float,
-                 closing: asyncio.Future[None] | None = None) -> None:
+                 closing: asyncio.Future[None] | None = None, remote: bool = False) -> None:
         self.rt = rt
+        self.remote = remote
+        """The server may be on another node (an entity): replies arrive as plain data
+        and a read that would wait looks again every ``REMOTE_POLL`` seconds."""
         self.ref = ref
         self.log = log
         self.defaults = defaults
         self.ask_timeout = ask_timeout
         self._closing = closing
 
-    async def _ask(self, msg: LogServerMsg) -> object:
+    async def _ask_any(self, msg: LogServerMsg) -> object:
         try:
             reply = await self.ref.ask(msg, timeout=self.ask_timeout)
         except LogDeliveryError:
             raise
-        except ShardlineError as exc:  # stopped, restarting, timed out, store down
+        except ShardlineError as exc:  # stopped, restarting, moving, timed out, store down
             raise LogUnavailable(f"log {self.log!r}: {exc}") from exc
         if isinstance(reply, Refusal):
             raise ERRORS.get(reply.code, LogUnavailable)(reply.detail, **reply.fields)
         return reply
+
+    async def _ask(self, msg: LogServerMsg, kind: type[T]) -> T:
+        """The server's answer to ``msg`` as ``kind``: the object itself from a server in
+        this process, converted from plain data when it crossed the cluster's wire."""
+        return _typed(self.log, await self._ask_any(msg), kind)
 
     async def append(self, entries: Sequence[tuple[str, bytes]]) -> Appended:
         """Store ``(key, payload)`` entries durably, in order; returns where they went."""
@@ -93,9 +109,7 @@ class LogClient:
                            f"got {len(batch)}")
         for index, entry in enumerate(batch):
             _check_entry(index, entry)
-        reply = await self._ask(AppendRecords(batch))
-        assert isinstance(reply, Appended)
-        return reply
+        return await self._ask(AppendRecords(batch), Appended)
 
     async def create_session(
         self, start: str | int = "earliest", *, ack_wait: float | None = None,
@@ -118,13 +132,11 @@ class LogClient:
         d = self.defaults
         msg = CreateSession(
             start=start,
-            ack_wait=d.ack_wait if ack_wait is None else ack_wait,
+            ack_wait=_plain(d.ack_wait if ack_wait is None else ack_wait),
             max_in_flight=d.max_in_flight if max_in_flight is None else max_in_flight,
             max_deliveries=d.max_deliveries if max_deliveries is None else max_deliveries,
-            ttl=d.ttl if ttl is None else ttl)
-        reply = await self._ask(msg)
-        assert isinstance(reply, SessionCreated)
-        return reply
+            ttl=_plain(d.ttl if ttl is None else ttl))
+        return await self._ask(msg, SessionCreated)
 
     async def read(self, session: str, max_records: int = 100, wait: float = 0.0) -> ReadResult:
         """Up to ``max_records``: due redeliveries first, then new records, in seq order.
@@ -139,23 +151,35 @@ class LogClient:
         while True:
             closing = self._closing is not None and self._closing.done()
             park = not closing and loop.time() < until
-            reply = await self._ask(ReadRecords(session, max_records, park))
-            if isinstance(reply, ReadResult):
-                return reply
-            assert isinstance(reply, Parked)
-            timeout = until - loop.time()
-            if reply.retry_after is not None:
-                timeout = min(timeout, reply.retry_after)
-            waits: set[asyncio.Future[None]] = {reply.wake}
-            if self._closing is not None:
-                waits.add(self._closing)
-            try:
-                await asyncio.wait(waits, timeout=max(0.0, timeout),
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                reply.wake.cancel()  # no-op if it fired; otherwise the server forgets it
-            # Ask again: woken (something changed), a deadline fell due, or time is up
-            # (the last ask does not park, so it answers with whatever is there).
+            reply = await self._ask_any(ReadRecords(session, max_records,
+                                                    park and not self.remote))
+            if isinstance(reply, Parked):
+                timeout = until - loop.time()
+                if reply.retry_after is not None:
+                    timeout = min(timeout, reply.retry_after)
+                try:
+                    await self._wait(reply.wake, timeout)
+                finally:
+                    reply.wake.cancel()  # no-op if it fired; otherwise the server forgets it
+                # Ask again: woken (something changed), a deadline fell due, or time is up
+                # (the last ask does not park, so it answers with whatever is there).
+                continue
+            result = _typed(self.log, reply, ReadResult)
+            if result.records or not park or not self.remote:
+                return result
+            # A server on another node cannot hand its wake-up across: look again soon.
+            await self._wait(None, min(until - loop.time(), REMOTE_POLL))
+
+    async def _wait(self, wake: asyncio.Future[None] | None, timeout: float) -> None:
+        """Until ``wake`` fires, the service begins to shut down, or ``timeout`` passes."""
+        waits: set[asyncio.Future[None]] = {wake} if wake is not None else set()
+        if self._closing is not None:
+            waits.add(self._closing)
+        if waits:
+            await asyncio.wait(waits, timeout=max(0.0, timeout),
+                               return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(max(0.0, timeout))
 
     async def ack(self, session: str,
                   receipts: Iterable[Delivery | tuple[int, int]]) -> Acked:
@@ -173,21 +197,36 @@ class LogClient:
             pairs = [(r.seq, r.delivery) for r in listed]  # type: ignore[union-attr]
         except AttributeError:
             pairs = [r.receipt if isinstance(r, Delivery) else r for r in listed]
-        reply = await self._ask(AckRecords(session, pairs))  # the server checks them
-        assert isinstance(reply, Acked)
-        return reply
+        return await self._ask(AckRecords(session, pairs), Acked)  # the server checks them
 
     async def describe(self, session: str) -> SessionInfo:
-        reply = await self._ask(DescribeSession(session))
-        assert isinstance(reply, SessionInfo)
-        return reply
+        return await self._ask(DescribeSession(session), SessionInfo)
 
     async def dead_letters(self, session: str, offset: int = 0,
                            limit: int = 1000) -> list[DeadLetter]:
         """The session's dead-letter ranges, oldest first."""
-        reply = await self._ask(ReadDeadLetters(session, offset, limit))
-        assert isinstance(reply, list)
+        reply = await self._ask_any(ReadDeadLetters(session, offset, limit))
+        if isinstance(reply, list) and all(isinstance(d, DeadLetter) for d in reply):
+            return reply
+        return _typed(self.log, reply, list[DeadLetter])
+
+
+def _plain(seconds: float) -> float:
+    """A ``Duration`` as a plain float: a float subclass does not cross the wire (the
+    server checks the value, so anything else goes as it is)."""
+    return float(seconds) if isinstance(seconds, float) else seconds
+
+
+def _typed(log: str, reply: object, kind: type[T] | Any) -> T:
+    """``reply`` as ``kind``: as it is if it is one (a server in this process), else
+    converted from the plain data a reply from another node decodes to."""
+    if isinstance(kind, type) and isinstance(reply, kind):
         return reply
+    try:
+        converted: T = msgspec.convert(reply, kind)
+    except msgspec.ValidationError as exc:
+        raise LogUnavailable(f"log {log!r}: unexpected answer from its server: {exc}") from None
+    return converted
 
 
 def _check_entry(index: int, entry: object) -> None:
@@ -220,8 +259,12 @@ class LogService:
                  observer: ReadObserver | None = None, name: str = "logdelivery",
                  restart_backoff: Backoff | None = None, max_logs: int = 1000,
                  retention: LogRetention | Mapping[str, LogRetention] | None = None,
-                 audit: Audit | None = None) -> None:
+                 audit: Audit | None = None, on_nodes: bool = False) -> None:
         self.rt = rt
+        self.on_nodes = on_nodes
+        """Each log's server is the cluster entity ``LogServerEntity/<log>`` on whichever
+        node holds its lease (``_entity``), not an actor of this service; ``retention``,
+        ``audit``, ``observer`` and ``cache_records`` are then the entity's (its recipe)."""
         self.retention = retention
         """One ``LogRetention`` for every log, or one per log name (others: the default)."""
         self.audit = audit
@@ -265,12 +308,18 @@ class LogService:
                 if len(self._clients) >= self.max_logs:
                     raise TooLarge(f"this service serves at most {self.max_logs} logs; "
                                    f"log {name!r} would be one more")
-                if self._supervisor is None:
-                    self._supervisor = await self.rt.spawn_supervisor(
-                        self.name, max_restarts=1000, within=10.0, backoff=self.restart_backoff)
-                ref = await self._start(name)
+                ref: ActorRef[LogServerMsg]
+                if self.on_nodes:
+                    ref = self.rt.entity(LogServerEntity, name)
+                else:
+                    if self._supervisor is None:
+                        self._supervisor = await self.rt.spawn_supervisor(
+                            self.name, max_restarts=1000, within=10.0,
+                            backoff=self.restart_backoff)
+                    ref = await self._start(name)
                 client = LogClient(self.rt, ref, name, defaults=self.defaults,
-                                   ask_timeout=self.ask_timeout, closing=self._closing)
+                                   ask_timeout=self.ask_timeout, closing=self._closing,
+                                   remote=self.on_nodes)
                 self._clients[name] = client
         return client
 

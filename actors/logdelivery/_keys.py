@@ -3,6 +3,9 @@
     logdelivery/<log>/records              the log itself (a store log)
     logdelivery/<log>/sessions/<id>        a session's state (a versioned record)
     logdelivery/<log>/dead/<id>            a session's dead letters (a store log)
+    logdelivery/<log>/recipe               how the log's server is built on a node (a record)
+    logdelivery/<log>/served/<id>          reads a server on a node served (a store log;
+                                           only when its recipe asks, for scenario checks)
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ def session_key(log: str, session: str) -> str:
 
 def dead_letter_log(log: str, session: str) -> str:
     return f"logdelivery/{log}/dead/{session}"
+
+
+def recipe_key(log: str) -> str:
+    return f"logdelivery/{log}/recipe"
+
+
+def served_log(log: str, session: str) -> str:
+    return f"logdelivery/{log}/served/{session}"
 
 
 def valid_log_name(log: object) -> bool:

@@ -145,8 +145,12 @@ class SessionInfo(msgspec.Struct, frozen=True):
     """The log's high water when the snapshot was taken (``floor == high_water``: all settled)."""
 
 
-class Refusal(msgspec.Struct, frozen=True):
-    """The server refused a request; ``code`` names the error class (see ``_errors``)."""
+class Refusal(Message, frozen=True):
+    """The server refused a request; ``code`` names the error class (see ``_errors``).
+
+    A tagged message, so a refusal that crossed the cluster's wire comes back as a
+    ``Refusal`` (the other replies come back as plain data; ``LogClient`` converts).
+    """
 
     code: str
     detail: str

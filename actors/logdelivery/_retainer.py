@@ -22,7 +22,7 @@ from actors.logdelivery._retention import (
 )
 from actors.logdelivery._state import SessionState
 from runtime.scenario import Audit, audit_before_truncating
-from runtime.store import Delete, LogEntry, Store, Truncate
+from runtime.store import Delete, Fence, LogEntry, Store, Truncate
 
 RETAIN_EVERY = 0.25
 """Seconds (wall) between retention passes."""
@@ -59,9 +59,11 @@ class Retainer:
             [LogEntry(0, key, payload) for key, payload in entries]))
 
     async def run(self, store: Store, now: float, high_water: int,
-                  view: Callable[[str], Awaitable[SessionView | None]]) -> list[str]:
+                  view: Callable[[str], Awaitable[SessionView | None]],
+                  fence: Fence | None = None) -> list[str]:
         """One pass if one is due; returns the sessions it deleted. ``view`` gives a
-        session (``None``: gone). A ``StoreError`` means nothing was applied."""
+        session (``None``: gone). Written under ``fence`` if given. A ``StoreError``
+        means nothing was applied."""
         if now - self._passed_at < RETAIN_EVERY:
             return []
         self._passed_at = now
@@ -89,7 +91,7 @@ class Retainer:
             ops.append(Truncate(self.records_log, target))
         if not ops:
             return []
-        result = await store.write(ops)
+        result = await store.write(ops, fence=fence)
         self.session_ids.difference_update(doomed)
         if self.records_log in result.floors:
             clock.truncated(result.floors[self.records_log])

@@ -75,7 +75,7 @@ from actors.logdelivery._state import (
 )
 from runtime import Actor, ConflictError, StoreError
 from runtime.scenario import Audit
-from runtime.store import Append, LogEntry, Put, Store
+from runtime.store import Append, Fence, LogEntry, Put, Store
 
 ReadObserver = Callable[[str, ReadPlan], None]
 """Called after a read's new session state is durable, in the order reads were served."""
@@ -118,6 +118,16 @@ class LogServer(Actor[LogServerMsg]):
     @property
     def store(self) -> Store:
         return self.runtime.store
+
+    def _fence(self) -> Fence | None:
+        """The fence every write goes under: none here; the lease of the activation when
+        the server is a cluster entity (``_entity``), so a server that lost its log to
+        another node can change nothing."""
+        return None
+
+    def _served(self, session: str, plan: ReadPlan, now: float) -> list[Append]:
+        """What to write with a read's new session state besides it (nothing here)."""
+        return []
 
     def wall(self) -> float:
         return self.runtime.clock.wall()
@@ -166,7 +176,7 @@ class LogServer(Actor[LogServerMsg]):
         if not entries:
             return Appended(self.high_water, 0)
         try:
-            first = await self.store.append(self.records_log, entries)
+            first = await self.store.append(self.records_log, entries, fence=self._fence())
         except TypeError as exc:
             raise BadRequest(f"append to log {self.log_name!r}: {exc}") from None
         self.cache.appended(first, [LogEntry(first + i, key, payload)
@@ -212,7 +222,8 @@ class LogServer(Actor[LogServerMsg]):
             max_deliveries=msg.max_deliveries, ttl=float(msg.ttl), created_at=now,
             last_active=now)
         key = keys.session_key(self.log_name, session)
-        result = await self.store.write([Put(key, _encode(state), expect_version=0)])
+        result = await self.store.write([Put(key, _encode(state), expect_version=0)],
+                                        fence=self._fence())
         self.sessions[session] = _Session(state, result.versions[key])
         self.retainer.session_ids.add(session)
         self.runtime.trace.record(self.runtime.now(), "session_created", self.name,
@@ -244,7 +255,8 @@ class LogServer(Actor[LogServerMsg]):
             if not state.expired:
                 expired = msgspec.structs.replace(state, expired=True, last_active=last)
                 key = keys.session_key(self.log_name, session)
-                result = await self.store.write([Put(key, _encode(expired), s.version)])
+                result = await self.store.write([Put(key, _encode(expired), s.version)],
+                                                fence=self._fence())
                 s.state, s.version = expired, result.versions[key]
                 del self.sessions[session]  # reloaded (as expired) if it is ever asked for
                 self.runtime.trace.record(self.runtime.now(), "session_expired", self.name,
@@ -257,7 +269,8 @@ class LogServer(Actor[LogServerMsg]):
     async def _save(self, session: str, s: _Session, state: SessionState,
                     extra: list[Append] | None = None) -> None:
         key = keys.session_key(self.log_name, session)
-        result = await self.store.write([Put(key, _encode(state), s.version), *(extra or ())])
+        result = await self.store.write([Put(key, _encode(state), s.version), *(extra or ())],
+                                        fence=self._fence())
         s.state, s.version = state, result.versions[key]
         s.touched = max(s.touched, state.last_active)
 
@@ -285,7 +298,7 @@ class LogServer(Actor[LogServerMsg]):
             await self._touch(msg.session, s, now)
             return self._park(msg.session, s.state, now) if msg.park else ReadResult([])
         records = await self._fetch(plan)
-        extra = []
+        extra = self._served(msg.session, plan, now)
         if plan.dead:
             extra.append(Append(keys.dead_letter_log(self.log_name, msg.session), [
                 (msg.session, _encode(DeadLetter(r.first, r.last, r.deliveries, now)))
@@ -346,7 +359,7 @@ class LogServer(Actor[LogServerMsg]):
         """A retention pass, if one is due (``_retainer``); a failed one is retried later."""
         with contextlib.suppress(StoreError):
             deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
-                                              self._view)
+                                              self._view, self._fence())
             for session in deleted:
                 self.sessions.pop(session, None)
                 self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,

@@ -11,6 +11,7 @@ from actors.logdelivery import _checks as checks
 from actors.logdelivery import _keys as keys
 from actors.logdelivery._client import LogClient, LogService
 from actors.logdelivery._config import LogConfig, LogExpect
+from actors.logdelivery._entity import LogRecipe, LogServerEntity, served_reads, write_recipe
 from actors.logdelivery._errors import LogUnavailable, SessionExpired, SessionNotFound
 from actors.logdelivery._limits import SessionSettings
 from actors.logdelivery._observation import LogProbe
@@ -83,6 +84,21 @@ async def _open_log(rt: Runtime, service: LogService, name: str,
             await rt.sleep(float(config.retry_delay))
 
 
+async def _journal_served(store: Store, log: str, sessions: list[str],
+                          before: dict[str, SessionState], journal: Journal) -> None:
+    """What the servers on the nodes served (their durable journal) into ``journal``, as
+    the observer does in one process; a resumed run takes only its own first deliveries."""
+    for session in sessions:
+        earlier = before.get(session)
+        start = earlier.next_seq if earlier is not None else 0
+        for read in await served_reads(store, log, session):
+            if read.first <= read.last and read.first >= start:
+                journal.new_ranges.setdefault(session, []).append((read.first, read.last))
+            if read.redelivered:
+                journal.server_redelivered[session] = (
+                    journal.server_redelivered.get(session, 0) + read.redelivered)
+
+
 def _restarts(stats: list[ActorStatistics], prefix: str) -> int:
     return sum(s.restarted for s in stats if s.name.startswith(prefix))
 
@@ -95,6 +111,10 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
     expect_type = LogExpect
     fault_kinds = ("poison", "slow")
     bench_fault_targets = {"actors": "reader.*", "poison": "reader.*", "slow": "reader.*"}
+
+    def register_node(self, rt: Runtime) -> None:
+        """A node may serve logs (one ``LogServerEntity`` per log, ``_entity``)."""
+        rt.register_entity(LogServerEntity)
 
     def check(self, config: LogConfig, expect: LogExpect) -> list[tuple[str, str]]:
         return config.problems()
@@ -121,8 +141,12 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
         defaults = SessionSettings(config.ack_wait, config.max_in_flight, config.max_deliveries,
                                    config.session_ttl)
         audit = FileAudit(ctx.out_dir / "audit" / f"log-{log_name}.msgpack")
+        on_nodes = rt.node_name is not None
+        if on_nodes:  # the server is an entity on node-1..N: it journals what it serves
+            await write_recipe(store, log_name, LogRecipe.of(config.retention, served=True))
         service = LogService(rt, defaults=defaults, ask_timeout=config.ask_timeout,
-                             observer=journal.observe, retention=config.retention, audit=audit)
+                             observer=journal.observe, retention=config.retention, audit=audit,
+                             on_nodes=on_nodes)
         workload = Workload(rt, config, await _open_log(rt, service, log_name, config),
                             journal)
         resumed = await _resumed_sessions(store, log_name)
@@ -161,6 +185,8 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             raise failure
         expired = await self._expire_idle(workload, idle, idle_touched, config, ctx, audit)
         await service.close()
+        if on_nodes:
+            await _journal_served(store, log_name, sessions, before, journal)
         durable = await checks.load_durable(store, log_name, sessions, audit)
         client_restarts = _restarts(stats, "reader.")
         invariants = [InvariantResult(
