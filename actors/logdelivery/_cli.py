@@ -1,6 +1,8 @@
 """``shardline serve``: the HTTP API over a store, on loopback by default.
 
     shardline serve --store URL [--host 127.0.0.1] [--port N] [--token TOKEN] [--insecure]
+                    [--cluster-listen HOST:PORT (--secret-file F | --secret-env VAR)
+                     [--node-name NAME] [--lease-ttl 3s]]
 
 Prints ``listening on http://HOST:PORT`` once it accepts connections
 (``--port 0`` picks a free port). SIGTERM or Ctrl-C stops it cleanly:
@@ -10,6 +12,14 @@ every answer is given after the store committed what it reports.
 Exit status 2 for bad input (store URL, address in use, and a non-loopback
 ``--host`` without ``--token``: anyone who can reach it could read, append and
 acknowledge, so that takes ``--insecure`` to say it is meant).
+
+With the cluster options, several ``serve`` processes on one ``postgresql://``
+store form one service (``_entity``): any of them answers any request; each
+log is served by the one holding its lease and the others forward to it. When
+its process dies the log moves to a survivor within a lease TTL or two; a
+request meanwhile is retried inside the cluster, or answered 503 with
+``Retry-After`` once its ask times out. Cluster options with another store,
+or without a secret, are exit 2.
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import sys
 
 from actors.logdelivery._errors import BadRequest
 from actors.logdelivery._limits import MAX_BODY_BYTES, SessionSettings
-from runtime import StoreError
+from runtime import ShardlineError, StoreError
+from runtime._node_cli import NodeOptions, node_options
+from runtime.cluster._config import LOOPBACK
 from runtime.store import check_store_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -55,7 +67,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="uvicorn log level (warning)")
+    c = p.add_argument_group(
+        "cluster", "several serve processes on one postgresql:// store form one service: "
+        "each log is served by one of them, the others forward its requests")
+    c.add_argument("--cluster-listen", metavar="HOST:PORT",
+                   help="host:port for the cluster's messages (default 127.0.0.1:0)")
+    secret = c.add_mutually_exclusive_group()
+    secret.add_argument("--secret-file", help="file holding the cluster secret")
+    secret.add_argument("--secret-env", metavar="VAR",
+                        help="environment variable holding the cluster secret")
+    c.add_argument("--node-name", help="this process's name in the cluster (default: generated)")
+    c.add_argument("--lease-ttl", default="3s",
+                   help="membership and log-ownership lease TTL (default 3s)")
     p.set_defaults(handler=serve_command)
+
+
+def cluster_options(args: argparse.Namespace) -> NodeOptions | None:
+    """The cluster this serve joins (``None``: it serves alone); ``ValueError`` naming the
+    option that is wrong. Validated as ``shardline node`` validates its own."""
+    if args.cluster_listen is None and args.secret_file is None and args.secret_env is None \
+            and args.node_name is None:
+        return None
+    if args.secret_file is None and args.secret_env is None:
+        raise ValueError("the cluster options need the cluster secret: give --secret-file FILE "
+                         "or --secret-env VAR")
+    try:
+        return node_options(argparse.Namespace(
+            store=args.store, listen=args.cluster_listen or LOOPBACK, name=args.node_name,
+            lease_ttl=args.lease_ttl, secret_file=args.secret_file,
+            secret_env=args.secret_env))
+    except ValueError as exc:
+        text = str(exc).replace("--listen:", "--cluster-listen:").replace("--name:",
+                                                                         "--node-name:")
+        if text.startswith("--store"):
+            text += " (the cluster options make this serve one process of a shared service)"
+        raise ValueError(text) from None
 
 
 def _error(message: str) -> int:
@@ -94,7 +140,8 @@ def serve_command(args: argparse.Namespace) -> int:
         check_store_url(args.store)
         defaults = SessionSettings(args.ack_wait, args.max_in_flight, args.max_deliveries,
                                    args.session_ttl)
-    except (StoreError, BadRequest) as exc:
+        cluster = cluster_options(args)
+    except (StoreError, BadRequest, ValueError) as exc:
         return _error(str(exc))
     if not 0 <= args.port <= 65535:
         return _error(f"--port must be in 0..65535, got {args.port}")
@@ -110,8 +157,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return _error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     try:
         serve(sock, store=args.store, defaults=defaults, token=args.token,
-              max_body=args.max_body, max_logs=args.max_logs, log_level=args.log_level)
-    except StoreError as exc:
+              max_body=args.max_body, max_logs=args.max_logs, log_level=args.log_level,
+              cluster=cluster)
+    except (ShardlineError, OSError) as exc:  # the store, or joining the cluster
         return _error(str(exc))
     finally:
         sock.close()

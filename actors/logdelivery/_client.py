@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar, get_origin
 
 import msgspec
 
@@ -217,10 +217,10 @@ def _plain(seconds: float) -> float:
     return float(seconds) if isinstance(seconds, float) else seconds
 
 
-def _typed(log: str, reply: object, kind: type[T] | Any) -> T:
+def _typed(log: str, reply: object, kind: type[T]) -> T:
     """``reply`` as ``kind``: as it is if it is one (a server in this process), else
     converted from the plain data a reply from another node decodes to."""
-    if isinstance(kind, type) and isinstance(reply, kind):
+    if get_origin(kind) is None and isinstance(reply, kind):
         return reply
     try:
         converted: T = msgspec.convert(reply, kind)

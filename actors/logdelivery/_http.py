@@ -17,7 +17,8 @@ Every error is ``{"error": code, "detail": text}`` with 400 (malformed),
 delivered, or not that many times), 410 (session expired, or ``truncated``: the
 session's next record was dropped by retention; the body's ``floor`` is the
 log's first record now), 413 (body, batch or record too large)
-or 503 (store failure or server restart: retry). A request is validated
+or 503 (store failure, server restart, or a log moving to another process of a
+cluster: retry after ``Retry-After`` seconds). A request is validated
 completely before it reaches a log server, so a malformed one changes
 nothing and cannot disturb another session.
 """
@@ -247,9 +248,16 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+RETRY_AFTER = "1"
+"""Seconds a 503 asks the client to wait before trying again (any process will do)."""
+
+
 async def _on_log_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LogDeliveryError)
-    return error_response(exc.status, exc.code, exc.detail, exc.fields)
+    response = error_response(exc.status, exc.code, exc.detail, exc.fields)
+    if isinstance(exc, LogUnavailable):
+        response.headers["Retry-After"] = RETRY_AFTER
+    return response
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:

@@ -14,9 +14,12 @@ from types import FrameType
 import uvicorn
 
 from actors.logdelivery._client import LogService
+from actors.logdelivery._entity import LogServerEntity
 from actors.logdelivery._http import create_app
 from actors.logdelivery._limits import SessionSettings
 from runtime import Runtime
+from runtime._node_cli import NodeOptions
+from runtime.cluster import Cluster
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -62,21 +65,42 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(sock: socket.socket, *, store: str, defaults: SessionSettings, token: str | None,
-          max_body: int, max_logs: int, log_level: str) -> None:
-    """Serve on ``sock`` until SIGTERM or SIGINT; ``StoreError`` if the store cannot open."""
-    asyncio.run(_serve(sock, store, defaults, token, max_body, max_logs, log_level))
+          max_body: int, max_logs: int, log_level: str,
+          cluster: NodeOptions | None = None) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT; ``StoreError`` if the store cannot open.
+
+    With ``cluster``, this process joins the cluster of its store as a node that hosts
+    log servers (``LogServerEntity``) and forwards requests for logs another node owns."""
+    asyncio.run(_serve(sock, store, defaults, token, max_body, max_logs, log_level, cluster))
+
+
+def _ask_timeout(cluster: NodeOptions | None) -> float:
+    """How long a request may wait for its log's server: across nodes, long enough for
+    the log to move once (its owner's leases expire, a survivor recovers it) and then
+    answered 503; alone, the embedding default."""
+    return 30.0 if cluster is None else max(5.0, 4 * cluster.lease_ttl)
 
 
 async def _serve(sock: socket.socket, store: str, defaults: SessionSettings, token: str | None,
-                 max_body: int, max_logs: int, log_level: str) -> None:
+                 max_body: int, max_logs: int, log_level: str,
+                 cluster: NodeOptions | None) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    async with Runtime(store=store, trace="lifecycle") as rt:
-        service = LogService(rt, defaults=defaults, max_logs=max_logs)
+    joins = None if cluster is None else Cluster(
+        listen=cluster.listen, secret=cluster.secret, name=cluster.name,
+        lease_ttl=cluster.lease_ttl)
+    async with Runtime(store=store, trace="lifecycle", cluster=joins) as rt:
+        if joins is not None:
+            rt.register_entity(LogServerEntity)
+        service = LogService(rt, defaults=defaults, max_logs=max_logs,
+                             ask_timeout=_ask_timeout(cluster), on_nodes=joins is not None)
         app = create_app(service, token=token, max_body=max_body)
         config = uvicorn.Config(app, lifespan="off", access_log=False,
                                 log_level=log_level, timeout_graceful_shutdown=10)
-        server = _Server(config, service, f"http://{shown}:{port}")
+        url = f"http://{shown}:{port}"
+        if joins is not None:
+            url += f" as node {rt.node_name} (cluster {rt.cluster_statistics().address})"
+        server = _Server(config, service, url)
         previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             await server.serve(sockets=[sock])
