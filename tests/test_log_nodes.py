@@ -100,6 +100,35 @@ def test_random_node_kills_by_seed_keep_every_log_invariant(
     assert 1 <= sum(n["kills"] for n in nodes.values()) <= 4
 
 
+PAUSES = """[[faults]]
+kind = "pause_node"
+target = "node-3"
+every = "4s"
+count = 2
+duration = "5s"
+
+[expect]
+node_pauses = 2
+max_dead_letters = 0
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pausing_the_logs_node_moves_it_and_the_zombie_changes_nothing(
+        seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """node-3 sleeps past its leases twice: a survivor takes the log over; waking up, the
+    old activation's writes would be refused (fenced), so it stops, and no invariant fails."""
+    text = (ROOT / "scenarios" / "log_node_kill.toml").read_text()
+    file = tmp_path / "pause.toml"
+    file.write_text(text[:text.index("[[faults]]")] + PAUSES)
+    report = _run(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
+    held = {i["name"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert {"no_gaps", "at_least_once_in_order", "exercised_node_pauses"} <= held
+    nodes: dict[str, dict[str, int]] = report["nodes"]  # type: ignore[assignment]
+    assert nodes["node-3"]["pauses"] == 2 and nodes["node-3"]["kills"] == 0
+    assert sum(nodes[n]["activations"] for n in ("node-1", "node-2")) >= 1
+
+
 # -- HTTP forwarding, in process ------------------------------------------------------
 
 async def _owner(store: Store, log: str) -> str:

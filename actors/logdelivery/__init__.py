@@ -8,13 +8,16 @@ the session id carries on where the session left off.
 Embedding API: :func:`open_log` / :class:`LogService` give a
 :class:`LogClient` with ``append``, ``create_session``, ``read``, ``ack``,
 ``describe`` and ``dead_letters``. Over the network: :func:`create_app`
-(Starlette) and the ``shardline serve`` command. ``SYSTEM`` is the ``[log]``
+(Starlette) and the ``shardline serve`` command. Across cluster nodes:
+``LogService(rt, on_nodes=True)`` on nodes that ``rt.register_entity(LogServerEntity)``
+(each log served by one of them, the others forwarding). ``SYSTEM`` is the ``[log]``
 scenario system registered under the ``shardline.systems`` entry point.
 """
 
 from actors.logdelivery._cli import serve_command
 from actors.logdelivery._client import LogClient, LogService, open_log
 from actors.logdelivery._config import LogConfig, LogExpect
+from actors.logdelivery._entity import LogServerEntity
 from actors.logdelivery._errors import (
     BadRequest,
     LogDeliveryError,
@@ -54,6 +57,7 @@ __all__ = [
     "LogExpect",
     "LogRetention",
     "LogServer",
+    "LogServerEntity",
     "LogService",
     "LogSystem",
     "LogUnavailable",
