@@ -193,6 +193,45 @@ def test_a_request_through_a_non_owner_gets_the_owners_answer() -> None:
                                        "superseded": []})]
 
 
+async def _moving() -> list[tuple[int, str, object]]:
+    store = await shared_memory_store()
+    net = SimulatedNetwork()
+    cluster = SimCluster(net, store, lease_ttl=1.0)
+    clients: dict[str, httpx.AsyncClient] = {}
+    for name in ("n1", "n2"):
+        rt = await cluster.start(name, hosts=False)
+        rt.register_entity(LogServerEntity)
+        app = create_app(LogService(rt, on_nodes=True, ask_timeout=0.5))
+        clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                          base_url="http://test")
+    await asyncio.sleep(1.0)
+    record = [{"key": "k", "payload_b64": base64.b64encode(b"x").decode()}]
+    seen = []
+    r = await clients["n1"].post("/logs/orders/records", json=record * 2)
+    owner = await _owner(store, "orders")
+    survivor = "n2" if owner == "n1" else "n1"
+    seen.append((r.status_code, r.headers.get("Retry-After", ""), r.json()))
+    cluster.kill(owner)  # its leases are still held: the log cannot move yet
+    r = await clients[survivor].post("/logs/orders/records", json=record)
+    seen.append((r.status_code, r.headers.get("Retry-After", ""), r.json()["error"]))
+    await asyncio.sleep(3.0)  # its leases expired: the next request moves the log
+    r = await clients[survivor].post("/logs/orders/records", json=record)
+    seen.append((r.status_code, r.headers.get("Retry-After", ""), r.json()))
+    seen.append((0, "", await _owner(store, "orders") == survivor))
+    for c in clients.values():
+        await c.aclose()
+    await cluster.stop()
+    return seen
+
+
+def test_while_a_log_moves_a_request_is_503_with_retry_after_then_served() -> None:
+    seen = run(_moving, simulated=True, seed=5)
+    assert seen == [(201, "", {"first_seq": 0, "count": 2}),
+                    (503, "1", "unavailable"),
+                    (201, "", {"first_seq": 2, "count": 1}),  # nothing acknowledged lost
+                    (0, "", True)]
+
+
 # -- real processes ---------------------------------------------------------------------
 
 class _Serve:

@@ -85,6 +85,7 @@ class LogServerEntity(LogServer):
 
     def __init__(self) -> None:  # built from the stored recipe in recover
         self.recipe = LogRecipe()
+        self.waiters = {}  # what ``stopped`` wakes, should recover fail before building
 
     async def recover(self) -> None:
         log = self.entity_key
