@@ -54,7 +54,7 @@ def firsts(*seqs: int) -> list[tuple[int, int]]:
 def test_the_public_api_is_deliberate() -> None:
     assert sorted(logdelivery.__all__) == [
         "Acked", "Appended", "BadRequest", "DeadLetter", "Delivery", "LogClient", "LogConfig",
-        "LogDeliveryError", "LogExpect", "LogRetention", "LogServer", "LogService",
+        "LogDeliveryError", "LogExpect", "LogRetention", "LogServer", "LogServerEntity", "LogService",
         "LogSystem", "LogUnavailable", "NotDelivered", "ReadResult", "RecordsTruncated", "SYSTEM", "SessionCreated",
         "SessionExpired", "SessionInfo", "SessionNotFound", "SessionSettings", "TooLarge",
         "Unauthorized", "create_app", "open_log", "serve_command"]
