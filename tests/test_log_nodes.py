@@ -242,7 +242,7 @@ class _Serve:
         self.proc = subprocess.Popen(
             [*shardline_command(), "serve", "--store", store, "--port", "0",
              "--cluster-listen", "127.0.0.1:0", "--secret-file", str(secret_file),
-             "--node-name", name, "--lease-ttl", "1s"],
+             "--node-name", name, "--lease-ttl", "2s"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def ready(self) -> httpx.Client:
