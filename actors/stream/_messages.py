@@ -7,15 +7,19 @@ from runtime import Message, Terminated
 
 
 class AppendBatch(Message, frozen=True):
-    """Producer -> partition: the source items with index < ``upto`` that hash here.
+    """Producer -> partition: the source items with index in ``first..upto - 1`` that
+    hash here, as ``(key, payload)`` in source order.
 
-    ``entries`` are (source index, key, payload). The partition stores
-    ``upto`` in the same transaction as the records, and ignores entries it
-    already holds, so a restarted producer neither skips nor repeats.
+    The partition stores ``upto`` in the same transaction as the records. It
+    holds every item below its stored ``upto``, so an append ending at or
+    below it is a repeat and is dropped; the producer starts ``first`` at the
+    partition's stored ``upto`` (read when it recovers), so nothing is skipped
+    or repeated across restarts.
     """
 
+    first: int
     upto: int
-    entries: list[tuple[int, str, bytes]]
+    entries: list[tuple[str, bytes]]
 
 
 class ReadCheckpoint(Message, frozen=True):

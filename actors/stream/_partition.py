@@ -17,7 +17,6 @@ about to be dropped go to the job's audit first (``runtime.scenario.Audit``).
 
 from __future__ import annotations
 
-import operator
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -38,7 +37,7 @@ from actors.stream._records import (
     PendingCheckpoint,
     ProducerPosition,
 )
-from runtime import Actor, ConflictError, StaleFencingToken
+from runtime import Actor, ConflictError, ShardlineError, StaleFencingToken
 from runtime.scenario import audit_before_truncating
 from runtime.store import Append, Fence, Put, Truncate, WriteResult
 
@@ -46,8 +45,6 @@ if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
 _encode = msgspec.msgpack.Encoder().encode
-_key_of = operator.itemgetter(1)
-_payload_of = operator.itemgetter(2)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
@@ -104,17 +101,25 @@ class Partition(Actor[PartitionMsg]):
         return None
 
     async def _append(self, msg: AppendBatch) -> int:
+        """Store the items of ``msg`` not yet held, with the new producer position.
+
+        Refuses (``ShardlineError``) an append that would leave a gap or hold
+        items this partition already has: the producer starts each append at
+        the position this partition last stored.
+        """
         if msg.upto <= self.producer_upto:
             return 0
+        if msg.first != self.producer_upto:
+            raise ShardlineError(f"{self.name}: append of source items {msg.first}.."
+                                 f"{msg.upto - 1}, the partition holds those below "
+                                 f"{self.producer_upto}")
         entries = msg.entries
-        if entries and entries[0][0] < self.producer_upto:
-            entries = [entry for entry in entries if entry[0] >= self.producer_upto]
         fresh = len(entries)
         next_seq = self.next_seq + fresh
         ops: list[Append | Put] = []
         if entries:
-            chunk = Chunk(self.next_seq, list(map(_key_of, entries)),
-                          list(map(_payload_of, entries)))
+            chunk_keys, chunk_payloads = map(list, zip(*entries, strict=True))
+            chunk = Chunk(self.next_seq, chunk_keys, chunk_payloads)
             ops.append(Append(self.log_name, [("", _encode(chunk))]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
