@@ -20,7 +20,10 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``batch_size`` caps the records of one batch (a batch may take part of a
     producer chunk of ``produce_chunk`` source items); a worker delivers less
-    when less is there. ``lease_ttl`` may be shorter than a batch takes: the
+    when less is there. ``batches_in_flight`` batches of a partition may be
+    pending at once: recorded before processing, delivered one after the
+    other, each committed after its delivery while the next is delivered.
+    ``lease_ttl`` may be shorter than a batch takes: the
     lease is renewed every ``lease_ttl / 3`` while the batch runs.
     ``retention`` (default 24 h): a partition's chunks and commit records
     older than this and behind the committed checkpoint are truncated from
@@ -32,6 +35,7 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     partitions: Annotated[int, Meta(ge=1, le=1024)] = 4
     workers: Annotated[int, Meta(ge=1, le=1024)] = 2
     batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    batches_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
     lease_ttl: Duration = Duration(2.0)
     process: str | None = None
     destination: str = "dir://{out}/sink"

@@ -134,46 +134,68 @@ class Partition(Actor[PartitionMsg]):
         return fresh
 
     async def _record_pending(self, msg: RecordPending) -> CheckpointReply:
+        """Record ``msg.batches`` as pending, when none is: consecutive from the checkpoint.
+
+        A repeat of the request that recorded them (same ids, same token) is
+        answered as applied, so a worker retrying it after a lost reply goes on.
+        """
         current = self.checkpoint
         if current.pending is not None:
-            if current.pending.batch_id == msg.batch_id and current.pending.token == msg.token:
+            if ([b.batch_id for b in current.pendings] == [b.batch_id for b in msg.batches]
+                    and current.pending.token == msg.token):
                 return CheckpointReply(current)
             return CheckpointReply(current, f"pending batch {current.pending.batch_id} exists")
-        if msg.first_seq != current.next_seq:
-            return CheckpointReply(current, f"batch starts at {msg.first_seq}, "
+        if not msg.batches:
+            return CheckpointReply(current, "no batch to record")
+        first = msg.batches[0]
+        if first.first_seq != current.next_seq:
+            return CheckpointReply(current, f"batch starts at {first.first_seq}, "
                                             f"checkpoint is at {current.next_seq}")
-        if msg.first_chunk != current.next_chunk:
-            return CheckpointReply(current, f"batch starts at chunk {msg.first_chunk}, "
+        if first.first_chunk != current.next_chunk:
+            return CheckpointReply(current, f"batch starts at chunk {first.first_chunk}, "
                                             f"checkpoint is at chunk {current.next_chunk}")
-        pending = PendingCheckpoint(msg.batch_id, msg.first_seq, msg.last_seq, msg.token,
-                                    msg.first_chunk, msg.last_chunk)
-        return await self._write(Checkpoint(current.next_seq, pending, current.next_chunk),
-                                 msg.token, [])
+        gap = _unchained(first, msg.batches[1:])
+        if gap:
+            return CheckpointReply(current, gap)
+        return await self._write(Checkpoint(current.next_seq, first, current.next_chunk,
+                                            msg.batches[1:]), msg.token, [])
 
     async def _commit(self, msg: CommitBatch) -> CheckpointReply:
-        """Advance past the pending batch, recording the next one in the same write.
+        """Advance past the pending batches up to ``msg.batch_id`` (oldest first), recording
+        ``msg.next_pending`` after the ones that stay pending, in the same write.
 
-        The next pending batch must start right after the committed one, so the
+        The new batches must continue the pending ranges without a gap, so the
         checkpoint still names exactly the records that will be processed next.
+        Each committed batch gets its own commit record (in order, in this write).
         """
-        pending = self.checkpoint.pending
-        if pending is None or pending.batch_id != msg.batch_id:
-            return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id}")
-        if not pending.last_chunk <= msg.next_chunk <= pending.last_chunk + 1:
-            return CheckpointReply(self.checkpoint, f"batch {msg.batch_id} ends in chunk "
-                                                    f"{pending.last_chunk}, not before chunk "
-                                                    f"{msg.next_chunk}")
-        then = msg.next_pending
-        if then is not None and (then.first_seq != msg.last_seq + 1
-                                 or then.first_chunk != msg.next_chunk):
-            return CheckpointReply(self.checkpoint, f"next batch {then.batch_id} does not "
+        pendings = self.checkpoint.pendings
+        ids = [b.batch_id for b in pendings]
+        if msg.batch_id not in ids or pendings[0].first_seq != msg.first_seq:
+            return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id} "
+                                                    f"from seq {msg.first_seq}")
+        count = ids.index(msg.batch_id) + 1
+        done, staying = pendings[:count], pendings[count:]
+        last = done[-1]
+        if last.last_seq != msg.last_seq \
+                or not last.last_chunk <= msg.next_chunk <= last.last_chunk + 1:
+            return CheckpointReply(self.checkpoint, f"batch {msg.batch_id} ends at seq "
+                                                    f"{last.last_seq} in chunk "
+                                                    f"{last.last_chunk}, not at {msg.last_seq} "
+                                                    f"before chunk {msg.next_chunk}")
+        then = [*staying, *msg.next_pending]
+        if then and not staying and (then[0].first_seq != msg.last_seq + 1
+                                     or then[0].first_chunk != msg.next_chunk):
+            return CheckpointReply(self.checkpoint, f"next batch {then[0].batch_id} does not "
                                                     f"start after {msg.batch_id}")
-        record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
-        extra: list[Append | Truncate] = [
-            Append(self.commits_log, [(msg.batch_id, _encode(record))])]
+        gap = _unchained(then[0], then[1:]) if then else ""
+        if gap:
+            return CheckpointReply(self.checkpoint, gap)
+        records = [(b.batch_id, _encode(CommitRecord(b.batch_id, b.first_seq, b.last_seq,
+                                                     msg.token, msg.owner))) for b in done]
+        extra: list[Append | Truncate] = [Append(self.commits_log, records)]
         extra += await self._expired(msg.next_chunk)
-        reply = await self._write(Checkpoint(msg.last_seq + 1, then, msg.next_chunk),
-                                  msg.token, extra)
+        new = Checkpoint(msg.last_seq + 1, then[0] if then else None, msg.next_chunk, then[1:])
+        reply = await self._write(new, msg.token, extra)
         if not reply.refused:
             result = self.last_write
             for log, floor in result.floors.items():
@@ -181,10 +203,12 @@ class Partition(Actor[PartitionMsg]):
                 ages = self.ages[log]
                 while ages and ages[0][0] <= floor:
                     ages.popleft()
-            self.ages[self.commits_log].append((result.first_seqs[self.commits_log] + 1,
-                                                self.runtime.now()))
-            self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
-                                       self.runtime.now())
+            self.ages[self.commits_log].append((result.first_seqs[self.commits_log]
+                                                + len(records), self.runtime.now()))
+            now = self.runtime.now()
+            for batch in done:
+                self.job.metrics.on_commit(self.partition,
+                                           batch.last_seq - batch.first_seq + 1, now)
         return reply
 
     async def _expired(self, next_chunk: int) -> list[Truncate]:
@@ -237,6 +261,18 @@ class Partition(Actor[PartitionMsg]):
             self.runtime.trace.record(self.runtime.now(), "checkpoint_pending", self.name,
                                       new.pending.batch_id)
         return reply_ok(new)
+
+
+def _unchained(first: PendingCheckpoint, rest: list[PendingCheckpoint]) -> str:
+    """Why ``first, *rest`` are not consecutive ranges of consecutive chunks ("" if they are)."""
+    previous = first
+    for batch in rest:
+        if batch.first_seq != previous.last_seq + 1 \
+                or not previous.last_chunk <= batch.first_chunk <= previous.last_chunk + 1:
+            return (f"pending batch {batch.batch_id} does not start after "
+                    f"{previous.batch_id}")
+        previous = batch
+    return ""
 
 
 def reply_ok(checkpoint: Checkpoint) -> CheckpointReply:
