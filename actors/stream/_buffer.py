@@ -54,6 +54,8 @@ class ChunkBuffer:
         """The next chunk index to read from the store."""
         self.buffered = 0
         """Records held at or after ``next_seq``."""
+        self.record_bytes = 0.0
+        """Stored bytes per record of the last chunk read (its encoded size / records)."""
         self._chunks: deque[Chunk] = deque()
 
     def add(self, entries: list[LogEntry]) -> None:
@@ -64,6 +66,8 @@ class ChunkBuffer:
                                      f"expected chunk {self.read_upto}")
             chunk = _decode_chunk(entry.payload)
             size = len(chunk.keys)
+            if size:
+                self.record_bytes = len(entry.payload) / size
             if not self._chunks:  # the first chunk holds next_seq
                 end = chunk.first_seq + size
                 if not chunk.first_seq <= self.next_seq <= end:
@@ -80,6 +84,14 @@ class ChunkBuffer:
                 self.buffered += size
             self._chunks.append(chunk)
             self.read_upto += 1
+
+    def batch_limit(self, batch_size: int, max_bytes: int) -> int:
+        """Records the next batch may hold: ``batch_size``, or when more than that is
+        buffered (a backlog) and ``max_bytes`` is set, up to about ``max_bytes`` of
+        stored records (never less than ``batch_size``, never more than buffered)."""
+        if not max_bytes or self.buffered <= batch_size or not self.record_bytes:
+            return batch_size
+        return max(batch_size, min(self.buffered, int(max_bytes / self.record_bytes)))
 
     def take(self, limit: int) -> Slice | None:
         """Cut the next at most ``limit`` records (``None`` when none is buffered)."""

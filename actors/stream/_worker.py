@@ -218,13 +218,14 @@ class Worker(Actor[WorkerMsg]):
             buffer.add(entries)
 
     async def _cut(self, buffer: ChunkBuffer, batches: int) -> list[Slice]:
-        """Up to ``batches`` next batches of at most ``batch_size`` records each."""
-        limit = self.job.config.batch_size
-        if buffer.buffered < limit * batches:
-            await self._fill(buffer, limit * batches)
+        """Up to ``batches`` next batches of at most ``batch_size`` records each (more
+        with ``max_batch_bytes`` when the partition is backlogged)."""
+        config = self.job.config
+        if buffer.buffered < config.batch_size * batches:
+            await self._fill(buffer, config.batch_size * batches)
         cut: list[Slice] = []
         while len(cut) < batches:
-            taken = buffer.take(limit)
+            taken = buffer.take(buffer.batch_limit(config.batch_size, config.max_batch_bytes))
             if taken is None:
                 break
             cut.append(taken)
