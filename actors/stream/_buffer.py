@@ -64,26 +64,29 @@ class ChunkBuffer:
             if entry.seq != self.read_upto:
                 raise ShardlineError(f"{self.log}: read chunk {entry.seq}, "
                                      f"expected chunk {self.read_upto}")
-            chunk = _decode_chunk(entry.payload)
-            size = len(chunk.keys)
-            if size:
-                self.record_bytes = len(entry.payload) / size
-            if not self._chunks:  # the first chunk holds next_seq
-                end = chunk.first_seq + size
-                if not chunk.first_seq <= self.next_seq <= end:
-                    raise ShardlineError(
-                        f"{self.log}: chunk {entry.seq} holds seqs {chunk.first_seq}.."
-                        f"{end - 1}, the checkpoint is at seq {self.next_seq}")
-                self.buffered += end - self.next_seq
-            else:
-                last = self._chunks[-1]
-                if chunk.first_seq != last.first_seq + len(last.keys):
-                    raise ShardlineError(f"{self.log}: chunk {entry.seq} starts at seq "
-                                         f"{chunk.first_seq}, after seq "
-                                         f"{last.first_seq + len(last.keys) - 1}")
-                self.buffered += size
-            self._chunks.append(chunk)
-            self.read_upto += 1
+            self.add_chunk(_decode_chunk(entry.payload), len(entry.payload))
+
+    def add_chunk(self, chunk: Chunk, stored_bytes: int) -> None:
+        """Append chunk ``read_upto`` (decoded; ``stored_bytes`` is its encoded size)."""
+        size = len(chunk.keys)
+        if size:
+            self.record_bytes = stored_bytes / size
+        if not self._chunks:  # the first chunk holds next_seq
+            end = chunk.first_seq + size
+            if not chunk.first_seq <= self.next_seq <= end:
+                raise ShardlineError(
+                    f"{self.log}: chunk {self.read_upto} holds seqs {chunk.first_seq}.."
+                    f"{end - 1}, the checkpoint is at seq {self.next_seq}")
+            self.buffered += end - self.next_seq
+        else:
+            last = self._chunks[-1]
+            if chunk.first_seq != last.first_seq + len(last.keys):
+                raise ShardlineError(f"{self.log}: chunk {self.read_upto} starts at seq "
+                                     f"{chunk.first_seq}, after seq "
+                                     f"{last.first_seq + len(last.keys) - 1}")
+            self.buffered += size
+        self._chunks.append(chunk)
+        self.read_upto += 1
 
     def batch_limit(self, batch_size: int, max_bytes: int) -> int:
         """Records the next batch may hold: ``batch_size``, or when more than that is
@@ -123,3 +126,30 @@ class ChunkBuffer:
                 self.next_chunk += 1
         return Slice(first_seq, self.next_seq - 1, first_chunk, last_chunk,
                      self.next_chunk, keys, payloads)
+
+
+class RecentChunks:
+    """Chunks just appended in this process, handed to the worker that reads them next.
+
+    The partition actor puts each chunk here once its append committed; a
+    worker reading ahead takes it from here instead of reading the store and
+    decoding it again (chunks never change once appended, so the two are the
+    same records). A chunk missing here (another process appended it, or it
+    was evicted) is read from the store as before. At most ``per_log`` chunks
+    are kept per log: the oldest goes first.
+    """
+
+    def __init__(self, per_log: int = 64) -> None:
+        self.per_log = per_log
+        self._logs: dict[str, dict[int, tuple[Chunk, int]]] = {}
+
+    def put(self, log: str, seq: int, chunk: Chunk, stored_bytes: int) -> None:
+        held = self._logs.setdefault(log, {})
+        held[seq] = (chunk, stored_bytes)
+        if len(held) > self.per_log:
+            del held[next(iter(held))]  # dicts keep insertion order: the oldest
+
+    def take(self, log: str, seq: int) -> tuple[Chunk, int] | None:
+        """Chunk ``seq`` of ``log`` with its stored size, once (``None`` when not here)."""
+        held = self._logs.get(log)
+        return None if held is None else held.pop(seq, None)

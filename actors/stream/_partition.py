@@ -117,16 +117,20 @@ class Partition(Actor[PartitionMsg]):
         fresh = len(entries)
         next_seq = self.next_seq + fresh
         ops: list[Append | Put] = []
+        chunk: Chunk | None = None
+        encoded = b""
         if entries:
             chunk_keys, chunk_payloads = map(list, zip(*entries, strict=True))
             chunk = Chunk(self.next_seq, chunk_keys, chunk_payloads)
-            ops.append(Append(self.log_name, [("", _encode(chunk))]))
+            encoded = _encode(chunk)
+            ops.append(Append(self.log_name, [("", encoded)]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
         result = await self.runtime.store.write(ops)
-        if entries:
-            self.ages[self.log_name].append((result.first_seqs[self.log_name] + 1,
-                                             self.runtime.now()))
+        if chunk is not None:
+            seq = result.first_seqs[self.log_name]
+            self.ages[self.log_name].append((seq + 1, self.runtime.now()))
+            self.job.recent_chunks.put(self.log_name, seq, chunk, len(encoded))
         self.producer_upto = msg.upto
         self.next_seq = next_seq
         self.producer_version = result.versions[self.producer_key]

@@ -209,9 +209,15 @@ class Worker(Actor[WorkerMsg]):
         return buffer
 
     async def _fill(self, buffer: ChunkBuffer, wanted: int, chunks: int = 0) -> None:
-        """Read ahead until ``wanted`` records are buffered or the log has no more."""
+        """Read ahead until ``wanted`` records are buffered or the log has no more:
+        chunks this process just appended are taken as they are, the rest read."""
         read = max(chunks, self.job.config.chunks_per_read)
+        recent = self.job.recent_chunks
         while buffer.buffered < wanted:
+            found = recent.take(buffer.log, buffer.read_upto)
+            if found is not None:
+                buffer.add_chunk(*found)
+                continue
             entries = await self.runtime.store.read(buffer.log, buffer.read_upto, read)
             if not entries:
                 return
