@@ -17,6 +17,7 @@ about to be dropped go to the job's audit first (``runtime.scenario.Audit``).
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
 _encode = msgspec.msgpack.Encoder().encode
+_key_of = operator.itemgetter(0)
+_payload_of = operator.itemgetter(1)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
@@ -120,8 +123,8 @@ class Partition(Actor[PartitionMsg]):
         chunk: Chunk | None = None
         encoded = b""
         if entries:
-            chunk_keys, chunk_payloads = map(list, zip(*entries, strict=True))
-            chunk = Chunk(self.next_seq, chunk_keys, chunk_payloads)
+            chunk = Chunk(self.next_seq, list(map(_key_of, entries)),
+                          list(map(_payload_of, entries)))
             encoded = _encode(chunk)
             ops.append(Append(self.log_name, [("", encoded)]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
