@@ -135,21 +135,26 @@ class RecentChunks:
     worker reading ahead takes it from here instead of reading the store and
     decoding it again (chunks never change once appended, so the two are the
     same records). A chunk missing here (another process appended it, or it
-    was evicted) is read from the store as before. At most ``per_log`` chunks
-    are kept per log: the oldest goes first.
+    was evicted) is read from the store as before. At most ``max_bytes`` of
+    stored chunks are kept, over all partitions: the oldest goes first.
     """
 
-    def __init__(self, per_log: int = 64) -> None:
-        self.per_log = per_log
-        self._logs: dict[str, dict[int, tuple[Chunk, int]]] = {}
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+        self._chunks: dict[tuple[str, int], tuple[Chunk, int]] = {}
 
     def put(self, log: str, seq: int, chunk: Chunk, stored_bytes: int) -> None:
-        held = self._logs.setdefault(log, {})
-        held[seq] = (chunk, stored_bytes)
-        if len(held) > self.per_log:
-            del held[next(iter(held))]  # dicts keep insertion order: the oldest
+        self._chunks[(log, seq)] = (chunk, stored_bytes)
+        self.held_bytes += stored_bytes
+        chunks = self._chunks
+        while self.held_bytes > self.max_bytes and chunks:
+            oldest = next(iter(chunks))  # dicts keep insertion order
+            self.held_bytes -= chunks.pop(oldest)[1]
 
     def take(self, log: str, seq: int) -> tuple[Chunk, int] | None:
         """Chunk ``seq`` of ``log`` with its stored size, once (``None`` when not here)."""
-        held = self._logs.get(log)
-        return None if held is None else held.pop(seq, None)
+        found = self._chunks.pop((log, seq), None)
+        if found is not None:
+            self.held_bytes -= found[1]
+        return found
