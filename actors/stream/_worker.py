@@ -243,8 +243,8 @@ class Worker(Actor[WorkerMsg]):
                                   b.first_chunk, b.last_chunk) for b in batches]
 
     async def _replay(self, partition: int, held: HeldPartition) -> None:
-        """``recover``: deliver the pending batches again, in order, before any new message
-        (their commit follows in a task, as usual)."""
+        """``recover``: deliver the pending batches again, in order, and commit them,
+        before any new message."""
         await self._checkpoint(partition, held)
         for taken in held.window:
             if await self._deliver(partition, held, taken, self._bid(partition, taken)):
