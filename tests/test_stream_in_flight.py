@@ -34,9 +34,13 @@ from actors.stream import (
     StreamJob,
     batch_id,
 )
+from actors.stream import _keys as keys
 from actors.stream._buffer import ChunkBuffer, Slice
 from actors.stream._checks import check_stream, recorder
 from actors.stream._held import HeldPartition
+from actors.stream._messages import CommitBatch, RecordPending
+from actors.stream._partition import CheckpointReply, Partition
+from actors.stream._records import PendingCheckpoint
 from actors.stream._worker import Worker
 from runtime import Fault, Runtime
 from tests.stream_helpers import quiet_logs
@@ -193,3 +197,55 @@ def test_a_lease_taken_over_mid_flight_refuses_the_stale_commit(
     (before, pending), *_ = run.replays
     assert len(pending) == 3
     assert [b.batch_id for b in run.deliveries[before:before + 3]] == pending
+
+
+def _pending(first: int, last: int, token: int) -> PendingCheckpoint:
+    return PendingCheckpoint(batch_id("stream", 0, first, last), first, last, token, 0, 0)
+
+
+def test_the_partition_records_and_commits_only_consecutive_pending_batches() -> None:
+    """The partition actor, the single writer of the checkpoint, refuses pending batches
+    that leave a gap or overlap (on record and on commit), and a commit that skips the
+    oldest pending batch; consecutive ones are recorded, committed oldest first (each
+    with its commit record), and the rest stay pending, in order."""
+
+    async def main() -> list[str]:
+        async with Runtime(store="memory://", seed=1) as rt:
+            job = StreamJob(rt, _config(), destination=CallableDestination(lambda b: None))
+            part = await rt.spawn(Partition, job, 0, name="stream.partition-0")
+            lease = await rt.store.acquire(keys.lease_key("stream", 0), "w", 60.0)
+            assert lease is not None
+            t = lease.token
+
+            async def ask(msg: RecordPending | CommitBatch) -> CheckpointReply:
+                reply = await part.ask(msg)
+                assert isinstance(reply, CheckpointReply)
+                return reply
+
+            refused = [
+                (await ask(RecordPending(t, "w", [_pending(0, 9, t), _pending(11, 19, t)]))
+                 ).refused,
+                (await ask(RecordPending(t, "w", [_pending(0, 9, t), _pending(9, 19, t)]))
+                 ).refused,
+            ]
+            a, b, c = _pending(0, 9, t), _pending(10, 19, t), _pending(20, 29, t)
+            assert not (await ask(RecordPending(t, "w", [a, b, c]))).refused
+            refused += [
+                (await ask(CommitBatch(b.batch_id, 10, 19, t, "w", 0))).refused,
+                (await ask(CommitBatch(a.batch_id, 0, 9, t, "w", 0, [_pending(31, 39, t)]))
+                 ).refused,
+            ]
+            done = await ask(CommitBatch(b.batch_id, 0, 19, t, "w", 0, [_pending(30, 39, t)]))
+            assert not done.refused
+            assert done.checkpoint.next_seq == 20
+            assert [p.batch_id for p in done.checkpoint.pendings] == [
+                c.batch_id, batch_id("stream", 0, 30, 39)]
+            commits = await rt.store.read(keys.commits_log("stream", 0), 0, 10)
+            assert [e.key for e in commits] == [a.batch_id, b.batch_id]
+            return refused
+
+    refused = runtime.run(main, simulated=True, seed=1)
+    assert all(refused), refused
+    assert "does not start after" in refused[0] and "does not start after" in refused[1]
+    assert "no pending batch" in refused[2]
+    assert "does not start after" in refused[3]
