@@ -283,9 +283,10 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     p50, p99 = percentile(recovery, 0.50), percentile(recovery, 0.99)
 
     store = shown_url(args.store) if args.store else "SQLite"
+    grown = f" (up to {args.batch_bytes:,} bytes when backlogged)" if args.batch_bytes else ""
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
-                        f"partitions, batch {args.batch}, {args.workers} workers, {store}, "
-                        f"{args.sink}:// sink")
+                        f"partitions, batch {args.batch}{grown}, {args.in_flight} in flight, "
+                        f"{args.workers} workers, {store}, {args.sink}:// sink")
     for column in ("run", "wall s", "records/s", "all repeats", "exactly-once", "crashes",
                    "restarts", "redelivered", "recovery p50", "recovery p99"):
         table.add_column(column, justify="left" if column in ("run", "exactly-once")
@@ -311,6 +312,7 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     return {
         "benchmark": "stream_exactly_once",
         "records": args.records, "partitions": args.partitions, "batch": args.batch,
+        "batches_in_flight": args.in_flight, "max_batch_bytes": args.batch_bytes,
         "sink": args.sink,
         "workers": args.workers, "crash_every_s": args.crash_every, "repeat": args.repeat,
         "store": shown_url(args.store) if args.store else "sqlite",
@@ -341,6 +343,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--in-flight", type=int, default=4,
+                        help="batches in flight per partition (batches_in_flight)")
+    parser.add_argument("--batch-bytes", type=int, default=0,
+                        help="max_batch_bytes: a backlogged partition's batches grow up to "
+                             "about this many bytes (default 0: every batch --batch records)")
     parser.add_argument("--crash-every", type=float, default=None,
                         help="seconds between worker crashes (default 1; 0.2 with --quick, "
                              "whose runs are shorter than a second)")
@@ -368,8 +375,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.crash_every = 0.2 if args.quick else 1.0
     if args.crash_every <= 0:
         parser.error("--crash-every must be > 0")
-    if min(args.records, args.partitions, args.batch, args.workers, args.repeat) < 1:
-        parser.error("--records, --partitions, --batch, --workers and --repeat must be >= 1")
+    if min(args.records, args.partitions, args.batch, args.workers, args.repeat,
+           args.in_flight) < 1:
+        parser.error("--records, --partitions, --batch, --workers, --in-flight and --repeat "
+                     "must be >= 1")
+    if args.batch_bytes < 0:
+        parser.error("--batch-bytes must be >= 0")
     return args
 
 
@@ -378,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = GeneratedSource(records=args.records)
     items: list[Item] = list(generated_items(spec, args.seed))
     config = StreamConfig(source=spec, partitions=args.partitions, workers=args.workers,
-                          batch_size=args.batch, destination="dir://unused")
+                          batch_size=args.batch, batches_in_flight=args.in_flight,
+                          max_batch_bytes=args.batch_bytes, destination="dir://unused")
     limit = max(120.0, args.records / 2_000)
     if args.profile:
         profiler = cProfile.Profile()

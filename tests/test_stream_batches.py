@@ -4,7 +4,8 @@
   renews its leases while the batch runs (delivery runs beside the message
   handler), and checks the lease before committing.
 - ``batch_size`` is a cap on the records of a batch, whatever size the
-  producer's chunks are (a chunk is split across batches).
+  producer's chunks are (a chunk is split across batches); with
+  ``max_batch_bytes`` a backlogged partition cuts larger batches.
 """
 
 from __future__ import annotations
@@ -62,3 +63,20 @@ def test_batch_size_caps_every_batch(tmp_path: Path, batch_size: int) -> None:
     src = BASE_STREAM["source"]
     assert_each_once(batches, source_items(src["records"], src["keys"], src["payload_bytes"],
                                            seed=1))
+
+
+def test_a_backlogged_partition_cuts_larger_batches_up_to_max_batch_bytes(
+        tmp_path: Path) -> None:
+    """With the whole source appended at once (a backlog) and ``max_batch_bytes`` 2,000,
+    batches grow past ``batch_size`` 10 (each at most 2,000 bytes of 16-byte payloads
+    and their keys); every record still reaches the sink once."""
+    doc = scenario_doc("memory://", batch_size=10, produce_chunk=2000, rate=0.0,
+                       max_batch_bytes=2000)
+    report = run_doc(doc, tmp_path / "out")
+    assert_all_held(report)
+    sizes = [len(batch.records) for batch in read_dir_sink(tmp_path / "out" / "sink")]
+    assert 10 < max(sizes) <= 2000 // 16
+    src = BASE_STREAM["source"]
+    assert_each_once(read_dir_sink(tmp_path / "out" / "sink"),
+                     source_items(src["records"], src["keys"], src["payload_bytes"], seed=1))
+

@@ -146,7 +146,11 @@ class _TrustingPartition:
     @staticmethod
     async def commit(self: Partition, msg: CommitBatch) -> CheckpointReply:
         record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
-        new = Checkpoint(msg.last_seq + 1, msg.next_pending, msg.next_chunk)
+        pendings = self.checkpoint.pendings
+        ids = [b.batch_id for b in pendings]
+        staying = pendings[ids.index(msg.batch_id) + 1:] if msg.batch_id in ids else []
+        then = [*staying, *msg.next_pending]
+        new = Checkpoint(msg.last_seq + 1, then[0] if then else None, msg.next_chunk, then[1:])
         result = await self.runtime.store.write([
             Put(self.checkpoint_key, _encode(new), None),
             Append(self.commits_log, [(msg.batch_id, _encode(record))]),

@@ -54,6 +54,8 @@ class ChunkBuffer:
         """The next chunk index to read from the store."""
         self.buffered = 0
         """Records held at or after ``next_seq``."""
+        self.record_bytes = 0.0
+        """Stored bytes per record of the last chunk read (its encoded size / records)."""
         self._chunks: deque[Chunk] = deque()
 
     def add(self, entries: list[LogEntry]) -> None:
@@ -62,24 +64,37 @@ class ChunkBuffer:
             if entry.seq != self.read_upto:
                 raise ShardlineError(f"{self.log}: read chunk {entry.seq}, "
                                      f"expected chunk {self.read_upto}")
-            chunk = _decode_chunk(entry.payload)
-            size = len(chunk.keys)
-            if not self._chunks:  # the first chunk holds next_seq
-                end = chunk.first_seq + size
-                if not chunk.first_seq <= self.next_seq <= end:
-                    raise ShardlineError(
-                        f"{self.log}: chunk {entry.seq} holds seqs {chunk.first_seq}.."
-                        f"{end - 1}, the checkpoint is at seq {self.next_seq}")
-                self.buffered += end - self.next_seq
-            else:
-                last = self._chunks[-1]
-                if chunk.first_seq != last.first_seq + len(last.keys):
-                    raise ShardlineError(f"{self.log}: chunk {entry.seq} starts at seq "
-                                         f"{chunk.first_seq}, after seq "
-                                         f"{last.first_seq + len(last.keys) - 1}")
-                self.buffered += size
-            self._chunks.append(chunk)
-            self.read_upto += 1
+            self.add_chunk(_decode_chunk(entry.payload), len(entry.payload))
+
+    def add_chunk(self, chunk: Chunk, stored_bytes: int) -> None:
+        """Append chunk ``read_upto`` (decoded; ``stored_bytes`` is its encoded size)."""
+        size = len(chunk.keys)
+        if size:
+            self.record_bytes = stored_bytes / size
+        if not self._chunks:  # the first chunk holds next_seq
+            end = chunk.first_seq + size
+            if not chunk.first_seq <= self.next_seq <= end:
+                raise ShardlineError(
+                    f"{self.log}: chunk {self.read_upto} holds seqs {chunk.first_seq}.."
+                    f"{end - 1}, the checkpoint is at seq {self.next_seq}")
+            self.buffered += end - self.next_seq
+        else:
+            last = self._chunks[-1]
+            if chunk.first_seq != last.first_seq + len(last.keys):
+                raise ShardlineError(f"{self.log}: chunk {self.read_upto} starts at seq "
+                                     f"{chunk.first_seq}, after seq "
+                                     f"{last.first_seq + len(last.keys) - 1}")
+            self.buffered += size
+        self._chunks.append(chunk)
+        self.read_upto += 1
+
+    def batch_limit(self, batch_size: int, max_bytes: int) -> int:
+        """Records the next batch may hold: ``batch_size``, or when more than that is
+        buffered (a backlog) and ``max_bytes`` is set, up to about ``max_bytes`` of
+        stored records (never less than ``batch_size``, never more than buffered)."""
+        if not max_bytes or self.buffered <= batch_size or not self.record_bytes:
+            return batch_size
+        return max(batch_size, min(self.buffered, int(max_bytes / self.record_bytes)))
 
     def take(self, limit: int) -> Slice | None:
         """Cut the next at most ``limit`` records (``None`` when none is buffered)."""
@@ -111,3 +126,35 @@ class ChunkBuffer:
                 self.next_chunk += 1
         return Slice(first_seq, self.next_seq - 1, first_chunk, last_chunk,
                      self.next_chunk, keys, payloads)
+
+
+class RecentChunks:
+    """Chunks just appended in this process, handed to the worker that reads them next.
+
+    The partition actor puts each chunk here once its append committed; a
+    worker reading ahead takes it from here instead of reading the store and
+    decoding it again (chunks never change once appended, so the two are the
+    same records). A chunk missing here (another process appended it, or it
+    was evicted) is read from the store as before. At most ``max_bytes`` of
+    stored chunks are kept, over all partitions: the oldest goes first.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+        self._chunks: dict[tuple[str, int], tuple[Chunk, int]] = {}
+
+    def put(self, log: str, seq: int, chunk: Chunk, stored_bytes: int) -> None:
+        self._chunks[(log, seq)] = (chunk, stored_bytes)
+        self.held_bytes += stored_bytes
+        chunks = self._chunks
+        while self.held_bytes > self.max_bytes and chunks:
+            oldest = next(iter(chunks))  # dicts keep insertion order
+            self.held_bytes -= chunks.pop(oldest)[1]
+
+    def take(self, log: str, seq: int) -> tuple[Chunk, int] | None:
+        """Chunk ``seq`` of ``log`` with its stored size, once (``None`` when not here)."""
+        found = self._chunks.pop((log, seq), None)
+        if found is not None:
+            self.held_bytes -= found[1]
+        return found

@@ -20,7 +20,14 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``batch_size`` caps the records of one batch (a batch may take part of a
     producer chunk of ``produce_chunk`` source items); a worker delivers less
-    when less is there. ``lease_ttl`` may be shorter than a batch takes: the
+    when less is there. ``batches_in_flight`` batches of a partition may be
+    pending at once: recorded before processing, delivered one after the
+    other, each committed after its delivery while the next is delivered.
+    ``max_batch_bytes`` (default 0: off) lets a backlogged partition (more
+    than ``batch_size`` records read ahead) cut larger batches, up to about
+    this many bytes of stored records each: fewer, larger batches when the
+    stream falls behind, ``batch_size`` records when it keeps up.
+    ``lease_ttl`` may be shorter than a batch takes: the
     lease is renewed every ``lease_ttl / 3`` while the batch runs.
     ``retention`` (default 24 h): a partition's chunks and commit records
     older than this and behind the committed checkpoint are truncated from
@@ -32,6 +39,8 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     partitions: Annotated[int, Meta(ge=1, le=1024)] = 4
     workers: Annotated[int, Meta(ge=1, le=1024)] = 2
     batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    batches_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
+    max_batch_bytes: Annotated[int, Meta(ge=0, le=MAX_CHUNK_BYTES)] = 0
     lease_ttl: Duration = Duration(2.0)
     process: str | None = None
     destination: str = "dir://{out}/sink"

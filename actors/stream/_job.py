@@ -22,6 +22,7 @@ from typing import TypeVar
 import msgspec
 
 from actors.stream import _keys as keys
+from actors.stream._buffer import RecentChunks
 from actors.stream._config import StreamConfig
 from actors.stream._coordinator import Coordinator
 from actors.stream._destinations import Destination
@@ -90,6 +91,8 @@ class StreamJob:
         self._chains = itertools.count(1)
         self.start_seqs: list[int] = []
         self.resumed = False
+        self.recent_chunks = RecentChunks()
+        """Chunks appended in this process, for the workers reading them next."""
 
     def next_chain(self) -> int:
         return next(self._chains)

@@ -7,15 +7,19 @@ from runtime import Message, Terminated
 
 
 class AppendBatch(Message, frozen=True):
-    """Producer -> partition: the source items with index < ``upto`` that hash here.
+    """Producer -> partition: the source items with index in ``first..upto - 1`` that
+    hash here, as ``(key, payload)`` in source order.
 
-    ``entries`` are (source index, key, payload). The partition stores
-    ``upto`` in the same transaction as the records, and ignores entries it
-    already holds, so a restarted producer neither skips nor repeats.
+    The partition stores ``upto`` in the same transaction as the records. It
+    holds every item below its stored ``upto``, so an append ending at or
+    below it is a repeat and is dropped; the producer starts ``first`` at the
+    partition's stored ``upto`` (read when it recovers), so nothing is skipped
+    or repeated across restarts.
     """
 
+    first: int
     upto: int
-    entries: list[tuple[int, str, bytes]]
+    entries: list[tuple[str, bytes]]
 
 
 class ReadCheckpoint(Message, frozen=True):
@@ -23,24 +27,24 @@ class ReadCheckpoint(Message, frozen=True):
 
 
 class RecordPending(Message, frozen=True):
-    """Worker -> partition: durably name the batch ``first..last`` before processing it."""
+    """Worker -> partition: durably name ``batches`` (consecutive ranges from the
+    checkpoint on) before processing them; only when none is pending."""
 
-    batch_id: str
-    first_seq: int
-    last_seq: int
     token: int
     owner: str
-    first_chunk: int
-    last_chunk: int
+    batches: list[PendingCheckpoint]
 
 
 class CommitBatch(Message, frozen=True):
-    """Worker -> partition: the pending batch was delivered; advance past it.
+    """Worker -> partition: the pending batches up to ``batch_id`` were delivered;
+    advance past them.
 
-    ``next_chunk`` is the chunk holding ``last_seq + 1`` (the batch may end
-    inside a chunk). With ``next_pending`` the same fenced write also records
-    the next batch as pending (it must start at ``last_seq + 1`` in
-    ``next_chunk``): one write per batch instead of a commit and a pending write.
+    They hold ``first_seq..last_seq``; ``next_chunk`` is the chunk holding
+    ``last_seq + 1`` (a batch may end inside a chunk). ``next_pending`` are
+    recorded as pending in the same fenced write, after the batches that stay
+    pending (consecutive ranges): one write per commit instead of a commit and
+    a pending write, and the checkpoint still names exactly the records that
+    will be processed next.
     """
 
     batch_id: str
@@ -49,7 +53,7 @@ class CommitBatch(Message, frozen=True):
     token: int
     owner: str
     next_chunk: int
-    next_pending: PendingCheckpoint | None = None
+    next_pending: list[PendingCheckpoint] = []
 
 
 PartitionMsg = AppendBatch | ReadCheckpoint | RecordPending | CommitBatch

@@ -38,7 +38,7 @@ from actors.stream._records import (
     PendingCheckpoint,
     ProducerPosition,
 )
-from runtime import Actor, ConflictError, StaleFencingToken
+from runtime import Actor, ConflictError, ShardlineError, StaleFencingToken
 from runtime.scenario import audit_before_truncating
 from runtime.store import Append, Fence, Put, Truncate, WriteResult
 
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from actors.stream._job import StreamJob
 
 _encode = msgspec.msgpack.Encoder().encode
-_key_of = operator.itemgetter(1)
-_payload_of = operator.itemgetter(2)
+_key_of = operator.itemgetter(0)
+_payload_of = operator.itemgetter(1)
 _decode_checkpoint = msgspec.msgpack.Decoder(Checkpoint).decode
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
@@ -104,24 +104,36 @@ class Partition(Actor[PartitionMsg]):
         return None
 
     async def _append(self, msg: AppendBatch) -> int:
+        """Store the items of ``msg`` not yet held, with the new producer position.
+
+        Refuses (``ShardlineError``) an append that would leave a gap or hold
+        items this partition already has: the producer starts each append at
+        the position this partition last stored.
+        """
         if msg.upto <= self.producer_upto:
             return 0
+        if msg.first != self.producer_upto:
+            raise ShardlineError(f"{self.name}: append of source items {msg.first}.."
+                                 f"{msg.upto - 1}, the partition holds those below "
+                                 f"{self.producer_upto}")
         entries = msg.entries
-        if entries and entries[0][0] < self.producer_upto:
-            entries = [entry for entry in entries if entry[0] >= self.producer_upto]
         fresh = len(entries)
         next_seq = self.next_seq + fresh
         ops: list[Append | Put] = []
+        chunk: Chunk | None = None
+        encoded = b""
         if entries:
             chunk = Chunk(self.next_seq, list(map(_key_of, entries)),
                           list(map(_payload_of, entries)))
-            ops.append(Append(self.log_name, [("", _encode(chunk))]))
+            encoded = _encode(chunk)
+            ops.append(Append(self.log_name, [("", encoded)]))
         ops.append(Put(self.producer_key, _encode(ProducerPosition(msg.upto, next_seq)),
                        self.producer_version))
         result = await self.runtime.store.write(ops)
-        if entries:
-            self.ages[self.log_name].append((result.first_seqs[self.log_name] + 1,
-                                             self.runtime.now()))
+        if chunk is not None:
+            seq = result.first_seqs[self.log_name]
+            self.ages[self.log_name].append((seq + 1, self.runtime.now()))
+            self.job.recent_chunks.put(self.log_name, seq, chunk, len(encoded))
         self.producer_upto = msg.upto
         self.next_seq = next_seq
         self.producer_version = result.versions[self.producer_key]
@@ -129,46 +141,68 @@ class Partition(Actor[PartitionMsg]):
         return fresh
 
     async def _record_pending(self, msg: RecordPending) -> CheckpointReply:
+        """Record ``msg.batches`` as pending, when none is: consecutive from the checkpoint.
+
+        A repeat of the request that recorded them (same ids, same token) is
+        answered as applied, so a worker retrying it after a lost reply goes on.
+        """
         current = self.checkpoint
         if current.pending is not None:
-            if current.pending.batch_id == msg.batch_id and current.pending.token == msg.token:
+            if ([b.batch_id for b in current.pendings] == [b.batch_id for b in msg.batches]
+                    and current.pending.token == msg.token):
                 return CheckpointReply(current)
             return CheckpointReply(current, f"pending batch {current.pending.batch_id} exists")
-        if msg.first_seq != current.next_seq:
-            return CheckpointReply(current, f"batch starts at {msg.first_seq}, "
+        if not msg.batches:
+            return CheckpointReply(current, "no batch to record")
+        first = msg.batches[0]
+        if first.first_seq != current.next_seq:
+            return CheckpointReply(current, f"batch starts at {first.first_seq}, "
                                             f"checkpoint is at {current.next_seq}")
-        if msg.first_chunk != current.next_chunk:
-            return CheckpointReply(current, f"batch starts at chunk {msg.first_chunk}, "
+        if first.first_chunk != current.next_chunk:
+            return CheckpointReply(current, f"batch starts at chunk {first.first_chunk}, "
                                             f"checkpoint is at chunk {current.next_chunk}")
-        pending = PendingCheckpoint(msg.batch_id, msg.first_seq, msg.last_seq, msg.token,
-                                    msg.first_chunk, msg.last_chunk)
-        return await self._write(Checkpoint(current.next_seq, pending, current.next_chunk),
-                                 msg.token, [])
+        gap = _unchained(first, msg.batches[1:])
+        if gap:
+            return CheckpointReply(current, gap)
+        return await self._write(Checkpoint(current.next_seq, first, current.next_chunk,
+                                            msg.batches[1:]), msg.token, [])
 
     async def _commit(self, msg: CommitBatch) -> CheckpointReply:
-        """Advance past the pending batch, recording the next one in the same write.
+        """Advance past the pending batches up to ``msg.batch_id`` (oldest first), recording
+        ``msg.next_pending`` after the ones that stay pending, in the same write.
 
-        The next pending batch must start right after the committed one, so the
+        The new batches must continue the pending ranges without a gap, so the
         checkpoint still names exactly the records that will be processed next.
+        Each committed batch gets its own commit record (in order, in this write).
         """
-        pending = self.checkpoint.pending
-        if pending is None or pending.batch_id != msg.batch_id:
-            return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id}")
-        if not pending.last_chunk <= msg.next_chunk <= pending.last_chunk + 1:
-            return CheckpointReply(self.checkpoint, f"batch {msg.batch_id} ends in chunk "
-                                                    f"{pending.last_chunk}, not before chunk "
-                                                    f"{msg.next_chunk}")
-        then = msg.next_pending
-        if then is not None and (then.first_seq != msg.last_seq + 1
-                                 or then.first_chunk != msg.next_chunk):
-            return CheckpointReply(self.checkpoint, f"next batch {then.batch_id} does not "
+        pendings = self.checkpoint.pendings
+        ids = [b.batch_id for b in pendings]
+        if msg.batch_id not in ids or pendings[0].first_seq != msg.first_seq:
+            return CheckpointReply(self.checkpoint, f"no pending batch {msg.batch_id} "
+                                                    f"from seq {msg.first_seq}")
+        count = ids.index(msg.batch_id) + 1
+        done, staying = pendings[:count], pendings[count:]
+        last = done[-1]
+        if last.last_seq != msg.last_seq \
+                or not last.last_chunk <= msg.next_chunk <= last.last_chunk + 1:
+            return CheckpointReply(self.checkpoint, f"batch {msg.batch_id} ends at seq "
+                                                    f"{last.last_seq} in chunk "
+                                                    f"{last.last_chunk}, not at {msg.last_seq} "
+                                                    f"before chunk {msg.next_chunk}")
+        then = [*staying, *msg.next_pending]
+        if then and not staying and (then[0].first_seq != msg.last_seq + 1
+                                     or then[0].first_chunk != msg.next_chunk):
+            return CheckpointReply(self.checkpoint, f"next batch {then[0].batch_id} does not "
                                                     f"start after {msg.batch_id}")
-        record = CommitRecord(msg.batch_id, msg.first_seq, msg.last_seq, msg.token, msg.owner)
-        extra: list[Append | Truncate] = [
-            Append(self.commits_log, [(msg.batch_id, _encode(record))])]
+        gap = _unchained(then[0], then[1:]) if then else ""
+        if gap:
+            return CheckpointReply(self.checkpoint, gap)
+        records = [(b.batch_id, _encode(CommitRecord(b.batch_id, b.first_seq, b.last_seq,
+                                                     msg.token, msg.owner))) for b in done]
+        extra: list[Append | Truncate] = [Append(self.commits_log, records)]
         extra += await self._expired(msg.next_chunk)
-        reply = await self._write(Checkpoint(msg.last_seq + 1, then, msg.next_chunk),
-                                  msg.token, extra)
+        new = Checkpoint(msg.last_seq + 1, then[0] if then else None, msg.next_chunk, then[1:])
+        reply = await self._write(new, msg.token, extra)
         if not reply.refused:
             result = self.last_write
             for log, floor in result.floors.items():
@@ -176,10 +210,12 @@ class Partition(Actor[PartitionMsg]):
                 ages = self.ages[log]
                 while ages and ages[0][0] <= floor:
                     ages.popleft()
-            self.ages[self.commits_log].append((result.first_seqs[self.commits_log] + 1,
-                                                self.runtime.now()))
-            self.job.metrics.on_commit(self.partition, msg.last_seq - msg.first_seq + 1,
-                                       self.runtime.now())
+            self.ages[self.commits_log].append((result.first_seqs[self.commits_log]
+                                                + len(records), self.runtime.now()))
+            now = self.runtime.now()
+            for batch in done:
+                self.job.metrics.on_commit(self.partition,
+                                           batch.last_seq - batch.first_seq + 1, now)
         return reply
 
     async def _expired(self, next_chunk: int) -> list[Truncate]:
@@ -232,6 +268,18 @@ class Partition(Actor[PartitionMsg]):
             self.runtime.trace.record(self.runtime.now(), "checkpoint_pending", self.name,
                                       new.pending.batch_id)
         return reply_ok(new)
+
+
+def _unchained(first: PendingCheckpoint, rest: list[PendingCheckpoint]) -> str:
+    """Why ``first, *rest`` are not consecutive ranges of consecutive chunks ("" if they are)."""
+    previous = first
+    for batch in rest:
+        if batch.first_seq != previous.last_seq + 1 \
+                or not previous.last_chunk <= batch.first_chunk <= previous.last_chunk + 1:
+            return (f"pending batch {batch.batch_id} does not start after "
+                    f"{previous.batch_id}")
+        previous = batch
+    return ""
 
 
 def reply_ok(checkpoint: Checkpoint) -> CheckpointReply:

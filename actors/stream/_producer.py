@@ -3,8 +3,14 @@
 Each chunk of source items is split by partition and sent to every
 partition with ``upto`` (the source index the chunk ends at); a partition
 stores ``upto`` in the same transaction as the records. After a restart
-the producer resumes from the smallest ``upto`` of all partitions and the
-partitions drop what they already hold, so nothing is skipped or repeated.
+the producer resumes from the smallest ``upto`` of all partitions; a
+partition further on gets only the items from its own ``upto`` on (the
+producer read it when it recovered), and one past the whole chunk drops it,
+so nothing is skipped or repeated.
+
+Splitting runs once per source item on the event loop, so it moves the
+``(key, payload)`` tuples the source made into per-partition lists as they
+are, creating no object per item.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Producer(Actor[ProducerMsg]):
         self.chain = -1
         self.placement = _Placement(job.config.partitions)
         self.items: Iterator[tuple[str, bytes]] = iter(())
+        self.positions: list[int] = []
 
     async def recover(self) -> None:
         config = self.job.config
@@ -53,6 +60,8 @@ class Producer(Actor[ProducerMsg]):
         for partition in range(config.partitions):
             found = await self.runtime.store.get(keys.producer_key(config.name, partition))
             positions.append(_decode_position(found.value).upto if found else 0)
+        self.positions = positions
+        """Each partition's stored ``upto``, as far as this producer knows."""
         self.index = min(positions)
         self.items = itertools.islice(self.job.source_items(self.job.seed), self.index, None)
         if not self.job.metrics.producer_done:
@@ -70,18 +79,33 @@ class Producer(Actor[ProducerMsg]):
             self.runtime.trace.record(self.runtime.now(), "producer_done", self.name,
                                       str(self.index))
             return None
-        per_partition: list[list[tuple[int, str, bytes]]] = [[] for _ in job.partitions]
-        appends = [entries.append for entries in per_partition]
-        placement = self.placement
-        for index, (key, payload) in enumerate(chunk, self.index):
-            appends[placement[key]]((index, key, payload))
-        upto = self.index + len(chunk)
+        first = self.index
+        upto = first + len(chunk)
+        per_partition = self._split(chunk, first)
         await asyncio.gather(*(
-            part.ask(AppendBatch(upto, entries), timeout=config.ask_timeout)
-            for part, entries in zip(job.partitions, per_partition, strict=True)
+            part.ask(AppendBatch(max(first, known), upto, entries), timeout=config.ask_timeout)
+            for part, known, entries in zip(job.partitions, self.positions, per_partition,
+                                            strict=True)
         ))
         self.index = upto
+        self.positions = [max(known, upto) for known in self.positions]
         job.metrics.source_position = upto
         delay = len(chunk) / config.rate if config.rate > 0 else 0.0
         self.send_after(delay, Produce(self.chain))
         return None
+
+    def _split(self, chunk: list[tuple[str, bytes]], first: int) -> list[list[tuple[str, bytes]]]:
+        """The items of ``chunk`` (source index ``first`` on) per partition, in order;
+        a partition gets those at or past its known position only."""
+        per_partition: list[list[tuple[str, bytes]]] = [[] for _ in self.positions]
+        appends = [entries.append for entries in per_partition]
+        place = self.placement.__getitem__
+        if max(self.positions) <= first:  # the usual case: every partition takes its share
+            for item in chunk:
+                appends[place(item[0])](item)
+            return per_partition
+        for index, item in enumerate(chunk, first):  # resuming: some partitions are ahead
+            partition = place(item[0])
+            if index >= self.positions[partition]:
+                appends[partition](item)
+        return per_partition

@@ -89,11 +89,25 @@ class PendingCheckpoint(msgspec.Struct, frozen=True):
 
 class Checkpoint(msgspec.Struct, frozen=True):
     """Per-partition progress: records below ``next_seq`` (chunks below ``next_chunk``)
-    are delivered and committed."""
+    are delivered and committed.
+
+    ``pending`` is the first batch recorded before processing and not yet
+    committed; ``more_pending`` the batches recorded after it (several may be
+    in flight at once). Together they name consecutive ranges from
+    ``next_seq`` on, each under its deterministic batch id, so a replay
+    delivers exactly those batches again, in order. ``more_pending`` is empty
+    whenever ``pending`` is ``None``.
+    """
 
     next_seq: int = 0
     pending: PendingCheckpoint | None = None
     next_chunk: int = 0
+    more_pending: list[PendingCheckpoint] = []
+
+    @property
+    def pendings(self) -> list[PendingCheckpoint]:
+        """Every pending batch, oldest first."""
+        return [] if self.pending is None else [self.pending, *self.more_pending]
 
 
 class CommitRecord(msgspec.Struct, frozen=True):

@@ -4,28 +4,33 @@ For a partition it holds under a lease, a worker
 
 1. reads the checkpoint once (from the partition actor, its single writer)
    and keeps it, with the partition's log read ahead (``ChunkBuffer``);
-2. with **a pending checkpoint**: takes exactly the named range again;
-   with **none**: cuts the next at most ``batch_size`` records and durably
-   records a pending checkpoint naming exactly that range (fenced by its
-   lease token);
-3. processes the batch and delivers it under the deterministic batch id;
-4. commits (fenced), which advances the checkpoint past the batch, and in
-   the same write records the next batch as pending when one is buffered
-   (so one write per batch, and still a pending checkpoint naming exactly
-   the next range before it is processed); then back to 3, or to 2.
+2. with **pending batches**: takes exactly the named ranges again; with
+   **none**: cuts the next up to ``batches_in_flight`` batches of at most
+   ``batch_size`` records and durably records them as pending (one fenced
+   write naming each range under its deterministic batch id);
+3. processes and delivers the pending batches one after the other, in
+   sequence order;
+4. commits (fenced) every batch delivered so far, oldest first, while the
+   next is delivered; the same write records as many newly cut batches as
+   pending as the commit frees (so one write per commit, and the
+   checkpoint always names exactly the ranges processed next); then on
+   with 3, or back to 2 when nothing was buffered.
 
-A crash anywhere leaves either nothing (before 2: the range is chosen
-again) or the pending checkpoint (after 2 or 4: ``recover`` replays exactly
-that batch before any new message). A destination failure keeps the batch
-pending and retries it with backoff; nothing is skipped. A worker whose
-lease was taken over finds its pending write or commit refused (stale
-fencing token) and lets the partition go.
+A crash anywhere leaves either nothing pending (the ranges are chosen
+again) or the pending batches: ``recover`` replays exactly those, in order
+and under the same ids, before any new message; the destination writes by
+batch id (or by sequence), so a batch delivered before the crash changes
+nothing. A destination failure keeps the batch pending and retries it with
+backoff; nothing is skipped. A worker whose lease was taken over finds its
+pending write or commit refused (stale fencing token) and lets the
+partition go.
 
-Processing and delivery (step 3) run in a task of their own, not in the
-message handler: a worker's partitions deliver concurrently, and a batch
-that takes longer than the lease TTL does not hold up ``Renew`` (liveness:
-the lease is renewed every ``lease_ttl / 3`` while the batch runs, and
-checked again before the commit). An actor that stalls as a whole (a
+Deliveries (step 3) run in a task of their own, not in the message
+handler: a worker's partitions deliver concurrently, a partition's next
+batch is delivered while the last one is committed, and a batch that takes
+longer than the lease TTL does not hold up ``Renew`` (liveness: the lease
+is renewed every ``lease_ttl / 3`` while the batch runs, and checked again
+before each commit). An actor that stalls as a whole (a
 ``pause``) stops renewing, so its partitions move to another worker and
 its late commit is refused, as for a stalled process.
 """
@@ -33,10 +38,12 @@ its late commit is refused, as for a stalled process.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING
 
 from actors.stream import _keys as keys
 from actors.stream._buffer import ChunkBuffer, Slice
+from actors.stream._held import HeldPartition
 from actors.stream._messages import (
     Assign,
     CommitBatch,
@@ -58,32 +65,6 @@ if TYPE_CHECKING:
 
 class DestinationError(ShardlineError):
     """The destination refused a batch (injected ``destination_error`` or a real failure)."""
-
-
-class HeldPartition:
-    """What a worker keeps about one partition it leases (lost with the lease or a crash).
-
-    ``buffer`` is ``None`` until the checkpoint was read; ``current`` is the
-    batch recorded as pending and not yet committed, ``delivering`` says its
-    delivery task runs (the partition is let go only after it ends).
-    """
-
-    __slots__ = ("buffer", "chain", "crash", "current", "delivering", "expires_at", "lost",
-                 "retries", "revoked", "token")
-
-    def __init__(self, token: int, chain: int, expires_at: float) -> None:
-        self.token = token
-        self.chain = chain
-        self.expires_at = expires_at
-        self.buffer: ChunkBuffer | None = None
-        self.current: Slice | None = None
-        self.delivering = False
-        self.retries = 0
-        self.crash: BaseException | None = None
-        self.lost = ""
-        """Why the lease was found lost while a delivery ran: its commit is refused."""
-        self.revoked = False
-        """Asked to hand the partition back: after the running delivery commits."""
 
 
 class Worker(Actor[WorkerMsg]):
@@ -131,12 +112,13 @@ class Worker(Actor[WorkerMsg]):
             case Revoke(partition=p):
                 held = self.held.get(p)
                 if held is not None and held.delivering:
-                    held.revoked = True  # hand it back once this batch is committed
+                    held.revoked = True  # hand it back once what was delivered is committed
                 elif held is not None:
                     await self._release(p, held)
             case Work(partition=p, chain=chain):
                 held = self.held.get(p)
-                if held is not None and held.chain == chain and not held.delivering:
+                if held is not None and held.chain == chain:
+                    held.waiting = False
                     await self._next(p, held)
             case Delivered(partition=p, chain=chain):
                 held = self.held.get(p)
@@ -153,7 +135,7 @@ class Worker(Actor[WorkerMsg]):
             why = await self._renewed(partition, held)
             if why and self.held.get(partition) is held:
                 if held.delivering:
-                    held.lost = why  # its delivery's commit will be refused
+                    held.lost = why  # the next commit is refused
                 else:
                     self._lose(partition, why)
 
@@ -199,7 +181,8 @@ class Worker(Actor[WorkerMsg]):
         self.send_after(delay, Work(partition, self.held[partition].chain))
 
     async def _checkpoint(self, partition: int, held: HeldPartition) -> ChunkBuffer:
-        """The buffer at the partition's checkpoint; the pending batch, if any, is current."""
+        """The buffer at the partition's checkpoint; the pending batches, if any, are
+        the window (to be delivered again, in order)."""
         config = self.job.config
         reply = await self.job.partitions[partition].ask(ReadCheckpoint(),
                                                          timeout=config.ask_timeout)
@@ -208,12 +191,12 @@ class Worker(Actor[WorkerMsg]):
         buffer = ChunkBuffer(keys.log_name(config.name, partition), checkpoint.next_chunk,
                              checkpoint.next_seq)
         held.buffer = buffer
-        held.current = None
-        pending = checkpoint.pending
-        if pending is not None:
-            await self._fill(buffer, pending.last_seq - pending.first_seq + 1,
-                             pending.last_chunk - pending.first_chunk + 1)
-            taken = buffer.take(pending.last_seq - pending.first_seq + 1)
+        held.window.clear()
+        held.delivered = 0
+        for pending in checkpoint.pendings:
+            size = pending.last_seq - pending.first_seq + 1
+            await self._fill(buffer, size, pending.last_chunk - buffer.read_upto + 1)
+            taken = buffer.take(size)
             if (taken is None or (taken.first_seq, taken.last_seq, taken.first_chunk,
                                   taken.last_chunk) != (pending.first_seq, pending.last_seq,
                                                         pending.first_chunk,
@@ -221,65 +204,99 @@ class Worker(Actor[WorkerMsg]):
                 raise ShardlineError(f"partition {partition}: the log does not hold pending "
                                      f"batch {pending.batch_id} in chunks "
                                      f"{pending.first_chunk}..{pending.last_chunk}")
-            held.current = taken
+            held.window.append(taken)
             self.job.metrics.redelivered_batches += 1
         return buffer
 
     async def _fill(self, buffer: ChunkBuffer, wanted: int, chunks: int = 0) -> None:
-        """Read ahead until ``wanted`` records are buffered or the log has no more."""
+        """Read ahead until ``wanted`` records are buffered or the log has no more:
+        chunks this process just appended are taken as they are, the rest read."""
         read = max(chunks, self.job.config.chunks_per_read)
+        recent = self.job.recent_chunks
         while buffer.buffered < wanted:
+            found = recent.take(buffer.log, buffer.read_upto)
+            if found is not None:
+                buffer.add_chunk(*found)
+                continue
             entries = await self.runtime.store.read(buffer.log, buffer.read_upto, read)
             if not entries:
                 return
             buffer.add(entries)
 
-    async def _cut(self, buffer: ChunkBuffer) -> Slice | None:
-        limit = self.job.config.batch_size
-        if buffer.buffered < limit:
-            await self._fill(buffer, limit)
-        return buffer.take(limit)
+    async def _cut(self, buffer: ChunkBuffer, batches: int) -> list[Slice]:
+        """Up to ``batches`` next batches of at most ``batch_size`` records each (more
+        with ``max_batch_bytes`` when the partition is backlogged)."""
+        config = self.job.config
+        if buffer.buffered < config.batch_size * batches:
+            await self._fill(buffer, config.batch_size * batches)
+        cut: list[Slice] = []
+        while len(cut) < batches:
+            taken = buffer.take(buffer.batch_limit(config.batch_size, config.max_batch_bytes))
+            if taken is None:
+                break
+            cut.append(taken)
+        return cut
+
+    def _pending(self, partition: int, held: HeldPartition,
+                 batches: list[Slice]) -> list[PendingCheckpoint]:
+        return [PendingCheckpoint(self._bid(partition, b), b.first_seq, b.last_seq, held.token,
+                                  b.first_chunk, b.last_chunk) for b in batches]
 
     async def _replay(self, partition: int, held: HeldPartition) -> None:
-        """``recover``: deliver and commit the pending batch before any new message."""
+        """``recover``: deliver the pending batches again, in order, and commit them,
+        before any new message."""
         await self._checkpoint(partition, held)
-        taken = held.current
-        if taken is None:
+        for taken in held.window:
+            if await self._deliver(partition, held, taken, self._bid(partition, taken)):
+                self._retry_later(partition, held)
+                return
+            held.delivered += 1
+        if held.window:
+            await self._pump(partition, held)
+        else:
             self._schedule(partition, 0.0)
-        elif await self._deliver(partition, held, taken, self._bid(partition, taken)) is not None:
-            self._retry_later(partition, held)
-        elif await self._commit(partition, held, taken, self._bid(partition, taken)):
-            self._schedule(partition, 0.0)  # the next batch is pending: deliver it
 
     async def _next(self, partition: int, held: HeldPartition) -> None:
-        """Start the next delivery: the pending batch again, or a new one recorded first."""
-        buffer = held.buffer
-        if buffer is None:
-            buffer = await self._checkpoint(partition, held)  # counts a pending replay
+        """Go on: read the checkpoint first if needed; with nothing pending, cut and
+        record the next batches; then deliver and commit (``_pump``)."""
+        if held.buffer is None:
+            await self._checkpoint(partition, held)  # counts the pending replays
             if self.held.get(partition) is not held:
                 return
-        if held.current is None:
-            taken = await self._cut(buffer)
-            if taken is None:
+        if not held.window and not held.delivering:
+            assert held.buffer is not None
+            cut = await self._cut(held.buffer, self.job.config.batches_in_flight)
+            if not cut:
                 self._schedule(partition, self.job.config.idle_poll)
                 return
-            bid = self._bid(partition, taken)
             recorded = await self.job.partitions[partition].ask(
-                RecordPending(bid, taken.first_seq, taken.last_seq, held.token, self.name,
-                              taken.first_chunk, taken.last_chunk),
+                RecordPending(held.token, self.name, self._pending(partition, held, cut)),
                 timeout=self.job.config.ask_timeout)
             assert isinstance(recorded, CheckpointReply)
             if recorded.refused:
                 self._refused(partition, held, recorded.refused)
                 return
-            held.current = taken
-            await self.fault_point(f"after recording pending batch {bid}")
+            held.window.extend(cut)
+            await self.fault_point(f"after recording pending batch {self._bid(partition, cut[0])}")
+        await self._pump(partition, held)
+
+    async def _pump(self, partition: int, held: HeldPartition) -> None:
+        """Start the next delivery; commit what was delivered (in the handler, so a paused
+        worker's commit is late, and refused once its lease moved on); when revoked and
+        nothing runs, let the partition go."""
         self._start_delivery(partition, held)
+        if held.delivered and await self._lease_checked(partition, held) \
+                and await self._commit(partition, held):
+            self._start_delivery(partition, held)  # the window may have grown
+        if held.revoked and not held.delivering and self.held.get(partition) is held:
+            await self._release(partition, held)
 
     def _start_delivery(self, partition: int, held: HeldPartition) -> None:
-        taken = held.current
-        assert taken is not None
+        if (held.delivering or held.revoked or held.waiting
+                or held.delivered >= len(held.window) or self.held.get(partition) is not held):
+            return
         held.delivering = True
+        taken = held.window[held.delivered]
         bid = self._bid(partition, taken)
         task = asyncio.get_running_loop().create_task(
             self._delivery(partition, held, taken, bid), name=f"{self.name} {bid}")
@@ -300,59 +317,55 @@ class Worker(Actor[WorkerMsg]):
 
     async def _delivered(self, partition: int, held: HeldPartition, msg: Delivered) -> None:
         held.delivering = False
-        taken = held.current
-        if taken is None or self._bid(partition, taken) != msg.batch_id:
-            self._schedule(partition, 0.0)  # not the current batch's: carry on from it
-            return
         if held.crash is not None:
             crash, held.crash = held.crash, None
             raise crash
+        if held.delivered >= len(held.window) \
+                or self._bid(partition, held.window[held.delivered]) != msg.batch_id:
+            await self._pump(partition, held)  # not the next batch's: carry on from it
+            return
         if msg.failure:
             if held.revoked:
-                await self._release(partition, held)
+                await self._pump(partition, held)  # commit what was delivered, let go
             else:
                 self._retry_later(partition, held)
             return
+        held.delivered += 1
+        held.retries = 0
         await self.fault_point(f"after delivering batch {msg.batch_id}")
-        if not await self._lease_checked(partition, held):
-            return
-        if await self._commit(partition, held, taken, msg.batch_id):
-            self._start_delivery(partition, held)
+        await self._pump(partition, held)
 
-    async def _commit(self, partition: int, held: HeldPartition, taken: Slice,
-                      bid: str) -> bool:
-        """Commit ``taken`` (fenced), recording the next buffered batch as pending.
-
-        Says whether a next batch is now pending (its delivery is to start);
-        otherwise the next ``Work`` is scheduled, or the partition was let go.
-        """
+    async def _commit(self, partition: int, held: HeldPartition) -> bool:
+        """Commit (fenced) the batches delivered so far, recording as many newly cut
+        batches as pending as keep ``batches_in_flight`` pending; says whether it was
+        applied (a refusal loses the partition or re-reads the checkpoint)."""
         config = self.job.config
         assert held.buffer is not None
-        then = None if held.revoked else await self._cut(held.buffer)
-        next_pending = None if then is None else PendingCheckpoint(
-            self._bid(partition, then), then.first_seq, then.last_seq, held.token,
-            then.first_chunk, then.last_chunk)
-        committed = await self.job.partitions[partition].ask(
-            CommitBatch(bid, taken.first_seq, taken.last_seq, held.token, self.name,
-                        taken.next_chunk, next_pending),
+        count = held.delivered
+        done = list(itertools.islice(held.window, count))
+        room = config.batches_in_flight - (len(held.window) - count)
+        cut = [] if held.revoked or room < 1 else await self._cut(held.buffer, room)
+        last = done[-1]
+        reply = await self.job.partitions[partition].ask(
+            CommitBatch(self._bid(partition, last), done[0].first_seq, last.last_seq,
+                        held.token, self.name, last.next_chunk,
+                        self._pending(partition, held, cut)),
             timeout=config.ask_timeout)
-        assert isinstance(committed, CheckpointReply)
-        if committed.refused:
+        assert isinstance(reply, CheckpointReply)
+        if reply.refused:
             self.job.metrics.late_commits_refused += 1
-            self._refused(partition, held, f"commit refused: {committed.refused}")
+            self._refused(partition, held, f"commit refused: {reply.refused}")
             return False
-        held.retries = 0
-        held.current = then
+        for _ in range(count):
+            held.window.popleft()
+        held.delivered -= count
+        held.window.extend(cut)
         if self.held.get(partition) is not held:
             return False
-        if held.revoked:
-            await self._release(partition, held)
-            return False
-        if then is None:
+        if cut:
+            await self.fault_point(f"after recording pending batch {self._bid(partition, cut[0])}")
+        if not held.window and not held.revoked:
             self._schedule(partition, config.idle_poll)
-            return False
-        await self.fault_point(f"after recording pending batch {next_pending.batch_id}"
-                               if next_pending else "")
         return True
 
     def _refused(self, partition: int, held: HeldPartition, why: str) -> None:
@@ -362,7 +375,8 @@ class Worker(Actor[WorkerMsg]):
             self._lose(partition, why)
             return
         held.buffer = None
-        held.current = None
+        held.window.clear()
+        held.delivered = 0
         self.log.info("checkpoint.reread", partition=partition, reason=why)
         self._schedule(partition, 0.0)
 
@@ -372,6 +386,7 @@ class Worker(Actor[WorkerMsg]):
         delay = self.job.config.retry_backoff.delay(held.retries, self.random.random())
         held.retries += 1
         if self.held.get(partition) is held:
+            held.waiting = True
             self._schedule(partition, delay)
 
     def _bid(self, partition: int, taken: Slice) -> str:
