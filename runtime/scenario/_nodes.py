@@ -43,7 +43,7 @@ from runtime._errors import ScenarioError, ShardlineError
 from runtime._faults import Fault
 from runtime._node_fleet import NodeFleet, shared_store
 from runtime._system import Runtime
-from runtime.cluster._agent import AGENT_NAME, NodeAgent, ask_report
+from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report
 from runtime.cluster._config import Cluster
 from runtime.cluster._simnet import SimulatedNetwork
 from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
@@ -198,22 +198,32 @@ class ScenarioNodes(ABC):
     # -- report ------------------------------------------------------------
     async def report(self, driver: Runtime) -> dict[str, NodeTally]:
         """Each node's tally, with what its agent answers now (a node that does not
-        answer within 2 s is reported ``unreachable``). A restart under way is
+        answer three asks of 2 s each is reported ``unreachable``: a just-restarted
+        node on a loaded machine may miss the first). A restart under way is
         awaited first (at most a few lease TTLs)."""
         await driver.wait_until(lambda: not self._restarting,
                                 deadline=driver.now() + 5 * NODE_LEASE_TTL)
         for name, tally in self.tally.items():
             if tally.state != "up":
                 continue
-            try:
-                got = await ask_report(driver, name, 2.0)
-            except ShardlineError:
+            got = await _report_of(driver, name, attempts=3)
+            if got is None:
                 tally.state = "unreachable"
                 continue
             tally.actors, tally.entities = got.actors, got.entities
             tally.activations = got.activations
             tally.messages, tally.restarts = got.messages, got.restarts
         return self.tally
+
+
+async def _report_of(driver: Runtime, name: str, attempts: int) -> NodeReport | None:
+    """``name``'s agent report, asked up to ``attempts`` times; None if none came."""
+    for _ in range(attempts):
+        try:
+            return await ask_report(driver, name, 2.0)
+        except ShardlineError:
+            continue
+    return None
 
 
 def host_everything(rt: Runtime) -> None:
