@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 from _helpers import sim
+from structlog.testing import capture_logs
 
-from actors.queue import QueueConfig, TierConfig
+from actors.queue import GeneratedSource, QueueConfig, TierConfig
 from actors.queue._entity import QueueServerEntity, ServerRequest
 from actors.queue._history import read_history
 from actors.queue._journal import BatchesReceived
@@ -82,7 +83,8 @@ def test_random_node_kills_by_seed_keep_every_queue_invariant(
 
 
 CONFIG = QueueConfig(tiers=[TierConfig("work", "map")], name="moving", servers=1,
-                     visibility_timeout=5.0, dedup_window=60.0, ask_timeout=10.0)
+                     visibility_timeout=5.0, dedup_window=60.0, ask_timeout=10.0,
+                     source=GeneratedSource(records=10, keys=2))
 RECIPE = NodeRecipe(CONFIG, seed=0, run=1, running=False)  # no clients on the nodes
 
 
@@ -170,6 +172,30 @@ def test_a_repeated_request_is_answered_once() -> None:
     assert first == repeated and first  # the same batch, the same receipt
     assert other == []
     assert receives == 1
+
+
+def test_a_node_that_cannot_build_a_pipeline_says_so_once_and_keeps_serving() -> None:
+    """A tier function a node cannot import: logged once per node and run, not retried
+    every scan, and the node's clients host (and the node) carry on."""
+    broken = QueueConfig(tiers=[TierConfig("work", "map", fn="no_such_module:work")],
+                         name="broken", servers=1, source=CONFIG.source)
+
+    async def scenario() -> tuple[list[str], list[list[str]]]:
+        nodes = SimulatedNodes(2)
+        with capture_logs() as logs:
+            async with Runtime(store="memory://", cluster=nodes.driver_cluster()) as rt:
+                nodes.driver = rt
+                await nodes.start(rt)
+                await announce(rt.store, NodeRecipe(broken, seed=0, run=1))
+                await rt.sleep(3.0)
+                actors = [sorted(nodes.runtimes[n].actors()) for n in nodes.names]
+                await nodes.stop()
+        return [e["node"] if "node" in e else e.get("actor", "") for e in logs
+                if e["event"] == "queue.node_clients_failed"], actors
+
+    failed, actors = sim(scenario, seed=5)
+    assert len(failed) == 2  # once on each node
+    assert all("queue.node-clients" in names and "broken" not in names for names in actors)
 
 
 @pytest.mark.real_processes

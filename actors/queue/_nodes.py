@@ -120,6 +120,7 @@ class NodeClients(Actor[Scan]):
 
     def __init__(self) -> None:
         self.running: dict[str, tuple[int, QueuePipeline]] = {}
+        self.failed: set[tuple[str, int]] = set()
 
     async def started(self) -> None:
         self.send_every(SCAN, Scan())
@@ -142,18 +143,28 @@ class NodeClients(Actor[Scan]):
                 await pipeline.stop()
                 self.log.info("queue.node_clients_stopped", pipeline=name, run=run)
         for name, recipe in wanted.items():
-            if name not in self.running:
+            if name not in self.running and (name, recipe.run) not in self.failed:
                 await self._start(recipe)
 
     async def _start(self, recipe: NodeRecipe) -> None:
+        """Start the clients of ``recipe``; a pipeline this node cannot build (a tier
+        function it cannot import, say) is logged once and left to the other nodes."""
         rt = self.runtime
-        pipeline = QueuePipeline(rt, recipe.config, seed=recipe.seed, cluster_type=NodeServers)
+        name = recipe.config.name
+        try:
+            pipeline = QueuePipeline(rt, recipe.config, seed=recipe.seed,
+                                     cluster_type=NodeServers)
+        except (ShardlineError, ValueError) as exc:
+            self.failed.add((name, recipe.run))
+            self.log.error("queue.node_clients_failed", pipeline=name, run=recipe.run,
+                           error=str(exc))
+            return
         pipeline.context.node = rt.node_name or ""
         assert isinstance(pipeline.cluster, NodeServers)
         await pipeline.cluster.claim_sender()
         await pipeline.start(driver=False)
-        self.running[recipe.config.name] = (recipe.run, pipeline)
-        self.log.info("queue.node_clients_started", pipeline=recipe.config.name, run=recipe.run)
+        self.running[name] = (recipe.run, pipeline)
+        self.log.info("queue.node_clients_started", pipeline=name, run=recipe.run)
 
     async def stopped(self) -> None:
         for _run, pipeline in self.running.values():
