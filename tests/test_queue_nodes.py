@@ -80,6 +80,11 @@ def test_random_node_kills_by_seed_keep_every_queue_invariant(
     assert report["metrics"]["originals"] == 3000
     moved = [s for s, on in report["server_nodes"].items() if len(on) > 1]
     assert moved, report["server_nodes"]  # a killed node hosted a server, which moved
+    if seed == 1:  # a seed replays the run: the same kills, moves and trace
+        again = _run(capsys, str(file), "--seed", "1", "--out", str(tmp_path / "again"))
+        assert again["trace_digest"] == report["trace_digest"]
+        assert again["nodes"] == report["nodes"]
+        assert again["server_nodes"] == report["server_nodes"]
 
 
 CONFIG = QueueConfig(tiers=[TierConfig("work", "map")], name="moving", servers=1,
