@@ -46,3 +46,18 @@ def decode_hook(kind: type, value: Any) -> Any:
             f"expected a duration string with a unit such as '2s', got {value!r}"
         )
     raise NotImplementedError(f"cannot decode {kind!r}")
+
+
+def seconds_enc_hook(value: object) -> object:
+    """msgspec ``enc_hook`` for a stored record (not a file): a :class:`Duration` is kept
+    as its seconds, a plain float."""
+    if isinstance(value, float):
+        return float(value)
+    raise NotImplementedError(f"cannot store {type(value).__name__}")
+
+
+def seconds_dec_hook(kind: type, value: object) -> object:
+    """msgspec ``dec_hook`` reading what :func:`seconds_enc_hook` stored."""
+    if kind is Duration and isinstance(value, int | float):
+        return Duration(value)
+    raise NotImplementedError(f"cannot read {kind!r} from a stored record")

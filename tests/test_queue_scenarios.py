@@ -114,11 +114,34 @@ def store_errors(r: Report) -> None:
     assert m["server_recoveries"] >= 3 and m["request_retries"] >= 10
 
 
+def node_kill(r: Report) -> None:
+    m = r["metrics"]
+    nodes = r["nodes"]
+    assert [n["kills"] for n in nodes.values()] == [2, 2, 2]
+    assert all(n["node_restarts"] == 2 for n in nodes.values())
+    # the killed nodes' servers moved: activated again, some on another node
+    assert m["server_recoveries"] >= 3
+    assert any(len(set(on)) > 1 for on in r["server_nodes"].values())
+    # batches the killed nodes' clients held came back after their visibility timeout
+    assert m["visibility_expired"] >= 1 and m["redeliveries"] >= 1
+
+
+def node_partition(r: Report) -> None:
+    m = r["metrics"]
+    # nothing moved (the store stayed reachable, so every lease was kept) ...
+    assert all(len(on) == 1 for on in r["server_nodes"].values())
+    assert all(n["kills"] == 0 and n["state"] == "up" for n in r["nodes"].values())
+    # ... but batches held across the cut timed out and went out again
+    assert m["visibility_expired"] >= 1 and m["redeliveries"] >= 1
+
+
 EXERCISED: dict[str, Callable[[Report], None]] = {
     "queue_quickstart.toml": no_faults,
     "queue_client_crash.toml": client_crash,
     "queue_client_pause.toml": client_pause,
     "queue_hot_key.toml": hot_key,
+    "queue_node_kill.toml": node_kill,
+    "queue_node_partition.toml": node_partition,
     "queue_poison.toml": poison,
     "queue_server_crash.toml": server_crash,
     "queue_store_errors.toml": store_errors,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -70,6 +70,7 @@ from runtime.scenario import Audit
 from runtime.store import Put, without_faults
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 TRANSIENT = (StoreError, InjectedFault, AskTimeout)
 """What a server call may fail with and succeed on retry: the server journals a
@@ -88,6 +89,16 @@ class Retry:
 
 _START_BACKOFF = Backoff(min=0.001, max=0.1, jitter=0.2)
 _START_ATTEMPTS = 1000
+
+
+async def _all(calls: list[Awaitable[T]]) -> list[T]:
+    """Every call's result, or the first failure, raised once every call has ended (so
+    no call is left to fail later with an error nobody reads)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 class ClusterLayout(msgspec.Struct, frozen=True):
@@ -219,7 +230,7 @@ class QueueCluster:
         placement = self.placement
         for m in messages:
             by_server.setdefault(placement(m.key), []).append(m)
-        results = await asyncio.gather(*[
+        results = await _all([
             self._ask(s, Enqueue(queue, batch), retry) for s, batch in by_server.items()])
         accepted = duplicates = 0
         for r in results:
@@ -291,7 +302,7 @@ class QueueCluster:
         by_server: dict[int, list[Settlement]] = {}
         for s in settlements:
             by_server.setdefault(s.receipt.server, []).append(s)
-        results = await asyncio.gather(*[
+        results = await _all([
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
         acked = 0
         refused: list[Receipt] = []
@@ -306,17 +317,17 @@ class QueueCluster:
         still holds comes back now, as if its visibility had timed out (counting as a
         receive, so a message that crashes its client still ends in the dead-letter
         queue). Without this they come back at their visibility timeout."""
-        await asyncio.gather(*[self._ask(s, HolderRestarted(holder), retry)
+        await _all([self._ask(s, HolderRestarted(holder), retry)
                                for s in range(len(self.servers))])
 
     async def seal(self, queue: str, retry: Retry | None = None) -> None:
         """The input of ``queue`` has ended: its partial windows may go out."""
-        await asyncio.gather(*[self._ask(s, Seal(queue), retry)
+        await _all([self._ask(s, Seal(queue), retry)
                                for s in range(len(self.servers))])
 
     async def depth(self, queue: str) -> QueueDepth:
         """The queue's depth summed over the servers."""
-        replies = await asyncio.gather(*[
+        replies = await _all([
             self._ask(s, Depth(queue), None) for s in range(len(self.servers))])
         pending = in_flight = dead = 0
         for d in replies:

@@ -57,7 +57,7 @@ class QueueConsumer(Actor[Poll]):
                            on_retry=self._on_retry)
         try:
             # what a crashed run of this client held comes back now, not at its timeout
-            await self.cluster.holder_restarted(self.name, self.retry)
+            await self.cluster.holder_restarted(self.ctx.holder(self.name), self.retry)
         except TRANSIENT as exc:
             self.log.warning("queue.release_on_restart_failed", error=str(exc))
         self.send_after(0.0, Poll())
@@ -90,7 +90,7 @@ class QueueConsumer(Actor[Poll]):
     async def receive(self, msg: Poll) -> None:
         batches = await self.cluster.receive_batches(self.queue, self.batch, KEY_BATCH,
                                                      on_error=self._on_receive_error,
-                                                     holder=self.name)
+                                                     holder=self.ctx.holder(self.name))
         if batches:
             await self.fault_point(f"after receiving {len(batches)} batches")
             await self.handle(batches)

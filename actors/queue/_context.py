@@ -37,10 +37,17 @@ class PipelineContext:
     """Originals durably enqueued so far (the producer's cursor)."""
     late_acks: list[tuple[str, Receipt]] = field(default_factory=list)
     """(client, receipt) of every settlement refused as late or stale."""
+    node: str = ""
+    """The cluster node these actors run on (across nodes every node runs the same
+    clients, so a client's holder name carries it); "" in one process."""
 
     @property
     def full(self) -> bool:
         return self.config.lineage == "full"
+
+    def holder(self, client: str) -> str:
+        """The name client ``client`` receives under (unique across nodes)."""
+        return f"{self.node}/{client}" if self.node else client
 
     def input_queue(self, tier: int) -> str:
         return self.config.tiers[tier].name

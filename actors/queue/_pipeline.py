@@ -47,13 +47,27 @@ from runtime.store import without_faults
 M = TypeVar("M", bound=Message)
 
 
+def queue_cluster(rt: Runtime, config: QueueConfig, metrics: QueueMetrics | None = None,
+                  audit: Audit | None = None,
+                  cluster_type: type[QueueCluster] = QueueCluster) -> QueueCluster:
+    """The pipeline's ``QueueCluster`` (its servers' settings follow from ``config``)."""
+    return cluster_type(
+        rt, name=config.name, servers=config.servers,
+        visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
+        dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
+        windows={t.name: WindowPolicy(t.window, t.window_time)
+                 for t in config.tiers if t.kind == "reduce"},
+        metrics=metrics, checkpoint_every=config.checkpoint_every, audit=audit)
+
+
 class QueuePipeline:
     """A multi-tier pipeline; see the module docstring.
 
     ``source``, ``functions`` (tier name -> function) and ``final`` override
     the configuration's function names with Python callables. ``audit``: where
     the servers hand journal entries before compacting them away, so
-    ``read_history`` (the checks) still sees every one.
+    ``read_history`` (the checks) still sees every one. ``cluster_type``: how the
+    servers are reached (``actors.queue._nodes.NodeServers`` across nodes).
     """
 
     def __init__(
@@ -66,6 +80,7 @@ class QueuePipeline:
         functions: dict[str, Callable[..., object]] | None = None,
         final: FinalFn | None = None,
         audit: Audit | None = None,
+        cluster_type: type[QueueCluster] = QueueCluster,
     ) -> None:
         problems = config.problems()
         if problems:
@@ -73,13 +88,7 @@ class QueuePipeline:
             raise ValueError(f"queue config: {field}: {message}")
         self.rt = rt
         metrics = QueueMetrics()
-        cluster = QueueCluster(
-            rt, name=config.name, servers=config.servers,
-            visibility_timeout=config.visibility_timeout, max_receives=config.max_receives,
-            dedup_window=config.dedup_window, ask_timeout=config.ask_timeout,
-            windows={t.name: WindowPolicy(t.window, t.window_time)
-                     for t in config.tiers if t.kind == "reduce"},
-            metrics=metrics, checkpoint_every=config.checkpoint_every, audit=audit)
+        cluster = queue_cluster(rt, config, metrics, audit, cluster_type)
         if source is None:
             if config.source is None:
                 raise ValueError("QueuePipeline needs a source: QueueConfig.source or source=")
@@ -156,22 +165,30 @@ class QueuePipeline:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, clients: bool = True, driver: bool = True) -> None:
+        """Spawn the pipeline's actors. Across nodes each node starts only the
+        ``clients`` (the tiers' and the final step's) and the run's own runtime only
+        the ``driver`` part: the servers (or, as entities, their layout check), the
+        conductor and the producer."""
         config = self.config
         ctx = self.context
-        self.resumed = (await self.cursor()).position > 0
+        if driver:
+            self.resumed = (await self.cursor()).position > 0
         sup = await self.rt.spawn_supervisor(
             config.name, max_restarts=config.max_restarts, within=config.within,
             backoff=config.restart_backoff)
         self.supervisor = sup
-        await self.cluster.start(sup)
-        for i, tier in enumerate(config.tiers):
-            cls = MapClient if tier.kind == "map" else ReduceClient
-            for j in range(tier.clients):
-                await self._spawn(sup, cls, ctx, i, name=f"{config.name}.{tier.name}-{j}")
-        await self._spawn(sup, FinalClient, ctx, name=f"{config.name}.final")
-        await self._spawn(sup, Conductor, ctx, name=f"{config.name}.conductor")
-        await self._spawn(sup, Producer, ctx, name=f"{config.name}.producer")
+        if driver:
+            await self.cluster.start(sup)
+        if clients:
+            for i, tier in enumerate(config.tiers):
+                cls = MapClient if tier.kind == "map" else ReduceClient
+                for j in range(tier.clients):
+                    await self._spawn(sup, cls, ctx, i, name=f"{config.name}.{tier.name}-{j}")
+            await self._spawn(sup, FinalClient, ctx, name=f"{config.name}.final")
+        if driver:
+            await self._spawn(sup, Conductor, ctx, name=f"{config.name}.conductor")
+            await self._spawn(sup, Producer, ctx, name=f"{config.name}.producer")
 
     async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,
                      name: str) -> ActorRef[M]:

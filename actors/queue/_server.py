@@ -47,7 +47,7 @@ from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, StoreError, Timer
 from runtime.scenario import Audit, audit_before_truncating
-from runtime.store import Append, Put, Truncate
+from runtime.store import Append, Fence, Put, Truncate
 
 _READ_PAGE = 256
 
@@ -163,7 +163,7 @@ class QueueServer(Actor[QueueServerMsg]):
                            self.checkpoint_version))
             if checkpoint.from_seq > self.floor and await self._audited(checkpoint.from_seq):
                 ops.append(Truncate(self.journal_log, checkpoint.from_seq))
-        result = await self.runtime.store.write(ops)
+        result = await self.runtime.store.write(ops, fence=self._fence())
         seq = result.first_seqs[self.journal_log]
         if self.checkpoint_key in result.versions:
             self.checkpoint_version = result.versions[self.checkpoint_key]
@@ -172,6 +172,11 @@ class QueueServer(Actor[QueueServerMsg]):
         self.high_water = seq + 1
         await self.fault_point("after journaling, before applying")
         self.state.apply(events, seq)
+
+    def _fence(self) -> Fence | None:
+        """The fence the journal is written under: none in one process; the entity's
+        lease across nodes (``_entity``), so a server that moved cannot write twice."""
+        return None
 
     async def _audited(self, before: int) -> bool:
         """Hand the journal entries below ``before`` to the audit (if any): may they be

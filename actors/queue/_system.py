@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from actors.queue._checks import Checked, check_pipeline
 from actors.queue._config import GeneratedSource, QueueConfig, QueueExpect
 from actors.queue._history import History, read_history
 from actors.queue._lineage import write_lineage
 from actors.queue._metrics import percentile
+from actors.queue._nodes import (
+    NodeServers,
+    announce,
+    count_journal,
+    host_node_clients,
+    next_run,
+    server_activations,
+    servers_audit,
+)
 from actors.queue._pipeline import QueuePipeline
+from actors.queue._recipe import NodeRecipe
 from actors.queue._source import HOT_KEY
 from runtime import Runtime, ScenarioError
 from runtime._callables import resolve_callable
@@ -66,6 +78,11 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         return {"name": config.name, "servers": config.servers, "tiers": tiers,
                 "source": config.source, "lineage": config.lineage, "poison": config.poison}
 
+    def register_node(self, rt: Runtime) -> None:
+        """A node hosts queue servers (entities) and runs the clients of every pipeline
+        run across nodes (``actors.queue._nodes``)."""
+        host_node_clients(rt)
+
     def fault_targets(self, config: QueueConfig) -> dict[str, list[str]]:
         """The pipeline's actors, as ``QueuePipeline.start`` and its cluster name them."""
         n = config.name
@@ -76,10 +93,18 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:
         rt = ctx.rt
-        audit = FileAudit(ctx.out_dir / "audit" / f"queue-{config.name}.msgpack")
-        pipeline = QueuePipeline(rt, config, seed=ctx.seed, audit=audit)
+        recipe = None
+        if rt.node_name is None:
+            audit = FileAudit(ctx.out_dir / "audit" / f"queue-{config.name}.msgpack")
+            pipeline = QueuePipeline(rt, config, seed=ctx.seed, audit=audit)
+        else:  # across nodes: servers are entities, every node runs the clients
+            store = without_faults(rt.store)
+            recipe = NodeRecipe(config, ctx.seed, await next_run(store, config.name),
+                                audit_dir=str((ctx.out_dir / "audit").resolve()))
+            await announce(store, recipe)
+            pipeline = QueuePipeline(rt, config, seed=ctx.seed, cluster_type=NodeServers)
         started = rt.now()
-        await pipeline.start()
+        await pipeline.start(clients=recipe is None)
         ctx.observe(pipeline.metrics.observation)
         total = config.source.records if isinstance(config.source, GeneratedSource) else None
         finished = False
@@ -92,9 +117,17 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         elapsed = rt.now() - started
         await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
+        if recipe is not None:
+            await announce(without_faults(rt.store),
+                           msgspec.structs.replace(recipe, running=False))
         await pipeline.stop()
         history = await read_history(without_faults(rt.store), config.name, config.servers,
-                                     pipeline.audit)
+                                     pipeline.audit if recipe is None else servers_audit(recipe))
+        moves: dict[str, list[str]] = {}
+        if recipe is not None:  # the servers' counters are on the nodes: count the journals
+            count_journal(history, pipeline.metrics)
+            moves = await server_activations(without_faults(rt.store), recipe)
+            pipeline.metrics.server_recoveries = sum(len(n) - 1 for n in moves.values() if n)
         checked = await check_pipeline(pipeline, history)
         invariants = [InvariantResult(
             "finished", finished, f"in {elapsed:.3f} s" if finished else
@@ -117,6 +150,8 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
             "ledger": checked.ledger,
             "tiers": self._tiers(pipeline, history),
         }
+        if recipe is not None:
+            extra["server_nodes"] = moves
         if pipeline.full:
             path = ctx.out_dir / "lineage.jsonl"
             extra["lineage"] = write_lineage(pipeline, history, path, config.lineage_samples)

@@ -87,6 +87,8 @@ class _Channel:
         self.dst = dst
         self.max_frame = max_frame
         self.inbox: deque[bytes] = deque()
+        self.in_transit: deque[bytes] = deque()
+        """Frames pushed and not yet arrived, in push order."""
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.last_arrival = 0.0
@@ -116,15 +118,20 @@ class _Channel:
             arrival = max(self.last_arrival, loop.time() + rng.uniform(*net.delay) + extra,
                           net.paused_until.get(self.src, 0.0), net.paused_until.get(self.dst, 0.0))
             self.last_arrival = arrival
-            loop.call_at(arrival, self._arrive, frame)
+            self.in_transit.append(frame)
+            loop.call_at(arrival, self._arrive)
 
-    def _arrive(self, frame: bytes) -> None:
-        if self.closed:
+    def _arrive(self) -> None:
+        """One frame arrives: the oldest in transit. Timers due at the same instant run in
+        a seeded order (the simulated loop shuffles), so each takes the next frame in
+        push order rather than its own: a link delivers in order, Hello first."""
+        if self.closed or not self.in_transit:
             return
         hold = self.net.paused_until.get(self.dst, 0.0)
         if hold > asyncio.get_running_loop().time():
-            asyncio.get_running_loop().call_at(hold, self._arrive, frame)
+            asyncio.get_running_loop().call_at(hold, self._arrive)
             return
+        frame = self.in_transit.popleft()
         if not self.net.reachable(self.src, self.dst):
             self.net.dropped += 1
             return
@@ -134,6 +141,7 @@ class _Channel:
     def close(self) -> None:
         self.closed = True
         self.inbox.clear()
+        self.in_transit.clear()
         self._wake()
 
     def _wake(self) -> None:
