@@ -44,6 +44,7 @@ from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, unreachable_peers
 from runtime.cluster._config import Cluster, split_address
 from runtime.scenario._nodes import host_everything
+from runtime.scenario._registry import systems
 from runtime.store._url import shown_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -146,6 +147,10 @@ async def serve_node(options: NodeOptions) -> list[str]:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Import every system before joining: their imports (scipy for deploy's analysis)
+    # take seconds, and a node that blocked its loop that long inside the cluster
+    # would miss its first lease renewals.
+    systems()
     cluster = Cluster(listen=options.listen, secret=options.secret, name=options.name,
                       lease_ttl=options.lease_ttl)
     async with Runtime(store=options.store, cluster=cluster) as rt:
