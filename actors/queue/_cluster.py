@@ -215,12 +215,18 @@ class QueueCluster:
         With ``retry``, each server's part is retried on its own; a repeat of a
         part that was stored is dropped as a duplicate.
         """
-        by_server: dict[int, list[QueuedMessage]] = {}
+        parts: list[list[QueuedMessage]] = [[] for _ in self.server_ids]
+        order: list[int] = []
+        """The servers in the order their first message came (the order of the asks)."""
         placement = self.placement
         for m in messages:
-            by_server.setdefault(placement(m.key), []).append(m)
+            server = placement(m.key)
+            part = parts[server]
+            if not part:
+                order.append(server)
+            part.append(m)
         results = await asyncio.gather(*[
-            self._ask(s, Enqueue(queue, batch), retry) for s, batch in by_server.items()])
+            self._ask(s, Enqueue(queue, parts[s]), retry) for s in order])
         accepted = duplicates = 0
         for r in results:
             assert isinstance(r, EnqueueResult)
@@ -290,7 +296,10 @@ class QueueCluster:
         """Settle batches (see ``Settlement``), one request per server."""
         by_server: dict[int, list[Settlement]] = {}
         for s in settlements:
-            by_server.setdefault(s.receipt.server, []).append(s)
+            part = by_server.get(s.receipt.server)
+            if part is None:
+                part = by_server[s.receipt.server] = []
+            part.append(s)
         results = await asyncio.gather(*[
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
         acked = 0

@@ -51,12 +51,6 @@ class QueueMetrics:
     ack_latencies: list[float] = field(default_factory=list)
     """Seconds from enqueue to ack of every acked message, all queues, in ack order."""
 
-    def on_delivery(self, count: int, attempt: int) -> None:
-        """A batch of ``count`` messages went out as delivery ``attempt`` of its head."""
-        self.deliveries += count
-        if attempt > 1:
-            self.redeliveries += count
-
     def samples(self, queue: str) -> LatencySamples:
         """The samples of ``queue``, to add to."""
         found = self.latencies.get(queue)

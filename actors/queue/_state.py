@@ -71,10 +71,17 @@ class ServerState:
         self.metrics = metrics
         self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
-        self._dedup = DedupWindow(settings.dedup_window)
+        self._dedup: dict[str, DedupWindow] = {}
+        """Per queue: the ids it has seen within the dedup window."""
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
         """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
         the receive's time plus one constant timeout, so they come in order."""
+
+    def _window(self, queue: str) -> DedupWindow:
+        window = self._dedup.get(queue)
+        if window is None:
+            window = self._dedup[queue] = DedupWindow(self.settings.dedup_window)
+        return window
 
     def _queue(self, name: str) -> QueueState:
         q = self.queues.get(name)
@@ -89,17 +96,17 @@ class ServerState:
         """The event for the messages not seen in ``queue`` within the dedup window,
         how many those are, and the duplicate count."""
         at = self.wall()
-        self._dedup.prune(at)
+        window = self._window(queue)
+        window.prune(at)
         fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
-        dedup = self._dedup
-        prefix = DedupWindow.scope(queue)
         for message in messages:
-            if prefix + message.id in dedup or message.id in seen:
+            ident = message.id
+            if ident in window or ident in seen:
                 duplicates += 1
                 continue
-            seen.add(message.id)
+            seen.add(ident)
             fresh.append(message)
         if not fresh:
             return [], 0, duplicates
@@ -123,20 +130,24 @@ class ServerState:
         for k, count in q.choose(at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
+            offset = head.offset
             attempt = head.receives + 1
             name = k.name
-            keys.append(name)
-            offsets.append(head.offset)
-            counts.append(count)
-            attempts.append(attempt)
             if count == 1:
-                batch = Batch(Receipt(server, queue, name, head.offset, attempt, 1),
-                              [head.message], [head.offset])
+                last = offset
+                batch = Batch(Receipt(server, queue, name, offset, attempt, 1),
+                              [head.message], [offset])
             else:
                 members = list(itertools.islice(pending, count))
-                batch = Batch(Receipt(server, queue, name, head.offset, attempt, count),
-                              [m.message for m in members], [m.offset for m in members])
-            lasts.append(batch.offsets[-1])
+                member_offsets = [m.offset for m in members]
+                last = member_offsets[-1]
+                batch = Batch(Receipt(server, queue, name, offset, attempt, count),
+                              [m.message for m in members], member_offsets)
+            keys.append(name)
+            offsets.append(offset)
+            counts.append(count)
+            attempts.append(attempt)
+            lasts.append(last)
             batches.append(batch)
         if not batches:
             return [], []
@@ -266,18 +277,18 @@ class ServerState:
         # downtime must not age them, or work in flight at the crash, redelivered
         # after the restart, would re-send outputs whose ids had expired meanwhile.
         stamp = e.at if live else max(e.at, self.wall())
-        dedup = self._dedup
         keys = q.keys
         offset = e.first_offset
-        prefix = DedupWindow.scope(e.queue)
         at = e.at
         ready = q.ready
         full = q.full
         size = q.window.size if q.window is not None else 0
-        for message in e.messages:
-            k = keys.get(message.key)
+        messages = e.messages
+        for message in messages:
+            key = message.key
+            k = keys.get(key)
             if k is None:
-                k = keys[message.key] = KeyState(message.key)
+                k = keys[key] = KeyState(key)
             pending = k.pending
             pending.append(Held(message, offset, at, journal_seq))
             if k.deliverable:  # q.make_ready(k), inlined: this runs once per message
@@ -287,13 +298,13 @@ class ServerState:
                 if size and not k.in_full and (k.pinned or len(pending) >= size):
                     k.in_full = True
                     full.append(k)
-            dedup.add(prefix + message.id, stamp, journal_seq)
             offset += 1
-        q.held += len(e.messages)
+        self._window(e.queue).add([m.id for m in messages], stamp, journal_seq)
+        q.held += len(messages)
         if offset > self.next_offset:
             self.next_offset = offset
         if metrics is not None:
-            metrics.enqueued += len(e.messages)
+            metrics.enqueued += len(messages)
 
     def _apply_received(self, e: BatchesReceived, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
@@ -301,14 +312,17 @@ class ServerState:
         deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
         self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
+        keys = q.keys
+        lasts = e.lasts
+        delivered = redelivered = 0
         for i, (key, offset, count, attempt) in enumerate(zip(
                 e.keys, e.offsets, e.counts, e.attempts, strict=True)):
-            k = q.keys.get(key)
-            if k is None or not k.pending or k.pending[0].offset != offset:
+            k = keys.get(key)
+            if k is None or not (pending := k.pending) or pending[0].offset != offset:
                 # A replay from a checkpoint after the head's enqueue: the head was
                 # settled before it; the members enqueued after it still count this.
-                if k is not None and e.lasts:
-                    self._count_receive(k, offset, e.lasts[i])
+                if k is not None and lasts:
+                    self._count_receive(k, offset, lasts[i])
                 continue
             if not k.flight:
                 q.in_flight += count
@@ -317,10 +331,17 @@ class ServerState:
             k.deadline = deadline
             if windowed:
                 k.pinned = count
-            for held in itertools.islice(k.pending, count):
-                held.receives += 1
-            if metrics is not None:
-                metrics.on_delivery(count, attempt)
+            if count == 1:
+                pending[0].receives += 1
+            else:
+                for held in itertools.islice(pending, count):
+                    held.receives += 1
+            delivered += count
+            if attempt > 1:
+                redelivered += count
+        if metrics is not None:
+            metrics.deliveries += delivered
+            metrics.redeliveries += redelivered
 
     def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
@@ -342,15 +363,21 @@ class ServerState:
                 q.in_flight -= k.flight
                 k.flight = 0
             pending = k.pending
-            count = min(count, len(pending))
-            if samples is None:
-                for _ in range(count):
-                    pending.popleft()
+            if count == 1:
+                held = pending.popleft()
+                if samples is not None:
+                    samples.seconds.append(at - held.at)
+                    samples.keys.append(key)
             else:
-                seconds = samples.seconds
-                for _ in range(count):
-                    seconds.append(at - pending.popleft().at)
-                samples.keys.extend([key] * count)
+                count = min(count, len(pending))
+                if samples is None:
+                    for _ in range(count):
+                        pending.popleft()
+                else:
+                    seconds = samples.seconds
+                    for _ in range(count):
+                        seconds.append(at - pending.popleft().at)
+                    samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
             if pending:
@@ -437,11 +464,13 @@ class ServerState:
 
     def checkpoint(self, high_water: int) -> ServerCheckpoint:
         """Where recovery may start: the oldest entry holding a live message or dedup id."""
-        self._dedup.prune(self.wall())
         from_seq = high_water
-        oldest = self._dedup.oldest_seq()
-        if oldest is not None:
-            from_seq = min(from_seq, oldest)
+        at = self.wall()
+        for window in self._dedup.values():
+            window.prune(at)
+            oldest = window.oldest_seq()
+            if oldest is not None:
+                from_seq = min(from_seq, oldest)
         for q in self.queues.values():
             q.forget_idle()
             for k in q.keys.values():

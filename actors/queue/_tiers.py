@@ -21,7 +21,7 @@ import asyncio
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
 from actors.queue._functions import MemberFailed, TierStep
-from actors.queue._ledger import merge_ledgers, output_id
+from actors.queue._ledger import merge_ledgers, output_id, output_id_of_one
 from actors.queue._messages import Batch, QueuedMessage, Settlement
 
 
@@ -58,21 +58,22 @@ class MapClient(TierClient):
     """One output per input; a batch is mapped in order up to its first failure."""
 
     async def handle(self, batches: list[Batch]) -> None:
-        step = self.step
-        name = step.name
+        step_map = self.step.map
+        output_of = output_id_of_one(self.step.name)
         outputs: list[QueuedMessage] = []
+        add = outputs.append
         settlements: list[Settlement] = []
         for batch in batches:
             done = 0
             failure: BaseException | None = None
             for m in batch.messages:
+                ident = m.id
                 try:
-                    key, body = step.map(m.key, m.body)
+                    key, body = step_map(m.key, m.body)
                 except Exception as exc:
                     failure = exc
                     break
-                outputs.append(QueuedMessage(output_id(name, (m.id,)), key, body, m.ledger,
-                                             (m.id,)))
+                add(QueuedMessage(output_of(ident), key, body, m.ledger, (ident,)))
                 done += 1
             settlements.append(Settlement(batch.receipt, done) if failure is None else
                                Settlement(batch.receipt, done, done, reason_of(failure)))
