@@ -123,12 +123,11 @@ class QueueServer(Actor[QueueServerMsg]):
                 self.metrics.acks_refused += len(refused)
                 return AckResult(settled, refused)
             case Enqueue(queue=queue, messages=messages):
-                placement = self.placement
-                for m in messages:
-                    if placement(m.key) != self.index:
-                        raise MisroutedMessage(
-                            f"{self.name}: key {m.key!r} of queue {queue!r} belongs to "
-                            f"server {placement(m.key)}")
+                wrong = self.placement.misplaced([m.key for m in messages], self.index)
+                if wrong is not None:
+                    raise MisroutedMessage(
+                        f"{self.name}: key {wrong!r} of queue {queue!r} belongs to "
+                        f"server {self.placement(wrong)}")
                 events, accepted, duplicates = state.plan_enqueue(queue, messages)
                 await self._commit(events)
                 self.metrics.duplicates_dropped += duplicates

@@ -154,49 +154,50 @@ class ServerState:
         return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)
                 ], batches
 
-    def _out(self, receipt: Receipt, now: float) -> KeyState | None:
-        """The key whose batch ``receipt`` names, if that batch is out and in time."""
-        q = self.queues.get(receipt.queue)
-        k = q.keys.get(receipt.key) if q is not None else None
-        if (k is None or not k.flight or k.flight != receipt.count or k.attempt != receipt.attempt
-                or k.pending[0].offset != receipt.offset or now >= k.deadline):
-            return None
-        return k
-
     def plan_settle(self, settlements: Iterable[Settlement]
                     ) -> tuple[list[JournalEvent], list[Receipt], int]:
         """Events for the valid settlements, the refused (stale, late, unknown or
-        malformed) receipts, and how many messages the valid ones settled."""
+        malformed) receipts, and how many messages the valid ones settled.
+
+        A receipt is valid only for the batch out on its key now (same head, same
+        attempt, same size) and before its deadline, and only once per request."""
         now = self.now()
         at = self.wall()
         acks: dict[str, BatchesAcked] = {}
         later: list[JournalEvent] = []
         refused: list[Receipt] = []
-        done: set[tuple[str, str]] = set()
+        done: set[KeyState] = set()
         settled = 0
         max_receives = self.settings.max_receives
+        server = self.server
+        queues = self.queues
         for s in settlements:
             r = s.receipt
-            k = None if (r.queue, r.key) in done else self._out(r, now)
-            if (r.server != self.server or k is None or not 0 <= s.acked <= r.count
-                    or not (s.failed == -1 or s.acked <= s.failed < r.count)):
+            count = r.count
+            acked = s.acked
+            q = queues.get(r.queue)
+            k = q.keys.get(r.key) if q is not None else None
+            if (k is None or not k.flight or k.flight != count or k.attempt != r.attempt
+                    or k.pending[0].offset != r.offset or now >= k.deadline or k in done
+                    or r.server != server or not 0 <= acked <= count
+                    or not (s.failed == -1 or acked <= s.failed < count)):
                 refused.append(r)
                 continue
-            done.add((r.queue, r.key))
-            settled += r.count
-            if s.acked:
+            done.add(k)
+            settled += count
+            if acked:
                 event = acks.get(r.queue)
                 if event is None:
                     event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [], [])
                 event.keys.append(r.key)
                 event.offsets.append(r.offset)
-                event.counts.append(s.acked)
+                event.counts.append(acked)
                 event.attempts.append(r.attempt)
-                event.lasts.append(k.pending[s.acked - 1].offset)
-            if s.acked == r.count:
+                event.lasts.append(k.pending[acked - 1].offset)
+            if acked == count:
                 continue
-            members = list(itertools.islice(k.pending, s.acked, r.count))
-            culprit = members[s.failed - s.acked] if s.failed >= 0 else None
+            members = list(itertools.islice(k.pending, acked, count))
+            culprit = members[s.failed - acked] if s.failed >= 0 else None
             untried = [] if culprit is None else [m.offset for m in members if m is not culprit]
             later.append(BatchReturned(r.queue, r.key, r.offset, r.attempt, at, False, untried))
             if culprit is not None and culprit.receives >= max_receives:
