@@ -45,11 +45,13 @@ from actors.queue._messages import (
     QueuedMessage,
     QueueServerMsg,
     Receipt,
-    Receive,
     Seal,
     Settle,
     Settlement,
+    Take,
+    Taken,
     WindowPolicy,
+    settle_taken,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
@@ -266,18 +268,27 @@ class QueueCluster:
         a windowed queue), about ``per_server`` messages from each server; never two
         batches of one key. ``on_error`` as for ``receive``. A ``holder`` names the
         receiving client for ``holder_restarted``."""
+        return [batch for taken in await self.take(queue, per_server, per_key, on_error, holder)
+                for batch in taken.batches()]
+
+    async def take(self, queue: str, per_server: int = 100, per_key: int = 10,
+                   on_error: Callable[[int, BaseException], None] | None = None,
+                   holder: str = "") -> list[Taken]:
+        """``receive_batches`` in columns: one ``Taken`` per server that handed anything
+        out (no object per batch; settle with ``settle_taken``)."""
         replies = await asyncio.gather(*[
-            ref.ask(Receive(queue, per_server, per_key, holder), timeout=self.ask_timeout)
+            ref.ask(Take(queue, per_server, per_key, holder), timeout=self.ask_timeout)
             for ref in self.servers], return_exceptions=on_error is not None)
-        out: list[Batch] = []
+        out: list[Taken] = []
         for server, reply in enumerate(replies):
             if isinstance(reply, BaseException):
                 if on_error is None or not isinstance(reply, TRANSIENT):
                     raise reply
                 on_error(server, reply)
                 continue
-            assert isinstance(reply, list)
-            out.extend(reply)
+            if reply is not None:
+                assert isinstance(reply, Taken)
+                out.append(reply)
         return out
 
     async def ack(self, receipts: Iterable[Receipt], retry: Retry | None = None) -> AckResult:
@@ -302,6 +313,22 @@ class QueueCluster:
             part.append(s)
         results = await asyncio.gather(*[
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
+        acked = 0
+        refused: list[Receipt] = []
+        for result in results:
+            assert isinstance(result, AckResult)
+            acked += result.acked
+            refused.extend(result.refused)
+        return AckResult(acked, refused)
+
+    async def settle_taken(self, settled: Sequence[tuple[Taken, Sequence[Settlement]]],
+                           retry: Retry | None = None) -> AckResult:
+        """Settle what ``take`` handed out: each ``Taken``'s batches are acked whole
+        except those its settlements (of the same server) name, which are settled as
+        ``settle`` does. One request per ``Taken``."""
+        results = await asyncio.gather(*[
+            self._ask(taken.server, settle_taken(taken, others), retry)
+            for taken, others in settled])
         acked = 0
         refused: list[Receipt] = []
         for result in results:

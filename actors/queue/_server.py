@@ -40,6 +40,8 @@ from actors.queue._messages import (
     Receive,
     Seal,
     Settle,
+    SettleTaken,
+    Take,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
@@ -112,11 +114,21 @@ class QueueServer(Actor[QueueServerMsg]):
     async def receive(self, msg: QueueServerMsg) -> object:
         state = self.state
         match msg:
-            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
-                events, batches = state.plan_receive(queue, n, per_key, holder)
+            case Take(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, taken = state.plan_receive(queue, n, per_key, holder)
                 await self._commit(events)
                 self._arm_expiry()
-                return batches
+                return taken
+            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, taken = state.plan_receive(queue, n, per_key, holder)
+                await self._commit(events)
+                self._arm_expiry()
+                return taken.batches() if taken is not None else []
+            case SettleTaken(others=others):
+                events, refused, settled = state.plan_settle(others, msg)
+                await self._commit(events)
+                self.metrics.acks_refused += len(refused)
+                return AckResult(settled, refused)
             case Settle(settlements=settlements):
                 events, refused, settled = state.plan_settle(settlements)
                 await self._commit(events)

@@ -49,14 +49,20 @@ from actors.queue._journal import (
 )
 from actors.queue._keys import Held, KeyState, QueueState
 from actors.queue._messages import (
-    Batch,
     QueueDepth,
     QueuedMessage,
     Receipt,
     Settlement,
+    SettleTaken,
+    Taken,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._settings import ServerSettings
+from runtime import ShardlineError
+
+
+class MalformedSettlement(ShardlineError):
+    """A ``SettleTaken`` whose columns differ in length (nothing of it is applied)."""
 
 
 class ServerState:
@@ -113,51 +119,48 @@ class ServerState:
         return [MessagesEnqueued(queue, self.next_offset, at, fresh)], len(fresh), duplicates
 
     def plan_receive(self, queue: str, max_messages: int, per_key: int = 1, holder: str = ""
-                     ) -> tuple[list[JournalEvent], list[Batch]]:
+                     ) -> tuple[list[JournalEvent], Taken | None]:
         """Batches from distinct keys, each its key's first messages, about
-        ``max_messages`` in all (at least one batch if any can go out)."""
+        ``max_messages`` in all (at least one batch if any can go out), in columns."""
         q = self.queues.get(queue)
         if q is None or max_messages <= 0:
-            return [], []
+            return [], None
         at = self.wall()
         keys: list[str] = []
         offsets: list[int] = []
         counts: list[int] = []
         attempts: list[int] = []
         lasts: list[int] = []
-        batches: list[Batch] = []
-        server = self.server
+        messages: list[QueuedMessage] = []
+        message_offsets: list[int] = []
         for k, count in q.choose(at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
             offset = head.offset
-            attempt = head.receives + 1
-            name = k.name
             if count == 1:
-                last = offset
-                batch = Batch(Receipt(server, queue, name, offset, attempt, 1),
-                              [head.message], [offset])
+                messages.append(head.message)
+                message_offsets.append(offset)
+                lasts.append(offset)
             else:
-                members = list(itertools.islice(pending, count))
-                member_offsets = [m.offset for m in members]
-                last = member_offsets[-1]
-                batch = Batch(Receipt(server, queue, name, offset, attempt, count),
-                              [m.message for m in members], member_offsets)
-            keys.append(name)
+                for held in itertools.islice(pending, count):
+                    messages.append(held.message)
+                    message_offsets.append(held.offset)
+                lasts.append(message_offsets[-1])
+            keys.append(k.name)
             offsets.append(offset)
             counts.append(count)
-            attempts.append(attempt)
-            lasts.append(last)
-            batches.append(batch)
-        if not batches:
-            return [], []
-        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)
-                ], batches
+            attempts.append(head.receives + 1)
+        if not keys:
+            return [], None
+        return ([BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)],
+                Taken(self.server, queue, keys, offsets, attempts, counts, messages,
+                      message_offsets))
 
-    def plan_settle(self, settlements: Iterable[Settlement]
+    def plan_settle(self, settlements: Iterable[Settlement], whole: SettleTaken | None = None
                     ) -> tuple[list[JournalEvent], list[Receipt], int]:
-        """Events for the valid settlements, the refused (stale, late, unknown or
-        malformed) receipts, and how many messages the valid ones settled.
+        """Events for the valid settlements (and the batches ``whole`` acks whole), the
+        refused (stale, late, unknown or malformed) receipts, and how many messages the
+        valid ones settled.
 
         A receipt is valid only for the batch out on its key now (same head, same
         attempt, same size) and before its deadline, and only once per request."""
@@ -167,7 +170,7 @@ class ServerState:
         later: list[JournalEvent] = []
         refused: list[Receipt] = []
         done: set[KeyState] = set()
-        settled = 0
+        settled = 0 if whole is None else self._ack_whole(whole, now, at, acks, refused, done)
         max_receives = self.settings.max_receives
         server = self.server
         queues = self.queues
@@ -205,6 +208,41 @@ class ServerState:
                     r.queue, r.key, culprit.offset, at,
                     f"released after {culprit.receives} receives: {s.reason}"))
         return [*acks.values(), *later], refused, settled
+
+    def _ack_whole(self, whole: SettleTaken, now: float, at: float,
+                   acks: dict[str, BatchesAcked], refused: list[Receipt],
+                   done: set[KeyState]) -> int:
+        """``plan_settle`` for the batches acked whole, named in columns (no object per
+        batch unless it is refused); how many messages they settled."""
+        queue = whole.queue
+        columns = (whole.keys, whole.offsets, whole.attempts, whole.counts)
+        if len({len(c) for c in columns}) > 1:
+            raise MalformedSettlement(
+                f"server {self.server}: SettleTaken of queue {queue!r} has columns of "
+                f"lengths {[len(c) for c in columns]}; expected one length")
+        q = self.queues.get(queue)
+        known = q.keys if q is not None else {}
+        server = self.server
+        event: BatchesAcked | None = None
+        settled = 0
+        for key, offset, attempt, count in zip(*columns, strict=True):
+            k = known.get(key)
+            if (k is None or not k.flight or k.flight != count or k.attempt != attempt
+                    or k.pending[0].offset != offset or now >= k.deadline or k in done):
+                refused.append(Receipt(server, queue, key, offset, attempt, count))
+                continue
+            done.add(k)
+            settled += count
+            if event is None:
+                event = acks.get(queue)
+                if event is None:
+                    event = acks[queue] = BatchesAcked(queue, at, [], [], [], [], [])
+            event.keys.append(key)
+            event.offsets.append(offset)
+            event.counts.append(count)
+            event.attempts.append(attempt)
+            event.lasts.append(offset if count == 1 else k.pending[count - 1].offset)
+        return settled
 
     def plan_expire(self) -> list[JournalEvent]:
         """Visibility timeouts that have passed: the batch is visible again, and its
