@@ -17,7 +17,7 @@ import pytest
 
 from actors.queue import Settlement, Taken
 from actors.queue._messages import SettleTaken
-from actors.queue._state import MalformedSettlement
+from actors.queue._settling import MalformedSettlement
 from tests.queue_helpers import open_cluster, sim
 
 

@@ -58,11 +58,7 @@ from actors.queue._messages import (
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._settings import ServerSettings
-from runtime import ShardlineError
-
-
-class MalformedSettlement(ShardlineError):
-    """A ``SettleTaken`` whose columns differ in length (nothing of it is applied)."""
+from actors.queue._settling import plan_settlements
 
 
 class ServerState:
@@ -160,89 +156,9 @@ class ServerState:
                     ) -> tuple[list[JournalEvent], list[Receipt], int]:
         """Events for the valid settlements (and the batches ``whole`` acks whole), the
         refused (stale, late, unknown or malformed) receipts, and how many messages the
-        valid ones settled.
-
-        A receipt is valid only for the batch out on its key now (same head, same
-        attempt, same size) and before its deadline, and only once per request."""
-        now = self.now()
-        at = self.wall()
-        acks: dict[str, BatchesAcked] = {}
-        later: list[JournalEvent] = []
-        refused: list[Receipt] = []
-        done: set[KeyState] = set()
-        settled = 0 if whole is None else self._ack_whole(whole, now, at, acks, refused, done)
-        max_receives = self.settings.max_receives
-        server = self.server
-        queues = self.queues
-        for s in settlements:
-            r = s.receipt
-            count = r.count
-            acked = s.acked
-            q = queues.get(r.queue)
-            k = q.keys.get(r.key) if q is not None else None
-            if (k is None or not k.flight or k.flight != count or k.attempt != r.attempt
-                    or k.pending[0].offset != r.offset or now >= k.deadline or k in done
-                    or r.server != server or not 0 <= acked <= count
-                    or not (s.failed == -1 or acked <= s.failed < count)):
-                refused.append(r)
-                continue
-            done.add(k)
-            settled += count
-            if acked:
-                event = acks.get(r.queue)
-                if event is None:
-                    event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [], [])
-                event.keys.append(r.key)
-                event.offsets.append(r.offset)
-                event.counts.append(acked)
-                event.attempts.append(r.attempt)
-                event.lasts.append(k.pending[acked - 1].offset)
-            if acked == count:
-                continue
-            members = list(itertools.islice(k.pending, acked, count))
-            culprit = members[s.failed - acked] if s.failed >= 0 else None
-            untried = [] if culprit is None else [m.offset for m in members if m is not culprit]
-            later.append(BatchReturned(r.queue, r.key, r.offset, r.attempt, at, False, untried))
-            if culprit is not None and culprit.receives >= max_receives:
-                later.append(MessageDeadLettered(
-                    r.queue, r.key, culprit.offset, at,
-                    f"released after {culprit.receives} receives: {s.reason}"))
-        return [*acks.values(), *later], refused, settled
-
-    def _ack_whole(self, whole: SettleTaken, now: float, at: float,
-                   acks: dict[str, BatchesAcked], refused: list[Receipt],
-                   done: set[KeyState]) -> int:
-        """``plan_settle`` for the batches acked whole, named in columns (no object per
-        batch unless it is refused); how many messages they settled."""
-        queue = whole.queue
-        columns = (whole.keys, whole.offsets, whole.attempts, whole.counts)
-        if len({len(c) for c in columns}) > 1:
-            raise MalformedSettlement(
-                f"server {self.server}: SettleTaken of queue {queue!r} has columns of "
-                f"lengths {[len(c) for c in columns]}; expected one length")
-        q = self.queues.get(queue)
-        known = q.keys if q is not None else {}
-        server = self.server
-        event: BatchesAcked | None = None
-        settled = 0
-        for key, offset, attempt, count in zip(*columns, strict=True):
-            k = known.get(key)
-            if (k is None or not k.flight or k.flight != count or k.attempt != attempt
-                    or k.pending[0].offset != offset or now >= k.deadline or k in done):
-                refused.append(Receipt(server, queue, key, offset, attempt, count))
-                continue
-            done.add(k)
-            settled += count
-            if event is None:
-                event = acks.get(queue)
-                if event is None:
-                    event = acks[queue] = BatchesAcked(queue, at, [], [], [], [], [])
-            event.keys.append(key)
-            event.offsets.append(offset)
-            event.counts.append(count)
-            event.attempts.append(attempt)
-            event.lasts.append(offset if count == 1 else k.pending[count - 1].offset)
-        return settled
+        valid ones settled (see ``_settling``)."""
+        return plan_settlements(self.queues, self.server, self.settings.max_receives,
+                                self.now(), self.wall(), settlements, whole)
 
     def plan_expire(self) -> list[JournalEvent]:
         """Visibility timeouts that have passed: the batch is visible again, and its
