@@ -17,7 +17,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.queue import Batch, QueueCluster, QueuedMessage, original_id, output_id
+from actors.queue import (
+    QueueCluster,
+    QueuedMessage,
+    Receipt,
+    Taken,
+    original_id,
+    output_id,
+)
 from actors.queue._keys import KeyState
 from actors.queue._server import QueueServer
 from actors.queue._tiers import MapClient
@@ -98,15 +105,27 @@ def test_a_client_that_acks_an_input_it_never_passed_on_fails_the_ledger(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = MapClient.handle
-    lost: list[Batch] = []
+    lost: list[Receipt] = []
 
-    async def lossy(self: MapClient, batches: list[Batch]) -> None:
-        lone = [b for b in batches if b.receipt.count == 1]
+    def without(taken: Taken, i: int) -> Taken:
+        """``taken`` less its batch ``i``."""
+        start, count = taken.starts()[i], taken.counts[i]
+        def drop(column: list[Any]) -> list[Any]:
+            return column[:i] + column[i + 1:]
+        return Taken(taken.server, taken.queue, drop(taken.keys), drop(taken.offsets),
+                     drop(taken.attempts), drop(taken.counts),
+                     taken.messages[:start] + taken.messages[start + count:],
+                     taken.message_offsets[:start] + taken.message_offsets[start + count:])
+
+    async def lossy(self: MapClient, takes: list[Taken]) -> None:
+        lone = [(t, i) for t in takes for i, count in enumerate(t.counts) if count == 1]
         if not lost and self.queue == "transform" and lone:
-            lost.append(lone[0])
-            await self.cluster.ack([lone[0].receipt])
-            batches = [b for b in batches if b is not lone[0]]
-        await real(self, batches)
+            taken, i = lone[0]
+            lost.append(taken.receipt(i))
+            await self.cluster.ack(lost)
+            takes = [without(t, i) if t is taken else t for t in takes]
+            takes = [t for t in takes if t.keys]
+        await real(self, takes)
 
     monkeypatch.setattr(MapClient, "handle", lossy)
     code, report = _run(_scenario(tmp_path), tmp_path / "out", capsys)

@@ -29,6 +29,7 @@ from actors.queue._messages import (
     QueuedMessage,
     Receipt,
     Settlement,
+    Taken,
     WindowPolicy,
 )
 from actors.queue._metrics import QueueMetrics
@@ -60,6 +61,7 @@ __all__ = [
     "Receipt",
     "Retry",
     "Settlement",
+    "Taken",
     "TierConfig",
     "WindowPolicy",
     "final_sums",

@@ -45,11 +45,13 @@ from actors.queue._messages import (
     QueuedMessage,
     QueueServerMsg,
     Receipt,
-    Receive,
     Seal,
     Settle,
     Settlement,
+    Take,
+    Taken,
     WindowPolicy,
+    settle_taken,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
@@ -226,12 +228,18 @@ class QueueCluster:
         With ``retry``, each server's part is retried on its own; a repeat of a
         part that was stored is dropped as a duplicate.
         """
-        by_server: dict[int, list[QueuedMessage]] = {}
+        parts: list[list[QueuedMessage]] = [[] for _ in self.server_ids]
+        order: list[int] = []
+        """The servers in the order their first message came (the order of the asks)."""
         placement = self.placement
         for m in messages:
-            by_server.setdefault(placement(m.key), []).append(m)
+            server = placement(m.key)
+            part = parts[server]
+            if not part:
+                order.append(server)
+            part.append(m)
         results = await _all([
-            self._ask(s, Enqueue(queue, batch), retry) for s, batch in by_server.items()])
+            self._ask(s, Enqueue(queue, parts[s]), retry) for s in order])
         accepted = duplicates = 0
         for r in results:
             assert isinstance(r, EnqueueResult)
@@ -271,18 +279,27 @@ class QueueCluster:
         a windowed queue), about ``per_server`` messages from each server; never two
         batches of one key. ``on_error`` as for ``receive``. A ``holder`` names the
         receiving client for ``holder_restarted``."""
+        return [batch for taken in await self.take(queue, per_server, per_key, on_error, holder)
+                for batch in taken.batches()]
+
+    async def take(self, queue: str, per_server: int = 100, per_key: int = 10,
+                   on_error: Callable[[int, BaseException], None] | None = None,
+                   holder: str = "") -> list[Taken]:
+        """``receive_batches`` in columns: one ``Taken`` per server that handed anything
+        out (no object per batch; settle with ``settle_taken``)."""
         replies = await asyncio.gather(*[
-            ref.ask(Receive(queue, per_server, per_key, holder), timeout=self.ask_timeout)
-            for ref in self.servers], return_exceptions=on_error is not None)
-        out: list[Batch] = []
+            ref.ask(Take(queue, per_server, per_key, holder), timeout=self.ask_timeout)
+            for ref in self.servers], return_exceptions=True)
+        out: list[Taken] = []
         for server, reply in enumerate(replies):
             if isinstance(reply, BaseException):
                 if on_error is None or not isinstance(reply, TRANSIENT):
                     raise reply
                 on_error(server, reply)
                 continue
-            assert isinstance(reply, list)
-            out.extend(reply)
+            if reply is not None:
+                assert isinstance(reply, Taken)
+                out.append(reply)
         return out
 
     async def ack(self, receipts: Iterable[Receipt], retry: Retry | None = None) -> AckResult:
@@ -301,9 +318,28 @@ class QueueCluster:
         """Settle batches (see ``Settlement``), one request per server."""
         by_server: dict[int, list[Settlement]] = {}
         for s in settlements:
-            by_server.setdefault(s.receipt.server, []).append(s)
+            part = by_server.get(s.receipt.server)
+            if part is None:
+                part = by_server[s.receipt.server] = []
+            part.append(s)
         results = await _all([
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
+        acked = 0
+        refused: list[Receipt] = []
+        for result in results:
+            assert isinstance(result, AckResult)
+            acked += result.acked
+            refused.extend(result.refused)
+        return AckResult(acked, refused)
+
+    async def settle_taken(self, settled: Sequence[tuple[Taken, Sequence[Settlement]]],
+                           retry: Retry | None = None) -> AckResult:
+        """Settle what ``take`` handed out: each ``Taken``'s batches are acked whole
+        except those its settlements (of the same server) name, which are settled as
+        ``settle`` does. One request per ``Taken``."""
+        results = await _all([
+            self._ask(taken.server, settle_taken(taken, others), retry)
+            for taken, others in settled])
         acked = 0
         refused: list[Receipt] = []
         for result in results:

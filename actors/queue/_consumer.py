@@ -1,9 +1,11 @@
 """The polling loop every queue client shares (tier clients and the final step).
 
-A client handles one ``Poll`` at a time: receive batches (up to
+A client handles one ``Poll`` at a time: take batches (up to
 ``KEY_BATCH`` consecutive messages of a key, or a whole window, from
 distinct keys of every server at once, ``receive_batch`` messages per
-server), handle them, and poll again at once if it got anything, else after
+server, in columns: one ``Taken`` per server, no object per batch), handle
+them, settle each ``Taken`` in one request (whole, but for the batches a
+failure names), and poll again at once if it got anything, else after
 ``idle_poll``, doubled after each further empty receive up to
 ``IDLE_STEPS`` times that (an idle tier costs the servers little). Fault
 points sit between the steps of a handling, so an injected crash or pause
@@ -22,7 +24,7 @@ from typing import TypeVar
 
 from actors.queue._cluster import TRANSIENT, Retry
 from actors.queue._context import PipelineContext
-from actors.queue._messages import Batch, Settlement
+from actors.queue._messages import Settlement, Taken
 from runtime import Actor, ConflictError, Message, StoreError
 
 T = TypeVar("T")
@@ -88,33 +90,35 @@ class QueueConsumer(Actor[Poll]):
                          error=f"{type(exc).__name__}: {exc}")
 
     async def receive(self, msg: Poll) -> None:
-        batches = await self.cluster.receive_batches(self.queue, self.batch, KEY_BATCH,
-                                                     on_error=self._on_receive_error,
-                                                     holder=self.ctx.holder(self.name))
-        if batches:
-            await self.fault_point(f"after receiving {len(batches)} batches")
-            await self.handle(batches)
-        if batches:
+        takes = await self.cluster.take(self.queue, self.batch, KEY_BATCH,
+                                        on_error=self._on_receive_error,
+                                        holder=self.ctx.holder(self.name))
+        if takes:
+            await self.fault_point(f"after receiving {sum(len(t.keys) for t in takes)} batches")
+            await self.handle(takes)
+        if takes:
             self.idle = self.idle_poll
             self.send_after(0.0, Poll())
         else:
             self.send_after(self.idle, Poll())
             self.idle = min(2 * self.idle, IDLE_STEPS * self.idle_poll)
 
-    async def handle(self, batches: list[Batch]) -> None:
+    async def handle(self, takes: list[Taken]) -> None:
+        """Handle what one receive took (one ``Taken`` per server)."""
         raise NotImplementedError
 
-    async def settle(self, settlements: list[Settlement]) -> None:
-        """Settle batches whose outputs are durable; refused (late) ones are counted."""
-        if not settlements:
+    async def settle(self, settled: list[tuple[Taken, list[Settlement]]]) -> None:
+        """Settle taken batches whose outputs are durable: each ``Taken`` whole, except
+        the batches its settlements name; refused (late) ones are counted."""
+        if not settled:
             return
-        failed = [s for s in settlements if s.failed >= 0]
-        if failed:
-            self.metrics.processing_errors += len(failed)
-            for s in failed:
-                self.log.warning("queue.processing_failed", key=s.receipt.key,
-                                 member=s.failed, error=s.reason)
-        result = await self.cluster.settle(settlements, self.retry)
+        for _, others in settled:
+            for s in others:
+                if s.failed >= 0:
+                    self.metrics.processing_errors += 1
+                    self.log.warning("queue.processing_failed", key=s.receipt.key,
+                                     member=s.failed, error=s.reason)
+        result = await self.cluster.settle_taken(settled, self.retry)
         rt = self.runtime
         for receipt in result.refused:
             # too late (or stale): its outputs were duplicates the queue dropped

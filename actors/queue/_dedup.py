@@ -1,10 +1,12 @@
-"""A queue server's dedup window: the ids it has seen, per queue, and since when.
+"""A queue's dedup window on one server: the ids it has seen, and since when.
 
-An id is scoped by its queue (as in SQS: one id in two queues is two
-messages). Entries are atomic (``queue\\0id`` -> stamp, and the order in
-three parallel columns), so no object is made per id for the garbage
-collector to walk. Stamps come in (roughly) increasing order, so
-pruning takes entries from the front until the window's horizon.
+Ids are scoped per queue (as in SQS: one id in two queues is two
+messages), so a server keeps one window per queue. Ids arrive in chunks
+(one per journaled enqueue: one stamp, one journal entry), and a chunk is
+what the window remembers in order: adding a chunk and pruning one are a
+few C-level dict operations for all its ids, with no object per id. Stamps
+come in (roughly) increasing order, so pruning takes chunks from the front
+until the window's horizon.
 """
 
 from __future__ import annotations
@@ -13,42 +15,38 @@ from collections import deque
 
 
 class DedupWindow:
-    __slots__ = ("_ids", "_seen", "_seqs", "_stamps", "window")
+    __slots__ = ("_chunks", "_seen", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._seen: dict[str, float] = {}
-        self._stamps: deque[float] = deque()
-        self._ids: deque[str] = deque()
-        self._seqs: deque[int] = deque()
+        self._chunks: deque[tuple[float, int, list[str]]] = deque()
+        """(stamp, journal entry, ids) per enqueue, in the order they were added."""
 
-    @staticmethod
-    def scope(queue: str) -> str:
-        """The prefix that scopes an id to ``queue`` (prefix + id is the entry's key)."""
-        return queue + "\x00"
+    def __contains__(self, ident: str) -> bool:
+        return ident in self._seen
 
-    def __contains__(self, scoped: str) -> bool:
-        return scoped in self._seen
+    def __len__(self) -> int:
+        return len(self._seen)
 
-    def add(self, scoped: str, stamp: float, journal_seq: int) -> None:
-        """``scoped`` was enqueued at ``stamp`` by journal entry ``journal_seq``."""
-        self._seen[scoped] = stamp
-        self._stamps.append(stamp)
-        self._ids.append(scoped)
-        self._seqs.append(journal_seq)
+    def add(self, ids: list[str], stamp: float, journal_seq: int) -> None:
+        """``ids`` were enqueued at ``stamp`` by journal entry ``journal_seq``."""
+        if ids:
+            self._seen.update(dict.fromkeys(ids, stamp))
+            self._chunks.append((stamp, journal_seq, ids))
 
     def prune(self, at: float) -> None:
-        """Forget the ids stamped before ``at`` minus the window."""
+        """Forget the ids stamped before ``at`` minus the window (an id added again
+        since keeps its later stamp)."""
         horizon = at - self.window
-        stamps, ids, seqs = self._stamps, self._ids, self._seqs
+        chunks = self._chunks
         seen = self._seen
-        while stamps and stamps[0] < horizon:
-            stamp = stamps.popleft()
-            scoped = ids.popleft()
-            seqs.popleft()
-            if seen.get(scoped) == stamp:
-                del seen[scoped]
+        while chunks and chunks[0][0] < horizon:
+            stamp, _, ids = chunks.popleft()
+            for ident in ids:
+                if seen.get(ident) == stamp:
+                    del seen[ident]
 
     def oldest_seq(self) -> int | None:
         """The journal entry of the oldest id still in the window (recovery needs it)."""
-        return self._seqs[0] if self._seqs else None
+        return self._chunks[0][1] if self._chunks else None

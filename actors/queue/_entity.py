@@ -43,6 +43,9 @@ from actors.queue._messages import (
     QueueServerMsg,
     Receive,
     Settle,
+    SettleTaken,
+    Take,
+    Taken,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._recipe import NodeRecipe, activations_log, read_recipe, server_spec
@@ -111,8 +114,9 @@ class QueueServerEntity(QueueServer):
 QueueServerEntity.accepts = (*QueueServer.accepts, ServerRequest)
 QueueServerEntity.accepts_exact = frozenset(QueueServerEntity.accepts)
 
-_REPLY_TYPES: dict[type, type] = {Receive: list[Batch], Settle: AckResult,
-                                  Enqueue: EnqueueResult, Depth: QueueDepth}
+_REPLY_TYPES: dict[type, type] = {Receive: list[Batch], Take: Taken, Settle: AckResult,
+                                  SettleTaken: AckResult, Enqueue: EnqueueResult,
+                                  Depth: QueueDepth}
 
 
 class ServerEntityRef(ActorRef[QueueServerMsg]):

@@ -11,7 +11,7 @@ from actors.queue import _records as records
 from actors.queue._config import FINAL_QUEUE
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
-from actors.queue._messages import Batch, Settlement
+from actors.queue._messages import Taken
 from actors.queue._records import FinalEntry
 from runtime.store import Put
 
@@ -21,9 +21,10 @@ class FinalClient(QueueConsumer):
         super().__init__(ctx, FINAL_QUEUE)
         self.prefix = records.final_prefix(ctx.config.name)
 
-    async def handle(self, batches: list[Batch]) -> None:
-        ops = [Put(self.prefix + m.id, records.encode(FinalEntry(b.receipt.server, offset, m)))
-               for b in batches for m, offset in zip(b.messages, b.offsets, strict=True)]
+    async def handle(self, takes: list[Taken]) -> None:
+        prefix = self.prefix
+        ops = [Put(prefix + m.id, records.encode(FinalEntry(t.server, offset, m)))
+               for t in takes for m, offset in zip(t.messages, t.message_offsets, strict=True)]
         await self.store_call("final write", lambda: self.runtime.store.write(ops))
         await self.fault_point("after keeping final messages, before acking them")
-        await self.settle([Settlement(b.receipt, b.receipt.count) for b in batches])
+        await self.settle([(t, []) for t in takes])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -44,6 +44,18 @@ def output_id(tier: str, input_ids: Iterable[str]) -> str:
     for item in input_ids:
         h.update(b"\x00" + item.encode())
     return h.hexdigest()
+
+
+def output_id_of_one(tier: str) -> Callable[[str], str]:
+    """``ident -> output_id(tier, [ident])``, for a map tier (one input per output)."""
+    base = _output_hash(tier)
+
+    def of_one(ident: str) -> str:
+        h = base.copy()
+        h.update(b"\x00" + ident.encode())
+        return h.hexdigest()
+
+    return of_one
 
 
 class Ledger(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -10,6 +10,8 @@ the result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from actors.queue._ledger import Ledger
@@ -56,6 +58,50 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
     messages: list[QueuedMessage]
     offsets: list[int]
     """Each message's offset on its server (increasing, not necessarily consecutive)."""
+
+
+class Taken(msgspec.Struct, frozen=True, gc=False):
+    """One receive's batches from one server, in columns: no object per batch.
+
+    Batch ``i`` is the first ``counts[i]`` messages of key ``keys[i]``, starting
+    at offset ``offsets[i]``, handed out as delivery ``attempts[i]``; its
+    messages are ``messages[starts[i]:starts[i] + counts[i]]`` (and their
+    offsets the same slice of ``message_offsets``). Each batch is still settled
+    on its own (``receipt(i)`` is its ``Receipt``); ``SettleTaken`` settles the
+    batches done whole in columns too.
+    """
+
+    server: int
+    queue: str
+    keys: list[str]
+    offsets: list[int]
+    attempts: list[int]
+    counts: list[int]
+    messages: list[QueuedMessage]
+    message_offsets: list[int]
+
+    def starts(self) -> list[int]:
+        """Where each batch's messages begin in ``messages``."""
+        found: list[int] = []
+        at = 0
+        for count in self.counts:
+            found.append(at)
+            at += count
+        return found
+
+    def receipt(self, i: int) -> Receipt:
+        return Receipt(self.server, self.queue, self.keys[i], self.offsets[i],
+                       self.attempts[i], self.counts[i])
+
+    def batches(self) -> list[Batch]:
+        """The same batches as objects (what ``Receive`` answers)."""
+        found: list[Batch] = []
+        at = 0
+        for i, count in enumerate(self.counts):
+            found.append(Batch(self.receipt(i), self.messages[at:at + count],
+                               self.message_offsets[at:at + count]))
+            at += count
+        return found
 
 
 class Settlement(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -141,6 +187,39 @@ class Receive(Message, frozen=True):
     """The receiving client's name, so its batches can come back when it restarts."""
 
 
+class Take(Message, frozen=True):
+    """As ``Receive``, answered with one ``Taken`` (columns) instead of a ``Batch`` each."""
+
+    queue: str
+    max_messages: int
+    per_key: int = 1
+    holder: str = ""
+
+
+class SettleTaken(Message, frozen=True):
+    """Ack whole the batches named in columns (as a ``Taken`` names them: key, head
+    offset, attempt and size each), and settle ``others`` as ``Settle`` does.
+    Each batch is checked on its own: a stale or late one is refused alone."""
+
+    queue: str
+    keys: list[str]
+    offsets: list[int]
+    attempts: list[int]
+    counts: list[int]
+    others: list[Settlement] = msgspec.field(default_factory=list)
+
+
+def settle_taken(taken: Taken, others: Sequence[Settlement] = ()) -> SettleTaken:
+    """The request acking ``taken``'s batches whole, except those ``others`` settle."""
+    if not others:
+        return SettleTaken(taken.queue, taken.keys, taken.offsets, taken.attempts, taken.counts)
+    named = {(s.receipt.key, s.receipt.offset) for s in others}
+    keep = [i for i, key in enumerate(taken.keys) if (key, taken.offsets[i]) not in named]
+    return SettleTaken(taken.queue, [taken.keys[i] for i in keep],
+                       [taken.offsets[i] for i in keep], [taken.attempts[i] for i in keep],
+                       [taken.counts[i] for i in keep], list(others))
+
+
 class HolderRestarted(Message, frozen=True):
     """The client ``holder`` (re)started: batches an earlier run of it holds come back."""
 
@@ -169,5 +248,5 @@ class ExpireVisibility(Message, frozen=True):
     """Timer: hand out again the messages whose visibility timeout has passed."""
 
 
-QueueServerMsg = (Enqueue | Receive | Settle | Seal | HolderRestarted | Depth
-                  | ExpireVisibility)
+QueueServerMsg = (Enqueue | Receive | Take | Settle | SettleTaken | Seal | HolderRestarted
+                  | Depth | ExpireVisibility)

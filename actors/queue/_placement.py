@@ -10,7 +10,7 @@ key when the count changes).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def score(server_id: str, key: str) -> int:
@@ -50,3 +50,15 @@ class Placement:
         if found is None:
             found = self._cache[key] = owner(key, self.server_ids)
         return found
+
+    def misplaced(self, keys: Iterable[str], server: int) -> str | None:
+        """The first of ``keys`` not held by ``server`` (None: all are), with the cache
+        read inline, since a server checks every message it is sent."""
+        cache = self._cache
+        for key in keys:
+            found = cache.get(key)
+            if found is None:
+                found = self(key)
+            if found != server:
+                return key
+        return None

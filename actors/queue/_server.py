@@ -40,6 +40,8 @@ from actors.queue._messages import (
     Receive,
     Seal,
     Settle,
+    SettleTaken,
+    Take,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import Placement
@@ -112,23 +114,32 @@ class QueueServer(Actor[QueueServerMsg]):
     async def receive(self, msg: QueueServerMsg) -> object:
         state = self.state
         match msg:
-            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
-                events, batches = state.plan_receive(queue, n, per_key, holder)
+            case Take(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, taken = state.plan_receive(queue, n, per_key, holder)
                 await self._commit(events)
                 self._arm_expiry()
-                return batches
+                return taken
+            case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
+                events, taken = state.plan_receive(queue, n, per_key, holder)
+                await self._commit(events)
+                self._arm_expiry()
+                return taken.batches() if taken is not None else []
+            case SettleTaken(others=others):
+                events, refused, settled = state.plan_settle(others, msg)
+                await self._commit(events)
+                self.metrics.acks_refused += len(refused)
+                return AckResult(settled, refused)
             case Settle(settlements=settlements):
                 events, refused, settled = state.plan_settle(settlements)
                 await self._commit(events)
                 self.metrics.acks_refused += len(refused)
                 return AckResult(settled, refused)
             case Enqueue(queue=queue, messages=messages):
-                placement = self.placement
-                for m in messages:
-                    if placement(m.key) != self.index:
-                        raise MisroutedMessage(
-                            f"{self.name}: key {m.key!r} of queue {queue!r} belongs to "
-                            f"server {placement(m.key)}")
+                wrong = self.placement.misplaced([m.key for m in messages], self.index)
+                if wrong is not None:
+                    raise MisroutedMessage(
+                        f"{self.name}: key {wrong!r} of queue {queue!r} belongs to "
+                        f"server {self.placement(wrong)}")
                 events, accepted, duplicates = state.plan_enqueue(queue, messages)
                 await self._commit(events)
                 self.metrics.duplicates_dropped += duplicates

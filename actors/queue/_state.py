@@ -49,14 +49,16 @@ from actors.queue._journal import (
 )
 from actors.queue._keys import Held, KeyState, QueueState
 from actors.queue._messages import (
-    Batch,
     QueueDepth,
     QueuedMessage,
     Receipt,
     Settlement,
+    SettleTaken,
+    Taken,
 )
 from actors.queue._metrics import QueueMetrics
 from actors.queue._settings import ServerSettings
+from actors.queue._settling import plan_settlements
 
 
 class ServerState:
@@ -71,10 +73,17 @@ class ServerState:
         self.metrics = metrics
         self.queues: dict[str, QueueState] = {}
         self.next_offset = 0
-        self._dedup = DedupWindow(settings.dedup_window)
+        self._dedup: dict[str, DedupWindow] = {}
+        """Per queue: the ids it has seen within the dedup window."""
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
         """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
         the receive's time plus one constant timeout, so they come in order."""
+
+    def _window(self, queue: str) -> DedupWindow:
+        window = self._dedup.get(queue)
+        if window is None:
+            window = self._dedup[queue] = DedupWindow(self.settings.dedup_window)
+        return window
 
     def _queue(self, name: str) -> QueueState:
         q = self.queues.get(name)
@@ -89,110 +98,67 @@ class ServerState:
         """The event for the messages not seen in ``queue`` within the dedup window,
         how many those are, and the duplicate count."""
         at = self.wall()
-        self._dedup.prune(at)
+        window = self._window(queue)
+        window.prune(at)
         fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
-        dedup = self._dedup
-        prefix = DedupWindow.scope(queue)
         for message in messages:
-            if prefix + message.id in dedup or message.id in seen:
+            ident = message.id
+            if ident in window or ident in seen:
                 duplicates += 1
                 continue
-            seen.add(message.id)
+            seen.add(ident)
             fresh.append(message)
         if not fresh:
             return [], 0, duplicates
         return [MessagesEnqueued(queue, self.next_offset, at, fresh)], len(fresh), duplicates
 
     def plan_receive(self, queue: str, max_messages: int, per_key: int = 1, holder: str = ""
-                     ) -> tuple[list[JournalEvent], list[Batch]]:
+                     ) -> tuple[list[JournalEvent], Taken | None]:
         """Batches from distinct keys, each its key's first messages, about
-        ``max_messages`` in all (at least one batch if any can go out)."""
+        ``max_messages`` in all (at least one batch if any can go out), in columns."""
         q = self.queues.get(queue)
         if q is None or max_messages <= 0:
-            return [], []
+            return [], None
         at = self.wall()
         keys: list[str] = []
         offsets: list[int] = []
         counts: list[int] = []
         attempts: list[int] = []
         lasts: list[int] = []
-        batches: list[Batch] = []
-        server = self.server
+        messages: list[QueuedMessage] = []
+        message_offsets: list[int] = []
         for k, count in q.choose(at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
-            attempt = head.receives + 1
-            name = k.name
-            keys.append(name)
-            offsets.append(head.offset)
-            counts.append(count)
-            attempts.append(attempt)
+            offset = head.offset
             if count == 1:
-                batch = Batch(Receipt(server, queue, name, head.offset, attempt, 1),
-                              [head.message], [head.offset])
+                messages.append(head.message)
+                message_offsets.append(offset)
+                lasts.append(offset)
             else:
-                members = list(itertools.islice(pending, count))
-                batch = Batch(Receipt(server, queue, name, head.offset, attempt, count),
-                              [m.message for m in members], [m.offset for m in members])
-            lasts.append(batch.offsets[-1])
-            batches.append(batch)
-        if not batches:
-            return [], []
-        return [BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)
-                ], batches
+                for held in itertools.islice(pending, count):
+                    messages.append(held.message)
+                    message_offsets.append(held.offset)
+                lasts.append(message_offsets[-1])
+            keys.append(k.name)
+            offsets.append(offset)
+            counts.append(count)
+            attempts.append(head.receives + 1)
+        if not keys:
+            return [], None
+        return ([BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)],
+                Taken(self.server, queue, keys, offsets, attempts, counts, messages,
+                      message_offsets))
 
-    def _out(self, receipt: Receipt, now: float) -> KeyState | None:
-        """The key whose batch ``receipt`` names, if that batch is out and in time."""
-        q = self.queues.get(receipt.queue)
-        k = q.keys.get(receipt.key) if q is not None else None
-        if (k is None or not k.flight or k.flight != receipt.count or k.attempt != receipt.attempt
-                or k.pending[0].offset != receipt.offset or now >= k.deadline):
-            return None
-        return k
-
-    def plan_settle(self, settlements: Iterable[Settlement]
+    def plan_settle(self, settlements: Iterable[Settlement], whole: SettleTaken | None = None
                     ) -> tuple[list[JournalEvent], list[Receipt], int]:
-        """Events for the valid settlements, the refused (stale, late, unknown or
-        malformed) receipts, and how many messages the valid ones settled."""
-        now = self.now()
-        at = self.wall()
-        acks: dict[str, BatchesAcked] = {}
-        later: list[JournalEvent] = []
-        refused: list[Receipt] = []
-        done: set[tuple[str, str]] = set()
-        settled = 0
-        max_receives = self.settings.max_receives
-        for s in settlements:
-            r = s.receipt
-            k = None if (r.queue, r.key) in done else self._out(r, now)
-            if (r.server != self.server or k is None or not 0 <= s.acked <= r.count
-                    or not (s.failed == -1 or s.acked <= s.failed < r.count)):
-                refused.append(r)
-                continue
-            done.add((r.queue, r.key))
-            settled += r.count
-            if s.acked:
-                event = acks.get(r.queue)
-                if event is None:
-                    event = acks[r.queue] = BatchesAcked(r.queue, at, [], [], [], [], [])
-                event.keys.append(r.key)
-                event.offsets.append(r.offset)
-                event.counts.append(s.acked)
-                event.attempts.append(r.attempt)
-                event.lasts.append(k.pending[s.acked - 1].offset)
-            if s.acked == r.count:
-                continue
-            members = list(itertools.islice(k.pending, s.acked, r.count))
-            culprit = members[s.failed - s.acked] if s.failed >= 0 else None
-            untried = [] if culprit is None else [m.offset for m in members if m is not culprit]
-            later.append(BatchReturned(r.queue, r.key, r.offset, r.attempt, at, False, untried))
-            if culprit is not None and culprit.receives >= max_receives:
-                later.append(MessageDeadLettered(
-                    r.queue, r.key, culprit.offset, at,
-                    f"released after {culprit.receives} receives: {s.reason}"))
-        return [*acks.values(), *later], refused, settled
+        """Events for the valid settlements (and the batches ``whole`` acks whole), the
+        refused (stale, late, unknown or malformed) receipts, and how many messages the
+        valid ones settled (see ``_settling``)."""
+        return plan_settlements(self.queues, self.server, self.settings.max_receives,
+                                self.now(), self.wall(), settlements, whole)
 
     def plan_expire(self) -> list[JournalEvent]:
         """Visibility timeouts that have passed: the batch is visible again, and its
@@ -266,18 +232,18 @@ class ServerState:
         # downtime must not age them, or work in flight at the crash, redelivered
         # after the restart, would re-send outputs whose ids had expired meanwhile.
         stamp = e.at if live else max(e.at, self.wall())
-        dedup = self._dedup
         keys = q.keys
         offset = e.first_offset
-        prefix = DedupWindow.scope(e.queue)
         at = e.at
         ready = q.ready
         full = q.full
         size = q.window.size if q.window is not None else 0
-        for message in e.messages:
-            k = keys.get(message.key)
+        messages = e.messages
+        for message in messages:
+            key = message.key
+            k = keys.get(key)
             if k is None:
-                k = keys[message.key] = KeyState(message.key)
+                k = keys[key] = KeyState(key)
             pending = k.pending
             pending.append(Held(message, offset, at, journal_seq))
             if k.deliverable:  # q.make_ready(k), inlined: this runs once per message
@@ -287,13 +253,13 @@ class ServerState:
                 if size and not k.in_full and (k.pinned or len(pending) >= size):
                     k.in_full = True
                     full.append(k)
-            dedup.add(prefix + message.id, stamp, journal_seq)
             offset += 1
-        q.held += len(e.messages)
+        self._window(e.queue).add([m.id for m in messages], stamp, journal_seq)
+        q.held += len(messages)
         if offset > self.next_offset:
             self.next_offset = offset
         if metrics is not None:
-            metrics.enqueued += len(e.messages)
+            metrics.enqueued += len(messages)
 
     def _apply_received(self, e: BatchesReceived, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
@@ -301,14 +267,17 @@ class ServerState:
         deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
         self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
+        keys = q.keys
+        lasts = e.lasts
+        delivered = redelivered = 0
         for i, (key, offset, count, attempt) in enumerate(zip(
                 e.keys, e.offsets, e.counts, e.attempts, strict=True)):
-            k = q.keys.get(key)
-            if k is None or not k.pending or k.pending[0].offset != offset:
+            k = keys.get(key)
+            if k is None or not (pending := k.pending) or pending[0].offset != offset:
                 # A replay from a checkpoint after the head's enqueue: the head was
                 # settled before it; the members enqueued after it still count this.
-                if k is not None and e.lasts:
-                    self._count_receive(k, offset, e.lasts[i])
+                if k is not None and lasts:
+                    self._count_receive(k, offset, lasts[i])
                 continue
             if not k.flight:
                 q.in_flight += count
@@ -317,10 +286,17 @@ class ServerState:
             k.deadline = deadline
             if windowed:
                 k.pinned = count
-            for held in itertools.islice(k.pending, count):
-                held.receives += 1
-            if metrics is not None:
-                metrics.on_delivery(count, attempt)
+            if count == 1:
+                pending[0].receives += 1
+            else:
+                for held in itertools.islice(pending, count):
+                    held.receives += 1
+            delivered += count
+            if attempt > 1:
+                redelivered += count
+        if metrics is not None:
+            metrics.deliveries += delivered
+            metrics.redeliveries += redelivered
 
     def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
@@ -342,15 +318,21 @@ class ServerState:
                 q.in_flight -= k.flight
                 k.flight = 0
             pending = k.pending
-            count = min(count, len(pending))
-            if samples is None:
-                for _ in range(count):
-                    pending.popleft()
+            if count == 1:
+                held = pending.popleft()
+                if samples is not None:
+                    samples.seconds.append(at - held.at)
+                    samples.keys.append(key)
             else:
-                seconds = samples.seconds
-                for _ in range(count):
-                    seconds.append(at - pending.popleft().at)
-                samples.keys.extend([key] * count)
+                count = min(count, len(pending))
+                if samples is None:
+                    for _ in range(count):
+                        pending.popleft()
+                else:
+                    seconds = samples.seconds
+                    for _ in range(count):
+                        seconds.append(at - pending.popleft().at)
+                    samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
             if pending:
@@ -437,11 +419,13 @@ class ServerState:
 
     def checkpoint(self, high_water: int) -> ServerCheckpoint:
         """Where recovery may start: the oldest entry holding a live message or dedup id."""
-        self._dedup.prune(self.wall())
         from_seq = high_water
-        oldest = self._dedup.oldest_seq()
-        if oldest is not None:
-            from_seq = min(from_seq, oldest)
+        at = self.wall()
+        for window in self._dedup.values():
+            window.prune(at)
+            oldest = window.oldest_seq()
+            if oldest is not None:
+                from_seq = min(from_seq, oldest)
         for q in self.queues.values():
             q.forget_idle()
             for k in q.keys.values():

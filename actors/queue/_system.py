@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from actors.queue._checks import Checked, check_pipeline
@@ -202,7 +204,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         for i, tier in enumerate(pipeline.config.tiers):
             queue = pipeline.input_queue(i)
             found = m.latencies.get(queue)
-            samples = found.seconds if found is not None else []
+            samples: Sequence[float] = found.seconds if found is not None else ()
             rows.append({
                 "name": tier.name, "kind": tier.kind, "clients": tier.clients,
                 "messages_in": counts.get(queue, 0),

@@ -21,8 +21,8 @@ import asyncio
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
 from actors.queue._functions import MemberFailed, TierStep
-from actors.queue._ledger import merge_ledgers, output_id
-from actors.queue._messages import Batch, QueuedMessage, Settlement
+from actors.queue._ledger import merge_ledgers, output_id, output_id_of_one
+from actors.queue._messages import QueuedMessage, Settlement, Taken
 
 
 def reason_of(exc: BaseException) -> str:
@@ -43,7 +43,8 @@ class TierClient(QueueConsumer):
         if self.cost > 0:
             await asyncio.sleep(self.cost)
 
-    async def pass_on(self, outputs: list[QueuedMessage], settlements: list[Settlement]) -> None:
+    async def pass_on(self, outputs: list[QueuedMessage],
+                      settled: list[tuple[Taken, list[Settlement]]]) -> None:
         """Enqueue the outputs, then settle the inputs they came from."""
         await self.spend()
         await self.fault_point("after processing, before enqueueing outputs")
@@ -51,54 +52,68 @@ class TierClient(QueueConsumer):
             result = await self.cluster.enqueue(self.out_queue, outputs, self.retry)
             self.metrics.outputs_enqueued += result.accepted
         await self.fault_point("after enqueueing outputs, before acking inputs")
-        await self.settle(settlements)
+        await self.settle(settled)
 
 
 class MapClient(TierClient):
     """One output per input; a batch is mapped in order up to its first failure."""
 
-    async def handle(self, batches: list[Batch]) -> None:
-        step = self.step
-        name = step.name
+    async def handle(self, takes: list[Taken]) -> None:
+        step_map = self.step.map
+        output_of = output_id_of_one(self.step.name)
         outputs: list[QueuedMessage] = []
-        settlements: list[Settlement] = []
-        for batch in batches:
-            done = 0
-            failure: BaseException | None = None
-            for m in batch.messages:
+        add = outputs.append
+        settled: list[tuple[Taken, list[Settlement]]] = []
+        for taken in takes:
+            failed: list[Settlement] = []
+            counts = taken.counts
+            batch = 0
+            end = counts[0]  # where batch ``batch`` ends in ``taken.messages``
+            skip_to = 0
+            for j, m in enumerate(taken.messages):
+                while j >= end:
+                    batch += 1
+                    end += counts[batch]
+                if j < skip_to:
+                    continue  # the rest of a batch after its failure: given back
+                ident = m.id
                 try:
-                    key, body = step.map(m.key, m.body)
+                    key, body = step_map(m.key, m.body)
                 except Exception as exc:
-                    failure = exc
-                    break
-                outputs.append(QueuedMessage(output_id(name, (m.id,)), key, body, m.ledger,
-                                             (m.id,)))
-                done += 1
-            settlements.append(Settlement(batch.receipt, done) if failure is None else
-                               Settlement(batch.receipt, done, done, reason_of(failure)))
-        await self.pass_on(outputs, settlements)
+                    done = j - (end - counts[batch])
+                    failed.append(Settlement(taken.receipt(batch), done, done, reason_of(exc)))
+                    skip_to = end
+                    continue
+                add(QueuedMessage(output_of(ident), key, body, m.ledger, (ident,)))
+            settled.append((taken, failed))
+        await self.pass_on(outputs, settled)
 
 
 class ReduceClient(TierClient):
     """One output per window (a whole batch), or the failing member named."""
 
-    async def handle(self, batches: list[Batch]) -> None:
+    async def handle(self, takes: list[Taken]) -> None:
         step = self.step
         name = step.name
         full = self.full
         outputs: list[QueuedMessage] = []
-        settlements: list[Settlement] = []
-        for batch in batches:
-            members = batch.messages
-            key = batch.receipt.key
-            try:
-                out_key, body = step.reduce(key, [m.body for m in members])
-            except MemberFailed as exc:
-                settlements.append(Settlement(batch.receipt, 0, exc.index, str(exc)))
-                continue
-            ids = tuple(m.id for m in members)
-            outputs.append(QueuedMessage(output_id(name, ids), out_key, body,
-                                         merge_ledgers((m.ledger for m in members), full), ids))
-            settlements.append(Settlement(batch.receipt, len(members)))
+        settled: list[tuple[Taken, list[Settlement]]] = []
+        for taken in takes:
+            failed: list[Settlement] = []
+            messages = taken.messages
+            start = 0
+            for batch, (key, count) in enumerate(zip(taken.keys, taken.counts, strict=True)):
+                members = messages[start:start + count]
+                start += count
+                try:
+                    out_key, body = step.reduce(key, [m.body for m in members])
+                except MemberFailed as exc:
+                    failed.append(Settlement(taken.receipt(batch), 0, exc.index, str(exc)))
+                    continue
+                ids = tuple(m.id for m in members)
+                outputs.append(QueuedMessage(
+                    output_id(name, ids), out_key, body,
+                    merge_ledgers((m.ledger for m in members), full), ids))
+            settled.append((taken, failed))
         self.metrics.windows_closed += len(outputs)
-        await self.pass_on(outputs, settlements)
+        await self.pass_on(outputs, settled)

@@ -1,0 +1,58 @@
+"""The queue server's per-message shortcuts keep their contracts.
+
+``DedupWindow`` remembers ids in chunks (one per journaled enqueue): an id
+stays exactly until its stamp falls before the horizon, a chunk pruned
+early never takes an id that a later chunk added again, and the oldest
+journal entry still needed is the oldest chunk's. A server checks the
+placement of every key it is sent (in one pass) and refuses a misrouted
+enqueue, naming the key and its owner, without storing any of it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.queue import QueuedMessage
+from actors.queue._dedup import DedupWindow
+from actors.queue._ledger import Ledger
+from actors.queue._messages import Enqueue
+from actors.queue._server import MisroutedMessage
+from tests.queue_helpers import drain, open_cluster, sim
+from tests.test_queue_server import keys_on
+
+
+def test_a_dedup_window_keeps_an_id_until_its_stamp_leaves_the_window_exactly() -> None:
+    window = DedupWindow(10.0)
+    window.add(["a", "b"], 100.0, 7)
+    window.add(["c"], 105.0, 9)
+    window.prune(110.0)  # horizon 100.0: stamped at the horizon, still inside
+    assert "a" in window and "b" in window and window.oldest_seq() == 7
+    window.prune(110.000001)
+    assert "a" not in window and "b" not in window and "c" in window
+    assert window.oldest_seq() == 9 and len(window) == 1
+    window.prune(115.000001)
+    assert len(window) == 0 and window.oldest_seq() is None
+
+
+def test_pruning_a_chunk_leaves_an_id_that_a_later_chunk_added_again() -> None:
+    window = DedupWindow(10.0)
+    window.add(["a"], 100.0, 1)
+    window.add(["a", "b"], 104.0, 2)  # replayed after a recovery: "a" again, later
+    window.prune(112.0)
+    assert "a" in window and "b" in window and window.oldest_seq() == 2
+    window.prune(114.5)
+    assert "a" not in window
+
+
+def test_a_server_refuses_an_enqueue_holding_a_key_it_does_not_own() -> None:
+    async def main() -> None:
+        async with open_cluster(servers=2) as (_rt, cluster):
+            mine, theirs = keys_on(cluster, 0, 1)[0], keys_on(cluster, 1, 1)[0]
+            messages = [QueuedMessage(f"id-{key}", key, b"x", Ledger()) for key in (mine, theirs)]
+            with pytest.raises(MisroutedMessage, match=f"key '{theirs}' of queue 'q' belongs "
+                                                       "to server 1"):
+                await cluster.servers[0].ask(Enqueue("q", messages))
+            assert await drain(cluster, "q") == {}  # nothing of the request was stored
+            assert (await cluster.enqueue("q", messages)).accepted == 2
+
+    sim(main)
