@@ -1,5 +1,6 @@
-"""The deploy system across nodes: the controller is a cluster entity; killing its node
-mid-stage resumes the stage on a survivor with the same verdicts.
+"""The deploy system across nodes: the controller and the hosts are cluster entities spread
+over the nodes; killing the node of the controller and of half the hosts mid-stage resumes
+the stage on a survivor with the same verdicts, the hosts move and carry their assignments.
 
 Simulated: ``scenarios/deploy_node_kill.toml`` (three seeded simulated nodes, node-1,
 where the controller runs, killed mid-experiment and restarted). Real: three
@@ -31,9 +32,19 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
     return report
 
 
-def test_the_controller_sits_where_the_scenarios_kill() -> None:
-    """Both scenarios target node-1 because rendezvous places deployment deploy-1 there."""
+HOSTS = [f"deploy-1/deploy.host-{i}" for i in range(6)]
+ON_NODE_1 = 3
+"""Hosts of the six-host scenarios that rendezvous places on node-1 (with the controller)."""
+
+
+def test_the_controller_sits_where_the_scenarios_kill_and_the_hosts_spread() -> None:
+    """The scenarios target node-1 because rendezvous places deployment deploy-1 there;
+    the six hosts of the scenarios are spread over all three nodes, three on node-1."""
     assert rendezvous("DeploymentControllerEntity", "deploy-1", NODES) == "node-1"
+    placed = [rendezvous("DeploymentHostEntity", key, NODES) for key in HOSTS]
+    assert set(placed) == set(NODES) and placed.count("node-1") == ON_NODE_1
+    real = [rendezvous("DeploymentHostEntity", key, NODES) for key in HOSTS[:4]]
+    assert real.count("node-1") == 2  # tests/deploy_real_nodes.toml: 2 of its 4 hosts die
 
 
 def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
@@ -46,9 +57,12 @@ def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
     assert report["metrics"]["verdict_config_b"] == "rejected"  # type: ignore[index]
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
     assert nodes["node-1"]["kills"] == 1 and nodes["node-1"]["node_restarts"] == 1
-    # while node-1 was down a survivor ran the controller; back, node-1 won it again
-    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
-    assert nodes["node-1"]["activations"] == 1
+    # while node-1 was down survivors ran the controller and node-1's three hosts; back,
+    # node-1 won all four again (the hosts read their assignments from the store each time)
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) \
+        >= 1 + ON_NODE_1 + 3  # type: ignore[operator]
+    assert nodes["node-1"]["activations"] == 1 + ON_NODE_1
+    assert report["metrics"]["host_restarts"] == 2 * ON_NODE_1  # type: ignore[index]
     experiment = report["stages"][0]  # type: ignore[index]
     assert experiment["started_at"] < 50.0 < experiment["decided_at"]  # killed mid-bake
     again = _run(capsys, file, "--out", str(tmp_path / "b"))
@@ -66,9 +80,10 @@ def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
     assert report["metrics"]["verdict_config_a"] == "approved"  # type: ignore[index]
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
     assert nodes["node-1"]["state"] == "killed" and nodes["node-1"]["kills"] == 1
-    # a survivor took the controller over (under heavy load its lease can lapse once
-    # more and the other survivor take it: fenced, so still one writer at a time)
-    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
+    # survivors took the controller and node-1's two hosts over (under heavy load a lease
+    # can lapse once more and the other survivor take it: fenced, one writer at a time)
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) \
+        >= 1 + 2 + 2  # type: ignore[operator]
     experiment = report["stages"][0]  # type: ignore[index]
     assert experiment["started_at"] < 1.5 < experiment["decided_at"]
 
@@ -81,9 +96,11 @@ def test_pausing_the_controllers_simulated_node_moves_it_and_keeps_the_verdicts(
     assert all(held.values()) and held["exercised_node_pauses"]
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
     assert nodes["node-1"]["pauses"] == 1 and nodes["node-1"]["kills"] == 0
-    # a survivor took the controller over while node-1 slept; node-1 won it back after
-    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) >= 1  # type: ignore[misc]
-    assert nodes["node-1"]["activations"] == 2
+    # survivors took the controller and the three hosts over while node-1 slept; node-1
+    # found its leases gone when it woke, and won the four back after
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) \
+        >= 1 + ON_NODE_1  # type: ignore[operator]
+    assert nodes["node-1"]["activations"] == 2 * (1 + ON_NODE_1)
 
 
 RANDOM_KILLS = """[[faults]]
