@@ -14,8 +14,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
+import runtime
+from actors.deploy._keys import ledger_log
+from actors.deploy._ledger import Applied
+from actors.deploy._ledger_log import LedgerEntry
+from runtime import Runtime
 from runtime.cli import main
 from runtime.cluster._membership import rendezvous
 
@@ -127,3 +133,55 @@ def test_random_node_kills_by_seed_keep_the_deployment_correct(
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
     kills = sum(n["kills"] for n in nodes.values())  # type: ignore[misc]
     assert 1 <= kills <= 4
+
+
+def _applied(store: str) -> list[Applied]:
+    """Every revision a host applied, as the nodes journaled it (``_ledger_log``)."""
+
+    async def read(rt: Runtime) -> list[Applied]:
+        found: list[Applied] = []
+        for entry in await rt.store.read(ledger_log("deploy-1"), 0, 1_000_000):
+            found += [e for e in msgspec.msgpack.decode(entry.payload, type=list[LedgerEntry])
+                      if isinstance(e, Applied)]
+        return found
+
+    async def main() -> list[Applied]:
+        async with Runtime(store=store) as rt:
+            return await read(rt)
+
+    return runtime.run(main)
+
+
+def test_a_partition_keeps_the_leases_and_the_cut_off_hosts_pull_their_assignments(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """node-1 (controller, three hosts) cut off from node-2 and node-3 for 60 s across the
+    end of config_a's experiment: nothing moves (the store stays reachable, so every lease
+    is renewed), and the hosts on the other side apply the next revisions from the store."""
+    report = _run(capsys, str(ROOT / "scenarios" / "deploy_node_partition.toml"),
+                  "--out", str(tmp_path))
+    held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert all(held.values()) and held["exercised_node_partitions"]
+    nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
+    assert nodes["node-1"]["activations"] == 1 + ON_NODE_1
+    assert report["metrics"]["host_restarts"] == 0  # type: ignore[index]
+    pulled = {a.host for a in _applied(f"sqlite:///{tmp_path}/state.db") if a.how == "pull"}
+    on_node_1 = {f"deploy.host-{i}" for i in (1, 3, 5)}
+    assert pulled and not pulled & on_node_1  # only the cut-off side had to pull
+
+
+@pytest.mark.real_processes
+def test_a_partition_of_node_processes_keeps_the_verdict(
+        tmp_path: Path, postgres_url: Callable[..., str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each node's agent cuts its own links (``tests/test_cluster_partition.py`` proves what
+    a cut does to the traffic); the hosts on node-3 may pull what node-1's controller
+    decided meanwhile, node-1's own hosts never need to."""
+    store = postgres_url()
+    report = _run(capsys, str(ROOT / "tests" / "deploy_real_partition.toml"), "--nodes", "3",
+                  "--store", store, "--out", str(tmp_path / "out"))
+    held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert all(held.values()) and held["exercised_node_partitions"] and held["converged"]
+    logs = {name: (tmp_path / "out" / "nodes" / f"{name}.log").read_text() for name in NODES}
+    assert all('"node.partitioned"' in text for text in logs.values())
+    assert {a.host for a in _applied(store) if a.how == "pull"} <= {
+        "deploy.host-0", "deploy.host-2"}  # node-3's hosts; node-1's were told
