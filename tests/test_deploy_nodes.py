@@ -50,7 +50,7 @@ def test_the_controller_sits_where_the_scenarios_kill_and_the_hosts_spread() -> 
     placed = [rendezvous("DeploymentHostEntity", key, NODES) for key in HOSTS]
     assert set(placed) == set(NODES) and placed.count("node-1") == ON_NODE_1
     real = [rendezvous("DeploymentHostEntity", key, NODES) for key in HOSTS[:4]]
-    assert real.count("node-1") == 2  # tests/deploy_real_nodes.toml: 2 of its 4 hosts die
+    assert real.count("node-1") == 2  # deploy_real_node_kill.toml: 2 of its 4 hosts die
 
 
 def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
@@ -79,7 +79,7 @@ def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
 def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
         tmp_path: Path, postgres_url: Callable[..., str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    report = _run(capsys, str(ROOT / "tests" / "deploy_real_nodes.toml"), "--nodes", "3",
+    report = _run(capsys, str(ROOT / "scenarios" / "deploy_real_node_kill.toml"),
                   "--store", postgres_url(), "--out", str(tmp_path / "out"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_kills"] and held["converged"]

@@ -21,7 +21,7 @@ from runtime.cli import main
 from runtime.scenario import _join
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "tests" / "deploy_real_nodes.toml"  # kill_node node-1 at 1.5 s
+DEPLOY = ROOT / "scenarios" / "deploy_real_node_kill.toml"  # kill_node node-1 at 1.5 s
 SECRET = "join-test-secret"
 
 
@@ -43,7 +43,9 @@ def _secret_file(tmp_path: Path, text: str = SECRET) -> str:
 
 
 def _variant(tmp_path: Path, old: str, new: str) -> str:
-    text = DEPLOY.read_text()
+    """The scenario with ``old`` replaced, and no ``nodes = 3`` (which would check node
+    targets against node-1..3 at load time; a joined cluster's names are its own)."""
+    text = DEPLOY.read_text().replace("nodes = 3\n", "")
     assert old in text
     path = tmp_path / "variant.toml"
     path.write_text(text.replace(old, new))
