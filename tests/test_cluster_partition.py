@@ -15,9 +15,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import msgspec
 import pytest
-from cluster_helpers import Account, AccountState, Balance
+from cluster_helpers import AccountState, account_outcome
 from cluster_node_program import node_processes
 from structlog.testing import capture_logs
 from test_cluster_processes import _deposit
@@ -65,11 +64,7 @@ def test_a_partitioned_node_keeps_its_leases_and_nothing_is_lost_after_the_heal(
                 await asyncio.gather(*(_deposit(rt, key, i) for key in KEYS))
             await asyncio.gather(*(_deposit(rt, key, DEPOSITS // 2) for key in KEYS[1:]
                                    if key not in others))
-            totals = {key: await rt.entity(Account, key).ask(Balance(), timeout=5.0)
-                      for key in KEYS}
-            records = {key: msgspec.msgpack.decode(found.value, type=AccountState)
-                       for key in KEYS
-                       if (found := await rt.store.get(f"acct/{key}")) is not None}
+            totals, records = await account_outcome(rt, KEYS)
             after = await rt.store.lease("entity/Account/k0")
             assert after is not None
             return (totals, records, before.token, after.token, k0_took, others_took,

@@ -185,3 +185,19 @@ def test_a_partition_of_node_processes_keeps_the_verdict(
     assert all('"node.partitioned"' in text for text in logs.values())
     assert {a.host for a in _applied(store) if a.how == "pull"} <= {
         "deploy.host-0", "deploy.host-2"}  # node-3's hosts; node-1's were told
+
+
+@pytest.mark.real_processes
+def test_pausing_the_controllers_node_process_moves_it_and_keeps_the_verdict(
+        tmp_path: Path, postgres_url: Callable[..., str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGSTOP for twice the lease TTL: the survivors activate the controller and node-1's
+    two hosts; node-1 wakes as a zombie whose fenced writes would be refused."""
+    report = _run(capsys, str(ROOT / "tests" / "deploy_real_pause.toml"), "--nodes", "3",
+                  "--store", postgres_url(), "--out", str(tmp_path / "out"))
+    held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    assert all(held.values()) and held["exercised_node_pauses"] and held["converged"]
+    nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
+    assert nodes["node-1"]["state"] == "up" and nodes["node-1"]["pauses"] == 1
+    assert sum(nodes[n]["activations"] for n in ("node-2", "node-3")) \
+        >= 1 + 2 + 2  # type: ignore[operator]

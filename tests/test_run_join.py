@@ -67,7 +67,6 @@ def test_a_run_joins_a_cluster_started_by_hand_and_kills_a_node_through_its_agen
     assert all(held.values()) and held["exercised_node_kills"] and held["converged"]
     assert sorted(report["nodes"]) == ["node-1", "node-2"]
     assert report["nodes"]["node-1"]["state"] == "killed"
-    assert report["nodes"]["node-2"]["activations"] >= 1  # the entities went to node-2
     # the node SIGKILLed itself; the run started none and stopped none
     assert fleet.processes["node-1"].wait(timeout=10) == -signal.SIGKILL
     assert fleet.running() == ["node-2"]

@@ -9,7 +9,8 @@ Policy:
   starts no node and stops none: the scenario's nodes are the ``shardline
   node`` processes that are live in the store's membership when it starts.
 - It waits up to :data:`JOIN_WAIT` seconds for at least one live node, and
-  then for one that answers through the handshake; neither is a
+  then for one that answers through the handshake (and then until the
+  membership held still for one lease TTL); neither is a
   ``ScenarioError`` (exit 2) naming the store, and for the second, the
   secret. The clock is real (the nodes keep the real one), so a scenario
   with ``clock = "simulated"`` is refused.
@@ -107,6 +108,7 @@ class JoinedNodes(ScenarioNodes):
                     f"{where}: none of its nodes ({', '.join(names)}) answered through the "
                     "cluster handshake; is the secret the same as the nodes'?")
             await asyncio.sleep(0.25)
+        names = await self._settled(driver, names)
         self.names = names
         self.tally = {name: NodeTally() for name in names}
         for index, fault in enumerate(self._faults):
@@ -117,6 +119,18 @@ class JoinedNodes(ScenarioNodes):
                     f"node of the cluster; expected a name or glob matching one of: "
                     f"{', '.join(names)}")
         _log.info("run.joined", nodes=names)
+
+    @staticmethod
+    async def _settled(driver: Runtime, names: list[str]) -> list[str]:
+        """The live nodes once the membership held still for one lease TTL (a node that
+        just started, or whose renewal was late, may be rejoining)."""
+        stable_since = driver.now()
+        while driver.now() - stable_since < NODE_LEASE_TTL:
+            await asyncio.sleep(NODE_LEASE_TTL / 8)
+            now = [name for name in driver.nodes() if name != driver.node_name]
+            if now != names and now:
+                names, stable_since = now, driver.now()
+        return names
 
     def _kill(self, name: str) -> None:
         assert self.driver is not None
