@@ -81,7 +81,9 @@ def add_node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.set_defaults(handler=cmd_node)
 
 
-def _secret(args: argparse.Namespace) -> str:
+def read_secret(args: argparse.Namespace) -> str:
+    """The cluster secret of ``--secret-file`` or ``--secret-env``; ``ValueError`` naming
+    the option (never the secret)."""
     if args.secret_file is not None:
         try:
             text = Path(args.secret_file).read_text(encoding="utf-8").strip()
@@ -114,7 +116,7 @@ def node_options(args: argparse.Namespace) -> NodeOptions:
         raise ValueError(f"--lease-ttl: {exc}") from None
     if lease_ttl <= 0:
         raise ValueError(f"--lease-ttl: expected a positive duration, got {args.lease_ttl!r}")
-    return NodeOptions(store, args.listen, _secret(args), args.name, lease_ttl)
+    return NodeOptions(store, args.listen, read_secret(args), args.name, lease_ttl)
 
 
 def cmd_node(args: argparse.Namespace) -> int:

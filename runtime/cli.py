@@ -23,7 +23,8 @@ from typing import TextIO
 
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
-from runtime._node_cli import add_node_parser
+from runtime._node_cli import add_node_parser, read_secret
+from runtime.cluster._config import split_address
 from runtime.scenario import (
     LoadedScenario,
     default_out_dir,
@@ -33,6 +34,7 @@ from runtime.scenario import (
 )
 from runtime.scenario._catalog import shipped_dir, shipped_scenarios, system_catalog
 from runtime.scenario._fresh import clear_run
+from runtime.scenario._join import JoinOptions
 
 EXIT_OK, EXIT_INVARIANT, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -66,6 +68,15 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="run across N node processes node-1..node-N on loopback (real "
                           "clock) or N simulated nodes (simulated clock); needs a "
                           "postgresql:// store")
+    run.add_argument("--join", action="store_true",
+                     help="drive the scenario through the live `shardline node` processes "
+                          "of the --store's cluster (starts none); needs the cluster secret")
+    secret = run.add_mutually_exclusive_group()
+    secret.add_argument("--secret-file", help="with --join: file holding the cluster secret")
+    secret.add_argument("--secret-env", metavar="VAR",
+                        help="with --join: environment variable holding the cluster secret")
+    run.add_argument("--listen", default=None, metavar="HOST:PORT",
+                     help="with --join: where the nodes reach this run (default 127.0.0.1:0)")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                      help="level of events written to <out>/events.jsonl (default info)")
     run.set_defaults(handler=_cmd_run)
@@ -135,7 +146,32 @@ def _out_dir(args: argparse.Namespace, loaded: LoadedScenario) -> Path:
     return Path(args.out) / loaded.header.name if len(args.files) > 1 else Path(args.out)
 
 
+def _join_options(args: argparse.Namespace) -> JoinOptions | None:
+    """``--join`` and its options, validated; ``ValueError`` naming the bad option."""
+    secret_given = args.secret_file is not None or args.secret_env is not None
+    if not args.join:
+        if secret_given or args.listen is not None:
+            raise ValueError("--secret-file, --secret-env and --listen belong to --join")
+        return None
+    if args.nodes is not None:
+        raise ValueError("--join drives a cluster started by hand and --nodes starts one: "
+                         "give one of them")
+    if not secret_given:
+        raise ValueError("--join needs the cluster secret: --secret-file FILE or "
+                         "--secret-env VAR")
+    listen = args.listen or "127.0.0.1:0"
+    try:
+        split_address(listen)
+    except ValueError as exc:
+        raise ValueError(f"--listen: {exc}") from None
+    return JoinOptions(read_secret(args), listen)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        args.join_options = _join_options(args)
+    except ValueError as exc:
+        return _error(str(exc))
     scenarios = _load_all(args.files)
     if scenarios is None:
         return EXIT_BAD_INPUT
@@ -175,7 +211,8 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
         progress = _progress_printer(sys.stderr) if interactive else None
         try:
             report = run_scenario(loaded, seed=args.seed, store=store, out=out_dir,
-                                  progress=progress, nodes=args.nodes)
+                                  progress=progress, nodes=args.nodes,
+                                  join=args.join_options)
         except (ScenarioError, StoreError) as exc:
             if interactive:
                 sys.stderr.write("\r\x1b[K")

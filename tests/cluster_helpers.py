@@ -68,6 +68,15 @@ class Account(Actor[Deposit | Balance]):
         return new.total
 
 
+async def account_outcome(rt: Runtime, keys: Sequence[str]) -> tuple[
+        dict[str, object], dict[str, AccountState]]:
+    """Each account's balance as its entity answers it, and its state as stored."""
+    totals = {key: await rt.entity(Account, key).ask(Balance(), timeout=5.0) for key in keys}
+    records = {key: msgspec.msgpack.decode(found.value, type=AccountState) for key in keys
+               if (found := await rt.store.get(f"acct/{key}")) is not None}
+    return totals, records
+
+
 async def shared_memory_store() -> Store:
     """One ``memory://`` store for every node of a simulated cluster, on its clock."""
     return await open_store("memory://", clock=Clock(asyncio.get_running_loop(), True).wall)

@@ -28,6 +28,7 @@ from cluster_helpers import Account
 
 import runtime
 from runtime import Actor, Cluster, Message, Runtime, configure_logging
+from runtime.cluster._agent import AGENT_NAME, NodeAgent
 
 
 class Bump(Message, frozen=True):
@@ -51,6 +52,7 @@ async def main(url: str, name: str, hosts: bool, ttl: float) -> None:
                       lease_ttl=ttl)
     async with Runtime(store=url, cluster=cluster) as rt:
         await rt.spawn(Echo, name="echo", mailbox_capacity=100_000)
+        await rt.spawn(NodeAgent, name=AGENT_NAME)  # node faults a driver strikes through it
         if hosts:
             rt.register_entity(Account)
         # A node process is long-lived: take what start-up built (store driver, pools,

@@ -17,9 +17,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import msgspec
 import pytest
-from cluster_helpers import Account, AccountState, Balance, Deposit
+from cluster_helpers import Account, AccountState, Deposit, account_outcome
 from cluster_node_program import node_processes
 from structlog.testing import capture_logs
 
@@ -65,11 +64,7 @@ def test_sigkill_of_a_node_loses_nothing_and_its_entity_comes_back_on_a_survivor
             for i in range(DEPOSITS // 2 + 1, DEPOSITS):
                 await asyncio.gather(*(_deposit(rt, key, i) for key in KEYS))
             await asyncio.gather(*(_deposit(rt, key, DEPOSITS // 2) for key in KEYS[1:]))
-            totals = {key: await rt.entity(Account, key).ask(Balance(), timeout=5.0)
-                      for key in KEYS}
-            records = {key: msgspec.msgpack.decode(found.value, type=AccountState)
-                       for key in KEYS
-                       if (found := await rt.store.get(f"acct/{key}")) is not None}
+            totals, records = await account_outcome(rt, KEYS)
             now_on = await rt.store.lease("entity/Account/k0")
             assert now_on is not None
             return totals, records, victim, owner_node(now_on.owner), failover

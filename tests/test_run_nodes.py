@@ -70,8 +70,8 @@ def test_bad_node_counts_and_stores_are_exit_2(
     ("nodes = 3", KILL.format(target="node-9", at="1s", extra=""), "real",
      "faults[0].target: 'node-9' matches no node; expected a name or glob matching one of: "
      "node-1, node-2, node-3"),
-    ("nodes = 2", '[[faults]]\nkind = "partition"\ntarget = "node-1|node-2"\nat = "1s"\n',
-     "real", "faults[0].kind: 'partition' acts on simulated nodes only"),
+    ("nodes = 2", '[[faults]]\nkind = "partition"\ntarget = "node-1|node-7"\nat = "1s"\n',
+     "real", "faults[0].target: 'node-7' matches no node"),
     ("nodes = 0", "", "real", "scenario.nodes: expected at least 1 node, got 0"),
     ("nodes = 2", '[[faults]]\nkind = "pause_node"\ntarget = "node-1"\nat = "1s"\n'
      'restart_after = "1s"\n', "real", "restart_after belongs to kill_node faults"),

@@ -40,6 +40,7 @@ class DeploymentContext:
         request_rate: float = 0.0,
         tick: float = 0.5,
         metrics_name: str = "deploy.metrics",
+        ledger: FleetLedger | None = None,
     ) -> None:
         problems = spec.problems()
         if problems:
@@ -57,7 +58,7 @@ class DeploymentContext:
         self.handler = handler
         self.host_rate = request_rate / len(spec.hosts)
         self.tick = tick
-        self.ledger = FleetLedger()
+        self.ledger = ledger if ledger is not None else FleetLedger()
         self.metrics = MetricsStore(rt, spec.deployment, name=metrics_name, ledger=self.ledger)
         self.silent_until: dict[str, float] = {}
         self.finished = asyncio.Event()

@@ -2,11 +2,11 @@
 
 Contract:
 
-- The driver (the node that runs the hosts and checks the invariants)
-  writes a :class:`DeploymentRecipe` under ``keys.recipe_key(deployment)``
-  and then pokes the entity ``DeploymentControllerEntity/<deployment>``
-  with ``ReadDeployment`` every ``tick``; the first poke activates it on the
-  node rendezvous hashing picks among the nodes hosting the kind.
+- The driver (the node that checks the invariants) writes the deployment's
+  recipe (``_recipe``) and then pokes the entity
+  ``DeploymentControllerEntity/<deployment>`` with ``ReadDeployment`` every
+  ``tick``; the first poke activates it on the node rendezvous hashing
+  picks among the nodes hosting the kind.
 - The entity builds itself from the recipe in ``recover`` (an entity is
   handed no Python object) and then recovers exactly as the in-process
   controller does: the whole deployment state is in the store, so after
@@ -15,64 +15,40 @@ Contract:
   same samples (the metrics are store logs).
 - It writes the state under its lease's fence: a paused node that wakes
   up after the entity moved cannot overwrite a later decision.
-- It tells hosts their assignments through remote refs to the driver.
-  The transport is at most once; a host that missed one still has its
-  record, which it reads when it restarts, and a replayed step tells
-  every host again.
+- The hosts are entities too (``_host_entity``), spread over the nodes; it
+  tells them their assignments through entity refs, which re-send until
+  the host has it. A host that missed one still reads its record, when it
+  starts and at every report, and a replayed step tells every host again.
 """
 
 from __future__ import annotations
 
-import msgspec
-
-from actors.deploy import _keys as keys
-from actors.deploy._context import DeploymentContext, DeploymentError
 from actors.deploy._controller import DeploymentController
-from actors.deploy._host import Assign, DeploymentHost
-from actors.deploy._spec import DeploymentSpec
+from actors.deploy._host import Assign
+from actors.deploy._host_entity import DeploymentHostEntity, host_entity_key
+from actors.deploy._recipe import node_context
 from runtime import ShardlineError
-from runtime._durations import seconds_dec_hook, seconds_enc_hook
 from runtime.store import Fence
-
-
-class DeploymentRecipe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a node needs to run a deployment's controller: the spec, the name its
-    actors carry, and the node whose hosts it drives."""
-
-    spec: DeploymentSpec
-    name: str
-    driver: str
-
-
-encode_recipe = msgspec.msgpack.Encoder(enc_hook=seconds_enc_hook).encode
-_decode_recipe = msgspec.msgpack.Decoder(DeploymentRecipe, dec_hook=seconds_dec_hook).decode
 
 
 class DeploymentControllerEntity(DeploymentController):
     """``DeploymentController`` activated by key (the deployment id) on any node."""
 
     def __init__(self) -> None:  # built from the stored recipe in recover
-        self.driver = ""
+        pass
 
     async def started(self) -> None:
-        """The fleet ledger lives with the hosts on the driver; nothing to note here."""
+        """The fleet ledger is the driver's; nothing to note here."""
 
     async def recover(self) -> None:
-        deployment = self.entity_key
-        stored = await self.runtime.store.get(keys.recipe_key(deployment))
-        if stored is None:
-            raise DeploymentError(f"deployment {deployment!r}: no recipe in the store; "
-                                  "the driver writes it before the first message")
-        recipe = _decode_recipe(stored.value)
-        DeploymentController.__init__(self, DeploymentContext(
-            self.runtime, recipe.spec, metrics_name=f"{recipe.name}.metrics"))
-        self.driver = recipe.driver
+        DeploymentController.__init__(self, await node_context(self.runtime, self.entity_key))
         await super().recover()
 
     def _tell_host(self, host: str, msg: Assign) -> None:
+        key = host_entity_key(self.spec.deployment, host)
         try:
-            self.runtime.remote(self.driver, host, DeploymentHost).tell_nowait(msg)
-        except ShardlineError as exc:  # the host reads its record when it restarts
+            self.runtime.entity(DeploymentHostEntity, key).tell_nowait(msg)
+        except ShardlineError as exc:  # the host reads its record at its next report
             self.log.warning("deploy.assign_unsent", host=host, error=str(exc))
 
     def _fence(self) -> Fence | None:

@@ -60,7 +60,11 @@ class ReadHostStatus(Message, frozen=True):
     """Answered with the host's :class:`HostStatus`."""
 
 
-HostMsg = Assign | Tick | Flush | Serve | ReadHostStatus
+class Retire(Message, frozen=True):
+    """The deployment is over: publish what is buffered and stop."""
+
+
+HostMsg = Assign | Tick | Flush | Serve | ReadHostStatus | Retire
 
 
 class HostStatus(msgspec.Struct, frozen=True):
@@ -123,15 +127,20 @@ class DeploymentHost(Actor[HostMsg]):
         self.seq = 0
         self.last_tick = 0.0
 
+    @property
+    def host_name(self) -> str:
+        """The host's name in the deployment (the name the controller assigns to)."""
+        return self.name
+
     async def started(self) -> None:
         self.rng = random.Random(self.random.getrandbits(64))
         self.nonce = self.rng.getrandbits(32)
-        self.ctx.ledger.started(self.ctx.wall(), self.name)
+        self.ctx.ledger.started(self.ctx.wall(), self.host_name)
 
     async def recover(self) -> None:
         """Come back with exactly the assigned versions, then resume traffic and reports."""
         ctx = self.ctx
-        stored = await self.runtime.store.get(keys.host_key(ctx.spec.deployment, self.name))
+        stored = await self.runtime.store.get(keys.host_key(ctx.spec.deployment, self.host_name))
         if stored is not None:
             self._apply(_decode_assignment(stored.value), "recover")
         else:
@@ -144,8 +153,8 @@ class DeploymentHost(Actor[HostMsg]):
     async def stopped(self) -> None:
         """A crash loses what was not yet published (a planned stop is not counted)."""
         if not self.ctx.stopping:
-            self.ctx.ledger.unreported += sum(b.requests for b in self.buffer.values()) + sum(
-                v.requests for r in self.pending for v in r.variants.values())
+            self.ctx.ledger.lost(sum(b.requests for b in self.buffer.values()) + sum(
+                v.requests for r in self.pending for v in r.variants.values()))
 
     async def receive(self, msg: HostMsg) -> object:
         match msg:
@@ -158,9 +167,13 @@ class DeploymentHost(Actor[HostMsg]):
                     self._apply(assignment, "assign")
             case Serve(request_id=request_id, payload=payload):
                 return await self._serve(request_id, payload)
+            case Retire():
+                self.ctx.stopping = True
+                await self._flush()
+                self.stop()
             case ReadHostStatus():
                 a = self.assignment
-                return HostStatus(self.name, a.revision, a.step, dict(a.control),
+                return HostStatus(self.host_name, a.revision, a.step, dict(a.control),
                                   dict(a.experiment), a.fraction,
                                   sum(b.requests for b in self.buffer.values()))
         return None
@@ -168,7 +181,7 @@ class DeploymentHost(Actor[HostMsg]):
     def _apply(self, assignment: Assignment, how: str) -> None:
         self.assignment = assignment
         self.configs = {v: assignment.versions(v) for v in ("control", "experiment")}
-        self.ctx.ledger.applied_revision(self.ctx.wall(), self.name, assignment.revision,
+        self.ctx.ledger.applied_revision(self.ctx.wall(), self.host_name, assignment.revision,
                                          assignment.step, how)
         self.log.info("host.assigned", revision=assignment.revision, step=assignment.step,
                       how=how)
@@ -197,9 +210,10 @@ class DeploymentHost(Actor[HostMsg]):
         served = {"control": [0, 0], "experiment": [0, 0]}
         for _ in range(count):
             self.seq += 1
-            request_id = f"{self.name}.{self.nonce:08x}.{self.seq}"
+            request_id = f"{self.host_name}.{self.nonce:08x}.{self.seq}"
             variant = variant_for(request_id, a.experiment_id, a.fraction)
-            result = model(self.configs[variant], Request(request_id, self.name, now), self.rng)
+            request = Request(request_id, self.host_name, now)
+            result = model(self.configs[variant], request, self.rng)
             latency, ok = self._check_result(result)
             self._record(variant, latency, ok)
             tally = served[variant]
@@ -213,13 +227,13 @@ class DeploymentHost(Actor[HostMsg]):
         if (isinstance(result, tuple) and len(result) == 2
                 and isinstance(result[0], int | float) and result[0] >= 0):
             return float(result[0]), bool(result[1])
-        raise DeploymentError(f"host {self.name!r}: the service model returned {result!r}; "
+        raise DeploymentError(f"host {self.host_name!r}: the service model returned {result!r}; "
                               "expected (latency_seconds >= 0, ok)")
 
     async def _serve(self, request_id: str, payload: bytes) -> Served:
         handler = self.ctx.handler
         if handler is None:
-            raise DeploymentError(f"host {self.name!r} has no application handler for Serve")
+            raise DeploymentError(f"host {self.host_name!r} has no application handler for Serve")
         a = self.assignment
         variant = variant_for(request_id, a.experiment_id, a.fraction)
         configs = self.configs[variant]
@@ -227,7 +241,7 @@ class DeploymentHost(Actor[HostMsg]):
         result: object = None
         error = ""
         try:
-            result = await handler(configs, Request(request_id, self.name, started, payload))
+            result = await handler(configs, Request(request_id, self.host_name, started, payload))
         except Exception as exc:  # the application's failure is an outcome, not our crash
             error = f"{type(exc).__name__}: {exc}"
         latency = self.now() - started
@@ -240,16 +254,17 @@ class DeploymentHost(Actor[HostMsg]):
         ctx = self.ctx
         now = self.now()
         upto = ctx.wall()
-        fault = ctx.rt.faults.fire("stop_reporting", self.name)
+        fault = ctx.rt.faults.fire("stop_reporting", self.host_name)
         if fault is not None:  # a broken metrics agent: silent for the fault's duration
             until = now + fault.duration if fault.duration > 0 else math.inf
-            ctx.silent_until[self.name] = max(until, ctx.silent_until.get(self.name, until))
-            ctx.ledger.note(upto, "stop_reporting", self.name)
-        silent = ctx.silent_until.get(self.name, float("-inf"))
+            host = self.host_name
+            ctx.silent_until[host] = max(until, ctx.silent_until.get(host, until))
+            ctx.ledger.note(upto, "stop_reporting", host)
+        silent = ctx.silent_until.get(self.host_name, float("-inf"))
         buffered = self._take_buffer(upto)
         if now < silent:
-            ctx.ledger.silenced_reports += 1
-            ctx.ledger.unreported += sum(v.requests for r in buffered for v in r.variants.values())
+            ctx.ledger.lost(sum(v.requests for r in buffered for v in r.variants.values()),
+                            silenced_report=True)
             return
         self.pending.extend(buffered)
         if not self.pending:
@@ -268,5 +283,5 @@ class DeploymentHost(Actor[HostMsg]):
             by_step.setdefault(step, {})[variant] = VariantOutcomes(
                 buf.requests, buf.errors, buf.latencies)
         self.buffer = {}
-        return [MetricsReport(self.name, step, a.revision, upto, variants)
+        return [MetricsReport(self.host_name, step, a.revision, upto, variants)
                 for step, variants in by_step.items()]

@@ -26,3 +26,8 @@ def generation_key(name: str) -> str:
 def recipe_key(deployment: str) -> str:
     """What a controller entity on any node builds itself from (``DeploymentRecipe``)."""
     return f"deploy/{deployment}/recipe"
+
+
+def ledger_log(deployment: str) -> str:
+    """What hosts on cluster nodes served and applied (``_ledger_log``), for the checks."""
+    return f"deploy/{deployment}/ledger"

@@ -16,7 +16,7 @@ import msgspec
 from runtime.scenario import Observation
 
 
-class Applied(msgspec.Struct, frozen=True):
+class Applied(msgspec.Struct, frozen=True, tag=True):
     """A host started serving ``revision`` at store-clock ``time`` (``how``: assign or recover)."""
 
     time: float
@@ -51,6 +51,11 @@ class FleetLedger:
         if actor in self._started:
             self.note(time, "restart", actor)
         self._started.add(actor)
+
+    def lost(self, requests: int, *, silenced_report: bool = False) -> None:
+        """Requests served but never reported (lost with a crash, or by a silenced host)."""
+        self.unreported += requests
+        self.silenced_reports += silenced_report
 
     def restarts(self, prefix: str = "") -> int:
         return sum(1 for _, kind, who in self.events

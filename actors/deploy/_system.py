@@ -42,12 +42,12 @@ from actors.deploy._config import DeployConfig, DeployExpect
 from actors.deploy._entity import DeploymentControllerEntity
 from actors.deploy._fleet import Fleet
 from actors.deploy._host import HostStatus, ReadHostStatus
-from actors.deploy._model import LatencyModel, ServiceModel, Truth
+from actors.deploy._host_entity import DeploymentHostEntity, status_of
+from actors.deploy._model import LatencyModel, Truth
 from actors.deploy._records import Assignment, DeploymentState
 from actors.deploy._report import exercised, fault_events, metrics, stages_json
 from actors.deploy._spec import DeploymentSpec, wave_sizes
 from runtime import Backoff, Runtime, ShardlineError
-from runtime._callables import resolve_callable
 from runtime.scenario import (
     InvariantResult,
     ScenarioContext,
@@ -91,8 +91,7 @@ async def _host_statuses(rt: Runtime, fleet: Fleet) -> list[HostStatus]:
                 rt.trace.record(rt.now(), "status_retry", host, type(exc).__name__)
                 await rt.sleep(_STATUS_RETRY.delay(attempt, rt.random.random()))
                 continue
-            assert isinstance(status, HostStatus)
-            found.append(status)
+            found.append(status_of(status))
             break
     return found
 
@@ -118,8 +117,10 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
                      "metrics_outage": "deploy.metrics"}
 
     def register_node(self, rt: Runtime) -> None:
-        """A node may run deployment controllers (one entity per deployment)."""
+        """A node may run deployment controllers (one entity per deployment) and hosts
+        (one entity per host of a deployment)."""
         rt.register_entity(DeploymentControllerEntity)
+        rt.register_entity(DeploymentHostEntity)
 
     def check(self, config: DeployConfig, expect: DeployExpect) -> list[tuple[str, str]]:
         return config.problems() + [(f"expect.{f}", m) for f, m in expect.problems(config)]
@@ -152,16 +153,11 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
             deployment, [f"{config.name}.host-{i}" for i in range(config.hosts)],
             list(config.configs), config.analysis, float(config.report_interval),
             float(config.apply_interval))
-        model: ServiceModel
-        if isinstance(config.model, LatencyModel):
-            model = config.model
-        else:
-            model = resolve_callable(config.model, what="service model")  # type: ignore[assignment]
-        fleet = Fleet(rt, spec, model=model, request_rate=config.request_rate,
+        fleet = Fleet(rt, spec, model=config.model, request_rate=config.request_rate,
                       tick=float(config.tick), name=config.name,
                       max_restarts=config.max_restarts, within=float(config.within),
                       restart_backoff=config.restart_backoff,
-                      controller_on_nodes=rt.node_name is not None)
+                      on_nodes=rt.node_name is not None)
         await fleet.start()
         ctx.observe(fleet.context.ledger.observation)
         finished = await self._wait(ctx, fleet)

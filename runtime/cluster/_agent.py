@@ -2,7 +2,9 @@
 
 Every ``shardline node`` spawns it under the name :data:`AGENT_NAME`. A
 peer (another node, or the ``shardline run --nodes`` driver) asks it
-:class:`DescribeNode` and gets a :class:`NodeReport`; any answer, even an
+:class:`DescribeNode` and gets a :class:`NodeReport`; a driver strikes the
+node faults through it that it cannot inflict from outside (``CutLinks``
+for a partition, ``KillNode`` on a node it did not start); any answer, even an
 error, proves that the two processes share the cluster secret, because no
 frame is read before the handshake. :func:`unreachable_peers` uses exactly
 that to tell a node whose secret is wrong from one that merely has not
@@ -12,15 +14,19 @@ spawned its agent yet.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import msgspec
+import structlog
 
 from runtime._actor import Actor
-from runtime._errors import AskTimeout
+from runtime._errors import AskTimeout, ShardlineError
 from runtime._message import Message
 from runtime._system import Runtime
 
 AGENT_NAME = "shardline.node"
+_log = structlog.get_logger("shardline")
 
 
 class DescribeNode(Message, frozen=True):
@@ -44,10 +50,37 @@ class NodeReport(msgspec.Struct, frozen=True):
     restarts: int
 
 
-class NodeAgent(Actor[DescribeNode]):
-    """Answers :class:`DescribeNode` with this node's :class:`NodeReport`."""
+class CutLinks(Message, frozen=True):
+    """Cut this node's cluster links to ``peers`` for ``seconds`` (``runtime.cluster._cuts``);
+    answered with ``True`` once cut."""
 
-    async def receive(self, msg: DescribeNode) -> NodeReport:
+    peers: list[str]
+    seconds: float
+
+
+class KillNode(Message, frozen=True):
+    """SIGKILL this node's own process (a driver that did not start it cannot signal it);
+    there is no answer: the process is gone."""
+
+
+AgentMsg = DescribeNode | CutLinks | KillNode
+
+
+class NodeAgent(Actor[AgentMsg]):
+    """Answers for this node: its report, and the node faults a driver asks of it."""
+
+    async def receive(self, msg: AgentMsg) -> NodeReport | bool:
+        match msg:
+            case CutLinks(peers=peers, seconds=seconds):
+                self.runtime._node().cuts.cut(peers, seconds)
+                self.log.warning("node.partitioned", peers=peers, seconds=seconds)
+                return True
+            case KillNode():
+                self.log.warning("node.killing_itself")
+                if self.runtime.simulated:  # a node of a simulation shares the process
+                    self.runtime._node().kill()
+                else:
+                    os.kill(os.getpid(), signal.SIGKILL)
         return describe(self.runtime)
 
 
@@ -67,6 +100,36 @@ async def ask_report(rt: Runtime, node: str, timeout: float) -> NodeReport:
     if isinstance(reply, NodeReport):  # the agent of this very node
         return reply
     return msgspec.convert(reply, NodeReport)  # a remote reply arrives as plain data
+
+
+async def cut_apart(rt: Runtime, groups: list[list[str]], seconds: float,
+                    timeout: float = 2.0) -> list[str]:
+    """Ask every node of each group to cut its links to the nodes of the other groups for
+    ``seconds``; the nodes whose agent did not confirm (they may be down). The asker may
+    be in a group itself (its own agent must be spawned then)."""
+
+    async def cut(node: str, peers: list[str]) -> bool:
+        try:
+            await rt.remote(node, AGENT_NAME, NodeAgent).ask(CutLinks(peers, float(seconds)),
+                                                             timeout=timeout)
+        except ShardlineError as exc:
+            _log.warning("node.cut_failed", node=node, error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    orders = [(node, [peer for other in groups if other is not group for peer in other])
+              for group in groups for node in group]
+    # The asker's own links are cut by the asker alone, and last (one side's cut severs
+    # both directions): a node that cut the asker could not confirm, and the asker's
+    # cut would drop its asks to the other side.
+    remote = [(node, [peer for peer in peers if peer != rt.node_name])
+              for node, peers in orders if node != rt.node_name]
+    done = await asyncio.gather(*(cut(node, peers) for node, peers in remote))
+    missed = [node for (node, _), ok in zip(remote, done, strict=True) if not ok]
+    for node, peers in orders:
+        if node == rt.node_name and not await cut(node, peers):
+            missed.append(node)
+    return missed
 
 
 async def unreachable_peers(rt: Runtime, timeout: float) -> list[str]:

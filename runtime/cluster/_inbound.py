@@ -43,7 +43,12 @@ async def serve(self: ClusterNode, link: Link) -> None:
         self.hints[peer] = hello[0].address
         self.event("connection.up", peer, "inbound")
         while True:
+            if self.cuts.is_cut(peer):
+                raise LinkClosed(f"partitioned from {peer} (cluster network cut)")
             frame = await link.receive()
+            if self.cuts.is_cut(peer):
+                self.cuts.dropped += 1
+                raise LinkClosed(f"partitioned from {peer} (cluster network cut)")
             self.frames_in += 1
             self.bytes_in += len(frame)
             items = f.decode_frame(frame)

@@ -30,6 +30,7 @@ from runtime._errors import ShardlineError
 from runtime._ref import _LocalRef
 from runtime.cluster import _frames as f
 from runtime.cluster._config import Cluster
+from runtime.cluster._cuts import LinkCuts
 from runtime.cluster._entities import EntityHost
 from runtime.cluster._errors import ClusterError
 from runtime.cluster._inbound import serve
@@ -78,6 +79,7 @@ class ClusterNode:
         """Addresses peers announced in their ``Hello`` (before membership lists them)."""
         self._replies: dict[int, tuple[asyncio.Future[object], str, asyncio.TimerHandle]] = {}
         self.watches = RemoteWatches(self)
+        self.cuts = LinkCuts()
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._ids = 0
         self._paused_until = 0.0

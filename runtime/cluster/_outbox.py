@@ -74,6 +74,9 @@ class Outbox:
                 await self._wakeup
                 continue
             await node.unpaused()
+            if node.cuts.is_cut(self.peer):  # a partition: what is queued is lost
+                self._drop_cut()
+                continue
             link = self.link or await self._connect()
             if link is None:
                 continue
@@ -120,6 +123,14 @@ class Outbox:
         self.link = link
         node.event("connection.up", self.peer, "outbound")
         return link
+
+    def _drop_cut(self) -> None:
+        node = self.node
+        node.cuts.dropped += len(self.items)
+        self.items.clear()
+        self._wake_senders()
+        if self.link is not None:
+            self._lost("partitioned")
 
     def _give_up(self, why: str) -> None:
         node = self.node

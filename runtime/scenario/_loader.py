@@ -218,17 +218,13 @@ def _node_floors(file: str, raw: dict[str, Any]) -> tuple[dict[str, Any], NodeEx
 
 def check_node_faults(file: str, faults: Sequence[Fault], nodes: int | None,
                       clock: str, *, require_nodes: bool = True) -> None:
-    """Node faults need nodes, a target among them, and (partition) simulated nodes;
+    """Node faults need nodes and a target among them;
     with ``nodes`` unknown (``None``) and not ``require_nodes``, targets are not checked."""
     from runtime.scenario._nodes import NODE_FAULT_KINDS, node_names
 
     for index, fault in enumerate(faults):
         if fault.kind not in NODE_FAULT_KINDS:
             continue
-        if fault.kind == "partition" and clock != "simulated":
-            raise _fail(file, f"faults[{index}].kind",
-                        "'partition' acts on simulated nodes only (clock = \"simulated\"): "
-                        "cutting node processes apart needs control of the host's network")
         if nodes is None:
             if not require_nodes:
                 continue

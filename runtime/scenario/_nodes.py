@@ -18,9 +18,12 @@ Policy:
   its simulated twin), with ``restart_after`` the node is started again
   under the same name once its old membership lease has expired;
   ``pause_node`` is SIGSTOP for ``duration`` then SIGCONT; ``partition``
-  (simulated nodes only: cutting processes apart needs control of the
-  host's network) cuts the groups of its target (``"node-1|node-2,node-3"``)
-  apart for ``duration``.
+  cuts the groups of its target (``"node-1|node-2,node-3"``) apart for
+  ``duration``: on simulated nodes in the simulated network, on processes
+  through each node's agent, which drops the cluster frames to and from
+  the other side and heals by itself (``runtime.cluster._cuts``). It is a
+  cluster-network partition: the store stays reachable from both sides,
+  and the driver from every node.
 - The report's ``nodes`` holds, per node, what its agent answered at the
   end (counters since its last start) and the kills, pauses and restarts
   the run inflicted.
@@ -43,7 +46,7 @@ from runtime._errors import ScenarioError, ShardlineError
 from runtime._faults import Fault
 from runtime._node_fleet import NodeFleet, shared_store
 from runtime._system import Runtime
-from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report
+from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report, cut_apart
 from runtime.cluster._config import Cluster
 from runtime.cluster._simnet import SimulatedNetwork
 from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
@@ -267,7 +270,13 @@ class ProcessNodes(ScenarioNodes):
         await asyncio.to_thread(self.fleet.restart, name)
 
     def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        raise ShardlineError("partition acts on simulated nodes only")
+        self._spawn(self._cut_apart(groups, seconds))
+
+    async def _cut_apart(self, groups: list[list[str]], seconds: float) -> None:
+        assert self.driver is not None
+        missed = await cut_apart(self.driver, groups, seconds)
+        if missed:
+            _log.warning("node.partition_unconfirmed", nodes=missed)
 
     async def stop(self) -> None:
         self._cancel_tasks()

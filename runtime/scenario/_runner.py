@@ -18,8 +18,15 @@ from runtime._errors import StoreError
 from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
+from runtime.scenario._join import JoinedNodes, JoinOptions, check_join_run
 from runtime.scenario._loader import LoadedScenario, check_node_faults
-from runtime.scenario._nodes import check_node_run, node_floors, scenario_nodes, start_nodes
+from runtime.scenario._nodes import (
+    ScenarioNodes,
+    check_node_run,
+    node_floors,
+    scenario_nodes,
+    start_nodes,
+)
 from runtime.scenario._report import Report
 from runtime.scenario._sampler import Sample, Sampler
 from runtime.scenario._system_api import (
@@ -49,6 +56,7 @@ def run_scenario(
     progress: ProgressFn | None = None,
     on_sample: Callable[[Sample], None] | None = None,
     nodes: int | None = None,
+    join: JoinOptions | None = None,
 ) -> Report:
     """Run ``loaded`` to completion (or its timeout) and return the report.
 
@@ -59,6 +67,8 @@ def run_scenario(
     ``<out>/samples.jsonl`` (rewritten each run) and to ``on_sample``.
     ``nodes`` (else ``[scenario] nodes``) runs it across that many nodes
     (``runtime.scenario._nodes``); they need a shared store (``ScenarioError``).
+    ``join`` drives it through the live nodes of an existing cluster instead
+    (``runtime.scenario._join``).
     """
     header = loaded.header
     run_seed = header.seed if seed is None else seed
@@ -79,8 +89,11 @@ def run_scenario(
             on_sample(sample)
 
     node_count = nodes if nodes is not None else header.nodes
-    cluster_nodes = None
-    if node_count is None:
+    cluster_nodes: ScenarioNodes | None = None
+    if join is not None:
+        check_join_run(loaded, store_url)
+        cluster_nodes = JoinedNodes(join, store_url, loaded.faults, loaded.path)
+    elif node_count is None:
         check_node_faults(loaded.path, loaded.faults, None, header.clock)
     else:
         check_node_run(loaded, node_count, store_url)

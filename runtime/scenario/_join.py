@@ -1,0 +1,153 @@
+"""``shardline run --join``: drive a scenario through a cluster started by hand.
+
+Policy:
+
+- The run's runtime joins the cluster of ``--store`` (PostgreSQL only) as
+  the node ``driver``, proving the secret of ``--secret-file`` /
+  ``--secret-env``, and listening on ``--listen`` (loopback unless told:
+  the nodes answer the driver over a connection to that address). It
+  starts no node and stops none: the scenario's nodes are the ``shardline
+  node`` processes that are live in the store's membership when it starts.
+- It waits up to :data:`JOIN_WAIT` seconds for at least one live node, and
+  then for one that answers through the handshake (and then until the
+  membership held still for one lease TTL); neither is a
+  ``ScenarioError`` (exit 2) naming the store, and for the second, the
+  secret. The clock is real (the nodes keep the real one), so a scenario
+  with ``clock = "simulated"`` is refused.
+- Node faults: ``kill_node`` is asked of the target's own agent, and the
+  node SIGKILLs itself (the driver may not be on its machine, so it cannot
+  signal it). Nothing here can start a node again, so ``restart_after`` is
+  refused, and so are ``pause_node`` (SIGSTOP needs the process's parent or
+  its machine) and ``partition`` (its groups are named by ``node-N``, which
+  a hand-made cluster need not use). A ``kill_node`` target must match a
+  live node when the run starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from runtime._errors import ScenarioError, ShardlineError
+from runtime._faults import Fault
+from runtime._node_fleet import shared_store
+from runtime._system import Runtime
+from runtime.cluster._agent import AGENT_NAME, KillNode, NodeAgent, unreachable_peers
+from runtime.cluster._config import Cluster
+from runtime.scenario._loader import LoadedScenario
+from runtime.scenario._nodes import DRIVER, NODE_LEASE_TTL, NodeTally, ScenarioNodes
+from runtime.store._url import shown_url
+
+JOIN_WAIT = 10.0
+"""Seconds a ``--join`` run waits for a live node that answers."""
+_log = structlog.get_logger("shardline")
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    """How a run joins an existing cluster (the secret is never printed)."""
+
+    secret: str
+    listen: str = "127.0.0.1:0"
+
+
+def check_join_run(loaded: LoadedScenario, store: str) -> None:
+    """A ``--join`` run of ``loaded`` on ``store`` is possible: ``ScenarioError`` naming why
+    not (the file and field for a fault)."""
+    try:
+        shared_store(store, option="--join: store")
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    if loaded.header.clock != "real":
+        raise ScenarioError(
+            f"{loaded.path}: scenario.clock: --join drives node processes, which keep the "
+            f"real clock; expected clock = \"real\", got {loaded.header.clock!r}")
+    for index, fault in enumerate(loaded.faults):
+        where = f"{loaded.path}: faults[{index}]"
+        if fault.kind in ("pause_node", "partition"):
+            raise ScenarioError(
+                f"{where}.kind: {fault.kind!r} cannot strike a cluster joined with --join "
+                "(it needs the node processes' parent: run with --nodes N instead)")
+        if fault.kind == "kill_node" and fault.restart_after is not None:
+            raise ScenarioError(
+                f"{where}.restart_after: a node killed under --join cannot be started again "
+                "by this run (it did not start it); remove restart_after, or run with "
+                "--nodes N")
+
+
+class JoinedNodes(ScenarioNodes):
+    """The live ``shardline node`` processes of a cluster this run did not start."""
+
+    def __init__(self, options: JoinOptions, store: str, faults: Sequence[Fault],
+                 path: str) -> None:
+        super().__init__(0)
+        self._options = options
+        self._store = store
+        self._faults = faults
+        self._path = path
+
+    def driver_cluster(self) -> Cluster:
+        return Cluster(listen=self._options.listen, secret=self._options.secret, name=DRIVER,
+                       lease_ttl=NODE_LEASE_TTL)
+
+    async def start(self, driver: Runtime) -> None:
+        where = f"--join: the cluster of {shown_url(self._store)}"
+        deadline = driver.now() + JOIN_WAIT
+        await driver.wait_until(lambda: len(driver.nodes()) > 1, deadline=deadline)
+        names = [name for name in driver.nodes() if name != driver.node_name]
+        if not names:
+            raise ScenarioError(f"{where} has no live node after {JOIN_WAIT:g} s; start "
+                                "nodes with `shardline node --store ...` first")
+        while len(await unreachable_peers(driver, 1.0)) == len(names):
+            if driver.now() >= deadline:
+                raise ScenarioError(
+                    f"{where}: none of its nodes ({', '.join(names)}) answered through the "
+                    "cluster handshake; is the secret the same as the nodes'?")
+            await asyncio.sleep(0.25)
+        names = await self._settled(driver, names)
+        self.names = names
+        self.tally = {name: NodeTally() for name in names}
+        for index, fault in enumerate(self._faults):
+            if fault.kind == "kill_node" and not any(
+                    fnmatch.fnmatchcase(name, fault.target) for name in names):
+                raise ScenarioError(
+                    f"{self._path}: faults[{index}].target: {fault.target!r} matches no live "
+                    f"node of the cluster; expected a name or glob matching one of: "
+                    f"{', '.join(names)}")
+        _log.info("run.joined", nodes=names)
+
+    @staticmethod
+    async def _settled(driver: Runtime, names: list[str]) -> list[str]:
+        """The live nodes once the membership held still for one lease TTL (a node that
+        just started, or whose renewal was late, may be rejoining)."""
+        stable_since = driver.now()
+        while driver.now() - stable_since < NODE_LEASE_TTL:
+            await asyncio.sleep(NODE_LEASE_TTL / 8)
+            now = [name for name in driver.nodes() if name != driver.node_name]
+            if now != names and now:
+                names, stable_since = now, driver.now()
+        return names
+
+    def _kill(self, name: str) -> None:
+        assert self.driver is not None
+        try:
+            self.driver.remote(name, AGENT_NAME, NodeAgent).tell_nowait(KillNode())
+        except ShardlineError as exc:
+            _log.error("node.kill_failed", node=name, error=str(exc))
+
+    def _pause(self, name: str, seconds: float) -> None:
+        raise ScenarioError("pause_node cannot strike a cluster joined with --join")
+
+    async def _restart(self, name: str) -> None:
+        raise ScenarioError("a node killed under --join cannot be started again")
+
+    def _partition(self, groups: list[list[str]], seconds: float) -> None:
+        raise ScenarioError("partition cannot strike a cluster joined with --join")
+
+    async def stop(self) -> None:
+        """The nodes are not this run's: they keep running."""
+        self._cancel_tasks()

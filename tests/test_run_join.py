@@ -1,0 +1,164 @@
+"""``shardline run --join``: a scenario driven through node processes started by hand.
+
+Two ``shardline node`` processes are started the way a user starts them (the test's
+``NodeFleet`` only stands in for the user's shell); ``shardline run ... --join`` joins
+their cluster as the driver, runs a deployment across them, and kills node-1 through its
+agent (the process SIGKILLs itself). Every bad input is exit 2 naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from runtime._node_fleet import SECRET_ENV, NodeFleet
+from runtime.cli import main
+from runtime.scenario import _join
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "scenarios" / "deploy_real_node_kill.toml"  # kill_node node-1 at 1.5 s
+SECRET = "join-test-secret"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_url: Callable[..., str]) -> Iterator[tuple[str, NodeFleet]]:
+    url = postgres_url()
+    fleet = NodeFleet(url, SECRET, tmp_path / "by-hand", lease_ttl=2.0)
+    fleet.start(["node-1", "node-2"])
+    try:
+        yield url, fleet
+    finally:
+        fleet.stop()
+
+
+def _secret_file(tmp_path: Path, text: str = SECRET) -> str:
+    path = tmp_path / "secret"
+    path.write_text(text + "\n")
+    return str(path)
+
+
+def _variant(tmp_path: Path, old: str, new: str) -> str:
+    """The scenario with ``old`` replaced, and no ``nodes = 3`` (which would check node
+    targets against node-1..3 at load time; a joined cluster's names are its own)."""
+    text = DEPLOY.read_text().replace("nodes = 3\n", "")
+    assert old in text
+    path = tmp_path / "variant.toml"
+    path.write_text(text.replace(old, new))
+    return str(path)
+
+
+@pytest.mark.real_processes
+def test_a_run_joins_a_cluster_started_by_hand_and_kills_a_node_through_its_agent(
+        tmp_path: Path, cluster: tuple[str, NodeFleet],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url, fleet = cluster
+    code = main(["run", str(DEPLOY), "--store", url, "--join", "--secret-file",
+                 _secret_file(tmp_path), "--out", str(tmp_path / "out"), "--json"])
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    report = json.loads(captured.out)
+    assert code == 0, report["invariants"]
+    held = {i["name"]: i["held"] for i in report["invariants"]}
+    assert all(held.values()) and held["exercised_node_kills"] and held["converged"]
+    assert sorted(report["nodes"]) == ["node-1", "node-2"]
+    assert report["nodes"]["node-1"]["state"] == "killed"
+    # the node SIGKILLed itself; the run started none and stopped none
+    assert fleet.processes["node-1"].wait(timeout=10) == -signal.SIGKILL
+    assert fleet.running() == ["node-2"]
+
+    # a kill_node target must match a live node of the joined cluster
+    variant = _variant(tmp_path, 'target = "node-1"', 'target = "node-9"')
+    assert main(["run", variant, "--store", url, "--join", "--secret-file",
+                 _secret_file(tmp_path), "--out", str(tmp_path / "out9")]) == 2
+    assert ("faults[0].target: 'node-9' matches no live node of the cluster; expected a "
+            "name or glob matching one of: node-2") in capsys.readouterr().err
+
+
+@pytest.mark.real_processes
+def test_a_wrong_secret_is_named_not_hung_on(
+        tmp_path: Path, cluster: tuple[str, NodeFleet], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _fleet = cluster
+    monkeypatch.setattr(_join, "JOIN_WAIT", 2.0)
+    assert main(["run", str(DEPLOY), "--store", url, "--join", "--secret-file",
+                 _secret_file(tmp_path, "not-the-secret"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "none of its nodes (node-1, node-2) answered through the cluster handshake; is " \
+           "the secret the same as the nodes'?" in err
+    assert "not-the-secret" not in err and "Traceback" not in err
+
+
+def test_a_cluster_without_a_live_node_is_exit_2_naming_the_store(
+        tmp_path: Path, postgres_url: Callable[..., str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_join, "JOIN_WAIT", 0.5)
+    monkeypatch.setenv("JOIN_SECRET", SECRET)
+    url = postgres_url()
+    assert main(["run", str(DEPLOY), "--store", url, "--join", "--secret-env", "JOIN_SECRET",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--join: the cluster of postgresql://postgres:***@127.0.0.1:" in err
+    assert "has no live node after 0.5 s; start nodes with `shardline node --store ...` " \
+           "first" in err
+    password = urlsplit(url).password
+    assert password and password not in err and SECRET not in err
+
+
+@pytest.mark.parametrize(("args", "old", "new", "expected"), [
+    (["--nodes", "2"], "", "", "--join drives a cluster started by hand and --nodes starts "
+     "one: give one of them"),
+    (["--store", "sqlite:///{out}/x.db"], "", "",
+     "--join: store sqlite:///"),
+    (["--store", "memory://"], "", "",
+     "--join: store memory://: several nodes need a shared store: postgresql://"),
+    (["--listen", "nowhere"], "", "", "--listen: "),
+    ([], 'clock = "real"', 'clock = "simulated"',
+     "scenario.clock: --join drives node processes, which keep the real clock; expected "
+     "clock = \"real\", got 'simulated'"),
+    ([], 'at = "1.5s"', 'at = "1.5s"\nrestart_after = "2s"',
+     "faults[0].restart_after: a node killed under --join cannot be started again by this "
+     "run (it did not start it)"),
+    ([], 'kind = "kill_node"', 'kind = "pause_node"\nduration = "1s"',
+     "faults[0].kind: 'pause_node' cannot strike a cluster joined with --join"),
+    ([], 'kind = "kill_node"\ntarget = "node-1"',
+     'kind = "partition"\ntarget = "node-1|node-2"\nduration = "1s"',
+     "faults[0].kind: 'partition' cannot strike a cluster joined with --join"),
+])
+def test_bad_join_input_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], old: str,
+        new: str, expected: str) -> None:
+    file = _variant(tmp_path, old, new) if old else str(DEPLOY)
+    store = [] if "--store" in args else ["--store", "postgresql://u:hunter2@127.0.0.1:1/db"]
+    assert main(["run", file, "--join", "--secret-file", _secret_file(tmp_path),
+                 "--out", str(tmp_path / "o"), *store, *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "hunter2" not in err and SECRET not in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["--join"], {}, "--join needs the cluster secret: --secret-file FILE or --secret-env VAR"),
+    (["--join", "--secret-env", "UNSET_VAR"], {},
+     "--secret-env UNSET_VAR: the environment variable is unset or empty"),
+    (["--join", "--secret-file", "/nonexistent/secret"], {},
+     "--secret-file /nonexistent/secret: cannot read it"),
+    (["--secret-env", SECRET_ENV], {SECRET_ENV: SECRET},
+     "--secret-file, --secret-env and --listen belong to --join"),
+    (["--listen", "127.0.0.1:0"], {}, "--secret-file, --secret-env and --listen belong to "
+     "--join"),
+])
+def test_bad_join_options_are_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        args: list[str], env: dict[str, str], expected: str) -> None:
+    monkeypatch.delenv("UNSET_VAR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", str(DEPLOY), "--store", "postgresql://u:hunter2@127.0.0.1:1/db",
+                 "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "hunter2" not in err and SECRET not in err
