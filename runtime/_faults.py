@@ -135,6 +135,7 @@ class FaultInjector:
         self._probabilistic: list[Fault] = []
         self._fired: dict[int, int] = {}
         self._timers: list[asyncio.TimerHandle] = []
+        self._origins: dict[int, float] = {}
         self.injected = 0
 
     # -- kinds -------------------------------------------------------------
@@ -151,8 +152,12 @@ class FaultInjector:
         return [*ACTOR_FAULT_KINDS, *sorted(self._passive), *sorted(self._active)]
 
     # -- plan --------------------------------------------------------------
-    def install(self, plan: Sequence[Fault]) -> None:
-        """Validate and schedule a plan. Unknown kinds are a ``ValueError`` naming them."""
+    def install(self, plan: Sequence[Fault], origin: float = 0.0) -> None:
+        """Validate and schedule a plan. Unknown kinds are a ``ValueError`` naming them.
+
+        The plan's times (``at``, ``start``) count from ``origin`` on the runtime clock:
+        a run across node processes installs its plan once the nodes are up, so a
+        fault ``at = "2s"`` strikes 2 s into the workload, not into node start-up."""
         for fault in plan:
             if fault.kind not in ACTOR_FAULT_KINDS and fault.kind not in self._passive \
                     and fault.kind not in self._active:
@@ -160,6 +165,7 @@ class FaultInjector:
                     f"unknown fault kind {fault.kind!r}; known: {', '.join(self.known_kinds())}"
                 )
         for fault in plan:
+            self._origins[id(fault)] = origin
             if fault.probability is not None:
                 self._probabilistic.append(fault)
                 if fault.kind in ACTOR_FAULT_KINDS:
@@ -177,14 +183,21 @@ class FaultInjector:
 
     def _schedule(self, fault: Fault, at: float) -> None:
         loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_at(self._rt._epoch + at, self._trigger, fault))
+        self._timers.append(loop.call_at(self._rt._epoch + self._origin(fault) + at,
+                                         self._trigger, fault))
+
+    def _origin(self, fault: Fault) -> float:
+        return self._origins.get(id(fault), 0.0)
+
+    def _started(self, fault: Fault) -> bool:
+        return self._rt.now() >= self._origin(fault) + fault.start
 
     def _budget_left(self, fault: Fault) -> bool:
         return fault.count is None or self._fired.get(id(fault), 0) < fault.count
 
     def _trigger(self, fault: Fault) -> None:
         if fault.every is not None and self._budget_left(fault):
-            self._schedule(fault, self._rt.now() + fault.every)
+            self._schedule(fault, self._rt.now() - self._origin(fault) + fault.every)
         if not self._budget_left(fault):
             return
         # Each trigger that takes effect spends one of ``count``, whatever the kind.
@@ -228,7 +241,7 @@ class FaultInjector:
                 return armed.fault
         for fault in self._probabilistic:
             if fault.kind == kind and fault.matches(name) and self._budget_left(fault) \
-                    and self._rt.now() >= fault.start and self._rng.random() < fault.probability:  # type: ignore[operator]
+                    and self._started(fault) and self._rng.random() < fault.probability:  # type: ignore[operator]
                 self._count(fault)
                 self.record(fault, name)
                 return fault
@@ -236,7 +249,7 @@ class FaultInjector:
 
     def roll(self, fault: Fault) -> bool:
         """One probability draw for ``fault`` (used per message by actor cells)."""
-        if not self._budget_left(fault) or self._rt.now() < fault.start:
+        if not self._budget_left(fault) or not self._started(fault):
             return False
         assert fault.probability is not None
         if self._rng.random() < fault.probability:

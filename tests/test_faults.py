@@ -384,3 +384,24 @@ def test_faults_are_cancelled_when_the_runtime_stops() -> None:
         assert loop.time() == 10.0
 
     sim(main)
+
+
+def test_a_plan_installed_with_an_origin_counts_its_times_from_there() -> None:
+    """A run across node processes installs its plan once the nodes are up: ``at`` and
+    ``every`` (and a probability fault's ``start``) count from that origin."""
+    fired: list[float] = []
+
+    async def main() -> None:
+        async with Runtime() as rt:
+            rt.faults.register_kind("mark", lambda fault: fired.append(rt.now()))
+            await asyncio.sleep(5)
+            rt.faults.install([Fault("mark", target="x", at=1),
+                               Fault("mark", target="y", every=2, count=2)], origin=rt.now())
+            starting = Fault("mark", target="z", probability=1.0, start=3)
+            rt.faults.install([starting], origin=rt.now())
+            assert not rt.faults.roll(starting)  # 5 s in, but 0 s after the origin
+            await asyncio.sleep(10)
+            assert rt.faults.roll(starting)
+
+    sim(main)
+    assert fired == [6.0, 7.0, 9.0]

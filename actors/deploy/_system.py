@@ -24,7 +24,7 @@ traffic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -96,6 +96,22 @@ async def _host_statuses(rt: Runtime, fleet: Fleet) -> list[HostStatus]:
     return found
 
 
+async def _settled_statuses(rt: Runtime, fleet: Fleet, spec: DeploymentSpec,
+                            state: DeploymentState,
+                            records: Mapping[str, Assignment | None]) -> list[HostStatus]:
+    """The hosts' statuses once they converged, or as they are two report intervals on.
+
+    A host that the controller's last assignment did not reach (a partition, a lost
+    push) reads it from the store at its next report, so convergence is due within
+    one report interval of the end, not at the instant the controller finished."""
+    deadline = rt.now() + 2 * spec.report_interval
+    while True:
+        statuses = await _host_statuses(rt, fleet)
+        if check_converged(spec, state, statuses, records).held or rt.now() >= deadline:
+            return statuses
+        await rt.sleep(spec.report_interval / 4)
+
+
 def ground_truth(config: DeployConfig, expect: DeployExpect) -> dict[str, Truth]:
     """Per configuration: the built-in model's truth, overridden by ``expect.truth``."""
     truths: dict[str, Truth] = {}
@@ -164,8 +180,8 @@ class DeploySystem(ScenarioSystem[DeployConfig, DeployExpect]):
         await ctx.end_observation()
         state = await fleet.state()
         assert state is not None
-        statuses = await _host_statuses(rt, fleet)
         records = await self._records(rt, spec)
+        statuses = await _settled_statuses(rt, fleet, spec, state, records)
         await fleet.stop()
         invariants = self._invariants(spec, config, expect, fleet, state, statuses, records,
                                       resumed)

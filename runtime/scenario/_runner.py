@@ -116,9 +116,11 @@ def run_scenario(
                 previous_runs=earlier.runs if earlier is not None else 0,
                 sampler=sampler,
             )
+            origin = 0.0
             if cluster_nodes is not None:
                 await start_nodes(cluster_nodes, rt, loaded.faults)
-            rt.faults.install(loaded.faults)
+                origin = rt.now()  # fault times count from here, not from node start-up
+            rt.faults.install(loaded.faults, origin=origin)
             try:
                 async with asyncio.timeout(header.timeout + _GRACE):
                     outcome = await loaded.system.run(ctx, loaded.config, loaded.expect)
