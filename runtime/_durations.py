@@ -46,3 +46,18 @@ def decode_hook(kind: type, value: Any) -> Any:
             f"expected a duration string with a unit such as '2s', got {value!r}"
         )
     raise NotImplementedError(f"cannot decode {kind!r}")
+
+
+def encode_seconds(value: Any) -> Any:
+    """msgspec ``enc_hook`` for what a program stores (not a file): a Duration as its
+    seconds. Read it back with :func:`decode_seconds`."""
+    if isinstance(value, float):
+        return float(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def decode_seconds(kind: type, value: Any) -> Any:
+    """msgspec ``dec_hook`` for what :func:`encode_seconds` stored: seconds as a number."""
+    if kind is Duration and isinstance(value, int | float):
+        return Duration(value)
+    raise NotImplementedError(f"cannot decode {kind!r} from {value!r}")

@@ -31,7 +31,7 @@ from actors.deploy._controller import DeploymentController
 from actors.deploy._host import Assign, DeploymentHost
 from actors.deploy._spec import DeploymentSpec
 from runtime import ShardlineError
-from runtime.scenario import Duration
+from runtime._durations import decode_seconds, encode_seconds
 from runtime.store import Fence
 
 
@@ -44,20 +44,8 @@ class DeploymentRecipe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     driver: str
 
 
-def _seconds(value: object) -> object:
-    if isinstance(value, float):  # a Duration: stored as its seconds
-        return float(value)
-    raise NotImplementedError(f"cannot store {type(value).__name__} in a recipe")
-
-
-def _duration(kind: type, value: object) -> object:
-    if kind is Duration and isinstance(value, int | float):
-        return Duration(value)
-    raise NotImplementedError(f"cannot read {kind!r} from a recipe")
-
-
-encode_recipe = msgspec.msgpack.Encoder(enc_hook=_seconds).encode
-_decode_recipe = msgspec.msgpack.Decoder(DeploymentRecipe, dec_hook=_duration).decode
+encode_recipe = msgspec.msgpack.Encoder(enc_hook=encode_seconds).encode
+_decode_recipe = msgspec.msgpack.Decoder(DeploymentRecipe, dec_hook=decode_seconds).decode
 
 
 class DeploymentControllerEntity(DeploymentController):

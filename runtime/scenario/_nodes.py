@@ -216,10 +216,13 @@ class ScenarioNodes(ABC):
         return self.tally
 
 
-def host_everything(rt: Runtime) -> None:
-    """What every node does before it serves: declare each system's entities."""
+async def host_everything(rt: Runtime) -> None:
+    """What every node does before it serves: declare each system's entities, then
+    start its node-local actors."""
     for system in systems().values():
         system.register_node(rt)
+    for system in systems().values():
+        await system.start_node(rt)
 
 
 class ProcessNodes(ScenarioNodes):
@@ -290,7 +293,7 @@ class SimulatedNodes(ScenarioNodes):
         rt = Runtime(store=self._store, cluster=Cluster(
             secret=self._secret, name=name, network=self.net, lease_ttl=NODE_LEASE_TTL))
         await rt.__aenter__()
-        host_everything(rt)
+        await host_everything(rt)
         await rt.spawn(NodeAgent, name=AGENT_NAME)
         self.runtimes[name] = rt
 
