@@ -31,6 +31,9 @@ from actors.stream._node_host import (
 from runtime import ShardlineError
 from runtime.store import Put, without_faults
 
+PER_NODE = ("leases_taken", "leases_stolen", "leases_lost", "committed_batches",
+            "redelivered_batches", "late_commits_refused", "stale_refused")
+"""The counters the report shows per node."""
 ASK_TIMEOUT = 1.0
 """Seconds a node's host may take to answer a poke (a paused node does not)."""
 
@@ -100,9 +103,16 @@ class StreamOnNodes:
         if m.committed_records:
             m.last_commit_at = now
 
-    def held(self) -> dict[str, list[int]]:
-        """Per node, the partitions its worker held at its latest report."""
-        return {node: report.held for node, report in sorted(self.latest.items())}
+    def per_node(self) -> dict[str, dict[str, object]]:
+        """Per node: the partitions its worker held at its latest report, how many
+        incarnations reported, and the counters of :data:`PER_NODE` summed over
+        them (a killed incarnation's last report counts)."""
+        found: dict[str, dict[str, object]] = {}
+        for node, latest in sorted(self.latest.items()):
+            mine = [r for (n, _), r in self.reports.items() if n == node]
+            found[node] = {"held": latest.held, "incarnations": len(mine),
+                           **{f: sum(getattr(r, f) for r in mine) for f in PER_NODE}}
+        return found
 
     async def stop(self) -> None:
         """Coroutine: stop poking and stop the stream on every live node."""

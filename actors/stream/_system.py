@@ -161,7 +161,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
                 "fault-exercise floors apply to fresh runs only"))
         else:
             invariants += self._exercised(job, expect, restarts)
-        extra: dict[str, object] = {} if nodes is None else {"leases_held": nodes.held()}
+        extra: dict[str, object] = {} if nodes is None else {"stream_nodes": nodes.per_node()}
         return SystemOutcome(invariants=invariants,
                              metrics=self._metrics(job, elapsed, restarts, rt), extra=extra)
 
