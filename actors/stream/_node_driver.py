@@ -44,7 +44,7 @@ class StreamOnNodes:
     def __init__(self, job: StreamJob, destination: str) -> None:
         self.job = job
         self.destination = destination
-        self.reports: dict[tuple[str, int], NodeStreamReport] = {}
+        self.reports: dict[tuple[str, float], NodeStreamReport] = {}
         self.latest: dict[str, NodeStreamReport] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -79,7 +79,7 @@ class StreamOnNodes:
             except ShardlineError:  # down, paused or starting: the next poke asks again
                 return
             report = msgspec.convert(reply, NodeStreamReport)
-            self.reports[(report.node, report.incarnation)] = report
+            self.reports[(report.node, report.started_at)] = report
             self.latest[report.node] = report
 
         await asyncio.gather(*(ask(node) for node in self._nodes()))

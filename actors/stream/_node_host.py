@@ -17,12 +17,15 @@ Contract:
   from the driver: the node builds its ``StreamJob`` from the recipe and opens
   the destination from its URL.
 - The answer is the node's :class:`NodeStreamReport`: its counters since the
-  stream started on this incarnation of the node (``incarnation`` tells a
-  restarted node's counters from its predecessor's).
+  stream started on this incarnation of the node (``started_at``, the host's
+  start on its event loop's clock, tells a restarted node's counters from its
+  predecessor's: the runtime clock starts at 0 on every start).
 - ``StopStream`` stops the stream on the node and closes its destination.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import msgspec
 
@@ -70,7 +73,7 @@ class NodeStreamReport(msgspec.Struct, frozen=True):
     """One node's counters for one stream since it started there."""
 
     node: str
-    incarnation: int
+    started_at: float
     held: list[int]
     leases_taken: int = 0
     leases_stolen: int = 0
@@ -117,7 +120,7 @@ class NodeStream:
                                  backoff=config.restart_backoff, attempts=config.max_restarts)
         return cls(job, sup, tally)
 
-    async def report(self, incarnation: int) -> NodeStreamReport:
+    async def report(self, started_at: float) -> NodeStreamReport:
         job = self.job
         m = job.metrics
         store = job.rt.store
@@ -126,7 +129,7 @@ class NodeStream:
                       for lease in await store.leases(keys.lease_prefix(job.config.name))
                       if lease.owner == worker)
         return NodeStreamReport(
-            node=job.rt.node_name or "", incarnation=incarnation, held=held,
+            node=job.rt.node_name or "", started_at=started_at, held=held,
             leases_taken=self.tally.taken, leases_stolen=self.tally.stolen,
             leases_lost=m.leases_lost, committed_batches=m.committed_batches,
             delivered_records=m.delivered_records, delivered_batches=m.delivered_batches,
@@ -144,10 +147,10 @@ class StreamNodeHost(Actor[NodeHostMsg]):
 
     def __init__(self) -> None:
         self.streams: dict[str, NodeStream] = {}
-        self.incarnation = 0
+        self.started_at = 0.0
 
     async def started(self) -> None:
-        self.incarnation = self.random.getrandbits(31)
+        self.started_at = asyncio.get_running_loop().time()
 
     async def receive(self, msg: NodeHostMsg) -> NodeStreamReport | None:
         match msg:
@@ -156,7 +159,7 @@ class StreamNodeHost(Actor[NodeHostMsg]):
                 if running is None:
                     running = self.streams[name] = await NodeStream.start(
                         self, await self._recipe(name))
-                return await running.report(self.incarnation)
+                return await running.report(self.started_at)
             case StopStream(stream=name):
                 stopping = self.streams.pop(name, None)
                 if stopping is not None:
