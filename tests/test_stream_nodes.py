@@ -9,7 +9,6 @@ PostgreSQL, one SIGKILLed mid-stream.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -23,22 +22,11 @@ from actors.stream._balance import Take, plan_takes, share_of
 from actors.stream._checks import check_stream
 from actors.stream._node_driver import StreamOnNodes
 from runtime import Fault, Runtime, run
-from runtime.cli import main
 from runtime.scenario._nodes import ProcessNodes, SimulatedNodes, start_nodes
+from tests.scenario_helpers import run_json, with_faults
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ["w1", "w2", "w3"]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
-    code = main(["run", *argv, "--json"])
-    captured = capsys.readouterr()
-    assert captured.out, captured.err
-    report: dict[str, object] = json.loads(captured.out)
-    failed = {i["name"]: i["detail"] for i in report["invariants"]  # type: ignore[attr-defined]
-              if not i["held"]}
-    assert code == 0 and not failed, failed
-    return report
 
 
 # -- the rule -----------------------------------------------------------------
@@ -142,12 +130,12 @@ def test_three_nodes_balance_eight_partitions_through_a_kill_and_a_restart(
 def test_killing_a_node_again_and_again_keeps_the_stream_exactly_once(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = str(ROOT / "scenarios" / "stream_node_kill.toml")
-    report = _run(capsys, file, "--out", str(tmp_path / "a"))
-    nodes: dict[str, dict[str, int]] = report["nodes"]  # type: ignore[assignment]
+    report = run_json(capsys, file, "--out", str(tmp_path / "a"))
+    nodes: dict[str, dict[str, int]] = report["nodes"]
     assert nodes["node-2"]["kills"] == 3 and nodes["node-2"]["node_restarts"] == 3
-    per_node: dict[str, dict[str, int]] = report["stream_nodes"]  # type: ignore[assignment]
+    per_node: dict[str, dict[str, int]] = report["stream_nodes"]
     assert per_node["node-2"]["incarnations"] >= 3  # each restart took leases again
-    metrics: dict[str, int] = report["metrics"]  # type: ignore[assignment]
+    metrics: dict[str, int] = report["metrics"]
     assert metrics["records_committed"] == 20_000 and metrics["lease_moves"] > 8
 
 
@@ -156,15 +144,15 @@ def test_a_paused_nodes_late_commit_is_refused(
     """node-1 sleeps 4 s with batches in flight under 1 s leases: the others take its
     partitions; awake, its own late commits are refused, and it steals its share back."""
     file = str(ROOT / "scenarios" / "stream_node_pause.toml")
-    report = _run(capsys, file, "--out", str(tmp_path / "a"))
-    nodes: dict[str, dict[str, int]] = report["nodes"]  # type: ignore[assignment]
+    report = run_json(capsys, file, "--out", str(tmp_path / "a"))
+    nodes: dict[str, dict[str, int]] = report["nodes"]
     assert nodes["node-1"]["pauses"] == 1 and nodes["node-1"]["kills"] == 0
-    per_node: dict[str, dict[str, object]] = report["stream_nodes"]  # type: ignore[assignment]
+    per_node: dict[str, dict[str, object]] = report["stream_nodes"]
     paused = per_node["node-1"]
-    assert int(paused["late_commits_refused"]) >= 1  # type: ignore[call-overload]
-    assert int(paused["leases_stolen"]) >= 2  # type: ignore[call-overload]
-    assert len(paused["held"]) in (2, 3)  # type: ignore[arg-type]
-    again = _run(capsys, file, "--out", str(tmp_path / "b"))  # a seed replays node faults
+    assert int(paused["late_commits_refused"]) >= 1
+    assert int(paused["leases_stolen"]) >= 2
+    assert len(paused["held"]) in (2, 3)
+    again = run_json(capsys, file, "--out", str(tmp_path / "b"))  # a seed replays node faults
     assert again["trace_digest"] == report["trace_digest"]
     assert again["stream_nodes"] == report["stream_nodes"]
 
@@ -182,15 +170,13 @@ restart_after = "2s"
 def test_random_node_kills_by_seed_keep_the_stream_exactly_once_and_in_order(
         seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Any node may die at any second (a draw per node per second), up to four times."""
-    text = (ROOT / "scenarios" / "stream_node_kill.toml").read_text()
-    text = (text[:text.index("[[faults]]")].replace("records = 20000", "records = 12000")
-            + RANDOM_KILLS + "\n[expect]\nnode_kills = 1\n")
-    file = tmp_path / "random.toml"
-    file.write_text(text)
-    report = _run(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
-    held = {i["name"] for i in report["invariants"]}  # type: ignore[attr-defined]
+    file = with_faults(ROOT / "scenarios" / "stream_node_kill.toml", RANDOM_KILLS, tmp_path,
+                       expect="[expect]\nnode_kills = 1\n")
+    file.write_text(file.read_text().replace("records = 20000", "records = 12000"))
+    report = run_json(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
+    held = {i["name"] for i in report["invariants"]}
     assert {"exactly_once", "order", "no_stale_commit", "exercised_node_kills"} <= held
-    nodes: dict[str, dict[str, int]] = report["nodes"]  # type: ignore[assignment]
+    nodes: dict[str, dict[str, int]] = report["nodes"]
     assert 1 <= sum(n["kills"] for n in nodes.values()) <= 4
 
 
