@@ -44,6 +44,7 @@ from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, unreachable_peers
 from runtime.cluster._config import Cluster, split_address
 from runtime.scenario._nodes import host_everything
+from runtime.scenario._registry import systems
 from runtime.store._url import shown_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -148,6 +149,9 @@ async def serve_node(options: NodeOptions) -> list[str]:
         loop.add_signal_handler(signum, stop.set)
     cluster = Cluster(listen=options.listen, secret=options.secret, name=options.name,
                       lease_ttl=options.lease_ttl)
+    # Import every system before joining: on a loaded machine the imports hold the
+    # loop for seconds, longer than the node lease lives (it would lapse at once).
+    systems()
     async with Runtime(store=options.store, cluster=cluster) as rt:
         await host_everything(rt)
         await rt.spawn(NodeAgent, name=AGENT_NAME)

@@ -86,7 +86,11 @@ class StreamOnNodes:
         await self._tally()
 
     async def _tally(self) -> None:
-        """The job's counters: summed over node incarnations; commits from the store."""
+        """The job's counters: summed over node incarnations; commits from the store.
+
+        ``lease_moves`` counts every grant the nodes' balancers made (a partition's
+        first grant included; the in-process coordinator counts changes of owner).
+        """
         job = self.job
         m = job.metrics
         reports = list(self.reports.values())

@@ -35,7 +35,7 @@ from actors.stream._config import StreamConfig
 from actors.stream._destinations import open_destination
 from actors.stream._job import StreamJob
 from actors.stream._worker import Worker
-from runtime import Actor, Message, ShardlineError, Supervisor
+from runtime import Actor, Message, Runtime, ShardlineError, Supervisor
 from runtime._durations import decode_seconds, encode_seconds
 
 HOST_NAME = "stream.node-host"
@@ -96,8 +96,8 @@ class NodeStream:
         self.tally = tally
 
     @classmethod
-    async def start(cls, host: Actor[NodeHostMsg], recipe: StreamRecipe) -> NodeStream:
-        rt = host.runtime
+    async def start(cls, rt: Runtime, recipe: StreamRecipe) -> NodeStream:
+        """Spawn the stream's actors on ``rt``; on failure nothing of it is left running."""
         node = rt.node_name or "local"
         config = recipe.config
         job = StreamJob(rt, config, seed=recipe.seed,
@@ -106,6 +106,17 @@ class NodeStream:
         sup = await rt.spawn_supervisor(f"{config.name}.{node}",
                                         max_restarts=config.max_restarts,
                                         within=config.within, backoff=config.restart_backoff)
+        try:
+            return cls(job, sup, await cls._spawn(job, sup, node))
+        except BaseException:
+            await rt.root.stop(sup)
+            await job.destination.close()
+            raise
+
+    @staticmethod
+    async def _spawn(job: StreamJob, sup: Supervisor, node: str) -> LeaseTally:
+        """The partition actors, the worker, then its balancer (which tells it Assign)."""
+        config = job.config
         for p in range(config.partitions):
             job.partitions.append(
                 await spawn_writer(job, sup, p, f"{config.name}.partition-{p}.{node}"))
@@ -118,7 +129,7 @@ class NodeStream:
         await sup.spawn_retrying(Balancer, job, worker, worker_name, sup, tally,
                                  name=f"{config.name}.balancer-{node}",
                                  backoff=config.restart_backoff, attempts=config.max_restarts)
-        return cls(job, sup, tally)
+        return tally
 
     async def report(self, started_at: float) -> NodeStreamReport:
         job = self.job
@@ -158,7 +169,7 @@ class StreamNodeHost(Actor[NodeHostMsg]):
                 running = self.streams.get(name)
                 if running is None:
                     running = self.streams[name] = await NodeStream.start(
-                        self, await self._recipe(name))
+                        self.runtime, await self._recipe(name))
                 return await running.report(self.started_at)
             case StopStream(stream=name):
                 stopping = self.streams.pop(name, None)
@@ -174,5 +185,8 @@ class StreamNodeHost(Actor[NodeHostMsg]):
         return decode_recipe(stored.value)
 
     async def stopped(self) -> None:
+        """The streams die with the host (a restarted host starts them afresh when the
+        driver asks again; their workers adopt the leases they still hold)."""
         for running in self.streams.values():
-            await running.job.destination.close()
+            await running.stop()
+        self.streams.clear()

@@ -165,6 +165,9 @@ class ScenarioNodes(ABC):
                 await driver.wait_until(lambda: name not in driver.nodes(),
                                         deadline=driver.now() + 3 * NODE_LEASE_TTL)
             await self._restart(name)
+            if driver is not None:  # up once the driver's membership lists it again
+                await driver.wait_until(lambda: name in driver.nodes(),
+                                        deadline=driver.now() + 3 * NODE_LEASE_TTL)
         except ShardlineError as exc:
             _log.error("node.restart_failed", node=name, error=str(exc))
             return
