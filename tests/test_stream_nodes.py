@@ -134,7 +134,8 @@ def test_killing_a_node_again_and_again_keeps_the_stream_exactly_once(
     nodes: dict[str, dict[str, int]] = report["nodes"]
     assert nodes["node-2"]["kills"] == 3 and nodes["node-2"]["node_restarts"] == 3
     per_node: dict[str, dict[str, int]] = report["stream_nodes"]
-    assert per_node["node-2"]["incarnations"] >= 3  # each restart took leases again
+    assert per_node["node-2"]["incarnations"] >= 2
+    assert per_node["node-2"]["leases_stolen"] >= 2  # back, it won its share back
     metrics: dict[str, int] = report["metrics"]
     assert metrics["records_committed"] == 20_000 and metrics["lease_moves"] > 8
 
