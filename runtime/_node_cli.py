@@ -156,7 +156,7 @@ async def serve_node(options: NodeOptions) -> list[str]:
     cluster = Cluster(listen=options.listen, secret=options.secret, name=options.name,
                       lease_ttl=options.lease_ttl)
     async with Runtime(store=options.store, cluster=cluster) as rt:
-        host_everything(rt)
+        await host_everything(rt)
         await rt.spawn(NodeAgent, name=AGENT_NAME)
         refused_by = await _refused_by(rt, 2 * options.lease_ttl)
         if refused_by:

@@ -93,3 +93,25 @@ def assert_bad_file_refused(command: str, path: Path, field: str, expected: Sequ
     assert f"{path}: {field}: " in captured.err, captured.err
     for words in expected:
         assert words in captured.err, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    """``shardline run ARGV --json`` in this process: its report, which must pass
+    (exit 0; a failure names the invariants that did not hold)."""
+    code = main(["run", *argv, "--json"])
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    report: dict[str, Any] = json.loads(captured.out)
+    failed = {i["name"]: i["detail"] for i in report["invariants"] if not i["held"]}
+    assert code == 0 and not failed, failed or captured.err
+    return report
+
+
+def with_faults(path: Path, faults: str, out: Path, *, expect: str | None = None) -> Path:
+    """A copy of scenario ``path`` in ``out`` whose ``[[faults]]`` are ``faults`` (TOML
+    text), and, given ``expect``, whose ``[expect]`` table is that text instead."""
+    text = path.read_text()
+    rest = text[text.index("[expect]"):] if expect is None else expect
+    copy = out / f"faults-{path.name}"
+    copy.write_text(text[:text.index("[[faults]]")] + faults + "\n" + rest)
+    return copy

@@ -10,7 +10,6 @@ of a 3 s experiment bake (about ten seconds of wall time).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,20 +21,11 @@ from actors.deploy._keys import ledger_log
 from actors.deploy._ledger import Applied
 from actors.deploy._ledger_log import LedgerEntry
 from runtime import Runtime
-from runtime.cli import main
 from runtime.cluster._membership import rendezvous
+from tests.scenario_helpers import run_json, with_faults
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ["node-1", "node-2", "node-3"]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
-    code = main(["run", *argv, "--json"])
-    captured = capsys.readouterr()
-    assert captured.out, captured.err
-    report: dict[str, object] = json.loads(captured.out)
-    assert code == 0, report
-    return report
 
 
 HOSTS = [f"deploy-1/deploy.host-{i}" for i in range(6)]
@@ -56,7 +46,7 @@ def test_the_controller_sits_where_the_scenarios_kill_and_the_hosts_spread() -> 
 def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = str(ROOT / "scenarios" / "deploy_node_kill.toml")
-    report = _run(capsys, file, "--out", str(tmp_path / "a"))
+    report = run_json(capsys, file, "--out", str(tmp_path / "a"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_kills"]
     assert report["metrics"]["verdict_config_a"] == "approved"  # type: ignore[index]
@@ -71,7 +61,7 @@ def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
     assert report["metrics"]["host_restarts"] == 2 * ON_NODE_1  # type: ignore[index]
     experiment = report["stages"][0]  # type: ignore[index]
     assert experiment["started_at"] < 50.0 < experiment["decided_at"]  # killed mid-bake
-    again = _run(capsys, file, "--out", str(tmp_path / "b"))
+    again = run_json(capsys, file, "--out", str(tmp_path / "b"))
     assert again["trace_digest"] == report["trace_digest"]
     assert again["nodes"] == report["nodes"]
 
@@ -79,7 +69,7 @@ def test_killing_the_controllers_simulated_node_mid_bake_keeps_the_verdicts(
 def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
         tmp_path: Path, postgres_url: Callable[..., str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    report = _run(capsys, str(ROOT / "scenarios" / "deploy_real_node_kill.toml"),
+    report = run_json(capsys, str(ROOT / "scenarios" / "deploy_real_node_kill.toml"),
                   "--store", postgres_url(), "--out", str(tmp_path / "out"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_kills"] and held["converged"]
@@ -96,7 +86,7 @@ def test_killing_the_controllers_node_process_mid_stage_keeps_the_verdict(
 
 def test_pausing_the_controllers_simulated_node_moves_it_and_keeps_the_verdicts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = _run(capsys, str(ROOT / "scenarios" / "deploy_node_pause.toml"),
+    report = run_json(capsys, str(ROOT / "scenarios" / "deploy_node_pause.toml"),
                   "--out", str(tmp_path))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_pauses"]
@@ -122,12 +112,8 @@ restart_after = "5s"
 def test_random_node_kills_by_seed_keep_the_deployment_correct(
         seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Any node may die at any second (a draw per node per second), up to four times."""
-    text = (ROOT / "scenarios" / "deploy_node_kill.toml").read_text()
-    start = text.index("[[faults]]")
-    text = text[:start] + RANDOM_KILLS + "\n" + text[text.index("[expect]"):]
-    file = tmp_path / "random.toml"
-    file.write_text(text)
-    report = _run(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
+    file = with_faults(ROOT / "scenarios" / "deploy_node_kill.toml", RANDOM_KILLS, tmp_path)
+    report = run_json(capsys, str(file), "--seed", str(seed), "--out", str(tmp_path / "out"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()), report["invariants"]
     nodes: dict[str, dict[str, object]] = report["nodes"]  # type: ignore[assignment]
@@ -157,7 +143,7 @@ def test_a_partition_keeps_the_leases_and_the_cut_off_hosts_pull_their_assignmen
     """node-1 (controller, three hosts) cut off from node-2 and node-3 for 60 s across the
     end of config_a's experiment: nothing moves (the store stays reachable, so every lease
     is renewed), and the hosts on the other side apply the next revisions from the store."""
-    report = _run(capsys, str(ROOT / "scenarios" / "deploy_node_partition.toml"),
+    report = run_json(capsys, str(ROOT / "scenarios" / "deploy_node_partition.toml"),
                   "--out", str(tmp_path))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_partitions"]
@@ -177,7 +163,7 @@ def test_a_partition_of_node_processes_keeps_the_verdict(
     a cut does to the traffic); the hosts on node-3 may pull what node-1's controller
     decided meanwhile, node-1's own hosts never need to."""
     store = postgres_url()
-    report = _run(capsys, str(ROOT / "tests" / "deploy_real_partition.toml"), "--nodes", "3",
+    report = run_json(capsys, str(ROOT / "tests" / "deploy_real_partition.toml"), "--nodes", "3",
                   "--store", store, "--out", str(tmp_path / "out"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_partitions"] and held["converged"]
@@ -193,7 +179,7 @@ def test_pausing_the_controllers_node_process_moves_it_and_keeps_the_verdict(
         capsys: pytest.CaptureFixture[str]) -> None:
     """SIGSTOP for twice the lease TTL: the survivors activate the controller and node-1's
     two hosts; node-1 wakes as a zombie whose fenced writes would be refused."""
-    report = _run(capsys, str(ROOT / "tests" / "deploy_real_pause.toml"), "--nodes", "3",
+    report = run_json(capsys, str(ROOT / "tests" / "deploy_real_pause.toml"), "--nodes", "3",
                   "--store", postgres_url(), "--out", str(tmp_path / "out"))
     held = {i["name"]: i["held"] for i in report["invariants"]}  # type: ignore[attr-defined]
     assert all(held.values()) and held["exercised_node_pauses"] and held["converged"]

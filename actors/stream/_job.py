@@ -60,7 +60,10 @@ class StreamJob:
     the destination open). Progress is durable in the runtime's store: a new
     job on the same store and config resumes where the last one stopped.
     ``audit`` keeps what retention truncates, for ``check_stream``
-    (``runtime.scenario.Audit``).
+    (``runtime.scenario.Audit``). ``workers_on_nodes``: this runtime is the
+    driver of a run across cluster nodes and spawns no workers and no
+    coordinator; the nodes' workers balance the partition leases among
+    themselves (``actors.stream._node_driver``).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class StreamJob:
         process: ProcessFn | None = None,
         source: SourceItems | None = None,
         audit: Audit | None = None,
+        workers_on_nodes: bool = False,
     ) -> None:
         self.rt = rt
         self.audit = audit
@@ -93,6 +97,7 @@ class StreamJob:
         self.resumed = False
         self.recent_chunks = RecentChunks()
         """Chunks appended in this process, for the workers reading them next."""
+        self.workers_on_nodes = workers_on_nodes
 
     def next_chain(self) -> int:
         return next(self._chains)
@@ -128,7 +133,8 @@ class StreamJob:
         return out
 
     async def start(self) -> None:
-        """Coroutine: spawn the job's actors (partitions, workers, coordinator, producer)."""
+        """Coroutine: spawn the job's actors (partitions, workers, coordinator, producer;
+        the partitions and the producer only with ``workers_on_nodes``)."""
         config = self.config
         from actors.stream._worker import Worker
 
@@ -142,10 +148,11 @@ class StreamJob:
         for p in range(config.partitions):
             self.partitions.append(
                 await self._spawn(sup, Partition, p, name=f"{config.name}.partition-{p}"))
-        for w in range(config.workers):
-            self.workers.append(
-                await self._spawn(sup, Worker, name=f"{config.name}.worker-{w}"))
-        await self._spawn(sup, Coordinator, name=f"{config.name}.coordinator")
+        if not self.workers_on_nodes:
+            for w in range(config.workers):
+                self.workers.append(
+                    await self._spawn(sup, Worker, name=f"{config.name}.worker-{w}"))
+            await self._spawn(sup, Coordinator, name=f"{config.name}.coordinator")
         await self._spawn(sup, Producer, name=f"{config.name}.producer")
 
     async def _spawn(self, sup: Supervisor, cls: type[Actor[M]], *args: object,

@@ -36,3 +36,18 @@ def lease_key(stream: str, partition: int) -> str:
 
 def partition_from_lease(key: str) -> int:
     return int(key.rsplit("/p", 1)[1])
+
+
+def recipe_key(stream: str) -> str:
+    """What a node needs to run ``stream``'s worker (written by the driver of a run)."""
+    return f"stream/{stream}/recipe"
+
+
+def worker_lease_prefix(stream: str) -> str:
+    """Leases the node workers of ``stream`` hold while they live (outside
+    ``lease_prefix``, which holds partition leases only)."""
+    return f"stream-workers/{stream}/"
+
+
+def worker_lease_key(stream: str, worker: str) -> str:
+    return f"{worker_lease_prefix(stream)}{worker}"

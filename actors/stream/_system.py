@@ -14,6 +14,8 @@ from actors.stream._destinations import (
     open_destination,
 )
 from actors.stream._job import StreamJob
+from actors.stream._node_driver import StreamOnNodes
+from actors.stream._node_host import HOST_NAME, StreamNodeHost
 from runtime import Fault, Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
@@ -44,6 +46,10 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
     fault_kinds = ("destination_error", "lease_expiry")
     bench_fault_targets = {"actors": "stream.worker-*", "lease_expiry": "stream.partition-*",
                      "destination_error": "stream.worker-*.destination"}
+
+    async def start_node(self, rt: Runtime) -> None:
+        """A node runs the stream's workers a driver asks it for (one host per node)."""
+        await rt.spawn(StreamNodeHost, name=HOST_NAME)
 
     def check(self, config: StreamConfig, expect: StreamExpect) -> list[tuple[str, str]]:
         """Ranges, the destination URL, and the user functions the file names.
@@ -113,9 +119,18 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
             raise ScenarioError(f"{self.section}.destination: {exc}") from exc
         recorded = recorder(destination) if isinstance(destination, CallableDestination) else None
         audit = FileAudit(ctx.out_dir / "audit" / f"stream-{config.name}.msgpack")
-        job = StreamJob(rt, config, destination=destination, seed=ctx.seed, audit=audit)
+        on_nodes = rt.node_name is not None
+        if on_nodes and recorded is not None:
+            raise ScenarioError(f"{self.section}.destination: a run across nodes needs a "
+                                "destination every node can open (dir://, append://, "
+                                "sqlite:///), not a callable")
+        job = StreamJob(rt, config, destination=destination, seed=ctx.seed, audit=audit,
+                        workers_on_nodes=on_nodes)
+        nodes = StreamOnNodes(job, ctx.expand(config.destination)) if on_nodes else None
         started = rt.now()
         await job.start()
+        if nodes is not None:
+            await nodes.start()
         ctx.observe(job.metrics.observation)
         total = config.source.records if not isinstance(config.source, str) else None
         finished = False
@@ -129,6 +144,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
         elapsed = rt.now() - started
         await ctx.end_observation()
         restarts = sum(s.restarted for s in rt.statistics())
+        if nodes is not None:
+            await nodes.stop()
         await job.stop()
         invariants = [InvariantResult("finished", finished,
                                       f"in {elapsed:.3f} s" if finished else
@@ -144,8 +161,9 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
                 "fault-exercise floors apply to fresh runs only"))
         else:
             invariants += self._exercised(job, expect, restarts)
+        extra: dict[str, object] = {} if nodes is None else {"stream_nodes": nodes.per_node()}
         return SystemOutcome(invariants=invariants,
-                             metrics=self._metrics(job, elapsed, restarts, rt))
+                             metrics=self._metrics(job, elapsed, restarts, rt), extra=extra)
 
     @staticmethod
     def _exercised(job: StreamJob, expect: StreamExpect, restarts: int) -> list[InvariantResult]:

@@ -168,6 +168,9 @@ class ScenarioNodes(ABC):
                 await driver.wait_until(lambda: name not in driver.nodes(),
                                         deadline=driver.now() + 3 * NODE_LEASE_TTL)
             await self._restart(name)
+            if driver is not None:  # up once the driver's membership lists it again
+                await driver.wait_until(lambda: name in driver.nodes(),
+                                        deadline=driver.now() + 3 * NODE_LEASE_TTL)
         except ShardlineError as exc:
             _log.error("node.restart_failed", node=name, error=str(exc))
             return
@@ -229,10 +232,13 @@ async def _report_of(driver: Runtime, name: str, attempts: int) -> NodeReport | 
     return None
 
 
-def host_everything(rt: Runtime) -> None:
-    """What every node does before it serves: declare each system's entities."""
+async def host_everything(rt: Runtime) -> None:
+    """What every node does before it serves: declare each system's entities, then
+    start its node-local actors."""
     for system in systems().values():
         system.register_node(rt)
+    for system in systems().values():
+        await system.start_node(rt)
 
 
 class ProcessNodes(ScenarioNodes):
@@ -309,7 +315,7 @@ class SimulatedNodes(ScenarioNodes):
         rt = Runtime(store=self._store, cluster=Cluster(
             secret=self._secret, name=name, network=self.net, lease_ttl=NODE_LEASE_TTL))
         await rt.__aenter__()
-        host_everything(rt)
+        await host_everything(rt)
         await rt.spawn(NodeAgent, name=AGENT_NAME)
         self.runtimes[name] = rt
 

@@ -151,6 +151,14 @@ class ScenarioSystem(ABC, Generic[C, E]):
         calls it for every installed system. Default: the system has no entities.
         """
 
+    async def start_node(self, rt: Runtime) -> None:
+        """Spawn on node ``rt`` the node-local actors this system runs on every node (a
+        stream's worker host, for instance), after ``register_node``.
+
+        Called on every node before it serves, as ``register_node`` is. Default:
+        nothing runs on a node until an entity is activated there.
+        """
+
     def register_faults(self, rt: Runtime) -> None:
         """Register this system's passive fault kinds; active ones are registered in run()."""
         for kind in self.fault_kinds:
