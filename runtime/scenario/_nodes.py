@@ -22,8 +22,9 @@ Policy:
   host's network) cuts the groups of its target (``"node-1|node-2,node-3"``)
   apart for ``duration``.
 - The report's ``nodes`` holds, per node, what its agent answered at the
-  end (counters since its last start) and the kills, pauses and restarts
-  the run inflicted.
+  end (counters since its last start; ``cpu_s``, the node process's CPU
+  seconds, for node processes only) and the kills, pauses and restarts the
+  run inflicted.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class NodeTally(msgspec.Struct):
     activations: int = 0
     messages: int = 0
     restarts: int = 0
+    cpu_s: float | None = None
+    """CPU seconds of the node's process since its last start (None: simulated node)."""
     kills: int = 0
     pauses: int = 0
     node_restarts: int = 0
@@ -77,6 +80,9 @@ class NodeTally(msgspec.Struct):
 
 class ScenarioNodes(ABC):
     """``node-1`` ... ``node-N`` of one run; see the module docstring."""
+
+    own_processes = False
+    """Each node is an OS process of its own, so its agent's ``cpu_s`` is its cost."""
 
     def __init__(self, count: int) -> None:
         self.names = node_names(count)
@@ -213,6 +219,8 @@ class ScenarioNodes(ABC):
             tally.actors, tally.entities = got.actors, got.entities
             tally.activations = got.activations
             tally.messages, tally.restarts = got.messages, got.restarts
+            if self.own_processes:
+                tally.cpu_s = got.cpu_s
         return self.tally
 
 
@@ -224,6 +232,8 @@ def host_everything(rt: Runtime) -> None:
 
 class ProcessNodes(ScenarioNodes):
     """``shardline node`` processes on loopback (real clock)."""
+
+    own_processes = True
 
     def __init__(self, count: int, store: str, logs: Path) -> None:
         super().__init__(count)
