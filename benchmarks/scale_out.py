@@ -18,7 +18,9 @@ Figures, each from the run's samples (``[scenario] samples = "250ms"``):
 - **throughput**: over the steady window (``_sample_windows.steady``: from
   the end of the first bucket with progress to the end of the last), and the
   report's own figure (``throughput_*_per_s``: over the whole run, start-up
-  included) beside it.
+  included) beside it. A system whose samples show no progress while it runs
+  (its probe counts at the end only) gets the report's count over the sampled
+  time instead, marked ``*`` (``basis: "report"``), and no recovery figure.
 - **CPU** over the same window, read at every sample: each node process's
   (``/proc``, by its ``--name``), the driver's (this process:
   ``time.process_time``) and, when this script started the server, the
@@ -74,6 +76,8 @@ from runtime.scenario._nodes import NODE_LEASE_TTL  # noqa: E402
 
 SCENARIOS = ROOT / "benchmarks" / "scenarios"
 SYSTEMS = ("stream", "queue")
+REPORTED_UNITS = {"stream": "records_committed", "queue": "acked"}
+"""The report's metric counting what each system's samples count."""
 RECOVERY_GOAL = NODE_LEASE_TTL + 2.0
 IDLE_NODES = 0.05
 """Nodes using less than this share of a core are idle (the driver does the work):
@@ -144,6 +148,9 @@ class ThroughputRun(msgspec.Struct, frozen=True):
     unit: str
     throughput: float
     report_throughput: float
+    basis: str
+    """``samples``: the steady window; ``report``: the samples saw no progress (a probe
+    that counts at the end only), so the report's count over the sampled time."""
     window_s: float
     units: int
     node_cpu_s: float
@@ -165,10 +172,12 @@ class RecoveryRun(msgspec.Struct, frozen=True):
     unit: str
     kill_at: float
     """The fault's ``at``; ``kill_t`` is when the samples saw it (runtime clock)."""
-    kill_t: float
+    kill_t: float | None
     before: float | None
     lowest: float | None
     recovery_s: float | None
+    note: str = ""
+    """Why there is no recovery figure, when the run could not give one."""
 
 
 def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
@@ -176,9 +185,15 @@ def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
     loaded = resized(load_scenario(SCENARIOS / f"scale_{system}.toml"), records)
     report, samples, readings = one_run(loaded, nodes, base, server)
     window = steady(samples)
-    if window is None:
-        raise SystemExit(f"{system} on {nodes} nodes: fewer than 2 samples with progress")
-    start, end = readings[window.first], readings[window.last]
+    if window is not None:
+        first, last, units, basis = window.first, window.last, window.completed, "samples"
+    elif len(samples) >= 2:  # a probe that counts only at the end: the report's count
+        first, last, basis = 0, len(samples) - 1, "report"
+        units = int(report.metrics[REPORTED_UNITS[system]])  # type: ignore[arg-type]
+    else:
+        raise SystemExit(f"{system} on {nodes} nodes: fewer than 2 samples")
+    seconds = samples[last].t - samples[first].t
+    start, end = readings[first], readings[last]
     node_cpu = {n: end.nodes[n] - start.nodes[n] for n in end.nodes if n in start.nodes}
     nodes_s, driver_s = sum(node_cpu.values()), end.driver - start.driver
     server_s = end.server - start.server \
@@ -189,12 +204,12 @@ def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
         system=system, nodes=nodes, passed=report.passed,
         start_up_s=samples[0].t - samples[0].width,
         unit=str(report.extra.get("throughput_unit", "")),
-        throughput=window.throughput, report_throughput=float(metric),
-        window_s=window.seconds, units=window.completed,
+        throughput=units / seconds, report_throughput=float(metric), basis=basis,
+        window_s=seconds, units=units,
         node_cpu_s=nodes_s, node_cpu_by_node=node_cpu, driver_cpu_s=driver_s,
         server_cpu_s=server_s,
-        per_node_cpu_s=window.completed / nodes_s if nodes_s > 0 else None,
-        per_cpu_s=window.completed / (nodes_s + driver_s),
+        per_node_cpu_s=units / nodes_s if nodes_s > 0 else None,
+        per_cpu_s=units / (nodes_s + driver_s),
         node_share=nodes_s / (nodes_s + driver_s),
         report_node_cpu_s={n: t.get("cpu_s") for n, t in tallies.items()},  # type: ignore[misc]
     )
@@ -208,15 +223,15 @@ def recovery_run(system: str, base: str, server: ServerCpu | None, quick: bool,
     loaded = resized(loaded, int(loaded.config.rate * (at + after)), at)
     report, samples, _ = one_run(loaded, None, base, server)
     kills = faults_of(samples, "kill_node")
-    if not kills:
-        raise SystemExit(f"{system} recovery run: no kill_node seen during the work (did the "
-                         "nodes take longer than the fault's `at` to start?)")
-    found = recovery(samples, kills[0])
+    found = recovery(samples, kills[0]) if kills else None
+    note = "" if found is not None else "no kill_node seen during the work" if not kills \
+        else "no progress in the samples before the kill"
     return RecoveryRun(
         system=system, nodes=loaded.header.nodes, passed=report.passed,
-        unit=str(report.extra.get("throughput_unit", "")), kill_at=at, kill_t=kills[0].t,
+        unit=str(report.extra.get("throughput_unit", "")), kill_at=at,
+        kill_t=kills[0].t if kills else None,
         before=found.before if found else None, lowest=found.lowest if found else None,
-        recovery_s=found.seconds if found else None)
+        recovery_s=found.seconds if found else None, note=note)
 
 
 def table(runs: list[ThroughputRun], recoveries: list[RecoveryRun]) -> None:
@@ -233,10 +248,13 @@ def table(runs: list[ThroughputRun], recoveries: list[RecoveryRun]) -> None:
                   f"{shown_per_node:>13}{median([r.per_cpu_s for r in mine]):>10,.0f}"
                   f"{median([r.node_share for r in mine]):>12.0%}"
                   f"{median(pg) if pg else float('nan'):>12.2f}   "
-                  + ", ".join(f"{r.throughput:,.0f}" + ("" if r.passed else " (FAILED)")
-                              for r in mine))
+                  + ", ".join(f"{r.throughput:,.0f}" + ("" if r.basis == "samples" else "*")
+                              + ("" if r.passed else " (FAILED)") for r in mine))
+    if any(r.basis != "samples" for r in runs):
+        print("* the samples saw no progress: the report's count over the sampled time")
     for system in dict.fromkeys(r.system for r in recoveries):
-        shown = ", ".join(("not recovered" if r.recovery_s is None else f"{r.recovery_s:.2f} s")
+        shown = ", ".join((f"not measured ({r.note})" if r.note else "not recovered"
+                           if r.recovery_s is None else f"{r.recovery_s:.2f} s")
                           + ("" if r.passed else " (FAILED)")
                           for r in recoveries if r.system == system)
         print(f"{system:<8} recovery to {THRESHOLD:.0%} after kill_node "
@@ -272,8 +290,8 @@ def measure(base: str, server: ServerCpu | None, args: argparse.Namespace) -> in
             rec = recovery_run(system, base, server, args.quick, start_up)
             recoveries.append(rec)
             print(f"round {round_ + 1}: {system} recovery {rec.recovery_s} s after the kill "
-                  f"at {rec.kill_t:.1f} s (before {rec.before} {rec.unit}/s, lowest "
-                  f"{rec.lowest})", file=sys.stderr)
+                  f"at {rec.kill_t} s (before {rec.before} {rec.unit}/s, lowest "
+                  f"{rec.lowest}) {rec.note}", file=sys.stderr)
     table(runs, recoveries)
     times = [r.recovery_s for r in recoveries]
     result = {
