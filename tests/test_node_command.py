@@ -73,6 +73,7 @@ def test_nodes_join_answer_and_leave_cleanly_on_sigterm(
     assert joined == ["driver", "node-1", "node-2"]
     assert [r.node for r in reports] == ["node-1", "node-2"]
     assert all(r.actors >= 1 and r.messages >= 1 for r in reports)
+    assert all(0 < r.cpu_s < 60 for r in reports)  # the node process's CPU seconds
     assert after == ["driver", "node-2"]
     assert codes == {"node-1": 0, "node-2": 0}
     events = [json.loads(line)["event"]

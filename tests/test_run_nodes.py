@@ -116,6 +116,7 @@ def test_a_run_across_node_processes_kills_one_brings_it_back_and_reports_each(
     assert nodes["node-1"]["state"] == "up" and nodes["node-2"]["kills"] == 0
     assert nodes["node-2"]["pauses"] == 1 and nodes["node-2"]["state"] == "up"  # SIGCONT came
     assert all(n["actors"] >= 1 and n["messages"] >= 1 for n in nodes.values())
+    assert all(n["cpu_s"] > 0 for n in nodes.values())  # each node process's own CPU time
     assert (out / "nodes" / "node-1.log").exists()
 
 
@@ -164,5 +165,6 @@ def test_simulated_nodes_take_node_faults_and_replay_by_seed(
     assert first["nodes"]["node-3"]["pauses"] == 1
     assert first["nodes"]["node-3"]["kills"] == 1  # the probability fault, once (count)
     assert first["nodes"]["node-3"]["state"] == "killed"
+    assert all(n["cpu_s"] is None for n in first["nodes"].values())  # they share this process
     assert first["trace_digest"] == again["trace_digest"]
     assert first["nodes"] == again["nodes"]

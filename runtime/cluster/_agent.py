@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import msgspec
 import structlog
@@ -39,7 +40,11 @@ class NodeReport(msgspec.Struct, frozen=True):
     ``actors`` counts the live actors (the agent and entities included),
     ``entities`` the live entity activations, ``activations`` every entity
     activation since the node started, ``messages`` the messages its live
-    actors received, ``restarts`` their restarts after a crash.
+    actors received, ``restarts`` their restarts after a crash. ``cpu_s`` is
+    the CPU time (user + system, ``time.process_time``) of the process the
+    node runs in, since that process started: a node process's own cost,
+    but the whole process's when several runtimes share one (simulated
+    nodes).
     """
 
     node: str
@@ -48,6 +53,7 @@ class NodeReport(msgspec.Struct, frozen=True):
     activations: int
     messages: int
     restarts: int
+    cpu_s: float = 0.0
 
 
 class CutLinks(Message, frozen=True):
@@ -91,7 +97,8 @@ def describe(rt: Runtime) -> NodeReport:
     return NodeReport(
         node=rt.node_name or "", actors=len(stats),
         entities=cluster.entities_active, activations=cluster.activations,
-        messages=sum(s.received for s in stats), restarts=sum(s.restarted for s in stats))
+        messages=sum(s.received for s in stats), restarts=sum(s.restarted for s in stats),
+        cpu_s=time.process_time())
 
 
 async def ask_report(rt: Runtime, node: str, timeout: float) -> NodeReport:

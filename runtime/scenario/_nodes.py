@@ -25,8 +25,9 @@ Policy:
   cluster-network partition: the store stays reachable from both sides,
   and the driver from every node.
 - The report's ``nodes`` holds, per node, what its agent answered at the
-  end (counters since its last start) and the kills, pauses and restarts
-  the run inflicted.
+  end (counters since its last start; ``cpu_s``, the node process's CPU
+  seconds, for node processes only) and the kills, pauses and restarts the
+  run inflicted.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class NodeTally(msgspec.Struct):
     activations: int = 0
     messages: int = 0
     restarts: int = 0
+    cpu_s: float | None = None
+    """CPU seconds of the node's process since its last start (None: simulated node)."""
     kills: int = 0
     pauses: int = 0
     node_restarts: int = 0
@@ -80,6 +83,9 @@ class NodeTally(msgspec.Struct):
 
 class ScenarioNodes(ABC):
     """``node-1`` ... ``node-N`` of one run; see the module docstring."""
+
+    own_processes = False
+    """Each node is an OS process of its own, so its agent's ``cpu_s`` is its cost."""
 
     def __init__(self, count: int) -> None:
         self.names = node_names(count)
@@ -219,6 +225,8 @@ class ScenarioNodes(ABC):
             tally.actors, tally.entities = got.actors, got.entities
             tally.activations = got.activations
             tally.messages, tally.restarts = got.messages, got.restarts
+            if self.own_processes:
+                tally.cpu_s = got.cpu_s
         return self.tally
 
 
@@ -243,6 +251,8 @@ async def host_everything(rt: Runtime) -> None:
 
 class ProcessNodes(ScenarioNodes):
     """``shardline node`` processes on loopback (real clock)."""
+
+    own_processes = True
 
     def __init__(self, count: int, store: str, logs: Path) -> None:
         super().__init__(count)
