@@ -7,18 +7,9 @@ describe this run; the store holds the truth the invariants are checked on.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runtime.scenario import Observation
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no values), the rule every report here uses."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from runtime.scenario import Observation, percentile
 
 
 class LatencySamples:

@@ -10,7 +10,6 @@ from actors.queue._checks import Checked, check_pipeline
 from actors.queue._config import GeneratedSource, QueueConfig, QueueExpect
 from actors.queue._history import History, read_history
 from actors.queue._lineage import write_lineage
-from actors.queue._metrics import percentile
 from actors.queue._nodes import (
     NodeServers,
     announce,
@@ -33,6 +32,7 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
     exercised_floors,
+    percentile,
 )
 from runtime.store import without_faults
 
