@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import msgspec
 
 from actors.queue._checks import Checked, check_pipeline
@@ -203,8 +201,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         rows: list[dict[str, object]] = []
         for i, tier in enumerate(pipeline.config.tiers):
             queue = pipeline.input_queue(i)
-            found = m.latencies.get(queue)
-            samples: Sequence[float] = found.seconds if found is not None else ()
+            samples = m.acks.of(queue)
             rows.append({
                 "name": tier.name, "kind": tier.kind, "clients": tier.clients,
                 "messages_in": counts.get(queue, 0),
