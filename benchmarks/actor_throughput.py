@@ -51,6 +51,7 @@ from typing import Protocol
 
 import runtime
 from runtime import Actor, ActorRef, Message, Runtime
+from runtime.scenario import percentile
 
 CAPACITY = 1000
 REPEATS = 3
@@ -239,11 +240,6 @@ async def time_asks(target: Target, n: int) -> list[int]:
     return samples
 
 
-def percentile(ordered: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile of sorted samples."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def measure(args: argparse.Namespace) -> list[System]:
     async with Runtime() as rt:
         under_test = systems(rt)
@@ -261,7 +257,7 @@ async def measure(args: argparse.Namespace) -> list[System]:
         for _ in range(args.repeats):
             for system in under_test:
                 target, stop = await system.start()
-                samples = sorted(await time_asks(target, args.asks))
+                samples = await time_asks(target, args.asks)
                 system.ask_p50.append(percentile(samples, 0.50) / 1000)
                 system.ask_p99.append(percentile(samples, 0.99) / 1000)
                 system.ask_mean.append(sum(samples) / len(samples) / 1000)

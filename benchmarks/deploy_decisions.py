@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime import configure_logging
-from runtime.scenario import LoadedScenario, parse_scenario, run_scenario
+from runtime.scenario import LoadedScenario, parse_scenario, percentile, run_scenario
 
 CASES: dict[str, dict[str, float]] = {
     "good change": {},
@@ -131,11 +131,6 @@ def _rate(rows: list[dict[str, Any]], key: str, value: object = True) -> float:
     return sum(1 for r in rows if r[key] == value) / len(rows) if rows else 0.0
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     truth = rows[0]["truth"]
     wrong = _rate(rows, "in_force", truth != "good")
@@ -147,10 +142,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "experiment_inconclusive": _rate(rows, "experiment_verdict", "inconclusive"),
         "caught_in_wave": _rate(rows, "caught_in_wave"),
         "bad_exposure_mean": statistics.fmean(exposure) if exposure else 0.0,
-        "bad_exposure_p95": _pct(exposure, 0.95),
+        "bad_exposure_p95": percentile(exposure, 0.95),
         "requests_mean": statistics.fmean(float(r["requests"]) for r in rows),
         "decision_s_median": statistics.median(times) if times else 0.0,
-        "decision_s_p95": _pct(times, 0.95),
+        "decision_s_p95": percentile(times, 0.95),
         "other_invariant_failures": sum(1 for r in rows if r["invariants_failed"]),
         "not_approved_by": dict(Counter(r["decided_by"] for r in rows if r["decided_by"])),
     }

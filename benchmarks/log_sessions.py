@@ -43,14 +43,10 @@ from rich.table import Table
 import runtime
 from actors.logdelivery import LogClient, open_log
 from runtime import Runtime
+from runtime.scenario import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDLINE = str(Path(sys.executable).parent / "shardline")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def make_entries(start: int, count: int, payload_bytes: int) -> list[tuple[str, bytes]]:

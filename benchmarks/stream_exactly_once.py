@@ -56,6 +56,7 @@ from actors.stream import (
 )
 from actors.stream._source import generated_items
 from runtime import Fault, Runtime
+from runtime.scenario import percentile as nearest_rank
 from runtime.store._url import shown_url
 
 Item = tuple[str, bytes]
@@ -84,11 +85,8 @@ class Run:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (the same rule as the stream system's report)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The stream system's percentile rule, None when nothing recovered."""
+    return nearest_rank(values, q) if values else None
 
 
 def best(runs: list[Run]) -> Run:

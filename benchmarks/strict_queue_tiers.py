@@ -56,10 +56,9 @@ from rich.table import Table
 
 from actors.queue import GeneratedSource, final_sums, make_map, make_reduce
 from actors.queue._builtins import oracle, result_of
-from actors.queue._metrics import percentile
 from actors.queue._source import generated_items
 from runtime import configure_logging
-from runtime.scenario import parse_scenario, run_scenario
+from runtime.scenario import parse_scenario, percentile, run_scenario
 
 TIERS: list[dict[str, Any]] = [
     {"name": "transform", "kind": "map", "clients": 4, "out_keys": 2000},

@@ -208,6 +208,7 @@ class DeploymentHost(Actor[HostMsg]):
         assert model is not None
         a = self.assignment
         served = {"control": [0, 0], "experiment": [0, 0]}
+        measured: list[float] = []
         for _ in range(count):
             self.seq += 1
             request_id = f"{self.host_name}.{self.nonce:08x}.{self.seq}"
@@ -219,9 +220,12 @@ class DeploymentHost(Actor[HostMsg]):
             tally = served[variant]
             tally[0] += 1
             tally[1] += not ok
+            if ok:
+                measured.append(latency)
         wall = self.ctx.wall()
         for variant, (n, errors) in served.items():
             self.ctx.ledger.served(a.step, variant, self.configs[variant], n, errors, wall)
+        self.ctx.ledger.measured(measured)
 
     def _check_result(self, result: object) -> tuple[float, bool]:
         if (isinstance(result, tuple) and len(result) == 2
@@ -247,6 +251,8 @@ class DeploymentHost(Actor[HostMsg]):
         latency = self.now() - started
         self._record(variant, latency, not error)
         self.ctx.ledger.served(a.step, variant, configs, 1, int(bool(error)), self.ctx.wall())
+        if not error:
+            self.ctx.ledger.measured((latency,))
         return Served(request_id, variant, dict(configs), latency, not error, result, error)
 
     async def _flush(self) -> None:

@@ -8,8 +8,9 @@ reset it; it is not durable and not used by any decision.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -40,6 +41,10 @@ class FleetLedger:
         self.unreported = 0
         self.silenced_reports = 0
         self.events: list[tuple[float, str, str]] = []
+        self.latencies: array[float] = array("d")
+        """Seconds of every request served without error, in the order hosts served them
+        (append-only: the sampler's latency column). Kept where hosts serve: a ledger
+        replayed from nodes' journals (``_ledger_log``) holds none."""
         self._started: set[str] = set()
 
     def note(self, time: float, kind: str, target: str) -> None:
@@ -73,6 +78,10 @@ class FleetLedger:
             self.first_served.setdefault(item, time)
             self.last_served[item] = time
 
+    def measured(self, latencies: Iterable[float]) -> None:
+        """Latencies of requests served without error (``served`` counts them)."""
+        self.latencies.extend(latencies)
+
     def applied_revision(self, time: float, host: str, revision: int, step: str,
                          how: str) -> None:
         self.applied.append(Applied(time, host, revision, step, how))
@@ -83,5 +92,7 @@ class FleetLedger:
         return total, self.by_step.get((step, "experiment"), 0)
 
     def observation(self) -> Observation:
-        """The probe a sampler reads: requests served by the fleet (no latency is kept)."""
-        return Observation(completed=self.requests, unit="requests served")
+        """The probe a sampler reads: requests served by the fleet and the latency of each
+        one served without error (what the deployment's analysis judges)."""
+        return Observation(completed=self.requests, latencies=self.latencies,
+                           unit="requests served")

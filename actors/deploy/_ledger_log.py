@@ -16,7 +16,7 @@ of its traffic is missing from the ledger, never invented.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -76,6 +76,10 @@ class LedgerJournal(FleetLedger):
                errors: int, time: float) -> None:
         if requests > 0:
             self.entries.append(Served(step, variant, dict(configs), requests, errors, time))
+
+    def measured(self, latencies: Iterable[float]) -> None:
+        """Not journaled: one value per request would cost a store write per request's
+        worth of bytes; the driver's probe reports counts only across nodes."""
 
     def applied_revision(self, time: float, host: str, revision: int, step: str,
                          how: str) -> None:

@@ -1,6 +1,7 @@
 """``shardline serve``: the HTTP API over a store, on loopback by default.
 
     shardline serve --store URL [--host 127.0.0.1] [--port N] [--token TOKEN] [--insecure]
+                    [--retention-time 24h|none] [--retention-bytes N] [--retention-acked]
                     [--cluster-listen HOST:PORT (--secret-file F | --secret-env VAR)
                      [--node-name NAME] [--lease-ttl 3s]]
 
@@ -9,6 +10,12 @@ Prints ``listening on http://HOST:PORT`` once it accepts connections
 waiting reads are answered at once, requests in progress finish, the store
 is closed, exit status 0. A ``kill -9`` loses nothing a client was told:
 every answer is given after the store committed what it reports.
+The retention options set what each log this server creates keeps (``_retention``):
+records older than ``--retention-time`` (default 24h; ``none``: no age limit), the
+oldest appends beyond ``--retention-bytes`` of keys and payloads, and with
+``--retention-acked`` every record all live sessions have settled. With the cluster
+options they are stored as the log's recipe when it has none yet, so the first
+server to serve a log decides, whichever node then owns it.
 Exit status 2 for bad input (store URL, address in use, and a non-loopback
 ``--host`` without ``--token``: anyone who can reach it could read, append and
 acknowledge, so that takes ``--insecure`` to say it is meant).
@@ -31,9 +38,11 @@ import sys
 
 from actors.logdelivery._errors import BadRequest
 from actors.logdelivery._limits import MAX_BODY_BYTES, SessionSettings
+from actors.logdelivery._retention import LogRetention
 from runtime import ShardlineError, StoreError
 from runtime._node_cli import NodeOptions, node_options
 from runtime.cluster._config import LOOPBACK
+from runtime.scenario import Duration, parse_duration
 from runtime.store import check_store_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -64,6 +73,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"largest request body in bytes ({MAX_BODY_BYTES})")
     p.add_argument("--max-logs", type=int, default=1000,
                    help="most logs this server will serve (1000)")
+    p.add_argument("--retention-time", default="24h", metavar="DURATION",
+                   help="drop records appended longer ago than this, e.g. 30m or 168h; "
+                        "'none' for no age limit (24h)")
+    p.add_argument("--retention-bytes", metavar="N",
+                   help="keep at most N bytes of keys and payloads per log, dropping the "
+                        "oldest appends first (no limit)")
+    p.add_argument("--retention-acked", action="store_true",
+                   help="drop records every live session has acknowledged or dead-lettered")
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="uvicorn log level (warning)")
@@ -104,6 +121,25 @@ def cluster_options(args: argparse.Namespace) -> NodeOptions | None:
         raise ValueError(text) from None
 
 
+def retention_options(args: argparse.Namespace) -> LogRetention:
+    """What the logs this server creates keep; ``ValueError`` naming the flag that is
+    wrong and what it expects."""
+    time: Duration | None = None
+    if args.retention_time.strip().lower() != "none":
+        try:
+            time = parse_duration(args.retention_time.strip())
+        except ValueError as exc:
+            raise ValueError(f"--retention-time: {exc} (or 'none' for no age limit)") from None
+    size: int | None = None
+    if args.retention_bytes is not None:
+        text = args.retention_bytes.strip().replace("_", "")
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"--retention-bytes: expected a whole number of bytes >= 1, "
+                             f"got {args.retention_bytes!r}")
+        size = int(text)
+    return LogRetention(time, size, args.retention_acked)
+
+
 def _error(message: str) -> int:
     print(f"shardline serve: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -141,6 +177,7 @@ def serve_command(args: argparse.Namespace) -> int:
         defaults = SessionSettings(args.ack_wait, args.max_in_flight, args.max_deliveries,
                                    args.session_ttl)
         cluster = cluster_options(args)
+        retention = retention_options(args)
     except (StoreError, BadRequest, ValueError) as exc:
         return _error(str(exc))
     if not 0 <= args.port <= 65535:
@@ -158,7 +195,7 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         serve(sock, store=args.store, defaults=defaults, token=args.token,
               max_body=args.max_body, max_logs=args.max_logs, log_level=args.log_level,
-              cluster=cluster)
+              cluster=cluster, retention=retention)
     except (ShardlineError, OSError) as exc:  # the store, or joining the cluster
         return _error(str(exc))
     finally:

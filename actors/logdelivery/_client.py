@@ -26,7 +26,7 @@ from typing import TypeVar, get_origin
 import msgspec
 
 from actors.logdelivery import _keys as keys
-from actors.logdelivery._entity import LogServerEntity
+from actors.logdelivery._entity import LogRecipe, LogServerEntity, offer_recipe
 from actors.logdelivery._errors import (
     ERRORS,
     BadRequest,
@@ -259,12 +259,17 @@ class LogService:
                  observer: ReadObserver | None = None, name: str = "logdelivery",
                  restart_backoff: Backoff | None = None, max_logs: int = 1000,
                  retention: LogRetention | Mapping[str, LogRetention] | None = None,
-                 audit: Audit | None = None, on_nodes: bool = False) -> None:
+                 audit: Audit | None = None, on_nodes: bool = False,
+                 offer_recipes: bool = False) -> None:
         self.rt = rt
         self.on_nodes = on_nodes
         """Each log's server is the cluster entity ``LogServerEntity/<log>`` on whichever
         node holds its lease (``_entity``), not an actor of this service; ``retention``,
         ``audit``, ``observer`` and ``cache_records`` are then the entity's (its recipe)."""
+        self.offer_recipes = offer_recipes
+        """On nodes: before its first request here, a log with no recipe yet gets one with
+        this service's ``retention`` (``shardline serve``: the first server to serve a
+        log sets what it keeps; a scenario writes its recipe itself)."""
         self.retention = retention
         """One ``LogRetention`` for every log, or one per log name (others: the default)."""
         self.audit = audit
@@ -310,6 +315,8 @@ class LogService:
                                    f"log {name!r} would be one more")
                 ref: ActorRef[LogServerMsg]
                 if self.on_nodes:
+                    if self.offer_recipes:
+                        await self._offer_recipe(name)
                     ref = self.rt.entity(LogServerEntity, name)
                 else:
                     if self._supervisor is None:
@@ -322,6 +329,14 @@ class LogService:
                                    remote=self.on_nodes)
                 self._clients[name] = client
         return client
+
+    async def _offer_recipe(self, log: str) -> None:
+        recipe = LogRecipe.of(self.retention_of(log), served=False,
+                              cache_records=self.cache_records)
+        try:
+            await offer_recipe(self.rt.store, log, recipe)
+        except ShardlineError as exc:
+            raise LogUnavailable(f"log {log!r}: its recipe could not be stored: {exc}") from exc
 
     async def _start(self, log: str) -> ActorRef[LogServerMsg]:
         """Start ``log``'s server, retrying a first start the store failed (its ``recover``

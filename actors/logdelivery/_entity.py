@@ -30,6 +30,7 @@ from actors.logdelivery import _keys as keys
 from actors.logdelivery._retention import DEFAULT_TIME, LogRetention
 from actors.logdelivery._server import LogServer
 from actors.logdelivery._state import ReadPlan
+from runtime import ConflictError
 from runtime.scenario import read_whole_log
 from runtime.store import Append, Fence, Put, Store, without_faults
 
@@ -45,9 +46,10 @@ class LogRecipe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Journal each read's deliveries to the store (scenario runs check them)."""
 
     @classmethod
-    def of(cls, retention: LogRetention, *, served: bool) -> LogRecipe:
+    def of(cls, retention: LogRetention, *, served: bool,
+           cache_records: int = 262_144) -> LogRecipe:
         time = None if retention.time is None else float(retention.time)
-        return cls(time, retention.bytes, retention.acked, served=served)
+        return cls(time, retention.bytes, retention.acked, cache_records, served)
 
     def retention(self) -> LogRetention:
         return LogRetention(self.retention_time, self.retention_bytes, self.retention_acked)
@@ -72,6 +74,16 @@ async def write_recipe(store: Store, log: str, recipe: LogRecipe) -> None:
     key = keys.recipe_key(log)
     found = await store.get(key)
     await store.write([Put(key, _encode(recipe), 0 if found is None else found.version)])
+
+
+async def offer_recipe(store: Store, log: str, recipe: LogRecipe) -> bool:
+    """Store ``log``'s recipe unless it has one, so the first ``shardline serve`` to
+    serve a log sets what it keeps; whether this one was stored."""
+    try:
+        await store.write([Put(keys.recipe_key(log), _encode(recipe), 0)])
+    except ConflictError:
+        return False
+    return True
 
 
 async def served_reads(store: Store, log: str, session: str) -> list[ServedRead]:

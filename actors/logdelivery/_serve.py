@@ -17,6 +17,7 @@ from actors.logdelivery._client import LogService
 from actors.logdelivery._entity import LogServerEntity
 from actors.logdelivery._http import create_app
 from actors.logdelivery._limits import SessionSettings
+from actors.logdelivery._retention import LogRetention
 from runtime import Runtime
 from runtime._node_cli import NodeOptions
 from runtime.cluster import Cluster
@@ -66,12 +67,14 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 def serve(sock: socket.socket, *, store: str, defaults: SessionSettings, token: str | None,
           max_body: int, max_logs: int, log_level: str,
-          cluster: NodeOptions | None = None) -> None:
+          cluster: NodeOptions | None = None, retention: LogRetention | None = None) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT; ``StoreError`` if the store cannot open.
 
     With ``cluster``, this process joins the cluster of its store as a node that hosts
-    log servers (``LogServerEntity``) and forwards requests for logs another node owns."""
-    asyncio.run(_serve(sock, store, defaults, token, max_body, max_logs, log_level, cluster))
+    log servers (``LogServerEntity``) and forwards requests for logs another node owns.
+    ``retention`` is what the logs it creates keep (default: 24 h of records)."""
+    asyncio.run(_serve(sock, store, defaults, token, max_body, max_logs, log_level, cluster,
+                       retention or LogRetention()))
 
 
 def _ask_timeout(cluster: NodeOptions | None) -> float:
@@ -83,7 +86,7 @@ def _ask_timeout(cluster: NodeOptions | None) -> float:
 
 async def _serve(sock: socket.socket, store: str, defaults: SessionSettings, token: str | None,
                  max_body: int, max_logs: int, log_level: str,
-                 cluster: NodeOptions | None) -> None:
+                 cluster: NodeOptions | None, retention: LogRetention) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     joins = None if cluster is None else Cluster(
@@ -93,7 +96,8 @@ async def _serve(sock: socket.socket, store: str, defaults: SessionSettings, tok
         if joins is not None:
             rt.register_entity(LogServerEntity)
         service = LogService(rt, defaults=defaults, max_logs=max_logs,
-                             ask_timeout=_ask_timeout(cluster), on_nodes=joins is not None)
+                             ask_timeout=_ask_timeout(cluster), on_nodes=joins is not None,
+                             retention=retention, offer_recipes=joins is not None)
         app = create_app(service, token=token, max_body=max_body)
         config = uvicorn.Config(app, lifespan="off", access_log=False,
                                 log_level=log_level, timeout_graceful_shutdown=10)

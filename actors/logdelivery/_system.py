@@ -27,6 +27,7 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
     exercised_floors,
+    percentile,
 )
 from runtime.store import Put, Store, without_faults
 
@@ -65,13 +66,6 @@ async def _states(store: Store, log: str, sessions: list[str]) -> dict[str, Sess
         if stored is not None:
             found[session] = checks.decode_state(stored.value)
     return found
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _open_log(rt: Runtime, service: LogService, name: str,
@@ -307,8 +301,8 @@ class LogSystem(ScenarioSystem[LogConfig, LogExpect]):
             "slow_batches": journal.slowed,
             "superseded_acks": journal.superseded,
             "faults_injected": rt.faults.injected,
-            "append_to_delivery_p50_s": round(_percentile(latencies, 0.5), 6),
-            "append_to_delivery_p99_s": round(_percentile(latencies, 0.99), 6),
+            "append_to_delivery_p50_s": round(percentile(latencies, 0.5), 6),
+            "append_to_delivery_p99_s": round(percentile(latencies, 0.99), 6),
             "elapsed_s": round(elapsed, 6),
         }
         metrics.update(counts)

@@ -7,29 +7,50 @@ describe this run; the store holds the truth the invariants are checked on.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runtime.scenario import Observation
+from runtime.scenario import Observation, percentile
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no values), the rule every report here uses."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+class AckLatencies:
+    """Enqueue-to-ack seconds of every acked message, all queues, in ack order.
 
+    Parallel columns (queue, key, seconds), one copy of each sample: no object
+    per sample for the collector to walk (queue and seconds are C arrays, which
+    it does not even visit). ``seconds`` only grows, so it is the sampler's
+    latency column as it stands; a queue's samples are read by filtering.
+    """
 
-class LatencySamples:
-    """Parallel columns (key, seconds): no object per sample for the collector to walk
-    (the seconds are a C array of doubles, which the collector does not even visit)."""
-
-    __slots__ = ("keys", "seconds")
+    __slots__ = ("keys", "queue_names", "queues", "seconds")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.seconds: array[float] = array("d")
+        self.queues: array[int] = array("H")
+        """Per sample: the index of its queue in ``queue_names``."""
+        self.queue_names: list[str] = []
+
+    def queue_index(self, queue: str) -> int:
+        """The index samples of ``queue`` are tagged with (assigned on first use)."""
+        try:
+            return self.queue_names.index(queue)
+        except ValueError:
+            self.queue_names.append(queue)
+            return len(self.queue_names) - 1
+
+    def tag(self, queue: int, since: int) -> None:
+        """Tag every sample added since length ``since`` with ``queue``."""
+        self.queues.extend(array("H", [queue]) * (len(self.seconds) - since))
+
+    def of(self, queue: str, keys: set[str] | None = None,
+           exclude: set[str] | None = None) -> list[float]:
+        """The seconds of ``queue``'s samples, optionally only some keys or all but some."""
+        if queue not in self.queue_names:
+            return []
+        wanted = self.queue_names.index(queue)
+        return [lat for q, key, lat in zip(self.queues, self.keys, self.seconds, strict=True)
+                if q == wanted and (keys is None or key in keys)
+                and (exclude is None or key not in exclude)]
 
 
 @dataclass
@@ -49,17 +70,7 @@ class QueueMetrics:
     outputs_enqueued: int = 0
     windows_closed: int = 0
     request_retries: int = 0
-    latencies: dict[str, LatencySamples] = field(default_factory=dict)
-    """Per queue: the key and the seconds from enqueue to ack of every acked message."""
-    ack_latencies: array[float] = field(default_factory=lambda: array("d"))
-    """Seconds from enqueue to ack of every acked message, all queues, in ack order."""
-
-    def samples(self, queue: str) -> LatencySamples:
-        """The samples of ``queue``, to add to."""
-        found = self.latencies.get(queue)
-        if found is None:
-            found = self.latencies[queue] = LatencySamples()
-        return found
+    acks: AckLatencies = field(default_factory=AckLatencies)
 
     def on_returned(self, expired: bool) -> None:
         """A batch is visible again: its visibility timed out, or its client released it."""
@@ -71,13 +82,10 @@ class QueueMetrics:
     def latency(self, queue: str, q: float, keys: set[str] | None = None,
                 exclude: set[str] | None = None) -> float:
         """Percentile ``q`` of enqueue-to-ack seconds on ``queue``, optionally for some keys."""
-        samples = self.latencies.get(queue, LatencySamples())
-        values = [lat for key, lat in zip(samples.keys, samples.seconds, strict=True)
-                  if (keys is None or key in keys) and (exclude is None or key not in exclude)]
-        return percentile(values, q)
+        return percentile(self.acks.of(queue, keys, exclude), q)
 
     def observation(self) -> Observation:
         """The probe a sampler reads: messages acked (every tier), enqueue-to-ack latency."""
         waiting = self.enqueued - self.duplicates_dropped - self.acked - self.dead_lettered
-        return Observation(completed=self.acked, latencies=self.ack_latencies,
+        return Observation(completed=self.acked, latencies=self.acks.seconds,
                            in_flight=max(0, waiting), unit="messages acked")

@@ -301,7 +301,7 @@ class ServerState:
     def _apply_acked(self, e: BatchesAcked, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
         keys = q.keys
-        samples = metrics.samples(e.queue) if metrics is not None else None
+        samples = metrics.acks if metrics is not None else None
         at = e.at
         acked = 0
         first_sample = len(samples.seconds) if samples is not None else 0
@@ -340,7 +340,7 @@ class ServerState:
         q.held -= acked
         if metrics is not None and samples is not None:
             metrics.acked += acked
-            metrics.ack_latencies.extend(samples.seconds[first_sample:])
+            samples.tag(samples.queue_index(e.queue), first_sample)
 
     @staticmethod
     def _count_receive(k: KeyState, first: int, last: int) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import msgspec
 
 from actors.queue._checks import Checked, check_pipeline
 from actors.queue._config import GeneratedSource, QueueConfig, QueueExpect
 from actors.queue._history import History, read_history
 from actors.queue._lineage import write_lineage
-from actors.queue._metrics import percentile
 from actors.queue._nodes import (
     NodeServers,
     announce,
@@ -33,6 +30,7 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
     exercised_floors,
+    percentile,
 )
 from runtime.store import without_faults
 
@@ -203,8 +201,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         rows: list[dict[str, object]] = []
         for i, tier in enumerate(pipeline.config.tiers):
             queue = pipeline.input_queue(i)
-            found = m.latencies.get(queue)
-            samples: Sequence[float] = found.seconds if found is not None else ()
+            samples = m.acks.of(queue)
             rows.append({
                 "name": tier.name, "kind": tier.kind, "clients": tier.clients,
                 "messages_in": counts.get(queue, 0),

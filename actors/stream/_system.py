@@ -26,15 +26,9 @@ from runtime.scenario import (
     ScenarioSystem,
     SystemOutcome,
     exercised_floors,
+    percentile,
 )
 from runtime.store import without_faults
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
@@ -196,8 +190,8 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
             "lease_moves": m.lease_moves,
             "restarts": restarts,
             "faults_injected": rt.faults.injected,
-            "recovery_p50_s": round(_percentile(m.recovery_times, 0.50), 6),
-            "recovery_p99_s": round(_percentile(m.recovery_times, 0.99), 6),
+            "recovery_p50_s": round(percentile(m.recovery_times, 0.50), 6),
+            "recovery_p99_s": round(percentile(m.recovery_times, 0.99), 6),
             "recovery_mean_s": round(statistics.fmean(m.recovery_times), 6)
             if m.recovery_times else 0.0,
             "commit_span_s": round(span, 6),

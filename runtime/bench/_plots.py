@@ -9,7 +9,7 @@
    seeds, beside the no-fault baseline (median line, min-max band).
 5. ``<system>-p99``: run p99 latency vs fault rate, same layout.
 
-A system whose probe reports no latencies (deploy) gets no latency figures.
+A system whose probe reports no latencies (deploy across nodes) gets no latency figures.
 
 Runs whose invariants failed are never drawn into a curve (figures 3-5 say
 how many were left out); they are listed first in the report.
@@ -268,7 +268,7 @@ def draw_system(system: str, runs: Sequence[RunRecord], rows: Sequence[SampleRow
     """Every figure of ``system``; returns the files written (PNG then SVG of each)."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    timed = any(r.p50 is not None for r in rows)  # deploy keeps no per-request latency
+    timed = any(r.p50 is not None for r in rows)  # False for a probe without latencies
     paths = throughput_over_time(plt, system, runs, rows, out, bucket)
     if timed:
         paths += latency_over_time(plt, system, runs, rows, out, bucket)

@@ -19,10 +19,6 @@ from runtime.bench._records import RunRecord
 from runtime.scenario import percentile
 
 
-def _q(values: Sequence[float], q: float) -> float:
-    return percentile(sorted(values), q)
-
-
 def _failures(runs: Sequence[RunRecord]) -> list[str]:
     bad = [r for r in runs if not r.correct]
     if not bad:
@@ -85,7 +81,7 @@ def _summary(runs: Sequence[RunRecord]) -> list[str]:
             f"| {system} | {fault} | {fault_rate_label(rate)} | {len(good)} of {len(group)} | "
             f"{statistics.median(gp):,.0f} [{min(gp):,.0f} to {max(gp):,.0f}] | {ratio} | "
             + (f"{statistics.median(p99):.1f} [{min(p99):.1f} to {max(p99):.1f}]" if p99 else "—")
-            + " | " + (f"{_q(rec, 0.5):.2f} / {_q(rec, 0.9):.2f}" if rec else "—")
+            + " | " + (f"{percentile(rec, 0.5):.2f} / {percentile(rec, 0.9):.2f}" if rec else "—")
             + f" | {sum(r.unrecovered for r in good)} | "
             + (", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))) or "—")
             + " |")

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from runtime._errors import ScenarioError, StoreError
-from runtime.store._url import drop_store, store_file
+from runtime.store._url import drop_store, store_location
 
 RUN_MARKER = "events.jsonl"
 """Every ``shardline run`` appends its events here, so its presence marks a run's output."""
@@ -40,25 +40,26 @@ def clear_run(out_dir: Path, store_url: str) -> list[str]:
     like a run's, or the store URL is malformed.
     """
     try:
-        database = store_file(store_url)
+        where = store_location(store_url)
     except StoreError as exc:
         raise ScenarioError(str(exc)) from None
     if out_dir.is_dir():
         _check_deletable(out_dir)
     removed: list[str] = []
-    if database is not None:
-        for path in (database, *(database.with_name(database.name + s) for s in
-                                 ("-wal", "-shm", "-journal"))):
+    if isinstance(where, Path):
+        for path in (where, *(where.with_name(where.name + s) for s in
+                              ("-wal", "-shm", "-journal"))):
             if path.exists():
                 path.unlink()
-                if path == database:
+                if path == where:
                     removed.append(f"store {path}")
-    try:
-        dropped = asyncio.run(drop_store(store_url))
-    except StoreError as exc:
-        raise ScenarioError(str(exc)) from None
-    if dropped is not None:
-        removed.append(dropped)
+    else:
+        try:
+            dropped = asyncio.run(drop_store(where))
+        except StoreError as exc:
+            raise ScenarioError(str(exc)) from None
+        if dropped is not None:
+            removed.append(dropped)
     if out_dir.is_dir():
         shutil.rmtree(out_dir)
         removed.append(f"output {out_dir}")

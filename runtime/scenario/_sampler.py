@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
+
+from runtime.scenario._percentile import percentile
 
 if TYPE_CHECKING:
     from runtime._system import Runtime
@@ -74,11 +75,6 @@ class Sample(msgspec.Struct, frozen=True):
     faults: int
     restarts: int
     fault_events: list[FaultEvent] = msgspec.field(default_factory=list)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (``ordered`` must not be empty)."""
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 class Sampler:
@@ -131,9 +127,9 @@ class Sampler:
         """p50/p99/max over every latency the run's samples saw (empty if none)."""
         if not self._run_latencies:
             return {}
-        ordered = sorted(self._run_latencies)
-        return {"count": len(ordered), "p50": percentile(ordered, 0.50),
-                "p99": percentile(ordered, 0.99), "max": ordered[-1]}
+        seen = self._run_latencies
+        return {"count": len(seen), "p50": percentile(seen, 0.50),
+                "p99": percentile(seen, 0.99), "max": max(seen)}
 
     async def _loop(self) -> None:
         assert self._rt is not None

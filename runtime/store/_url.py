@@ -155,21 +155,19 @@ async def open_store(url: str, *, clock: Clock) -> Store:
     return open_sqlite(where, synchronous=synchronous, clock=clock, wal_pages=wal_pages)
 
 
-def store_file(url: str) -> Path | None:
-    """The database file a URL names (``None`` for ``memory://`` and ``postgresql://``);
-    ``StoreURLError`` if the URL is bad."""
-    where = _parse(url)[1]
-    return where if isinstance(where, Path) else None
+def store_location(url: str) -> Path | PostgresTarget | None:
+    """Where a URL's store lives: the sqlite database file, the postgresql schema, or
+    ``None`` for ``memory://``; ``StoreURLError`` if the URL is bad. Opens nothing."""
+    return _parse(url)[1]
 
 
-async def drop_store(url: str) -> str | None:
-    """Delete what a URL names as a store, for ``shardline run --fresh``.
+async def drop_store(where: Path | PostgresTarget | None) -> str | None:
+    """Drop the postgresql schema ``where`` names, for ``shardline run --fresh``.
 
-    A sqlite file is left to the caller (``store_file``); a postgresql
-    store's schema is dropped (only if it is a Shardline store). Returns a
-    description of what was dropped, or ``None``.
+    Only a Shardline store's schema is dropped. A sqlite file (a ``Path``) is
+    left to the caller, which removes it with its ``-wal`` and ``-shm`` files.
+    Returns a description of what was dropped, or ``None``.
     """
-    where = _parse(url)[1]
     if not isinstance(where, PostgresTarget):
         return None
     from runtime.store._postgres_connect import drop_store_schema  # imports the driver
