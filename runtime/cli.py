@@ -232,7 +232,9 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
         except (ScenarioError, StoreError) as exc:
             if interactive:
                 sys.stderr.write("\r\x1b[K")
-            return _error(f"{loaded.path}: {exc}")
+            text = str(exc)  # a field's error names the file already
+            return _error(text if text.startswith(f"{loaded.path}: ") else
+                          f"{loaded.path}: {text}")
         except KeyboardInterrupt:
             if interactive:
                 sys.stderr.write("\r\x1b[K")
