@@ -4,8 +4,8 @@ struck by node faults and stopped; simulated nodes replay node faults by seed.""
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
