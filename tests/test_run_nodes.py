@@ -105,6 +105,16 @@ def test_node_faults_are_validated(
     assert expected in capsys.readouterr().err
 
 
+def test_a_kill_node_target_beyond_the_run_s_nodes_is_exit_2_naming_the_file_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = _scenario(tmp_path, clock="simulated",
+                     faults=KILL.format(target="node-2", at="1s", extra=""))
+    assert main(["run", str(file), "--nodes", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"shardline: error: {file}: faults[0].target: 'node-2' matches no node; "
+                   "expected a name or glob matching one of: node-1\n")
+
+
 def test_a_node_fault_in_a_run_without_nodes_is_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = _scenario(tmp_path, faults=KILL.format(target="node-1", at="1s", extra=""))
