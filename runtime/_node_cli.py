@@ -14,7 +14,7 @@ Contract:
 - Before saying READY it asks every live peer's agent; if there are peers
   and none of them answers within two lease TTLs, the node was refused
   (a wrong secret, most likely): it logs ``node.refused``, leaves and
-  exits 2.
+  exits 2 (``_refused_by``).
 - SIGTERM or SIGINT: the node leaves (releases its membership and its
   entities' leases, so others take them over at once) and exits 0.
 - Bad input (a store that cannot be shared, a bad listen address, no
@@ -172,15 +172,24 @@ async def serve_node(options: NodeOptions) -> list[str]:
 
 
 async def _refused_by(rt: Runtime, window: float) -> list[str]:
-    """Peers that never answered within ``window`` s, if that is every live peer; else []."""
+    """The peers this node saw during ``window`` s if none of them ever answered; else [].
+
+    Accepted as soon as one peer answers (any answer passed the handshake). A node
+    that sees no peer at its first look is the first of its cluster. A peer that
+    drops out of the membership meanwhile (its lease lapsed on a loaded machine, or
+    it died) still counts as silent: its absence proves nothing about the secret,
+    and taking it for an answer let a node with the wrong secret say READY.
+    """
     deadline = rt.now() + window
+    seen: set[str] = set()
     while True:
-        silent = await unreachable_peers(rt, _PROBE_ASK)
-        live = set(rt.nodes())
-        silent = [peer for peer in silent if peer in live]  # dead ones drop out of the list
-        peers = live - {rt.node_name}
-        if not silent or len(silent) < len(peers):
+        peers = [name for name in rt.nodes() if name != rt.node_name]
+        seen.update(peers)
+        if not seen:
+            return []
+        silent = await unreachable_peers(rt, _PROBE_ASK, peers)
+        if len(silent) < len(peers):
             return []
         if rt.now() >= deadline:
-            return silent
+            return sorted(seen)
         await asyncio.sleep(_PROBE_ASK / 4)

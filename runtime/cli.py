@@ -21,6 +21,8 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
 from runtime._node_cli import add_node_parser, read_secret
@@ -77,6 +79,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="with --join: environment variable holding the cluster secret")
     run.add_argument("--listen", default=None, metavar="HOST:PORT",
                      help="with --join: where the nodes reach this run (default 127.0.0.1:0)")
+    run.add_argument("--clock", default=None, choices=("real", "simulated"),
+                     help="override [scenario] clock: real runs --nodes N as node processes "
+                          "(default: the scenario's clock; with --join, real)")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                      help="level of events written to <out>/events.jsonl (default info)")
     run.set_defaults(handler=_cmd_run)
@@ -167,6 +172,16 @@ def _join_options(args: argparse.Namespace) -> JoinOptions | None:
     return JoinOptions(read_secret(args), listen)
 
 
+def _with_clock(args: argparse.Namespace, loaded: LoadedScenario) -> LoadedScenario:
+    """``loaded`` on the clock of ``--clock`` (real by default with ``--join``, whose node
+    processes keep the real clock)."""
+    clock = args.clock or ("real" if args.join else None)
+    if clock is None or clock == loaded.header.clock:
+        return loaded
+    return msgspec.structs.replace(
+        loaded, header=msgspec.structs.replace(loaded.header, clock=clock))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         args.join_options = _join_options(args)
@@ -175,6 +190,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     scenarios = _load_all(args.files)
     if scenarios is None:
         return EXIT_BAD_INPUT
+    scenarios = [_with_clock(args, loaded) for loaded in scenarios]
     if len(scenarios) > 1 and args.store and "{out}" not in args.store \
             and args.store != "memory://":
         return _error(f"--store {args.store}: several scenarios cannot share one store; "
@@ -216,7 +232,9 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
         except (ScenarioError, StoreError) as exc:
             if interactive:
                 sys.stderr.write("\r\x1b[K")
-            return _error(f"{loaded.path}: {exc}")
+            text = str(exc)  # a field's error names the file already
+            return _error(text if text.startswith(f"{loaded.path}: ") else
+                          f"{loaded.path}: {text}")
         except KeyboardInterrupt:
             if interactive:
                 sys.stderr.write("\r\x1b[K")

@@ -58,6 +58,17 @@ def test_the_quickstart_crash_period_is_the_one_the_file_runs() -> None:
     assert f"crash every {ms} ms" in path.read_text()
 
 
+@pytest.mark.parametrize(("file", "said"), [
+    ("stream_node_kill.toml", "node-2 SIGKILLed every {s} s"),
+    ("log_node_kill.toml", "holds log `events`, every {s} s"),
+])
+def test_the_node_kill_periods_are_the_ones_the_files_run(file: str, said: str) -> None:
+    import tomllib
+
+    every = tomllib.loads((README.parent / "scenarios" / file).read_text())["faults"][0]["every"]
+    assert said.format(s=every.removesuffix("s")) in " ".join(README.read_text().split())
+
+
 def test_shell_examples_name_a_shardline_that_the_set_up_installs() -> None:
     """The set-up puts ``shardline`` in ``.venv/bin`` only, not on PATH."""
     for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):

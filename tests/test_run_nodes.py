@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,26 @@ def test_bad_node_counts_and_stores_are_exit_2(
     assert expected in err and "hunter2" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    # the file's clock is simulated (whose in-process nodes may share SQLite): --clock
+    # real makes them processes, which need a shared store
+    (["--clock", "real", "--nodes", "2"], "--nodes 2: store sqlite:///"),
+    (["--clock", "simulated", "--join", "--secret-env", "HOME", "--store",
+      "postgresql://u:hunter2@h/db"],
+     "scenario.clock: --join drives node processes, which keep the real clock"),
+    (["--clock", "sometimes"], "argument --clock: invalid choice: 'sometimes'"),
+])
+def test_the_clock_option_overrides_the_scenario_and_is_validated(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        expected: str) -> None:
+    file = _scenario(tmp_path, clock="simulated")
+    with pytest.raises(SystemExit) if "sometimes" in args else nullcontext() as exited:
+        code = main(["run", str(file), "--out", str(tmp_path / "out"), *args])
+    assert (exited.value.code if exited is not None else code) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "hunter2" not in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(("header", "faults", "clock", "expected"), [
     ("nodes = 3", KILL.format(target="node-9", at="1s", extra=""), "real",
      "faults[0].target: 'node-9' matches no node; expected a name or glob matching one of: "
@@ -84,6 +105,16 @@ def test_node_faults_are_validated(
     assert expected in capsys.readouterr().err
 
 
+def test_a_kill_node_target_beyond_the_run_s_nodes_is_exit_2_naming_the_file_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = _scenario(tmp_path, clock="simulated",
+                     faults=KILL.format(target="node-2", at="1s", extra=""))
+    assert main(["run", str(file), "--nodes", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"shardline: error: {file}: faults[0].target: 'node-2' matches no node; "
+                   "expected a name or glob matching one of: node-1\n")
+
+
 def test_a_node_fault_in_a_run_without_nodes_is_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = _scenario(tmp_path, faults=KILL.format(target="node-1", at="1s", extra=""))
@@ -99,10 +130,11 @@ def test_a_run_across_node_processes_kills_one_brings_it_back_and_reports_each(
     pause = '[[faults]]\nkind = "pause_node"\ntarget = "node-2"\nat = "0.5s"\nduration = "0.5s"\n'
     file = _scenario(tmp_path, faults=KILL.format(target="node-1", at="0.3s",
                                                   extra='restart_after = "0.5s"') + pause,
-                     expect="node_kills = 1\nnode_pauses = 1")
+                     expect="node_kills = 1\nnode_pauses = 1", clock="simulated")
     out = tmp_path / "out"
+    # --clock real: the file's simulated nodes become node processes
     code = main(["run", str(file), "--nodes", "2", "--store", postgres_url(), "--out", str(out),
-                 "--json"])
+                 "--json", "--clock", "real"])
     captured = capsys.readouterr()
     assert captured.out, captured.err
     report = json.loads(captured.out)

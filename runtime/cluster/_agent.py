@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 import msgspec
 import structlog
@@ -25,6 +26,7 @@ from runtime._actor import Actor
 from runtime._errors import AskTimeout, ShardlineError
 from runtime._message import Message
 from runtime._system import Runtime
+from runtime.cluster._errors import LinkClosed
 
 AGENT_NAME = "shardline.node"
 _log = structlog.get_logger("shardline")
@@ -139,23 +141,26 @@ async def cut_apart(rt: Runtime, groups: list[list[str]], seconds: float,
     return missed
 
 
-async def unreachable_peers(rt: Runtime, timeout: float) -> list[str]:
-    """The live peers that gave no answer at all within ``timeout`` seconds.
+async def unreachable_peers(rt: Runtime, timeout: float,
+                            peers: Sequence[str] | None = None) -> list[str]:
+    """The ``peers`` (default: every live peer) that gave no answer within ``timeout`` s.
 
     A peer whose agent is not spawned yet answers with an error, which
     proves the handshake passed; silence means the connection never got
-    through it (a wrong secret, a firewall, a dead process).
+    through it (a wrong secret, a firewall, a dead process). An error raised
+    on this side (the link closed, this node down) is no answer either.
     """
 
     async def silent(peer: str) -> bool:
         try:
             await ask_report(rt, peer, timeout)
-        except AskTimeout:
+        except (AskTimeout, LinkClosed):
             return True
-        except Exception:  # any answer proves the secret matched
+        except Exception:  # any other error came back from the peer: the secret matched
             return False
         return False
 
-    peers = [name for name in rt.nodes() if name != rt.node_name]
+    if peers is None:
+        peers = [name for name in rt.nodes() if name != rt.node_name]
     results = await asyncio.gather(*(silent(peer) for peer in peers))
     return [peer for peer, no_answer in zip(peers, results, strict=True) if no_answer]

@@ -65,7 +65,8 @@ def check_join_run(loaded: LoadedScenario, store: str) -> None:
     if loaded.header.clock != "real":
         raise ScenarioError(
             f"{loaded.path}: scenario.clock: --join drives node processes, which keep the "
-            f"real clock; expected clock = \"real\", got {loaded.header.clock!r}")
+            f"real clock; expected clock = \"real\" (the default with --join), got "
+            f"{loaded.header.clock!r}")
     for index, fault in enumerate(loaded.faults):
         where = f"{loaded.path}: faults[{index}]"
         if fault.kind in ("pause_node", "partition"):
