@@ -14,8 +14,6 @@ spawned its agent yet.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Sequence
 
@@ -27,6 +25,7 @@ from runtime._errors import AskTimeout, ShardlineError
 from runtime._message import Message
 from runtime._system import Runtime
 from runtime.cluster._errors import LinkClosed
+from runtime.cluster._self_faults import kill_self, pause_self
 
 AGENT_NAME = "shardline.node"
 _log = structlog.get_logger("shardline")
@@ -68,10 +67,21 @@ class CutLinks(Message, frozen=True):
 
 class KillNode(Message, frozen=True):
     """SIGKILL this node's own process (a driver that did not start it cannot signal it);
-    there is no answer: the process is gone."""
+    with ``restart_after`` its command line starts again that many seconds later (at
+    least one lease TTL: ``runtime.cluster._self_faults``). There is no answer: the
+    process is gone."""
+
+    restart_after: float | None = None
 
 
-AgentMsg = DescribeNode | CutLinks | KillNode
+class PauseNode(Message, frozen=True):
+    """SIGSTOP this node's own process for ``seconds`` (a helper process sends SIGCONT);
+    there is no answer: the process is stopped."""
+
+    seconds: float
+
+
+AgentMsg = DescribeNode | CutLinks | KillNode | PauseNode
 
 
 class NodeAgent(Actor[AgentMsg]):
@@ -83,12 +93,16 @@ class NodeAgent(Actor[AgentMsg]):
                 self.runtime._node().cuts.cut(peers, seconds)
                 self.log.warning("node.partitioned", peers=peers, seconds=seconds)
                 return True
-            case KillNode():
-                self.log.warning("node.killing_itself")
+            case KillNode(restart_after=restart_after):
+                self.log.warning("node.killing_itself", restart_after=restart_after)
                 if self.runtime.simulated:  # a node of a simulation shares the process
                     self.runtime._node().kill()
                 else:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    kill_self(restart_after, self.runtime._node().config.lease_ttl)
+            case PauseNode(seconds=seconds):
+                self.log.warning("node.pausing_itself", seconds=seconds)
+                if not self.runtime.simulated:
+                    pause_self(seconds)
         return describe(self.runtime)
 
 

@@ -14,13 +14,15 @@ Policy:
   ``ScenarioError`` (exit 2) naming the store, and for the second, the
   secret. The clock is real (the nodes keep the real one), so a scenario
   with ``clock = "simulated"`` is refused.
-- Node faults: ``kill_node`` is asked of the target's own agent, and the
-  node SIGKILLs itself (the driver may not be on its machine, so it cannot
-  signal it). Nothing here can start a node again, so ``restart_after`` is
-  refused, and so are ``pause_node`` (SIGSTOP needs the process's parent or
-  its machine) and ``partition`` (its groups are named by ``node-N``, which
-  a hand-made cluster need not use). A ``kill_node`` target must match a
-  live node when the run starts.
+- Node faults are asked of the target's own agent, which acts on its own
+  process (the driver may not be on its machine, so it cannot signal it):
+  ``kill_node`` SIGKILLs it, and with ``restart_after`` a helper process the
+  node started first runs the same command line again once that long (and
+  at least its lease TTL) has passed; ``pause_node`` SIGSTOPs it, a helper
+  sending SIGCONT after ``duration``; ``partition`` cuts each side's
+  cluster links (``runtime.cluster._self_faults``, ``_cuts``). Every
+  ``kill_node`` / ``pause_node`` target and every ``partition`` group must
+  match a live node when the run starts.
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ from runtime._errors import ScenarioError, ShardlineError
 from runtime._faults import Fault
 from runtime._node_fleet import shared_store
 from runtime._system import Runtime
-from runtime.cluster._agent import AGENT_NAME, KillNode, NodeAgent, unreachable_peers
+from runtime.cluster._agent import (
+    AGENT_NAME,
+    KillNode,
+    NodeAgent,
+    PauseNode,
+    unreachable_peers,
+)
 from runtime.cluster._config import Cluster
 from runtime.scenario._loader import LoadedScenario
-from runtime.scenario._nodes import DRIVER, NODE_LEASE_TTL, NodeTally, ScenarioNodes
+from runtime.scenario._nodes import (
+    DRIVER,
+    NODE_FAULT_KINDS,
+    NODE_LEASE_TTL,
+    NodeTally,
+    ScenarioNodes,
+)
 from runtime.store._url import shown_url
 
 JOIN_WAIT = 10.0
@@ -67,17 +81,6 @@ def check_join_run(loaded: LoadedScenario, store: str) -> None:
             f"{loaded.path}: scenario.clock: --join drives node processes, which keep the "
             f"real clock; expected clock = \"real\" (the default with --join), got "
             f"{loaded.header.clock!r}")
-    for index, fault in enumerate(loaded.faults):
-        where = f"{loaded.path}: faults[{index}]"
-        if fault.kind in ("pause_node", "partition"):
-            raise ScenarioError(
-                f"{where}.kind: {fault.kind!r} cannot strike a cluster joined with --join "
-                "(it needs the node processes' parent: run with --nodes N instead)")
-        if fault.kind == "kill_node" and fault.restart_after is not None:
-            raise ScenarioError(
-                f"{where}.restart_after: a node killed under --join cannot be started again "
-                "by this run (it did not start it); remove restart_after, or run with "
-                "--nodes N")
 
 
 class JoinedNodes(ScenarioNodes):
@@ -90,6 +93,7 @@ class JoinedNodes(ScenarioNodes):
         self._store = store
         self._faults = faults
         self._path = path
+        self._restart_after: dict[str, float | None] = {}
 
     def driver_cluster(self) -> Cluster:
         return Cluster(listen=self._options.listen, secret=self._options.secret, name=DRIVER,
@@ -113,12 +117,16 @@ class JoinedNodes(ScenarioNodes):
         self.names = names
         self.tally = {name: NodeTally() for name in names}
         for index, fault in enumerate(self._faults):
-            if fault.kind == "kill_node" and not any(
-                    fnmatch.fnmatchcase(name, fault.target) for name in names):
-                raise ScenarioError(
-                    f"{self._path}: faults[{index}].target: {fault.target!r} matches no live "
-                    f"node of the cluster; expected a name or glob matching one of: "
-                    f"{', '.join(names)}")
+            if fault.kind not in NODE_FAULT_KINDS:
+                continue
+            globs = fault.target.replace("|", ",").split(",") \
+                if fault.kind == "partition" else [fault.target]
+            for glob in globs:
+                if not any(fnmatch.fnmatchcase(name, glob) for name in names):
+                    raise ScenarioError(
+                        f"{self._path}: faults[{index}].target: {glob!r} matches no live "
+                        f"node of the cluster; expected a name or glob matching one of: "
+                        f"{', '.join(names)}")
         _log.info("run.joined", nodes=names)
 
     @staticmethod
@@ -133,21 +141,34 @@ class JoinedNodes(ScenarioNodes):
                 names, stable_since = now, driver.now()
         return names
 
+    def kill(self, name: str, fault: Fault) -> None:
+        self._restart_after[name] = fault.restart_after
+        super().kill(name, fault)
+
     def _kill(self, name: str) -> None:
-        assert self.driver is not None
-        try:
-            self.driver.remote(name, AGENT_NAME, NodeAgent).tell_nowait(KillNode())
-        except ShardlineError as exc:
-            _log.error("node.kill_failed", node=name, error=str(exc))
+        after = self._restart_after.pop(name, None)  # a Duration: plain seconds on the wire
+        self._tell(name, KillNode(None if after is None else float(after)))
 
     def _pause(self, name: str, seconds: float) -> None:
-        raise ScenarioError("pause_node cannot strike a cluster joined with --join")
+        self._tell(name, PauseNode(float(seconds)))
 
     async def _restart(self, name: str) -> None:
-        raise ScenarioError("a node killed under --join cannot be started again")
+        """The node starts itself again (``KillNode.restart_after``): wait until it is
+        listed, ``ShardlineError`` if it is not within :data:`JOIN_WAIT` seconds."""
+        driver = self.driver
+        assert driver is not None
+        await driver.wait_until(lambda: name in driver.nodes(),
+                                deadline=driver.now() + JOIN_WAIT)
 
     def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        raise ScenarioError("partition cannot strike a cluster joined with --join")
+        self._spawn(self._cut_apart(groups, seconds))
+
+    def _tell(self, name: str, msg: KillNode | PauseNode) -> None:
+        assert self.driver is not None
+        try:
+            self.driver.remote(name, AGENT_NAME, NodeAgent).tell_nowait(msg)
+        except ShardlineError as exc:
+            _log.error("node.fault_failed", node=name, error=str(exc))
 
     async def stop(self) -> None:
         """The nodes are not this run's: they keep running."""

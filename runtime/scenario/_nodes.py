@@ -190,6 +190,13 @@ class ScenarioNodes(ABC):
         self.tally[name].pauses += 1
         _log.warning("node.fault", kind="pause_node", node=name, seconds=fault.duration)
 
+    async def _cut_apart(self, groups: list[list[str]], seconds: float) -> None:
+        """A partition of node processes: each side's agents cut their own links."""
+        assert self.driver is not None
+        missed = await cut_apart(self.driver, groups, seconds)
+        if missed:
+            _log.warning("node.partition_unconfirmed", nodes=missed)
+
     def partition(self, fault: Fault) -> None:
         groups = [[n for n in self.names
                    if any(fnmatch.fnmatchcase(n, glob) for glob in group.split(","))]
@@ -287,12 +294,6 @@ class ProcessNodes(ScenarioNodes):
 
     def _partition(self, groups: list[list[str]], seconds: float) -> None:
         self._spawn(self._cut_apart(groups, seconds))
-
-    async def _cut_apart(self, groups: list[list[str]], seconds: float) -> None:
-        assert self.driver is not None
-        missed = await cut_apart(self.driver, groups, seconds)
-        if missed:
-            _log.warning("node.partition_unconfirmed", nodes=missed)
 
     async def stop(self) -> None:
         self._cancel_tasks()
