@@ -82,7 +82,7 @@ RECOVERY_GOAL = NODE_LEASE_TTL + 2.0
 IDLE_NODES = 0.05
 """Nodes using less than this share of a core are idle (the driver does the work):
 the table shows no per-node-CPU-second figure for them."""
-QUICK = {"stream": 150_000, "queue": 6_000}
+QUICK = {"stream": 400_000, "queue": 15_000}
 """--quick: source records per system (throughput runs)."""
 KILL_WINDOW = {"full": (6.0, 10.0), "quick": (3.0, 4.0)}
 """Seconds of steady work before and after the kill of a recovery run. The kill's
