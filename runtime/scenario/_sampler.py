@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -49,6 +49,9 @@ class Observation(msgspec.Struct, frozen=True):
 
 
 Probe = Callable[[], Observation]
+Refresh = Callable[[], Awaitable[None]]
+"""Brings a probe's counters up to date (a system whose counters live elsewhere, such
+as on other nodes, reads them here); awaited before every reading of the probe."""
 
 
 class FaultEvent(msgspec.Struct, frozen=True):
@@ -92,6 +95,7 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
         self._rt: Runtime | None = None
         self._probe: Probe | None = None
+        self._refresh: Refresh | None = None
         self._last_t = 0.0
         self._last_completed = 0
         self._latency_index = 0
@@ -101,11 +105,12 @@ class Sampler:
         self.unit = ""
         """What the probe counts (``Observation.unit``), once sampling started."""
 
-    def start(self, rt: Runtime, probe: Probe) -> None:
-        """Begin sampling ``probe`` (a second call is refused: one probe per run)."""
+    def start(self, rt: Runtime, probe: Probe, refresh: Refresh | None = None) -> None:
+        """Begin sampling ``probe``, awaiting ``refresh`` (if any) before each later
+        reading (a second call is refused: one probe per run)."""
         if self._task is not None:
             raise RuntimeError("this run is already sampled; a system observes one probe")
-        self._rt, self._probe = rt, probe
+        self._rt, self._probe, self._refresh = rt, probe, refresh
         self._last_t = rt.now()
         first = probe()
         self.unit = first.unit
@@ -125,6 +130,8 @@ class Sampler:
         self._task = None
         assert self._rt is not None
         if self._rt.now() > self._last_t:
+            if self._refresh is not None:
+                await self._refresh()
             self._take()
 
     def latency_summary(self) -> dict[str, float | int]:
@@ -139,6 +146,8 @@ class Sampler:
         assert self._rt is not None
         while True:
             await self._rt.sleep(self.interval)
+            if self._refresh is not None:
+                await self._refresh()
             self._take()
 
     def _take(self) -> None:
