@@ -17,8 +17,10 @@ Contract:
   sample interval, so the samples move while the run does.
 - ``finish(history)`` replays the rest from the history the checks read (journal order,
   audit and store joined), so the final counts are whole even if a poll was missed.
-- A journal the tail cannot read whole (no audit holds a truncated entry) is left from
-  there; ``History.gaps`` reports it to the checks.
+- A poll that cannot read a journal (a store error, or a truncated entry no audit
+  holds yet) leaves that journal for the next poll; ``finish`` replays whatever is
+  left, and a journal the history cannot read whole is in ``History.gaps``, which
+  fails the checks.
 - Event stamps are wall-clock (``ServerState.wall``), so latencies compare stamps
   written on different nodes.
 """
@@ -39,7 +41,7 @@ _PAGE = 1000
 
 
 class _Server:
-    __slots__ = ("events", "seq", "state", "stuck")
+    __slots__ = ("events", "seq", "state")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -47,7 +49,6 @@ class _Server:
         """The next journal entry to read."""
         self.events = 0
         """Events replayed so far (the index into ``History.events[server]``)."""
-        self.stuck = False
 
 
 class JournalTail:
@@ -66,16 +67,13 @@ class JournalTail:
     async def poll(self) -> None:
         """Replay what every journal gained since the last poll."""
         for index, server in enumerate(self._servers):
-            if server.stuck:
-                continue
             log = journal_log(self.recipe.config.name, index)
             while True:
                 try:
                     page = await self.store.read(log, server.seq, _PAGE)
                 except LogTruncated:
-                    page = self._audited(log, server.seq)
+                    page = self._audited(index, log, server.seq)
                     if not page:
-                        server.stuck = True
                         break
                 except StoreError:
                     break  # the next poll tries again
@@ -87,15 +85,13 @@ class JournalTail:
     def finish(self, history: History) -> None:
         """Replay what the polls did not reach, from the run's whole history."""
         for server, events in zip(self._servers, history.events, strict=True):
-            if server.stuck or server.events > len(events):
-                continue
             self._replay(server, events[server.events:], server.seq)
 
-    def _audited(self, log: str, seq: int) -> list[LogEntry]:
-        """Entries of ``log`` from ``seq`` the servers handed to their audit file."""
+    def _audited(self, index: int, log: str, seq: int) -> list[LogEntry]:
+        """Entries of server ``index``'s journal ``log`` from ``seq`` that it handed to
+        its audit file before truncating them."""
         if not self.recipe.audit_dir:
             return []
-        index = int(log.rsplit("/", 1)[1])
         found = [e for e in FileAudit(self.recipe.audit_file(index)).entries(log)
                  if e.seq >= seq]
         return found if found and found[0].seq == seq else []
