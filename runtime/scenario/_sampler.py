@@ -8,6 +8,9 @@ task wakes every bucket on the runtime clock, reads the probe and the
 runtime's own counters (faults injected, actor restarts), and emits one
 :class:`Sample` per bucket: throughput, latency p50/p99/max of the
 latencies measured in that bucket, in-flight work and the faults fired.
+A system whose counters are kept elsewhere (a queue's servers on other
+nodes) also hands a *refresh* (``ctx.observe(probe, refresh)``), awaited
+before every reading to bring them up to date.
 
 Contract:
 
