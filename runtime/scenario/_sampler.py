@@ -99,6 +99,10 @@ class Sampler:
         self._rt: Runtime | None = None
         self._probe: Probe | None = None
         self._refresh: Refresh | None = None
+        self._reading = False
+        """Inside a refresh and reading: ``stop`` lets it end rather than cancel it
+        (a refresh cut mid-way could leave what it updates half done)."""
+        self._stopping = False
         self._last_t = 0.0
         self._last_completed = 0
         self._latency_index = 0
@@ -127,7 +131,9 @@ class Sampler:
         """Emit the last partial bucket and stop."""
         if self._task is None:
             return
-        self._task.cancel()
+        self._stopping = True
+        if not self._reading:
+            self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
@@ -147,11 +153,15 @@ class Sampler:
 
     async def _loop(self) -> None:
         assert self._rt is not None
-        while True:
+        while not self._stopping:
             await self._rt.sleep(self.interval)
-            if self._refresh is not None:
-                await self._refresh()
-            self._take()
+            self._reading = True
+            try:
+                if self._refresh is not None:
+                    await self._refresh()
+                self._take()
+            finally:
+                self._reading = False
 
     def _take(self) -> None:
         rt, probe = self._rt, self._probe
