@@ -81,8 +81,9 @@ RECOVERY_GOAL = NODE_LEASE_TTL + 2.0
 IDLE_NODES = 0.05
 """Nodes using less than this share of a core are idle (the driver does the work):
 the table shows no per-node-CPU-second figure for them."""
-QUICK = {"stream": 150_000, "queue": 6_000}
-"""--quick: source records per system (throughput runs)."""
+QUICK = {"stream": 400_000, "queue": 15_000}
+"""--quick: source records per system (throughput runs): enough for a few busy
+sample buckets on a loaded machine (a run over in one bucket has no steady window)."""
 KILL_WINDOW = {"full": (8.0, 10.0), "quick": (4.0, 4.0)}
 """Seconds before and after the kill of a recovery run: the kill's ``at`` (counted
 from when the nodes are up) and the work offered after it; the source is sized to
