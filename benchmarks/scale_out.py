@@ -11,7 +11,8 @@ per run. The scenarios are in ``benchmarks/scenarios/``:
 - ``scale_queue.toml``: 120,000 originals through a map and a reduce tier,
   no rate; throughput = messages acked per second (both tiers).
 - ``scale_stream_kill.toml`` / ``scale_queue_kill.toml``: 2 nodes, a fixed
-  offered rate, ``node-1`` SIGKILLed 12 s into the run, not restarted.
+  offered rate, ``node-1`` SIGKILLed 8 s after the nodes are up (fault times
+  count from then: ``FaultInjector.install(origin=)``), not restarted.
 
 Figures, each from the run's samples (``[scenario] samples = "250ms"``):
 
@@ -19,8 +20,8 @@ Figures, each from the run's samples (``[scenario] samples = "250ms"``):
   the end of the first bucket with progress to the end of the last), and the
   report's own figure (``throughput_*_per_s``: over the whole run, start-up
   included) beside it. A system whose samples show no progress while it runs
-  (its probe counts at the end only) gets the report's count over the sampled
-  time instead, marked ``*`` (``basis: "report"``), and no recovery figure.
+  stops the benchmark with an error (its probe would count at the end only;
+  the queue's across nodes replays the servers' journals each sample).
 - **CPU** over the same window, read at every sample: each node process's
   (``/proc``, by its ``--name``), the driver's (this process:
   ``time.process_time``) and, when this script started the server, the
@@ -40,7 +41,7 @@ Runs ``--repeat`` rounds (default 3); in each round the node counts alternate
 (1, 2, 4, then the next round), each with stream then queue, then one
 recovery run per system; every run is quoted. ``--quick`` (a test runs it):
 2 nodes, small workloads, one round, no recovery run (``--recovery stream``
-adds one: ~20 s more, as the kill has to wait for the nodes' start-up).
+adds one: ~10 s more).
 Prints a table, then one JSON line (the last line of stdout).
 
     .venv/bin/python benchmarks/scale_out.py
@@ -76,22 +77,17 @@ from runtime.scenario._nodes import NODE_LEASE_TTL  # noqa: E402
 
 SCENARIOS = ROOT / "benchmarks" / "scenarios"
 SYSTEMS = ("stream", "queue")
-REPORTED_UNITS = {"stream": "records_committed", "queue": "acked"}
-"""The report's metric counting what each system's samples count."""
 RECOVERY_GOAL = NODE_LEASE_TTL + 2.0
 IDLE_NODES = 0.05
 """Nodes using less than this share of a core are idle (the driver does the work):
 the table shows no per-node-CPU-second figure for them."""
 QUICK = {"stream": 400_000, "queue": 15_000}
-"""--quick: source records per system (throughput runs)."""
-KILL_WINDOW = {"full": (6.0, 10.0), "quick": (3.0, 4.0)}
-"""Seconds of steady work before and after the kill of a recovery run. The kill's
-``at`` counts from the run's start, node start-up included (2-10 s on a loaded
-2-core machine), so the benchmark sets it to the slowest start-up its
-throughput runs saw x 1.5 plus the seconds before, and sizes the source to
+"""--quick: source records per system (throughput runs): enough for a few busy
+sample buckets on a loaded machine (a run over in one bucket has no steady window)."""
+KILL_WINDOW = {"full": (8.0, 10.0), "quick": (4.0, 4.0)}
+"""Seconds before and after the kill of a recovery run: the kill's ``at`` (counted
+from when the nodes are up) and the work offered after it; the source is sized to
 the offered rate x (``at`` + the seconds after)."""
-DEFAULT_START_UP = 8.0
-"""Start-up assumed when no throughput run measured one."""
 
 
 def resized(loaded: LoadedScenario, records: int | None,
@@ -148,9 +144,6 @@ class ThroughputRun(msgspec.Struct, frozen=True):
     unit: str
     throughput: float
     report_throughput: float
-    basis: str
-    """``samples``: the steady window; ``report``: the samples saw no progress (a probe
-    that counts at the end only), so the report's count over the sampled time."""
     window_s: float
     units: int
     node_cpu_s: float
@@ -185,13 +178,11 @@ def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
     loaded = resized(load_scenario(SCENARIOS / f"scale_{system}.toml"), records)
     report, samples, readings = one_run(loaded, nodes, base, server)
     window = steady(samples)
-    if window is not None:
-        first, last, units, basis = window.first, window.last, window.completed, "samples"
-    elif len(samples) >= 2:  # a probe that counts only at the end: the report's count
-        first, last, basis = 0, len(samples) - 1, "report"
-        units = int(report.metrics[REPORTED_UNITS[system]])  # type: ignore[arg-type]
-    else:
-        raise SystemExit(f"{system} on {nodes} nodes: fewer than 2 samples")
+    if window is None:
+        raise SystemExit(f"{system} on {nodes} node(s): its {len(samples)} samples show "
+                         "no progress during the run (fewer than two buckets in which work "
+                         "completed), so there is no throughput to measure")
+    first, last, units = window.first, window.last, window.completed
     seconds = samples[last].t - samples[first].t
     start, end = readings[first], readings[last]
     node_cpu = {n: end.nodes[n] - start.nodes[n] for n in end.nodes if n in start.nodes}
@@ -204,7 +195,7 @@ def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
         system=system, nodes=nodes, passed=report.passed,
         start_up_s=samples[0].t - samples[0].width,
         unit=str(report.extra.get("throughput_unit", "")),
-        throughput=units / seconds, report_throughput=float(metric), basis=basis,
+        throughput=units / seconds, report_throughput=float(metric),
         window_s=seconds, units=units,
         node_cpu_s=nodes_s, node_cpu_by_node=node_cpu, driver_cpu_s=driver_s,
         server_cpu_s=server_s,
@@ -215,11 +206,10 @@ def throughput_run(system: str, nodes: int, base: str, server: ServerCpu | None,
     )
 
 
-def recovery_run(system: str, base: str, server: ServerCpu | None, quick: bool,
-                 start_up: float) -> RecoveryRun:
+def recovery_run(system: str, base: str, server: ServerCpu | None,
+                 quick: bool) -> RecoveryRun:
     loaded = load_scenario(SCENARIOS / f"scale_{system}_kill.toml")
-    before, after = KILL_WINDOW["quick" if quick else "full"]
-    at = math.ceil(1.5 * start_up + before)
+    at, after = KILL_WINDOW["quick" if quick else "full"]
     loaded = resized(loaded, int(loaded.config.rate * (at + after)), at)
     report, samples, _ = one_run(loaded, None, base, server)
     kills = faults_of(samples, "kill_node")
@@ -248,10 +238,8 @@ def table(runs: list[ThroughputRun], recoveries: list[RecoveryRun]) -> None:
                   f"{shown_per_node:>13}{median([r.per_cpu_s for r in mine]):>10,.0f}"
                   f"{median([r.node_share for r in mine]):>12.0%}"
                   f"{median(pg) if pg else float('nan'):>12.2f}   "
-                  + ", ".join(f"{r.throughput:,.0f}" + ("" if r.basis == "samples" else "*")
-                              + ("" if r.passed else " (FAILED)") for r in mine))
-    if any(r.basis != "samples" for r in runs):
-        print("* the samples saw no progress: the report's count over the sampled time")
+                  + ", ".join(f"{r.throughput:,.0f}" + ("" if r.passed else " (FAILED)")
+                              for r in mine))
     for system in dict.fromkeys(r.system for r in recoveries):
         shown = ", ".join((f"not measured ({r.note})" if r.note else "not recovered"
                            if r.recovery_s is None else f"{r.recovery_s:.2f} s")
@@ -286,8 +274,7 @@ def measure(base: str, server: ServerCpu | None, args: argparse.Namespace) -> in
                       f"driver CPU {run.driver_cpu_s:.2f} s"
                       + ("" if run.passed else ", INVARIANTS FAILED"), file=sys.stderr)
         for system in args.recovery:
-            start_up = max((r.start_up_s for r in runs), default=DEFAULT_START_UP)
-            rec = recovery_run(system, base, server, args.quick, start_up)
+            rec = recovery_run(system, base, server, args.quick)
             recoveries.append(rec)
             print(f"round {round_ + 1}: {system} recovery {rec.recovery_s} s after the kill "
                   f"at {rec.kill_t} s (before {rec.before} {rec.unit}/s, lowest "

@@ -121,3 +121,40 @@ def test_metastability_verdicts(rates: list[float], within: float, verdict: str)
 
 def test_a_run_without_faults_has_no_metastability_verdict() -> None:
     assert analysis.metastability(_series([100.0] * 5), [], 100.0, 1.0) is None
+
+
+@pytest.mark.parametrize(("stop_at", "readings"), [
+    (0.24, [10, 20]),  # inside the second refresh (0.23 .. 0.26): it ends whole
+    (0.32, [10, 20, 30]),  # between readings: one more, for the partial bucket
+])
+def test_a_refresh_runs_before_every_reading_and_stop_lets_it_finish(
+        stop_at: float, readings: list[int]) -> None:
+    """Counters kept elsewhere (a queue's servers on other nodes) are brought up to date
+    by the probe's refresh before each reading; ``stop`` during a refresh waits for it
+    (cancelling it could leave the counters half updated)."""
+    from _helpers import sim
+
+    from runtime import Runtime
+    from runtime.scenario import Observation, Sampler
+
+    async def main() -> tuple[list[Sample], int, int]:
+        async with Runtime() as rt:
+            seen: list[Sample] = []
+            counted = [0]
+            started = [0]
+
+            async def refresh() -> None:  # a read taking 30 ms, then 10 more units
+                started[0] += 1
+                await rt.sleep(0.03)
+                counted[0] += 10
+
+            sampler = Sampler(0.1, seen.append)
+            sampler.start(rt, lambda: Observation(completed=counted[0]), refresh)
+            await rt.sleep(stop_at)
+            await sampler.stop()
+            return seen, started[0], counted[0] // 10
+
+    seen, started, finished = sim(main)
+    assert [s.completed for s in seen] == readings
+    assert started == finished == len(readings)  # no refresh was cut mid-way
+    assert all(s.throughput > 0 for s in seen)

@@ -25,16 +25,7 @@ from pathlib import Path
 
 from actors.queue._cluster import QueueCluster
 from actors.queue._entity import QueueServerEntity, ServerEntityRef
-from actors.queue._history import History
-from actors.queue._journal import (
-    BatchesAcked,
-    BatchesReceived,
-    BatchReturned,
-    MessageDeadLettered,
-    MessagesEnqueued,
-    journal_log,
-)
-from actors.queue._metrics import QueueMetrics
+from actors.queue._journal import journal_log
 from actors.queue._pipeline import QueuePipeline
 from actors.queue._recipe import (
     RECIPES,
@@ -208,22 +199,3 @@ async def server_activations(store: Store, recipe: NodeRecipe) -> dict[str, list
         found[f"server-{index}"] = [e.payload.decode() for e in entries]
     return found
 
-
-def count_journal(history: History, metrics: QueueMetrics) -> None:
-    """Fill the counters the servers keep from what they journaled (across nodes the
-    servers' own counters stay on their nodes): enqueued, deliveries, redeliveries,
-    acked, returned (released or expired) and dead-lettered messages."""
-    for events in history.events:
-        for e in events:
-            if isinstance(e, MessagesEnqueued):
-                metrics.enqueued += len(e.messages)
-            elif isinstance(e, BatchesReceived):
-                metrics.deliveries += sum(e.counts)
-                metrics.redeliveries += sum(c for c, a in zip(e.counts, e.attempts,
-                                                              strict=True) if a > 1)
-            elif isinstance(e, BatchesAcked):
-                metrics.acked += sum(e.counts)
-            elif isinstance(e, BatchReturned):
-                metrics.on_returned(e.expired)
-            elif isinstance(e, MessageDeadLettered):
-                metrics.dead_lettered += 1

@@ -11,7 +11,6 @@ from actors.queue._lineage import write_lineage
 from actors.queue._nodes import (
     NodeServers,
     announce,
-    count_journal,
     host_node_clients,
     next_run,
     server_activations,
@@ -20,6 +19,7 @@ from actors.queue._nodes import (
 from actors.queue._pipeline import QueuePipeline
 from actors.queue._recipe import NodeRecipe
 from actors.queue._source import HOT_KEY
+from actors.queue._tail import JournalTail
 from runtime import Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
@@ -93,7 +93,7 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
     async def run(self, ctx: ScenarioContext, config: QueueConfig,
                   expect: QueueExpect) -> SystemOutcome:
         rt = ctx.rt
-        recipe = None
+        recipe = tail = None
         if rt.node_name is None:
             audit = FileAudit(ctx.out_dir / "audit" / f"queue-{config.name}.msgpack")
             pipeline = QueuePipeline(rt, config, seed=ctx.seed, audit=audit)
@@ -103,9 +103,11 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
                                 audit_dir=str((ctx.out_dir / "audit").resolve()))
             await announce(store, recipe)
             pipeline = QueuePipeline(rt, config, seed=ctx.seed, cluster_type=NodeServers)
+            # the servers' counters stay on their nodes: count from their journals
+            tail = JournalTail(store, pipeline.cluster, recipe, pipeline.metrics)
         started = rt.now()
         await pipeline.start(clients=recipe is None)
-        ctx.observe(pipeline.metrics.observation)
+        ctx.observe(pipeline.metrics.observation, tail.poll if tail is not None else None)
         total = config.source.records if isinstance(config.source, GeneratedSource) else None
         finished = False
         while not finished:
@@ -124,8 +126,9 @@ class QueueSystem(ScenarioSystem[QueueConfig, QueueExpect]):
         history = await read_history(without_faults(rt.store), config.name, config.servers,
                                      pipeline.audit if recipe is None else servers_audit(recipe))
         moves: dict[str, list[str]] = {}
-        if recipe is not None:  # the servers' counters are on the nodes: count the journals
-            count_journal(history, pipeline.metrics)
+        if recipe is not None:
+            assert tail is not None
+            tail.finish(history)
             moves = await server_activations(without_faults(rt.store), recipe)
             pipeline.metrics.server_recoveries = sum(len(n) - 1 for n in moves.values() if n)
         checked = await check_pipeline(pipeline, history)

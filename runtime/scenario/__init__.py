@@ -14,7 +14,14 @@ from runtime.scenario._percentile import percentile
 from runtime.scenario._registry import load_system, register_system, system_names, systems
 from runtime.scenario._report import Report, print_report
 from runtime.scenario._runner import default_out_dir, run_scenario
-from runtime.scenario._sampler import FaultEvent, Observation, Probe, Sample, Sampler
+from runtime.scenario._sampler import (
+    FaultEvent,
+    Observation,
+    Probe,
+    Refresh,
+    Sample,
+    Sampler,
+)
 from runtime.scenario._system_api import (
     InvariantResult,
     MetricValue,
@@ -35,6 +42,7 @@ __all__ = [
     "MetricValue",
     "Observation",
     "Probe",
+    "Refresh",
     "Report",
     "Sample",
     "Sampler",

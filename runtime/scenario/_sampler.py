@@ -8,6 +8,9 @@ task wakes every bucket on the runtime clock, reads the probe and the
 runtime's own counters (faults injected, actor restarts), and emits one
 :class:`Sample` per bucket: throughput, latency p50/p99/max of the
 latencies measured in that bucket, in-flight work and the faults fired.
+A system whose counters are kept elsewhere (a queue's servers on other
+nodes) also hands a *refresh* (``ctx.observe(probe, refresh)``), awaited
+before every reading to bring them up to date.
 
 Contract:
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -50,6 +53,9 @@ class Observation(msgspec.Struct, frozen=True):
 
 
 Probe = Callable[[], Observation]
+Refresh = Callable[[], Awaitable[None]]
+"""Brings a probe's counters up to date (a system whose counters live elsewhere, such
+as on other nodes, reads them here); awaited before every reading of the probe."""
 
 
 class FaultEvent(msgspec.Struct, frozen=True):
@@ -88,6 +94,11 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
         self._rt: Runtime | None = None
         self._probe: Probe | None = None
+        self._refresh: Refresh | None = None
+        self._reading = False
+        """Inside a refresh and reading: ``stop`` lets it end rather than cancel it
+        (a refresh cut mid-way could leave what it updates half done)."""
+        self._stopping = False
         self._last_t = 0.0
         self._last_completed = 0
         self._latency_index = 0
@@ -97,11 +108,12 @@ class Sampler:
         self.unit = ""
         """What the probe counts (``Observation.unit``), once sampling started."""
 
-    def start(self, rt: Runtime, probe: Probe) -> None:
-        """Begin sampling ``probe`` (a second call is refused: one probe per run)."""
+    def start(self, rt: Runtime, probe: Probe, refresh: Refresh | None = None) -> None:
+        """Begin sampling ``probe``, awaiting ``refresh`` (if any) before each later
+        reading (a second call is refused: one probe per run)."""
         if self._task is not None:
             raise RuntimeError("this run is already sampled; a system observes one probe")
-        self._rt, self._probe = rt, probe
+        self._rt, self._probe, self._refresh = rt, probe, refresh
         self._last_t = rt.now()
         first = probe()
         self.unit = first.unit
@@ -115,12 +127,16 @@ class Sampler:
         """Emit the last partial bucket and stop."""
         if self._task is None:
             return
-        self._task.cancel()
+        self._stopping = True
+        if not self._reading:
+            self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
         assert self._rt is not None
         if self._rt.now() > self._last_t:
+            if self._refresh is not None:
+                await self._refresh()
             self._take()
 
     def latency_summary(self) -> dict[str, float | int]:
@@ -133,9 +149,15 @@ class Sampler:
 
     async def _loop(self) -> None:
         assert self._rt is not None
-        while True:
+        while not self._stopping:
             await self._rt.sleep(self.interval)
-            self._take()
+            self._reading = True
+            try:
+                if self._refresh is not None:
+                    await self._refresh()
+                self._take()
+            finally:
+                self._reading = False
 
     def _take(self) -> None:
         rt, probe = self._rt, self._probe

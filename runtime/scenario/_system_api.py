@@ -16,7 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 import msgspec
 
 from runtime._system import Runtime
-from runtime.scenario._sampler import Probe, Sampler
+from runtime.scenario._sampler import Probe, Refresh, Sampler
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -85,14 +85,15 @@ class ScenarioContext:
         if self._progress is not None:
             self._progress(done, total, note)
 
-    def observe(self, probe: Probe) -> None:
+    def observe(self, probe: Probe, refresh: Refresh | None = None) -> None:
         """Hand the runner the probe of this run's counters (call once, when work starts).
 
         When the scenario asks for ``samples``, the runner reads the probe
-        every bucket on the runtime clock; otherwise this does nothing.
+        every bucket on the runtime clock, after awaiting ``refresh`` (if given:
+        it brings counters kept elsewhere up to date); otherwise this does nothing.
         """
         if self._sampler is not None:
-            self._sampler.start(self.rt, probe)
+            self._sampler.start(self.rt, probe, refresh)
 
     async def end_observation(self) -> None:
         """The workload is done: close the last sample bucket before the checks run.
