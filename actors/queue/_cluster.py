@@ -89,6 +89,17 @@ class Retry:
     on_retry: Callable[[str, BaseException], None] | None = None
 
 
+def _summed(results: Sequence[object]) -> AckResult:
+    """One ``AckResult`` from each server's: acks added up, refusals listed together."""
+    acked = 0
+    refused: list[Receipt] = []
+    for result in results:
+        assert isinstance(result, AckResult)
+        acked += result.acked
+        refused.extend(result.refused)
+    return AckResult(acked, refused)
+
+
 _START_BACKOFF = Backoff(min=0.001, max=0.1, jitter=0.2)
 _START_ATTEMPTS = 1000
 
@@ -324,13 +335,7 @@ class QueueCluster:
             part.append(s)
         results = await _all([
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
-        acked = 0
-        refused: list[Receipt] = []
-        for result in results:
-            assert isinstance(result, AckResult)
-            acked += result.acked
-            refused.extend(result.refused)
-        return AckResult(acked, refused)
+        return _summed(results)
 
     async def settle_taken(self, settled: Sequence[tuple[Taken, Sequence[Settlement]]],
                            retry: Retry | None = None) -> AckResult:
@@ -340,13 +345,7 @@ class QueueCluster:
         results = await _all([
             self._ask(taken.server, settle_taken(taken, others), retry)
             for taken, others in settled])
-        acked = 0
-        refused: list[Receipt] = []
-        for result in results:
-            assert isinstance(result, AckResult)
-            acked += result.acked
-            refused.extend(result.refused)
-        return AckResult(acked, refused)
+        return _summed(results)
 
     async def holder_restarted(self, holder: str, retry: Retry | None = None) -> None:
         """The client named ``holder`` (re)started: every batch an earlier run of it
