@@ -53,7 +53,8 @@ def firsts(*seqs: int) -> list[tuple[int, int]]:
 
 def test_the_public_api_is_deliberate() -> None:
     assert sorted(logdelivery.__all__) == [
-        "Acked", "Appended", "BadRequest", "DeadLetter", "Delivery", "LogClient", "LogConfig",
+        "Acked", "Appended", "BadRequest", "DeadLetter", "Delivery", "IdempotencyKeyReused",
+        "LogClient", "LogConfig",
         "LogDeliveryError", "LogExpect", "LogRetention", "LogServer", "LogServerEntity", "LogService",
         "LogSystem", "LogUnavailable", "NotDelivered", "ReadResult", "RecordsTruncated", "SYSTEM", "SessionCreated",
         "SessionExpired", "SessionInfo", "SessionNotFound", "SessionSettings", "TooLarge",

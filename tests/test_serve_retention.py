@@ -64,6 +64,8 @@ def test_retention_acked_drops_what_every_session_acknowledged() -> None:
     (["--retention-time=-1s"], "--retention-time: expected a duration such as"),
     (["--retention-bytes", "0"], "--retention-bytes: expected a whole number of bytes >= 1"),
     (["--retention-bytes", "lots"], "--retention-bytes: expected a whole number of bytes"),
+    (["--idempotency-window", "0s"], "--idempotency-window: expected a duration > 0"),
+    (["--idempotency-window", "soon"], "--idempotency-window: expected a duration such as"),
 ])
 def test_a_bad_retention_flag_exits_2_naming_it(flags: list[str], expected: str) -> None:
     bad = subprocess.run([SHARDLINE, "serve", "--store", "memory://", "--port", "0", *flags],

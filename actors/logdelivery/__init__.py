@@ -20,6 +20,7 @@ from actors.logdelivery._config import LogConfig, LogExpect
 from actors.logdelivery._entity import LogServerEntity
 from actors.logdelivery._errors import (
     BadRequest,
+    IdempotencyKeyReused,
     LogDeliveryError,
     LogUnavailable,
     NotDelivered,
@@ -51,6 +52,7 @@ __all__ = [
     "BadRequest",
     "DeadLetter",
     "Delivery",
+    "IdempotencyKeyReused",
     "LogClient",
     "LogConfig",
     "LogDeliveryError",

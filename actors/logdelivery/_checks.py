@@ -1,7 +1,8 @@
 """The log delivery invariants, checked against the store and the journal.
 
 - ``no_gaps``: every acknowledged append is in the log where the server
-  said; every record of each session's range reached a reader of that
+  said, and no record is in it twice (appends are retried under an
+  idempotency key); every record of each session's range reached a reader of that
   session or is listed in its dead letters (and the count of dead letters
   matches the session's own); every session is settled through the high
   water (nothing left in flight); a record counted as settled was acked by
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import msgspec
@@ -108,6 +110,10 @@ def check_no_gaps(config: LogConfig, journal: Journal, durable: Durable,
     if lost:
         problems.append(f"{len(lost)} acknowledged appends not in the log where the server "
                         f"said: records {show(lost)}")
+    copies = Counter(int.from_bytes(e.payload[:8], "big") for e in durable.entries)
+    twice = sorted(index for index, n in copies.items() if n > 1)
+    if twice:
+        problems.append(f"{len(twice)} records appended more than once: {show(twice)}")
     hw = durable.high_water
     listed = 0
     for session in sessions:

@@ -2,6 +2,7 @@
 
     shardline serve --store URL [--host 127.0.0.1] [--port N] [--token TOKEN] [--insecure]
                     [--retention-time 24h|none] [--retention-bytes N] [--retention-acked]
+                    [--idempotency-window 1h]
                     [--cluster-listen HOST:PORT (--secret-file F | --secret-env VAR)
                      [--node-name NAME] [--lease-ttl 3s]]
 
@@ -13,7 +14,8 @@ every answer is given after the store committed what it reports.
 The retention options set what each log this server creates keeps (``_retention``):
 records older than ``--retention-time`` (default 24h; ``none``: no age limit), the
 oldest appends beyond ``--retention-bytes`` of keys and payloads, and with
-``--retention-acked`` every record all live sessions have settled. With the cluster
+``--retention-acked`` every record all live sessions have settled; an append's
+``Idempotency-Key`` is remembered for ``--idempotency-window``. With the cluster
 options they are stored as the log's recipe when it has none yet, so the first
 server to serve a log decides, whichever node then owns it.
 Exit status 2 for bad input (store URL, address in use, and a non-loopback
@@ -81,6 +83,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "oldest appends first (no limit)")
     p.add_argument("--retention-acked", action="store_true",
                    help="drop records every live session has acknowledged or dead-lettered")
+    p.add_argument("--idempotency-window", default="1h", metavar="DURATION",
+                   help="how long an append's Idempotency-Key is remembered: a retry "
+                        "within it stores nothing new (1h)")
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="uvicorn log level (warning)")
@@ -137,7 +142,14 @@ def retention_options(args: argparse.Namespace) -> LogRetention:
             raise ValueError(f"--retention-bytes: expected a whole number of bytes >= 1, "
                              f"got {args.retention_bytes!r}")
         size = int(text)
-    return LogRetention(time, size, args.retention_acked)
+    try:
+        window = parse_duration(args.idempotency_window.strip())
+    except ValueError as exc:
+        raise ValueError(f"--idempotency-window: {exc}") from None
+    if not window > 0:
+        raise ValueError(f"--idempotency-window: expected a duration > 0, "
+                         f"got {args.idempotency_window!r}")
+    return LogRetention(time, size, args.retention_acked, window)
 
 
 def _error(message: str) -> int:

@@ -26,6 +26,7 @@ from typing import TypeVar, get_origin
 import msgspec
 
 from actors.logdelivery import _keys as keys
+from actors.logdelivery._appends import check_key
 from actors.logdelivery._entity import LogRecipe, LogServerEntity, offer_recipe
 from actors.logdelivery._errors import (
     ERRORS,
@@ -101,15 +102,23 @@ class LogClient:
         this process, converted from plain data when it crossed the cluster's wire."""
         return _typed(self.log, await self._ask_any(msg), kind)
 
-    async def append(self, entries: Sequence[tuple[str, bytes]]) -> Appended:
-        """Store ``(key, payload)`` entries durably, in order; returns where they went."""
+    async def append(self, entries: Sequence[tuple[str, bytes]], *,
+                     idempotency_key: str | None = None) -> Appended:
+        """Store ``(key, payload)`` entries durably, in order; returns where they went.
+
+        With ``idempotency_key``, retrying after ``LogUnavailable`` (or any lost
+        answer) is safe: an append naming a key an earlier one took (within the
+        log's ``retention.idempotency_window``) stores nothing and returns what
+        that one did; naming it with other entries raises ``IdempotencyKeyReused``."""
+        if idempotency_key is not None:
+            check_key(self.log, idempotency_key)
         batch = list(entries)
         if len(batch) > MAX_APPEND_RECORDS:
             raise TooLarge(f"an append carries at most {MAX_APPEND_RECORDS} records, "
                            f"got {len(batch)}")
         for index, entry in enumerate(batch):
             _check_entry(index, entry)
-        return await self._ask(AppendRecords(batch), Appended)
+        return await self._ask(AppendRecords(batch, idempotency_key), Appended)
 
     async def create_session(
         self, start: str | int = "earliest", *, ack_wait: float | None = None,

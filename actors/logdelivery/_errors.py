@@ -54,6 +54,14 @@ class NotDelivered(LogDeliveryError):
     status = 409
 
 
+class IdempotencyKeyReused(LogDeliveryError):
+    """An append named an idempotency key that an earlier append took for other
+    records (nothing was appended)."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
 class SessionExpired(LogDeliveryError):
     """The session was idle longer than its TTL; its records are no longer tracked."""
 
@@ -89,7 +97,7 @@ class LogUnavailable(LogDeliveryError):
 
 ERRORS: dict[str, type[LogDeliveryError]] = {
     cls.code: cls
-    for cls in (BadRequest, Unauthorized, SessionNotFound, NotDelivered, SessionExpired,
-                RecordsTruncated, TooLarge, LogUnavailable)
+    for cls in (BadRequest, Unauthorized, SessionNotFound, NotDelivered, IdempotencyKeyReused,
+                SessionExpired, RecordsTruncated, TooLarge, LogUnavailable)
 }
 """Error class by code, to rebuild a refusal on the client side."""

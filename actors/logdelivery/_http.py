@@ -178,8 +178,10 @@ class _Routes:
         if len(records) > MAX_APPEND_RECORDS:
             raise TooLarge(f"an append carries at most {MAX_APPEND_RECORDS} records, "
                            f"got {len(records)}")
+        key = request.headers.get("idempotency-key")
         log = await self._log(request)
-        appended = await log.append([(r.key, r.payload_b64) for r in records])
+        appended = await log.append([(r.key, r.payload_b64) for r in records],
+                                    idempotency_key=key)
         return json_response(appended, 201)
 
     async def create_session(self, request: Request) -> Response:

@@ -6,6 +6,8 @@
     logdelivery/<log>/recipe               how the log's server is built on a node (a record)
     logdelivery/<log>/served/<id>          reads a server on a node served (a store log;
                                            only when its recipe asks, for scenario checks)
+    logdelivery/<log>/appends/<key>        what an append with that idempotency key did
+                                           (a record, deleted after the key's window)
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 SESSION_ID = re.compile(r"[0-9a-f]{32}")
 """A session id: 128 random bits as 32 lowercase hex digits."""
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+"""What an append's idempotency key may be: it appears in a store key."""
 
 
 def records_log(log: str) -> str:
@@ -43,9 +48,21 @@ def served_log(log: str, session: str) -> str:
     return f"logdelivery/{log}/served/{session}"
 
 
+def append_prefix(log: str) -> str:
+    return f"logdelivery/{log}/appends/"
+
+
+def append_key(log: str, idempotency_key: str) -> str:
+    return f"{append_prefix(log)}{idempotency_key}"
+
+
 def valid_log_name(log: object) -> bool:
     return isinstance(log, str) and LOG_NAME.fullmatch(log) is not None
 
 
 def valid_session_id(session: object) -> bool:
     return isinstance(session, str) and SESSION_ID.fullmatch(session) is not None
+
+
+def valid_idempotency_key(key: object) -> bool:
+    return isinstance(key, str) and IDEMPOTENCY_KEY.fullmatch(key) is not None

@@ -15,9 +15,14 @@ from runtime import Message
 
 
 class AppendRecords(Message, frozen=True):
-    """Append ``(key, payload)`` entries durably, in order; answered with ``Appended``."""
+    """Append ``(key, payload)`` entries durably, in order; answered with ``Appended``.
+
+    ``idempotency_key``: an append naming a key another append took (inside
+    the key's window) appends nothing and is answered with what that one did
+    (``_appends``)."""
 
     entries: list[tuple[str, bytes]]
+    idempotency_key: str | None = None
 
 
 class CreateSession(Message, frozen=True):

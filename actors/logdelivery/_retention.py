@@ -15,6 +15,8 @@ A session whose next record was dropped is answered ``RecordsTruncated``
 (HTTP 410, naming the new floor), never skipped past silently. Expired
 sessions are deleted (their state and dead letters) once they have been
 expired for one more TTL; until then a request still gets ``expired``.
+An append's idempotency key (``_appends``) is kept ``idempotency_window``
+after its append (default 1 h), then deleted.
 
 Ages and sizes are kept in memory as records are appended; after a restart
 the records already there count as appended at the restart (so ``time``
@@ -35,6 +37,7 @@ from runtime.scenario import Audit, Duration, audit_before_truncating
 from runtime.store import Delete, LogEntry, Store, Truncate
 
 DEFAULT_TIME = 24 * 3600.0
+DEFAULT_IDEMPOTENCY_WINDOW = 3600.0
 _PAGE = 10_000
 
 
@@ -44,11 +47,15 @@ class LogRetention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     time: Duration | None = Duration(DEFAULT_TIME)
     bytes: Annotated[int, Meta(ge=1)] | None = None
     acked: bool = False
+    idempotency_window: Duration = Duration(DEFAULT_IDEMPOTENCY_WINDOW)
 
     def problems(self) -> list[tuple[str, str]]:
+        found = []
         if self.time is not None and self.time < 0:
-            return [("retention.time", "expected a duration >= 0")]
-        return []
+            found.append(("retention.time", "expected a duration >= 0"))
+        if not self.idempotency_window > 0:
+            found.append(("retention.idempotency_window", "expected a duration > 0"))
+        return found
 
 
 def entry_bytes(entries: list[LogEntry]) -> int:

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import msgspec
 
 from actors.logdelivery import _keys as keys
+from actors.logdelivery._appends import AppendKeys, check_key, entries_digest
 from actors.logdelivery._cache import EntryCache
 from actors.logdelivery._errors import (
     BadRequest,
@@ -114,6 +115,7 @@ class LogServer(Actor[LogServerMsg]):
         self.waiters: dict[str, dict[asyncio.Future[None], None]] = {}
         self.high_water = 0
         self.retainer = Retainer(log, retention or LogRetention(), audit)
+        self.append_keys = AppendKeys(log, float(self.retainer.retention.idempotency_window))
 
     @property
     def store(self) -> Store:
@@ -138,6 +140,7 @@ class LogServer(Actor[LogServerMsg]):
         store = self.store
         self.high_water = await store.high_water(self.records_log)
         await self.retainer.recover(store, self.high_water, self.wall())
+        await self.append_keys.recover(store)
 
     async def stopped(self) -> None:
         """Wake every parked reader: it asks again and reaches the next incarnation."""
@@ -173,12 +176,25 @@ class LogServer(Actor[LogServerMsg]):
 
     async def _append(self, msg: AppendRecords) -> Appended:
         entries = msg.entries
-        if not entries:
-            return Appended(self.high_water, 0)
-        try:
-            first = await self.store.append(self.records_log, entries, fence=self._fence())
-        except TypeError as exc:
-            raise BadRequest(f"append to log {self.log_name!r}: {exc}") from None
+        key = msg.idempotency_key
+        if key is None:
+            if not entries:
+                return Appended(self.high_water, 0)
+            try:
+                first = await self.store.append(self.records_log, entries, fence=self._fence())
+            except TypeError as exc:
+                raise BadRequest(f"append to log {self.log_name!r}: {exc}") from None
+        else:
+            check_key(self.log_name, key)
+            digest = entries_digest(entries)
+            if self.append_keys.known(key):
+                earlier = await self.append_keys.earlier(self.store, key, digest)
+                if earlier is not None:
+                    return earlier
+            taken = await self._append_once(entries, key, digest)
+            if isinstance(taken, Appended):
+                return taken
+            first = taken
         self.cache.appended(first, [LogEntry(first + i, key, payload)
                                     for i, (key, payload) in enumerate(entries)])
         self.high_water = first + len(entries)
@@ -188,6 +204,31 @@ class LogServer(Actor[LogServerMsg]):
         await self._retain()
         await self.fault_point("after an append was committed, before replying")
         return Appended(first, len(entries))
+
+    async def _append_once(self, entries: list[tuple[str, bytes]], key: str,
+                           digest: bytes) -> int | Appended:
+        """Append ``entries`` and take ``key`` in one write: the first seq; or, if an
+        earlier append took ``key`` meanwhile, what that one did."""
+        now = self.wall()
+        planned = Appended(self.high_water, len(entries))
+        ops: list[Append | Put] = [Append(self.records_log, entries),
+                              self.append_keys.put(key, planned, digest, now)]
+        try:
+            result = await self.store.write(ops, fence=self._fence())
+        except TypeError as exc:
+            raise BadRequest(f"append to log {self.log_name!r}: {exc}") from None
+        except ConflictError:
+            earlier = await self.append_keys.earlier(self.store, key, digest)
+            if earlier is None:
+                raise
+            return earlier
+        first = result.first_seqs[self.records_log]
+        if first != planned.first_seq:  # another writer appended: record where they went
+            await self.store.write([self.append_keys.put(
+                key, Appended(first, len(entries)), digest, now, expect_version=None)],
+                fence=self._fence())
+        self.append_keys.taken(key, now)
+        return first
 
     # -- sessions ---------------------------------------------------------------
 
@@ -360,6 +401,10 @@ class LogServer(Actor[LogServerMsg]):
         with contextlib.suppress(StoreError):
             deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
                                               self._view, self._fence())
+            expired = self.append_keys.expired(self.wall())
+            if expired:
+                await self.store.write(list(expired), fence=self._fence())
+                self.append_keys.deleted(expired)
             for session in deleted:
                 self.sessions.pop(session, None)
                 self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,

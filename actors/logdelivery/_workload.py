@@ -124,14 +124,17 @@ class Workload:
 
     async def produce(self, index: int = 0) -> None:
         """Append every record from ``index`` on (earlier ones are in the log already,
-        from a run this one resumes), retrying while the server is unavailable."""
+        from a run this one resumes), retrying while the server is unavailable. Each
+        append names its first record as its idempotency key, so a retry of an append
+        whose answer was lost (the server died after committing it) stores nothing."""
         c = self.config
         while index < c.records:
             n = min(c.append_batch, c.records - index)
             entries = [self.entry(index + i) for i in range(n)]
             while True:
                 try:
-                    appended = await self.log.append(entries)
+                    appended = await self.log.append(
+                        entries, idempotency_key=f"records-{index}")
                     break
                 except LogUnavailable:
                     await self.retry_pause()
