@@ -147,6 +147,13 @@ class Actor(Generic[M]):
         assert fence is not None
         return fence
 
+    @property
+    def fault_names(self) -> tuple[str, ...]:
+        """Other names a fault plan may strike this actor by (besides its own): an
+        entity's name in a scenario's one-process topology, say ``logserver.<log>``
+        for ``LogServerEntity/<log>`` (``runtime._faults``). Default: none."""
+        return ()
+
     # -- lifecycle hooks ---------------------------------------------------
     async def started(self) -> None:
         """Called on every (re)start of a fresh instance, before ``recover``."""

@@ -16,6 +16,13 @@ Time-triggered actor faults pick one live matching actor with the seeded
 generator (every matching actor with ``all=true``); probability faults apply
 to each message of every matching actor.
 
+Across cluster nodes (``remote``, set by a scenario run on nodes): a time
+trigger picks among the matching actors of this runtime *and* of every live
+node (asked through their agents), and strikes the chosen one where it
+runs. On a node a target also matches the names a scenario topology gives
+its actors (``strikes``): an entity ``Kind/key`` by its ``key``, an actor
+named ``<name>.<node>`` by ``<name>``.
+
 Systems add kinds of their own (``store_error``, ``lease_expiry`` ...) with
 :meth:`FaultInjector.register_kind`: either *active* (a callback runs at each
 time trigger) or *passive* (a trigger arms the fault; the system's next
@@ -50,8 +57,8 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import random
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
@@ -114,6 +121,16 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 ActiveHandler = Callable[[Fault], None]
 
 
+class RemoteActors(Protocol):
+    """The actors of other runtimes a time-triggered actor fault may choose from."""
+
+    async def candidates(self, fault: Fault) -> list[tuple[str, str]]:
+        """``(node, actor name)`` of every running actor elsewhere that ``fault`` strikes."""
+
+    async def strike(self, node: str, name: str, fault: Fault) -> bool:
+        """Arm ``fault`` on actor ``name`` of ``node``; False if it was absorbed or gone."""
+
+
 class _Armed:
     """A passive fault armed by a time trigger, waiting for a matching check."""
 
@@ -136,6 +153,10 @@ class FaultInjector:
         self._fired: dict[int, int] = {}
         self._timers: list[asyncio.TimerHandle] = []
         self._origins: dict[int, float] = {}
+        self._interned: dict[Fault, Fault] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.remote: RemoteActors | None = None
+        """Where time-triggered actor faults also look for targets (module docstring)."""
         self.injected = 0
 
     # -- kinds -------------------------------------------------------------
@@ -180,6 +201,8 @@ class FaultInjector:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
 
     def _schedule(self, fault: Fault, at: float) -> None:
         loop = asyncio.get_running_loop()
@@ -212,17 +235,72 @@ class FaultInjector:
             self._armed.append(_Armed(fault))
 
     def _trigger_actor_fault(self, fault: Fault) -> None:
-        registry = self._rt._registry
-        names = sorted(n for n in registry if fault.matches(n))
+        if self.remote is not None:
+            self._spawn(self._trigger_across(fault, self.remote))
+            return
+        names = self.candidates(fault)
         if not names:
             return
         chosen = names if fault.all else [self._rng.choice(names)]
-        # A crash or pause for an actor that is down (waiting out its restart backoff)
-        # is absorbed: it is already down, and its next incarnation owes nothing.
-        armed = [registry[name].arm(fault) for name in chosen
-                 if fault.kind in TELL_KINDS or registry[name].running]
-        if any(armed):
+        if any([self.arm(name, fault) for name in chosen]):
             self._count(fault)
+
+    async def _trigger_across(self, fault: Fault, remote: RemoteActors) -> None:
+        found = sorted([("", name) for name in self.candidates(fault)]
+                       + await remote.candidates(fault))
+        if not found:
+            _log.info("fault.no_target", kind=fault.kind, target=fault.target)
+            return
+        chosen = found if fault.all else [self._rng.choice(found)]
+        struck = False
+        for node, name in chosen:
+            if not node:
+                struck = self.arm(name, fault) or struck
+            elif await remote.strike(node, name, fault):
+                self.record(fault, f"{node}:{name}")
+                struck = True
+        if struck:
+            self._count(fault)
+
+    def strikes(self, fault: Fault, name: str) -> bool:
+        """Does ``fault`` target actor ``name`` of this runtime: by its name, by one of
+        its ``Actor.fault_names``, or on a cluster node by the names a scenario
+        topology gives node actors (an entity ``Kind/key`` by ``key`` and by what
+        follows its last ``/``, an actor ``<name>.<node>`` by ``<name>``)?"""
+        if fault.matches(name):
+            return True
+        cell = self._rt._registry.get(name)
+        instance = cell.instance if cell is not None else None
+        if instance is not None and any(fault.matches(n) for n in instance.fault_names):
+            return True
+        node = self._rt.node_name
+        if node is None:
+            return False
+        _kind, slash, key = name.partition("/")
+        if slash and (fault.matches(key) or fault.matches(key.rpartition("/")[2])):
+            return True
+        suffix = f".{node}"
+        return name.endswith(suffix) and fault.matches(name[:-len(suffix)])
+
+    def candidates(self, fault: Fault) -> list[str]:
+        """The actors of this runtime a trigger of ``fault`` chooses from."""
+        return sorted(name for name in self._rt._registry if self.strikes(fault, name))
+
+    def arm(self, name: str, fault: Fault) -> bool:
+        """Arm ``fault`` on actor ``name``; False if it was absorbed: the actor is gone,
+        or (a crash or pause) down, waiting out its restart backoff (it is down already,
+        and its next incarnation owes nothing), or holds this fault armed already. A
+        fault that arrived from another runtime is matched by value, so a second
+        trigger of the same plan entry is absorbed as a local one is."""
+        cell = self._rt._registry.get(name)
+        if cell is None or not (fault.kind in TELL_KINDS or cell.running):
+            return False
+        return cell.arm(self._interned.setdefault(fault, fault))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _count(self, fault: Fault) -> None:
         self._fired[id(fault)] = self._fired.get(id(fault), 0) + 1
@@ -258,7 +336,7 @@ class FaultInjector:
         return False
 
     def _attach_probabilistic(self, cell: _ActorCell, fault: Fault) -> None:
-        if fault.matches(cell.name):
+        if self.strikes(fault, cell.name):
             cell.add_probabilistic(fault)
 
     def on_register(self, cell: _ActorCell) -> None:

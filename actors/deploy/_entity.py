@@ -26,7 +26,7 @@ from __future__ import annotations
 from actors.deploy._controller import DeploymentController
 from actors.deploy._host import Assign
 from actors.deploy._host_entity import DeploymentHostEntity, host_entity_key
-from actors.deploy._recipe import node_context
+from actors.deploy._recipe import actor_prefix, node_context
 from runtime import ShardlineError
 from runtime.store import Fence
 
@@ -43,6 +43,12 @@ class DeploymentControllerEntity(DeploymentController):
     async def recover(self) -> None:
         DeploymentController.__init__(self, await node_context(self.runtime, self.entity_key))
         await super().recover()
+
+    @property
+    def fault_names(self) -> tuple[str, ...]:
+        """A fault plan strikes it by the name the controller has in one process."""
+        prefix = actor_prefix(self.runtime, self.entity_key)
+        return () if prefix is None else (f"{prefix}.controller",)
 
     def _tell_host(self, host: str, msg: Assign) -> None:
         key = host_entity_key(self.spec.deployment, host)

@@ -41,6 +41,13 @@ encode_recipe = msgspec.msgpack.Encoder(enc_hook=seconds_enc_hook).encode
 _decode_recipe = msgspec.msgpack.Decoder(DeploymentRecipe, dec_hook=seconds_dec_hook).decode
 _contexts: weakref.WeakKeyDictionary[Runtime, dict[str, DeploymentContext]] = \
     weakref.WeakKeyDictionary()
+_names: weakref.WeakKeyDictionary[Runtime, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def actor_prefix(rt: Runtime, deployment: str) -> str | None:
+    """The name ``deployment``'s actors carry in one process (``<name>.controller``), once
+    this node built its context (``node_context``)."""
+    return _names.get(rt, {}).get(deployment)
 
 
 async def node_context(rt: Runtime, deployment: str) -> DeploymentContext:
@@ -62,6 +69,7 @@ async def node_context(rt: Runtime, deployment: str) -> DeploymentContext:
         model = resolve_callable(recipe.model, what="service model")  # type: ignore[assignment]
     context = found.get(deployment)  # another activation built it meanwhile
     if context is None:
+        _names.setdefault(rt, {})[deployment] = recipe.name
         context = found[deployment] = DeploymentContext(
             rt, recipe.spec, model=model, request_rate=recipe.request_rate, tick=recipe.tick,
             metrics_name=f"{recipe.name}.metrics", ledger=LedgerJournal())

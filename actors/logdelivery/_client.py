@@ -297,7 +297,7 @@ class LogService:
     @staticmethod
     def server_name(log: str) -> str:
         """The actor name of a log's server (what fault plans target)."""
-        return f"logserver.{log}"
+        return keys.server_name(log)
 
     def retention_of(self, log: str) -> LogRetention:
         """What log ``log`` keeps (``_retention``)."""

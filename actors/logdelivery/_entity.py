@@ -108,6 +108,11 @@ class LogServerEntity(LogServer):
         self.recipe = recipe
         await super().recover()
 
+    @property
+    def fault_names(self) -> tuple[str, ...]:
+        """A fault plan strikes it by the name a log's server has in one process."""
+        return (keys.server_name(self.entity_key),)
+
     def _fence(self) -> Fence | None:
         return self.fence
 

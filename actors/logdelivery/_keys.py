@@ -48,6 +48,11 @@ def served_log(log: str, session: str) -> str:
     return f"logdelivery/{log}/served/{session}"
 
 
+def server_name(log: str) -> str:
+    """The actor name of a log's server in one process (what fault plans target)."""
+    return f"logserver.{log}"
+
+
 def append_prefix(log: str) -> str:
     return f"logdelivery/{log}/appends/"
 

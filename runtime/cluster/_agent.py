@@ -4,7 +4,9 @@ Every ``shardline node`` spawns it under the name :data:`AGENT_NAME`. A
 peer (another node, or the ``shardline run --nodes`` driver) asks it
 :class:`DescribeNode` and gets a :class:`NodeReport`; a driver strikes the
 node faults through it that it cannot inflict from outside (``CutLinks``
-for a partition, ``KillNode`` on a node it did not start); any answer, even an
+for a partition, ``KillNode`` on a node it did not start), and the actor
+faults aimed at actors on the node (``ActorsStruck``, ``StrikeActor``,
+``InstallFaults``: ``runtime.cluster._remote_faults``); any answer, even an
 error, proves that the two processes share the cluster secret, because no
 frame is read before the handshake. :func:`unreachable_peers` uses exactly
 that to tell a node whose secret is wrong from one that merely has not
@@ -22,6 +24,7 @@ import structlog
 
 from runtime._actor import Actor
 from runtime._errors import AskTimeout, ShardlineError
+from runtime._faults import Fault
 from runtime._message import Message
 from runtime._system import Runtime
 from runtime.cluster._errors import LinkClosed
@@ -81,14 +84,43 @@ class PauseNode(Message, frozen=True):
     seconds: float
 
 
-AgentMsg = DescribeNode | CutLinks | KillNode | PauseNode
+class ActorsStruck(Message, frozen=True):
+    """The names of this node's actors that ``fault`` strikes (``FaultInjector.strikes``)."""
+
+    fault: Fault
+
+
+class StrikeActor(Message, frozen=True):
+    """Arm ``fault`` on this node's actor ``name``; answered True, or False if absorbed."""
+
+    name: str
+    fault: Fault
+
+
+class InstallFaults(Message, frozen=True):
+    """Install ``faults`` (probability actor faults) in this node's injector, their times
+    counting from now; answered True."""
+
+    faults: list[Fault]
+
+
+AgentMsg = (DescribeNode | CutLinks | KillNode | PauseNode | ActorsStruck | StrikeActor
+            | InstallFaults)
 
 
 class NodeAgent(Actor[AgentMsg]):
     """Answers for this node: its report, and the node faults a driver asks of it."""
 
-    async def receive(self, msg: AgentMsg) -> NodeReport | bool:
+    async def receive(self, msg: AgentMsg) -> NodeReport | bool | list[str]:
+        faults = self.runtime.faults
         match msg:
+            case ActorsStruck(fault=fault):
+                return faults.candidates(fault)
+            case StrikeActor(name=name, fault=fault):
+                return faults.arm(name, fault)
+            case InstallFaults(faults=plan):
+                faults.install(plan, origin=self.runtime.now())
+                return True
             case CutLinks(peers=peers, seconds=seconds):
                 self.runtime._node().cuts.cut(peers, seconds)
                 self.log.warning("node.partitioned", peers=peers, seconds=seconds)

@@ -68,10 +68,17 @@ class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     restart_after: Duration | None = None
 
     def to_fault(self) -> Fault:
+        """The plan entry, its times plain floats (a ``Fault`` crosses the cluster's
+        wire to strike actors on nodes)."""
+
+        def plain(value: float | None) -> float | None:
+            return None if value is None else float(value)
+
         return Fault(
-            kind=self.kind, target=self.target, at=self.at, every=self.every,
-            probability=self.probability, duration=self.duration, delay=self.delay,
-            count=self.count, start=self.start, all=self.all, restart_after=self.restart_after,
+            kind=self.kind, target=self.target, at=plain(self.at), every=plain(self.every),
+            probability=self.probability, duration=float(self.duration),
+            delay=float(self.delay), count=self.count, start=float(self.start), all=self.all,
+            restart_after=plain(self.restart_after),
         )
 
 

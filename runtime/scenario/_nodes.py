@@ -24,6 +24,14 @@ Policy:
   the other side and heals by itself (``runtime.cluster._cuts``). It is a
   cluster-network partition: the store stays reachable from both sides,
   and the driver from every node.
+- Actor faults (``crash``, ``pause``, ``delay``, ``drop``, ``duplicate``)
+  strike actors wherever they run: a time trigger chooses among the
+  matching actors of the driver and of every live node, and the chosen
+  one's node arms it; probability faults are installed on every node (and
+  on a node started again). On a node a target names an entity by its key
+  (``queue.server-*`` strikes ``QueueServerEntity/queue.server-2``) and an
+  actor named ``<name>.<node>`` by ``<name>``
+  (``runtime.cluster._remote_faults``).
 - The report's ``nodes`` holds, per node, what its agent answered at the
   end (counters since its last start; ``cpu_s``, the node process's CPU
   seconds, for node processes only) and the kills, pauses and restarts the
@@ -44,11 +52,12 @@ import msgspec
 import structlog
 
 from runtime._errors import ScenarioError, ShardlineError
-from runtime._faults import Fault
+from runtime._faults import ACTOR_FAULT_KINDS, Fault
 from runtime._node_fleet import NodeFleet, shared_store
 from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report, cut_apart
 from runtime.cluster._config import Cluster
+from runtime.cluster._remote_faults import NodeActors, install_on
 from runtime.cluster._simnet import SimulatedNetwork
 from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
 from runtime.scenario._registry import systems
@@ -94,6 +103,7 @@ class ScenarioNodes(ABC):
         self.driver: Runtime | None = None
         self._restarting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._node_faults: list[Fault] = []
 
     @abstractmethod
     def driver_cluster(self) -> Cluster:
@@ -137,6 +147,20 @@ class ScenarioNodes(ABC):
         for fault in plan:
             if fault.kind in acts and fault.probability is not None:
                 self._spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
+        rt.faults.remote = NodeActors(rt, self.up)
+        self._node_faults = [fault for fault in plan if fault.kind in ACTOR_FAULT_KINDS
+                             and fault.probability is not None]
+        if self._node_faults:
+            for name in self.up():
+                self._spawn(self._install_on(name))
+
+    def up(self) -> list[str]:
+        """The nodes that are up, as far as this run knows."""
+        return [name for name in self.names if self.tally[name].state == "up"]
+
+    async def _install_on(self, name: str) -> None:
+        if self._node_faults and self.driver is not None:
+            await install_on(self.driver, name, self._node_faults)
 
     async def _draw_every_second(self, rt: Runtime, fault: Fault,
                                  act: Callable[[Fault], None]) -> None:
@@ -184,6 +208,8 @@ class ScenarioNodes(ABC):
             self._restarting.discard(name)
         self.tally[name].state = "up"
         self.tally[name].node_restarts += 1
+        if self._node_faults:
+            await self._install_on(name)
 
     def pause(self, name: str, fault: Fault) -> None:
         self._pause(name, fault.duration)
