@@ -7,6 +7,7 @@ state layer.
 
 from runtime._actor import Actor, Timer
 from runtime._clock import Clock
+from runtime._deferred import Deferred
 from runtime._errors import (
     ActorStopped,
     AskTimeout,
@@ -44,6 +45,7 @@ __all__ = [
     "Clock",
     "Cluster",
     "ConflictError",
+    "Deferred",
     "Fault",
     "FaultInjector",
     "InjectedFault",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from runtime._actor import Actor, Timer
+from runtime._deferred import Deferred
 from runtime._errors import ActorStopped, InjectedFault
 from runtime._faults import HANDLE_KINDS, TELL_KINDS, Fault
 from runtime._mailbox import INTERRUPT, Envelope, Mailbox
@@ -191,7 +192,10 @@ class _ActorCell:
                 raise
             self.processed += 1
             if reply is not None and not reply.done():
-                reply.set_result(result)
+                if type(result) is Deferred:
+                    result.answer(reply, self.name, type(msg).__name__)
+                else:
+                    reply.set_result(result)
 
     def _lost(self, envelope: Envelope, exc: BaseException) -> None:
         msg, reply = envelope

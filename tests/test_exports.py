@@ -19,6 +19,7 @@ RUNTIME_API = [
     "Clock",
     "Cluster",
     "ConflictError",
+    "Deferred",
     "Fault",
     "FaultInjector",
     "InjectedFault",

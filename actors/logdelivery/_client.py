@@ -66,8 +66,6 @@ from runtime import ActorRef, Backoff, Runtime, ShardlineError, Supervisor
 from runtime.scenario import Audit
 
 T = TypeVar("T")
-REMOTE_POLL = 0.05
-"""Seconds between looks of a waiting read whose log server may be on another node."""
 
 
 class LogClient:
@@ -79,7 +77,8 @@ class LogClient:
         self.rt = rt
         self.remote = remote
         """The server may be on another node (an entity): replies arrive as plain data
-        and a read that would wait looks again every ``REMOTE_POLL`` seconds."""
+        and a read that would wait is held by the server (``ReadRecords.hold``) instead
+        of handed a ``Parked`` future, which cannot cross nodes."""
         self.ref = ref
         self.log = log
         self.defaults = defaults
@@ -160,8 +159,11 @@ class LogClient:
         while True:
             closing = self._closing is not None and self._closing.done()
             park = not closing and loop.time() < until
+            hold = min(until - loop.time(), self.ask_timeout / 2) if park and self.remote else 0.0
             reply = await self._ask_any(ReadRecords(session, max_records,
-                                                    park and not self.remote))
+                                                    park and not self.remote, hold))
+            if reply is None:  # held on another node until something changed: ask again
+                continue
             if isinstance(reply, Parked):
                 timeout = until - loop.time()
                 if reply.retry_after is not None:
@@ -173,11 +175,7 @@ class LogClient:
                 # Ask again: woken (something changed), a deadline fell due, or time is up
                 # (the last ask does not park, so it answers with whatever is there).
                 continue
-            result = _typed(self.log, reply, ReadResult)
-            if result.records or not park or not self.remote:
-                return result
-            # A server on another node cannot hand its wake-up across: look again soon.
-            await self._wait(None, min(until - loop.time(), REMOTE_POLL))
+            return _typed(self.log, reply, ReadResult)
 
     async def _wait(self, wake: asyncio.Future[None] | None, timeout: float) -> None:
         """Until ``wake`` fires, the service begins to shut down, or ``timeout`` passes."""

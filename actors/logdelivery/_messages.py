@@ -36,11 +36,15 @@ class CreateSession(Message, frozen=True):
 
 
 class ReadRecords(Message, frozen=True):
-    """Hand out up to ``max_records``; with ``park`` and nothing to hand out, answer ``Parked``."""
+    """Hand out up to ``max_records``; with ``park`` and nothing to hand out, answer
+    ``Parked``. With ``hold`` > 0 (a reader on another node, which a ``Parked`` future
+    cannot reach) and nothing to hand out, answer ``None`` once that may have changed,
+    or after ``hold`` seconds at the latest: then read again."""
 
     session: str
     max_records: int
     park: bool = False
+    hold: float = 0.0
 
 
 class AckRecords(Message, frozen=True):

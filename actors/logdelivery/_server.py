@@ -74,7 +74,7 @@ from actors.logdelivery._state import (
     next_due,
     plan_read,
 )
-from runtime import Actor, ConflictError, StoreError
+from runtime import Actor, ConflictError, Deferred, StoreError
 from runtime.scenario import Audit
 from runtime.store import Append, Fence, LogEntry, Put, Store
 
@@ -325,7 +325,7 @@ class LogServer(Actor[LogServerMsg]):
 
     # -- reads ------------------------------------------------------------------
 
-    async def _read(self, msg: ReadRecords) -> ReadResult | Parked:
+    async def _read(self, msg: ReadRecords) -> ReadResult | Parked | Deferred[None]:
         now = self.wall()
         s = await self._live(msg.session, now)
         if not isinstance(msg.max_records, int) or msg.max_records < 1:
@@ -337,7 +337,7 @@ class LogServer(Actor[LogServerMsg]):
                          now=now)
         if not plan.changed:
             await self._touch(msg.session, s, now)
-            return self._park(msg.session, s.state, now) if msg.park else ReadResult([])
+            return self._nothing_yet(msg, s.state, now)
         records = await self._fetch(plan)
         extra = self._served(msg.session, plan, now)
         if plan.dead:
@@ -352,7 +352,7 @@ class LogServer(Actor[LogServerMsg]):
                                       f"{msg.session} {r.first}..{r.last} after {r.deliveries}")
         await self.fault_point("after recording a delivery, before replying")
         if not records:
-            return self._park(msg.session, s.state, now) if msg.park else ReadResult([])
+            return self._nothing_yet(msg, s.state, now)
         return ReadResult(records, now + s.state.ack_wait)
 
     async def _fetch(self, plan: ReadPlan) -> list[Delivery]:
@@ -362,6 +362,31 @@ class LogServer(Actor[LogServerMsg]):
             n = r.deliveries
             out.extend([Delivery(e.seq, e.key, e.payload, n) for e in entries])
         return out
+
+    def _nothing_yet(self, msg: ReadRecords, state: SessionState,
+                     now: float) -> ReadResult | Parked | Deferred[None]:
+        """The answer of a read that found nothing to hand out (``ReadRecords``)."""
+        if msg.hold > 0:
+            return self._hold(msg.session, state, now, msg.hold)
+        return self._park(msg.session, state, now) if msg.park else ReadResult([])
+
+    def _hold(self, session: str, state: SessionState, now: float,
+              hold: float) -> Deferred[None]:
+        """Answer ``None`` when the session's parked future fires, or when ``hold`` (or
+        the earliest in-flight deadline) passes, whichever is first."""
+        parked = self._park(session, state, now)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[None] = loop.create_future()
+        delay = hold if parked.retry_after is None else min(hold, parked.retry_after)
+        timer = loop.call_later(delay, parked.wake.cancel)  # cancelling forgets it
+
+        def woken(_: asyncio.Future[None]) -> None:
+            timer.cancel()
+            if not answer.done():
+                answer.set_result(None)
+
+        parked.wake.add_done_callback(woken)
+        return Deferred(answer)
 
     def _park(self, session: str, state: SessionState, now: float) -> Parked:
         waiting = self.waiters.setdefault(session, {})
