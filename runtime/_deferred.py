@@ -7,9 +7,11 @@ next message; whoever asked gets the future's result, or its exception,
 when it completes (Akka's ``pipeTo``, Orleans' ``TaskCompletionSource``).
 This works the same for an ask from another node: the answer crosses the
 cluster when the future completes. The actor completes the future from its
-own handlings or timers; a future that is cancelled answers the asker
-``ActorStopped`` (the actor gave the request up, as when it stops). A
-``tell`` has no asker: its ``Deferred`` is ignored.
+own handlings or timers, and in ``stopped`` (an incarnation that ends
+leaving one pending lets its asker wait for the ask's timeout); a future
+that is cancelled answers the asker ``ActorStopped`` (the actor gave the
+request up, as when it stops). A ``tell`` has no asker: its ``Deferred`` is
+ignored.
 """
 
 from __future__ import annotations

@@ -154,6 +154,7 @@ class FaultInjector:
         self._timers: list[asyncio.TimerHandle] = []
         self._origins: dict[int, float] = {}
         self._interned: dict[Fault, Fault] = {}
+        self._striking: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.remote: RemoteActors | None = None
         """Where time-triggered actor faults also look for targets (module docstring)."""
@@ -216,7 +217,9 @@ class FaultInjector:
         return self._rt.now() >= self._origin(fault) + fault.start
 
     def _budget_left(self, fault: Fault) -> bool:
-        return fault.count is None or self._fired.get(id(fault), 0) < fault.count
+        """Triggers still under way across nodes count as spent until they are done."""
+        spent = self._fired.get(id(fault), 0) + self._striking.get(id(fault), 0)
+        return fault.count is None or spent < fault.count
 
     def _trigger(self, fault: Fault) -> None:
         if fault.every is not None and self._budget_left(fault):
@@ -236,6 +239,7 @@ class FaultInjector:
 
     def _trigger_actor_fault(self, fault: Fault) -> None:
         if self.remote is not None:
+            self._striking[id(fault)] = self._striking.get(id(fault), 0) + 1
             self._spawn(self._trigger_across(fault, self.remote))
             return
         names = self.candidates(fault)
@@ -246,6 +250,12 @@ class FaultInjector:
             self._count(fault)
 
     async def _trigger_across(self, fault: Fault, remote: RemoteActors) -> None:
+        try:
+            await self._strike_across(fault, remote)
+        finally:
+            self._striking[id(fault)] -= 1
+
+    async def _strike_across(self, fault: Fault, remote: RemoteActors) -> None:
         found = sorted([("", name) for name in self.candidates(fault)]
                        + await remote.candidates(fault))
         if not found:
