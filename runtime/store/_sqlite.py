@@ -44,10 +44,12 @@ from runtime._errors import ShardlineError, StoreError
 from runtime._simloop import is_simulated
 from runtime.store._base import Store
 from runtime.store._rules import (
+    BatchPlan,
     RecordState,
     WritePlan,
     grant_lease,
     is_held,
+    plan_batch,
     plan_write,
     prefix_end,
 )
@@ -119,6 +121,10 @@ def _on_real_loop() -> bool:
         return False
 
 
+_KNOWN_RECORDS = 100_000
+"""Records (and lease keys) whose state the writer remembers; past this it forgets them
+all and reads them again as they are written."""
+
 _KEYS_PER_SELECT = 500
 """Keys per ``SELECT ... IN (...)`` of ``get_many``: under SQLite's bound-variable
 limit (999 before SQLite 3.32), and no single statement grows without bound."""
@@ -147,6 +153,11 @@ class SqliteStore(Store):
         self._next_seqs: dict[str, int] = {}
         """Committed high water per log, loaded on first use by the writer; appends never
         query it. Written only by whoever commits (the writer thread, or the loop inline)."""
+        self._records: dict[str, RecordState] = {}
+        """Committed records the writer knows: whether live (value ``b""``, else ``None``)
+        and version; enough to decide a write (the store has one writer: the owner lock)."""
+        self._tokens: dict[str, int] = {}
+        """Newest lease token per key, as the writer knows it."""
 
     def __repr__(self) -> str:
         return f"<SqliteStore {str(self.path)!r}>"
@@ -190,15 +201,35 @@ class SqliteStore(Store):
     def _committed_floor(self, log: str) -> int:
         return _stored_floor(self._conn, log)
 
+    def _known_record_state(self, key: str) -> RecordState | None:
+        """The committed state of ``key`` as far as planning needs it (whether it is live,
+        and its version): remembered from the writer's own commits, else read."""
+        state = self._records.get(key)
+        if state is None:
+            state = self._record_state(key)
+            if state is not None:
+                self._records[key] = RecordState(None if state.value is None else b"",
+                                                 state.version)
+        return state
+
     def _record_state(self, key: str) -> RecordState | None:
+        """Read inside the writer's transaction: sees the writes applied before it."""
         row = self._conn.execute(
             "SELECT value, version FROM records WHERE key = ?", (key,)
         ).fetchone()
         return None if row is None else RecordState(row[0], row[1])
 
     def _newest_token(self, key: str) -> int:
-        row = self._conn.execute("SELECT token FROM leases WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+        """Tokens change only by grants, which this writer makes: remembered, else read."""
+        token = self._tokens.get(key)
+        if token is None:
+            row = self._conn.execute("SELECT token FROM leases WHERE key = ?",
+                                     (key,)).fetchone()
+            token = 0 if row is None else int(row[0])
+            if len(self._tokens) > _KNOWN_RECORDS:
+                self._tokens.clear()
+            self._tokens[key] = token
+        return token
 
     async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
         with self._failing_as_store_error(f"read of log {log!r}"):
@@ -306,22 +337,44 @@ class SqliteStore(Store):
             self._flush()
 
     def _commit(self, batch: list[_QueuedWrite]) -> list[WriteResult | Exception]:
-        """Either COMMIT with per-write outcomes, or fail every write of the batch."""
-        batch_seqs: dict[str, int] = {}
-        outcomes: list[WriteResult | Exception] = []
+        """Either COMMIT with per-write outcomes, or fail every write of the batch.
+
+        The batch is decided as a whole (``plan_batch``: a refused write
+        contributes nothing) and applied with one statement per table. Should
+        applying fail (a key SQLite cannot store, say), the batch is rolled back
+        and applied again one write at a time, each in a SAVEPOINT, so only the
+        write at fault fails.
+        """
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            for queued in batch:
-                outcomes.append(self._apply_in_savepoint(queued, batch_seqs))
-            self._conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                plan = plan_batch([(w.ops, w.fence) for w in batch],
+                                  next_seq=self._committed_next_seq,
+                                  record_state=self._known_record_state,
+                                  newest_token=self._newest_token, floor=self._committed_floor)
+                self._apply(plan)
+                outcomes, batch_seqs, known = plan.outcomes, plan.next_seqs, plan.records
+            except (sqlite3.Error, UnicodeError, OverflowError):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                batch_seqs, known = {}, {}
+                outcomes = [self._apply_in_savepoint(queued, batch_seqs) for queued in batch]
+                self._records.clear()  # known states are read again from the file
+            conn.execute("COMMIT")
         except Exception as exc:
             try:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the connection is broken; the first error is the one to report
             return [self._batch_failure(len(batch), exc) for _ in batch]
         self._next_seqs.update(batch_seqs)
+        if len(self._records) > _KNOWN_RECORDS:
+            self._records.clear()
+        for key, state in known.items():
+            self._records[key] = RecordState(None if state.value is None else b"", state.version)
         self._counters.transactions += 1
         self._checkpointer.dirty = True
         return outcomes
@@ -374,7 +427,7 @@ class SqliteStore(Store):
         self._conn.execute("ROLLBACK TO write")
         self._conn.execute("RELEASE write")
 
-    def _apply(self, plan: WritePlan) -> None:
+    def _apply(self, plan: WritePlan | BatchPlan) -> None:
         if plan.rows:
             self._conn.executemany(
                 "INSERT INTO log_entries (log, seq, key, payload) VALUES (?, ?, ?, ?)", plan.rows
@@ -414,6 +467,7 @@ class SqliteStore(Store):
         lease = grant_lease(current, newest, key, owner, ttl, now)
         if lease is not None:
             self._commit_one(_UPSERT_LEASE, (key, owner, lease.token, lease.expires_at))
+            self._tokens[key] = lease.token
         return lease
 
     async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
