@@ -421,6 +421,54 @@ async def test_concurrent_writes_share_transactions_and_fail_alone(store: Store)
         assert after.transactions - before.transactions == 1
 
 
+async def sqlite_cannot_store(url: str, clock: FakeClock) -> list[object]:
+    """A group commit holding a write SQLite cannot store (a lone surrogate): which
+    writes failed, and what the store holds after (in an order-free form: a simulated
+    loop may queue the writes in another order)."""
+    async with await open_store(url, clock=clock) as store:
+        await store.write([Put("cas", b"0")])
+        results = await asyncio.gather(
+            store.write([Append("log", [("a", b"1")])]),
+            store.write([Put("\ud800", b"v"), Append("log", [("lost", b"")])]),
+            store.write([Append("log", [("b", b"2")]), Put("cas", b"1", expect_version=1)]),
+            return_exceptions=True)
+        assert store.statistics().transactions == 2  # the three writes: one batch
+        entries = await store.read("log", 0, 10)
+        return [[type(r).__name__ for r in results], [e.seq for e in entries],
+                sorted((e.key, e.payload) for e in entries), await store.get("cas")]
+
+
+def test_a_write_sqlite_cannot_store_fails_alone_on_a_thread_and_inline(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The batch is applied as a whole; when that fails it is applied again one write
+    at a time, so only the write at fault fails, the same on the writer thread (real
+    loop) as inline (simulated time)."""
+    threaded = asyncio.run(sqlite_cannot_store(sqlite_url(tmp_path / "real.db"), clock))
+    inline = runtime.run(sqlite_cannot_store, sqlite_url(tmp_path / "sim.db"), FakeClock(),
+                         simulated=True)
+    assert threaded == inline == [["WriteResult", "StoreError", "WriteResult"], [0, 1],
+                                  [("a", b"1"), ("b", b"2")], Versioned(b"1", 2)]
+
+
+def test_sqlite_commits_on_a_writer_thread_only_on_a_real_loop(tmp_path: Path) -> None:
+    import threading
+
+    async def writer_threads(url: str) -> tuple[int, int]:
+        async with await open_store(url, clock=FakeClock()) as store:
+            await store.write([Put("k", b"v")])
+            lease = await store.acquire("lease", "me", 5)
+            assert lease is not None
+            await store.write([Put("k", b"w")], fence=Fence("lease", lease.token))
+            during = sum(t.name.startswith("sqlite writer") for t in threading.enumerate())
+        after = sum(t.name.startswith("sqlite writer") for t in threading.enumerate())
+        return during, after
+
+    assert asyncio.run(writer_threads(sqlite_url(tmp_path / "real.db"))) == (1, 0)
+    assert runtime.run(writer_threads, sqlite_url(tmp_path / "sim.db"),
+                       simulated=True) == (0, 0)
+
+
 async def test_close_commits_queued_writes(tmp_path: Path, clock: FakeClock) -> None:
     url = sqlite_url(tmp_path / "s.db")
     store = await open_store(url, clock=clock)

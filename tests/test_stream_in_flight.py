@@ -249,3 +249,35 @@ def test_the_partition_records_and_commits_only_consecutive_pending_batches() ->
     assert "does not start after" in refused[0] and "does not start after" in refused[1]
     assert "no pending batch" in refused[2]
     assert "does not start after" in refused[3]
+
+
+def test_pending_batches_reach_the_destination_while_the_handler_is_stalled() -> None:
+    """The delivery task goes on to the next pending batch by itself: while the worker's
+    handler is paused (it commits nothing, handles no message), the batches already
+    recorded as pending still reach the destination, in order; nothing beyond them (new
+    batches are cut by commits). The lease outlives the pause, so nothing moves."""
+    deliveries: list[tuple[float, str]] = []
+
+    async def deliver(batch: Batch) -> None:
+        await asyncio.sleep(0.1)
+        deliveries.append((asyncio.get_running_loop().time(), batch.batch_id))
+
+    pause = Fault(kind="pause", target="stream.worker-0", at=0.55, duration=3.0)
+
+    async def main() -> dict[str, bool]:
+        async with Runtime(store="memory://", seed=SEED, faults=[pause]) as rt:
+            destination = CallableDestination(deliver)
+            recorded = recorder(destination)
+            job = StreamJob(rt, _config(lease_ttl=20.0), destination=destination, seed=SEED)
+            await job.start()
+            assert await job.wait_done(deadline=300.0)
+            results = {r.name: r.held for r in await check_stream(job, recorded)}
+            await job.close()
+            return results
+
+    results = runtime.run(main, simulated=True, seed=SEED)
+    assert results == {"exactly_once": True, "order": True, "no_stale_commit": True}
+    during = [bid for at, bid in deliveries if 0.55 < at < 3.55]
+    assert len(during) == 3, during  # the window: batches_in_flight = 3
+    ids = [bid for _, bid in deliveries]
+    assert len(ids) == len(set(ids)) == RECORDS // 10  # nothing delivered twice

@@ -23,8 +23,8 @@ class HeldPartition:
     go only when no delivery runs.
     """
 
-    __slots__ = ("buffer", "chain", "crash", "delivered", "delivering",
-                 "expires_at", "lost", "retries", "revoked", "token", "waiting", "window")
+    __slots__ = ("buffer", "chain", "crash", "delivered", "delivering", "expires_at", "lost",
+                 "notified", "outcomes", "retries", "revoked", "token", "waiting", "window")
 
     def __init__(self, token: int, chain: int, expires_at: float) -> None:
         self.token = token
@@ -34,6 +34,12 @@ class HeldPartition:
         self.window: deque[Slice] = deque()
         self.delivered = 0
         self.delivering = False
+        """A delivery task runs (it may go on from batch to batch: ``_worker._delivery``)."""
+        self.outcomes: deque[tuple[str, str, bool]] = deque()
+        """What the delivery task reported and the handler has not yet taken:
+        ``(batch_id, failure, last)``, oldest first; ``last`` when the task ended."""
+        self.notified = False
+        """A ``Delivered`` is on its way to the handler for ``outcomes``."""
         self.waiting = False
         """A failed delivery waits for its retry (a ``Work`` after a backoff)."""
         self.retries = 0

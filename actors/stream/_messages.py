@@ -90,9 +90,11 @@ class Renew(Message, frozen=True):
 
 
 class Delivered(Message, frozen=True):
-    """Worker -> itself: the delivery of ``batch_id`` (``chain`` as for ``Work``) ended.
+    """Worker -> itself: the delivery task reported outcomes (``chain`` as for ``Work``).
 
-    ``failure`` is empty when the destination took the batch, else why not.
+    The outcomes wait, oldest first, in the partition's ``HeldPartition.outcomes``;
+    this message names the first of them: ``batch_id``, and ``failure`` (empty when
+    the destination took the batch, else why not).
     """
 
     partition: int

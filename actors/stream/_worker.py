@@ -27,7 +27,9 @@ partition go.
 
 Deliveries (step 3) run in a task of their own, not in the message
 handler: a worker's partitions deliver concurrently, a partition's next
-batch is delivered while the last one is committed, and a batch that takes
+batch is delivered while the last one is committed (the task goes on to
+the next pending batch itself, without waiting for the handler, which may
+be committing for another partition meanwhile), and a batch that takes
 longer than the lease TTL does not hold up ``Renew`` (liveness: the lease
 is renewed every ``lease_ttl / 3`` while the batch runs, and checked again
 before each commit). An actor that stalls as a whole (a
@@ -123,7 +125,7 @@ class Worker(Actor[WorkerMsg]):
             case Delivered(partition=p, chain=chain):
                 held = self.held.get(p)
                 if held is not None and held.chain == chain:
-                    await self._delivered(p, held, msg)
+                    await self._delivered(p, held)
             case Renew():
                 await self._renew()
         return None
@@ -305,26 +307,49 @@ class Worker(Actor[WorkerMsg]):
 
     async def _delivery(self, partition: int, held: HeldPartition, taken: Slice,
                         bid: str) -> None:
-        """The delivery task: its outcome comes back as ``Delivered`` (never dropped)."""
-        failure = ""
-        try:
-            failure = await self._deliver(partition, held, taken, bid) or ""
-        except Exception as exc:  # not the destination's: the worker crashes on it
-            held.crash = exc
-            failure = f"{type(exc).__name__}: {exc}"
-        if self.held.get(partition) is held:
-            self.send_after(0.0, Delivered(partition, held.chain, bid, failure))
+        """The delivery task: delivers ``taken``, then the batch after it while the
+        window holds one (one at a time, in sequence order), without waiting for the
+        handler in between: the handler may be busy committing, for this partition or
+        another. Each outcome is queued in ``held.outcomes``, oldest first, and the
+        handler woken by a ``Delivered`` (never dropped). The task stops after a failure,
+        or when the partition is revoked, lost or no longer this worker's."""
+        while True:
+            failure = ""
+            try:
+                failure = await self._deliver(partition, held, taken, bid) or ""
+            except Exception as exc:  # not the destination's: the worker crashes on it
+                held.crash = exc
+                failure = f"{type(exc).__name__}: {exc}"
+            if self.held.get(partition) is not held:
+                return
+            following = None if failure else _following(held, taken)
+            held.outcomes.append((bid, failure, following is None))
+            if not held.notified:
+                held.notified = True
+                self.send_after(0.0, Delivered(partition, held.chain, bid, failure))
+            if following is None:
+                return
+            taken, bid = following, self._bid(partition, following)
 
-    async def _delivered(self, partition: int, held: HeldPartition, msg: Delivered) -> None:
-        held.delivering = False
-        if held.crash is not None:
-            crash, held.crash = held.crash, None
-            raise crash
+    async def _delivered(self, partition: int, held: HeldPartition) -> None:
+        """Handle the outcomes the delivery task queued, oldest first."""
+        held.notified = False
+        while held.outcomes and self.held.get(partition) is held:
+            bid, failure, last = held.outcomes.popleft()
+            await self._outcome(partition, held, bid, failure, last)
+
+    async def _outcome(self, partition: int, held: HeldPartition, bid: str, failure: str,
+                       last: bool) -> None:
+        if last:
+            held.delivering = False
+            if held.crash is not None:
+                crash, held.crash = held.crash, None
+                raise crash
         if held.delivered >= len(held.window) \
-                or self._bid(partition, held.window[held.delivered]) != msg.batch_id:
+                or self._bid(partition, held.window[held.delivered]) != bid:
             await self._pump(partition, held)  # not the next batch's: carry on from it
             return
-        if msg.failure:
+        if failure:
             if held.revoked:
                 await self._pump(partition, held)  # commit what was delivered, let go
             else:
@@ -332,7 +357,7 @@ class Worker(Actor[WorkerMsg]):
             return
         held.delivered += 1
         held.retries = 0
-        await self.fault_point(f"after delivering batch {msg.batch_id}")
+        await self.fault_point(f"after delivering batch {bid}")
         await self._pump(partition, held)
 
     async def _commit(self, partition: int, held: HeldPartition) -> bool:
@@ -418,3 +443,14 @@ class Worker(Actor[WorkerMsg]):
             return f"{type(exc).__name__}: {exc}"
         job.metrics.on_delivery(batch)
         return None
+
+
+def _following(held: HeldPartition, taken: Slice) -> Slice | None:
+    """The batch after ``taken`` in the window, if the delivery task may go on to it."""
+    if held.revoked or held.lost or held.waiting:
+        return None
+    window = held.window
+    for index, pending in enumerate(window):
+        if pending is taken:
+            return window[index + 1] if index + 1 < len(window) else None
+    return None  # the window was re-read (a refusal): the handler starts afresh

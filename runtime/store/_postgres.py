@@ -32,9 +32,9 @@ free one. In its transaction a batch locks everything it touches with one
 statement (in one order: leases, logs, records, each by key, so batches
 queue on each other rather than deadlock; should PostgreSQL still find a
 deadlock, it fails one batch, whose writes raise ``StoreError``), then
-``_rules.plan_write`` decides each write in order against that state (a
-refused write contributes nothing: what a SAVEPOINT per write gives the
-sqlite backend, without a round trip per write), then one set-based
+``_rules.plan_batch`` decides each write in order against that state (a
+refused write contributes nothing, as if rolled back to a savepoint of its
+own, without a round trip per write), then one set-based
 statement applies every effect: four round trips per batch (BEGIN, lock,
 apply, COMMIT) however many writes it holds. A write returns after its
 batch's COMMIT, so an acknowledged write survives a crash of this process
@@ -64,13 +64,13 @@ from typing import Any
 import asyncpg
 
 from runtime._clock import reads_real_time
-from runtime._errors import ShardlineError, StoreError
+from runtime._errors import StoreError
 from runtime._simloop import real_io
 from runtime.store._base import Store
 from runtime.store._postgres_connect import DATABASE_ERRORS, Connection, failure, open_pool
 from runtime.store._postgres_schema import BatchStatements, quoted, unstorable
 from runtime.store._postgres_target import PostgresTarget
-from runtime.store._rules import RecordState, grant_lease, is_held, plan_write, prefix_end
+from runtime.store._rules import RecordState, grant_lease, is_held, plan_batch, prefix_end
 from runtime.store._types import (
     Append,
     Clock,
@@ -285,28 +285,10 @@ class PostgresStore(Store):
             sorted({w.fence.lease_key for w in batch if w.fence is not None}),
             sorted({op.log for w in batch for op in w.ops if isinstance(op, Append | Truncate)}),
             sorted({op.key for w in batch for op in w.ops if isinstance(op, Put | Delete)}))
-        outcomes: list[WriteResult | Exception] = []
-        entries: list[tuple[str, int, str, bytes]] = []
-        moved_logs: dict[str, int] = {}
-        changed: dict[str, RecordState] = {}
-        raised: dict[str, int] = {}
-        for queued in batch:
-            try:
-                plan = plan_write(queued.ops, queued.fence, next_seq=next_seqs.__getitem__,
-                                  record_state=records.get,
-                                  newest_token=lambda key: tokens.get(key, 0),
-                                  floor=floors.__getitem__)
-            except ShardlineError as refused:
-                outcomes.append(refused)
-                continue
-            entries += plan.rows
-            next_seqs.update(plan.next_seqs)
-            moved_logs.update(plan.next_seqs)
-            records.update(plan.records)
-            changed.update(plan.records)
-            floors.update(plan.floors)
-            raised.update(plan.floors)
-            outcomes.append(plan.result())
+        plan = plan_batch([(w.ops, w.fence) for w in batch], next_seq=next_seqs.__getitem__,
+                          record_state=records.get, newest_token=lambda key: tokens.get(key, 0),
+                          floor=floors.__getitem__)
+        entries, moved_logs, changed, raised = plan.rows, plan.next_seqs, plan.records, plan.floors
         if entries or moved_logs or changed:
             columns: list[tuple[object, ...]] = (
                 list(zip(*entries, strict=True)) if entries else [(), (), (), ()])
@@ -316,7 +298,7 @@ class PostgresStore(Store):
                 [s.version for s in changed.values()])
         if raised:
             await conn.execute(self._batch.truncate, list(raised), list(raised.values()))
-        return outcomes
+        return plan.outcomes
 
     # -- leases -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runtime._errors import ConflictError, StaleFencingToken
+from runtime._errors import ConflictError, ShardlineError, StaleFencingToken
 from runtime.store._types import (
     Append,
     Delete,
@@ -128,6 +128,62 @@ def plan_write(
                 plan.records[op.key] = RecordState(None, last_version)
             plan.versions[op.key] = 0
     return plan
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """The effects of a group commit's writes together, decided but not yet applied."""
+
+    outcomes: list[WriteResult | Exception] = field(default_factory=list)
+    """Per write, in order: its result, or why it was refused (it contributes nothing)."""
+    rows: list[tuple[str, int, str, bytes]] = field(default_factory=list)
+    """Every new log entry of the writes applied, as ``(log, seq, key, payload)``."""
+    records: dict[str, RecordState] = field(default_factory=dict)
+    """Final state of every record the batch changes."""
+    next_seqs: dict[str, int] = field(default_factory=dict)
+    """High water after the batch of every log it appended to."""
+    floors: dict[str, int] = field(default_factory=dict)
+    """Floor after the batch of every log it truncated: apply by deleting the entries
+    below it (the rows appended in the batch lie above it) and storing it."""
+
+
+def plan_batch(
+    writes: Sequence[tuple[Sequence[WriteOp], Fence | None]],
+    *,
+    next_seq: Callable[[str], int],
+    record_state: Callable[[str], RecordState | None],
+    newest_token: Callable[[str], int],
+    floor: Callable[[str], int],
+) -> BatchPlan:
+    """Decide the writes of one batch in order, each against the committed state (the
+    lookups) plus the writes before it that were not refused; a refused write
+    contributes nothing, as if it had been rolled back to a savepoint of its own.
+    Applying the plan in one go leaves what applying each write in order would."""
+    batch = BatchPlan()
+    seqs, records, floors = batch.next_seqs, batch.records, batch.floors
+
+    def seq_now(log: str) -> int:
+        return seqs[log] if log in seqs else next_seq(log)
+
+    def state_now(key: str) -> RecordState | None:
+        return records[key] if key in records else record_state(key)
+
+    def floor_now(log: str) -> int:
+        return floors[log] if log in floors else floor(log)
+
+    for ops, fence in writes:
+        try:
+            plan = plan_write(ops, fence, next_seq=seq_now, record_state=state_now,
+                              newest_token=newest_token, floor=floor_now)
+        except ShardlineError as refused:
+            batch.outcomes.append(refused)
+            continue
+        batch.rows += plan.rows
+        seqs.update(plan.next_seqs)
+        records.update(plan.records)
+        floors.update(plan.floors)
+        batch.outcomes.append(plan.result())
+    return batch
 
 
 def grant_lease(

@@ -4,53 +4,61 @@ Durability: WAL journal. ``synchronous=NORMAL`` (the default) keeps every
 acknowledged write through a crash or ``kill -9`` of the process;
 ``synchronous=FULL`` also through power loss, at an fsync per commit.
 
-Why every call is synchronous on the event-loop thread: no thread means no
-scheduling the simulator cannot see, so simulated runs stay deterministic.
-Blocking is short because writes are batched: every ``write`` issued during
-one loop iteration is committed by a single transaction (group commit), one
-SAVEPOINT per write so a refused write rolls back alone while the rest of
-its batch commits. A write returns only after its batch's COMMIT.
+Group commit. Every ``write`` queued while no commit runs is committed by
+one transaction, one SAVEPOINT per write so a refused write rolls back
+alone while the rest of its batch commits. A write returns only after its
+batch's COMMIT. At most one batch commits at a time; writes issued
+meanwhile queue for the next.
 
-One owner per file: the store holds an exclusive ``flock`` on a sidecar
-``<file>-lock``, so a second store on the same file (in any process) fails
-to open instead of silently breaking the per-log seq cache. The lock dies
-with the process. (Not SQLite's own exclusive locking mode: that would shut
-out the checkpointer's connection.)
+Where the commits run. On the real clock a batch commits on a writer
+thread of the store's own, with the write connection, while the event loop
+goes on: ``sqlite3`` releases the GIL while SQLite works (and while the
+inline checkpoint fsyncs), so that work uses a second core, and the loop
+prepares the next batch meanwhile. Lease grants, renewals and releases (a
+read, then a write) run on the same thread, after the batches ahead of
+them, so they are serialized with every write exactly as before (fencing
+still compares the token in the write's transaction). Reads run on the
+loop with a read-only connection of their own: each sees what was
+committed when it began, so a read never sees a write its caller has not
+been told about. Under simulated time everything runs inline on the loop
+with the one connection (no thread means no scheduling the simulator
+cannot see, so a seed replays exactly); the outcomes are the same, only
+the timing differs.
 
-Checkpoints run on a background thread (``_Checkpointer``) with a
-connection of its own, not inside a COMMIT on the event loop: copying WAL
-pages back into a large database and fsyncing it took 3-4 ms, which was the
-whole of the p99.9 of a read woken by an append. A PASSIVE checkpoint never
-blocks the writer, and it changes where pages live, not what any read sees,
-so simulated runs stay deterministic. A COMMIT still checkpoints inline past
-``WAL_PAGES`` (see there).
-
-A file that is not a SQLite database, or is one that some other program
-owns, is refused and left untouched (``application_id`` marks ours).
+The file: schema, owner lock, background checkpoints: ``_sqlite_file``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TypeVar
 
 from runtime._errors import ShardlineError, StoreError
+from runtime._simloop import is_simulated
 from runtime.store._base import Store
 from runtime.store._rules import (
+    BatchPlan,
     RecordState,
     WritePlan,
     grant_lease,
     is_held,
+    plan_batch,
     plan_write,
     prefix_end,
+)
+from runtime.store._sqlite_file import (
+    WAL_PAGES,
+    Checkpointer,
+    Synchronous,
+    open_file,
+    open_reader,
 )
 from runtime.store._types import (
     Clock,
@@ -63,31 +71,7 @@ from runtime.store._types import (
     WriteResult,
 )
 
-Synchronous = Literal["normal", "full"]
-
-APPLICATION_ID = 0x53484C4E  # "SHLN"
-SCHEMA_VERSION = 2
-"""2 added ``log_floors``; a version-1 file gains the (empty) table when opened."""
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS log_entries (
-        log TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, payload BLOB NOT NULL,
-        PRIMARY KEY (log, seq)
-    ) WITHOUT ROWID""",
-    # the first live seq of a truncated log; kept when every entry is gone, so the
-    # high water (max(seq) + 1, or the floor) never falls and no seq is reused
-    """CREATE TABLE IF NOT EXISTS log_floors (
-        log TEXT PRIMARY KEY, floor INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    # value NULL marks a deleted key whose last version is kept (see _rules.RecordState)
-    """CREATE TABLE IF NOT EXISTS records (
-        key TEXT PRIMARY KEY, value BLOB, version INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    # owner NULL: released; token is always the newest ever granted for key
-    """CREATE TABLE IF NOT EXISTS leases (
-        key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at REAL NOT NULL
-    ) WITHOUT ROWID""",
-)
+T = TypeVar("T")
 
 _UPSERT_RECORD = (
     "INSERT INTO records (key, value, version) VALUES (?, ?, ?) "
@@ -107,22 +91,6 @@ class _QueuedWrite:
     future: asyncio.Future[WriteResult]
 
 
-def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if application_id == APPLICATION_ID:
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"sqlite store {str(path)!r} has schema version {version}, newer than this "
-                f"Shardline understands ({SCHEMA_VERSION}); left untouched"
-            )
-        return
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    if application_id != 0 or tables:
-        raise StoreError(
-            f"{str(path)!r} is a SQLite database but not a Shardline store "
-            f"(application_id {application_id:#x}, {tables} schema objects); left untouched"
-        )
 
 
 def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock,
@@ -131,126 +99,65 @@ def open_sqlite(path: Path, *, synchronous: Synchronous, clock: Clock,
 
     ``wal_pages`` (default ``WAL_PAGES``) bounds the WAL: a commit past it
     checkpoints inline, and the WAL file is cut back to it when it restarts.
+    Opened on a real event loop, the store commits on a writer thread; opened
+    under simulated time (or outside any loop), inline (module docstring).
     """
-    wal_pages = wal_pages or WAL_PAGES
-    if path.is_dir():
-        raise StoreError(f"cannot open sqlite store {str(path)!r}: it is a directory")
-    if not path.parent.is_dir():
-        raise StoreError(
-            f"cannot open sqlite store {str(path)!r}: "
-            f"parent directory {str(path.parent)!r} does not exist"
-        )
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open sqlite store {str(path)!r}: {exc}") from exc
-    lock_fd: int | None = None
-    try:
-        _refuse_foreign(conn, path)
-        lock_fd = _take_owner_lock(path)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
-        # the WAL file shrinks back to this bound when it restarts after a checkpoint
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except (sqlite3.Error, StoreError) as exc:
-        conn.close()
-        if lock_fd is not None:
+    conn, lock_fd = open_file(path, synchronous=synchronous, wal_pages=wal_pages or WAL_PAGES)
+    reader = None
+    if _on_real_loop():
+        try:
+            reader = open_reader(path)
+        except StoreError:
+            conn.close()
             os.close(lock_fd)
-        if isinstance(exc, StoreError):
             raise
-        raise StoreError(f"cannot open sqlite store {str(path)!r}: {exc}") from exc
-    return SqliteStore(conn, path, clock, lock_fd)
+    return SqliteStore(conn, path, clock, lock_fd, reader)
 
 
-WAL_PAGES = 4096
-"""WAL pages after which a COMMIT checkpoints inline anyway (``wal_pages`` of the URL).
-Under writes without pause the background checkpoint never catches the WAL's end, so
-the WAL could never restart; the inline one can (most pages are already copied, so it
-is short)."""
+def _on_real_loop() -> bool:
+    try:
+        return not is_simulated()
+    except RuntimeError:  # no running loop
+        return False
+
+
+_KNOWN_RECORDS = 100_000
+"""Records (and lease keys) whose state the writer remembers; past this it forgets them
+all and reads them again as they are written."""
 
 _KEYS_PER_SELECT = 500
 """Keys per ``SELECT ... IN (...)`` of ``get_many``: under SQLite's bound-variable
 limit (999 before SQLite 3.32), and no single statement grows without bound."""
 
-_BUSY_TIMEOUT = 5.0
-"""Seconds a statement waits on a lock. Only the checkpointer shares the file, and a
-PASSIVE checkpoint takes no lock a writer waits for; this is a safety margin."""
-
-
-def _take_owner_lock(path: Path) -> int:
-    """Hold ``<path>-lock`` exclusively for the store's life (see the module docstring)."""
-    lock_path = f"{path}-lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot open sqlite store {str(path)!r}: lock file "
-                         f"{lock_path!r}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise StoreError(f"cannot open sqlite store {str(path)!r}: it is locked (another "
-                         "store, in this or another process, has it open)") from exc
-    return fd
-
-
-class _Checkpointer:
-    """Copies the WAL back into the database on a thread of its own, off the event loop.
-
-    Runs a PASSIVE checkpoint when the writer has committed since the last
-    one, at most every ``interval`` seconds; the WAL stays bounded by what
-    is written in that time. ``close`` runs a last one and joins the thread.
-    """
-
-    def __init__(self, path: Path, interval: float = 0.1) -> None:
-        self.path = path
-        self.interval = interval
-        self.dirty = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT)
-        except sqlite3.Error:
-            return  # the writer's own close-time checkpoint still bounds the WAL
-        try:
-            while not self._stop.wait(self.interval):
-                if self.dirty:
-                    self.dirty = False
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:
-            pass  # a failed checkpoint loses nothing: the pages stay in the WAL
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
 
 class SqliteStore(Store):
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock,
-                 lock_fd: int) -> None:
+    """See the module docstring. ``reader`` given: commits on a writer thread and reads
+    with ``reader``; ``None``: everything inline on the loop with ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, lock_fd: int,
+                 reader: sqlite3.Connection | None = None) -> None:
         super().__init__(clock)
         self._conn = conn
+        """The write connection: used by the writer thread only, when there is one."""
+        self._reads = reader or conn
+        self._reader = reader
+        self._writer = (ThreadPoolExecutor(1, thread_name_prefix=f"sqlite writer {path.name}")
+                        if reader is not None else None)
         self._lock_fd = lock_fd
-        self._checkpointer = _Checkpointer(path)
+        self._checkpointer = Checkpointer(path)
         self.path = path
         self._queue: list[_QueuedWrite] = []
         self._flush_scheduled = False
+        self._committing: asyncio.Future[None] | None = None
+        """Set while a batch commits on the writer thread."""
         self._next_seqs: dict[str, int] = {}
-        """Committed high water per log, loaded on first use; appends never query it."""
+        """Committed high water per log, loaded on first use by the writer; appends never
+        query it. Written only by whoever commits (the writer thread, or the loop inline)."""
+        self._records: dict[str, RecordState] = {}
+        """Committed records the writer knows: whether live (value ``b""``, else ``None``)
+        and version; enough to decide a write (the store has one writer: the owner lock)."""
+        self._tokens: dict[str, int] = {}
+        """Newest lease token per key, as the writer knows it."""
 
     def __repr__(self) -> str:
         return f"<SqliteStore {str(self.path)!r}>"
@@ -261,6 +168,13 @@ class SqliteStore(Store):
             yield
         except sqlite3.Error as exc:
             raise StoreError(f"{action} in sqlite store {str(self.path)!r} failed: {exc}") from exc
+
+    async def _serialized(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` with the write connection, after every batch already committing:
+        on the writer thread when there is one, else now."""
+        if self._writer is None:
+            return fn(*args)
+        return await asyncio.wrap_future(self._writer.submit(fn, *args))
 
     def _commit_one(self, sql: str, params: tuple[object, ...]) -> None:
         with self._failing_as_store_error("lease update"):
@@ -278,32 +192,48 @@ class SqliteStore(Store):
     # -- logs and records ---------------------------------------------------
 
     def _committed_next_seq(self, log: str) -> int:
+        """The writer's high water of ``log`` (cached; read inside its transaction)."""
         seq = self._next_seqs.get(log)
         if seq is None:
-            (top,) = self._conn.execute(
-                "SELECT MAX(seq) FROM log_entries WHERE log = ?", (log,)
-            ).fetchone()
-            seq = self._next_seqs[log] = max(
-                0 if top is None else top + 1, self._committed_floor(log))
+            seq = self._next_seqs[log] = _stored_next_seq(self._conn, log)
         return seq
 
     def _committed_floor(self, log: str) -> int:
-        row = self._conn.execute("SELECT floor FROM log_floors WHERE log = ?", (log,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return _stored_floor(self._conn, log)
+
+    def _known_record_state(self, key: str) -> RecordState | None:
+        """The committed state of ``key`` as far as planning needs it (whether it is live,
+        and its version): remembered from the writer's own commits, else read."""
+        state = self._records.get(key)
+        if state is None:
+            state = self._record_state(key)
+            if state is not None:
+                self._records[key] = RecordState(None if state.value is None else b"",
+                                                 state.version)
+        return state
 
     def _record_state(self, key: str) -> RecordState | None:
+        """Read inside the writer's transaction: sees the writes applied before it."""
         row = self._conn.execute(
             "SELECT value, version FROM records WHERE key = ?", (key,)
         ).fetchone()
         return None if row is None else RecordState(row[0], row[1])
 
     def _newest_token(self, key: str) -> int:
-        row = self._conn.execute("SELECT token FROM leases WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+        """Tokens change only by grants, which this writer makes: remembered, else read."""
+        token = self._tokens.get(key)
+        if token is None:
+            row = self._conn.execute("SELECT token FROM leases WHERE key = ?",
+                                     (key,)).fetchone()
+            token = 0 if row is None else int(row[0])
+            if len(self._tokens) > _KNOWN_RECORDS:
+                self._tokens.clear()
+            self._tokens[key] = token
+        return token
 
     async def _read(self, log: str, from_seq: int, limit: int) -> list[LogEntry]:
         with self._failing_as_store_error(f"read of log {log!r}"):
-            rows = self._conn.execute(
+            rows = self._reads.execute(
                 "SELECT seq, key, payload FROM log_entries WHERE log = ? AND seq >= ? "
                 "ORDER BY seq LIMIT ?",
                 (log, from_seq, limit),
@@ -311,32 +241,44 @@ class SqliteStore(Store):
         return [LogEntry(seq, key, payload) for seq, key, payload in rows]
 
     async def _high_water(self, log: str) -> int:
+        seq = self._next_seqs.get(log)  # a committed value, whoever cached it
+        if seq is not None:
+            return seq
         with self._failing_as_store_error(f"high water of log {log!r}"):
-            return self._committed_next_seq(log)
+            return _stored_next_seq(self._reads, log)
 
     async def _floor(self, log: str) -> int:
         with self._failing_as_store_error(f"floor of log {log!r}"):
-            return self._committed_floor(log)
+            return _stored_floor(self._reads, log)
 
     async def _get(self, key: str) -> Versioned | None:
         with self._failing_as_store_error(f"get of key {key!r}"):
-            state = self._record_state(key)
-        if state is None or state.value is None:
+            row = self._reads.execute(
+                "SELECT value, version FROM records WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] is None:
             return None
-        return Versioned(state.value, state.version)
+        return Versioned(row[0], row[1])
 
     async def _get_many(self, keys: list[str]) -> dict[str, Versioned]:
         found: dict[str, Versioned] = {}
+        reads = self._reads
+        several = len(keys) > _KEYS_PER_SELECT  # one read transaction: one point in time
         with self._failing_as_store_error(f"get of {len(keys)} keys"):
-            for start in range(0, len(keys), _KEYS_PER_SELECT):
-                chunk = keys[start : start + _KEYS_PER_SELECT]
-                rows = self._conn.execute(
-                    "SELECT key, value, version FROM records WHERE value IS NOT NULL AND key IN "
-                    f"({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for key, value, version in rows:
-                    found[key] = Versioned(value, version)
+            if several:
+                reads.execute("BEGIN")
+            try:
+                for start in range(0, len(keys), _KEYS_PER_SELECT):
+                    chunk = keys[start : start + _KEYS_PER_SELECT]
+                    rows = reads.execute(
+                        "SELECT key, value, version FROM records WHERE value IS NOT NULL "
+                        f"AND key IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                    for key, value, version in rows:
+                        found[key] = Versioned(value, version)
+            finally:
+                if several:
+                    reads.execute("COMMIT")
         return found
 
     async def _scan(self, prefix: str) -> list[tuple[str, Versioned]]:
@@ -346,7 +288,7 @@ class SqliteStore(Store):
         if end:
             sql, params = sql + " AND key < ?", (prefix, end)
         with self._failing_as_store_error(f"scan of prefix {prefix!r}"):
-            rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
+            rows = self._reads.execute(sql + " ORDER BY key", params).fetchall()
         return [(key, Versioned(value, version)) for key, value, version in rows]
 
     # -- group commit -------------------------------------------------------
@@ -355,41 +297,84 @@ class SqliteStore(Store):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[WriteResult] = loop.create_future()
         self._queue.append(_QueuedWrite(ops, fence, future))
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and self._committing is None:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
-        """Commit every queued write in one transaction, then wake the writers."""
+        """Commit every queued write in one transaction (inline, or handed to the writer
+        thread), then wake the writers. While a batch commits, the next one waits: its
+        commit starts when this one's ends."""
         self._flush_scheduled = False
+        if self._committing is not None:
+            return
         batch = [w for w in self._queue if not w.future.done()]  # done = cancelled
         self._queue = []
         if not batch:
             return
-        for queued, outcome in zip(batch, self._commit(batch), strict=True):
-            if isinstance(outcome, BaseException):
-                queued.future.set_exception(outcome)
-            else:
-                queued.future.set_result(outcome)
+        if self._writer is None:
+            _settle(batch, self._commit(batch))
+            return
+        loop = asyncio.get_running_loop()
+        self._committing = loop.create_future()
+        done = self._writer.submit(self._commit, batch)
+        done.add_done_callback(
+            lambda finished: loop.call_soon_threadsafe(self._committed, batch, finished))
+
+    def _committed(self, batch: list[_QueuedWrite],
+                   done: Future[list[WriteResult | Exception]]) -> None:
+        """On the loop, once the writer thread finished ``batch``: settle it, go on."""
+        committing, self._committing = self._committing, None
+        try:
+            outcomes = done.result()
+        except Exception as exc:  # the thread could not run it at all
+            outcomes = [self._batch_failure(len(batch), exc) for _ in batch]
+        _settle(batch, outcomes)
+        if committing is not None:
+            committing.set_result(None)
+        if self._queue and not self._flush_scheduled:
+            self._flush()
 
     def _commit(self, batch: list[_QueuedWrite]) -> list[WriteResult | Exception]:
-        """Either COMMIT with per-write outcomes, or fail every write of the batch."""
-        batch_seqs: dict[str, int] = {}
-        outcomes: list[WriteResult | Exception] = []
+        """Either COMMIT with per-write outcomes, or fail every write of the batch.
+
+        The batch is decided as a whole (``plan_batch``: a refused write
+        contributes nothing) and applied with one statement per table. Should
+        applying fail (a key SQLite cannot store, say), the batch is rolled back
+        and applied again one write at a time, each in a SAVEPOINT, so only the
+        write at fault fails.
+        """
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            for queued in batch:
-                outcomes.append(self._apply_in_savepoint(queued, batch_seqs))
-            self._conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                plan = plan_batch([(w.ops, w.fence) for w in batch],
+                                  next_seq=self._committed_next_seq,
+                                  record_state=self._known_record_state,
+                                  newest_token=self._newest_token, floor=self._committed_floor)
+                self._apply(plan)
+                outcomes, batch_seqs, known = plan.outcomes, plan.next_seqs, plan.records
+            except (sqlite3.Error, UnicodeError, OverflowError):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                batch_seqs, known = {}, {}
+                outcomes = [self._apply_in_savepoint(queued, batch_seqs) for queued in batch]
+                self._records.clear()  # known states are read again from the file
+            conn.execute("COMMIT")
         except Exception as exc:
             try:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the connection is broken; the first error is the one to report
             return [self._batch_failure(len(batch), exc) for _ in batch]
         self._next_seqs.update(batch_seqs)
+        if len(self._records) > _KNOWN_RECORDS:
+            self._records.clear()
+        for key, state in known.items():
+            self._records[key] = RecordState(None if state.value is None else b"", state.version)
         self._counters.transactions += 1
         self._checkpointer.dirty = True
         return outcomes
@@ -442,7 +427,7 @@ class SqliteStore(Store):
         self._conn.execute("ROLLBACK TO write")
         self._conn.execute("RELEASE write")
 
-    def _apply(self, plan: WritePlan) -> None:
+    def _apply(self, plan: WritePlan | BatchPlan) -> None:
         if plan.rows:
             self._conn.executemany(
                 "INSERT INTO log_entries (log, seq, key, payload) VALUES (?, ?, ?, ?)", plan.rows
@@ -460,10 +445,10 @@ class SqliteStore(Store):
 
     # -- leases -------------------------------------------------------------
 
-    def _stored_lease(self, key: str) -> tuple[Lease | None, int]:
+    def _stored_lease(self, key: str, conn: sqlite3.Connection) -> tuple[Lease | None, int]:
         """The last grant not released (maybe expired), and the newest token."""
         with self._failing_as_store_error(f"lease lookup of {key!r}"):
-            row = self._conn.execute(
+            row = conn.execute(
                 "SELECT owner, token, expires_at FROM leases WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
@@ -471,15 +456,25 @@ class SqliteStore(Store):
         owner, token, expires_at = row
         return (None if owner is None else Lease(key, owner, token, expires_at)), token
 
+    # A lease change reads, decides and writes with the write connection, serialized
+    # with the batches (``_serialized``), so nothing commits between its read and write.
+
     async def _acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
-        current, newest = self._stored_lease(key)
+        return await self._serialized(self._acquire_now, key, owner, ttl, now)
+
+    def _acquire_now(self, key: str, owner: str, ttl: float, now: float) -> Lease | None:
+        current, newest = self._stored_lease(key, self._conn)
         lease = grant_lease(current, newest, key, owner, ttl, now)
         if lease is not None:
             self._commit_one(_UPSERT_LEASE, (key, owner, lease.token, lease.expires_at))
+            self._tokens[key] = lease.token
         return lease
 
     async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
-        current, _ = self._stored_lease(key)
+        return await self._serialized(self._release_now, key, owner, token, now)
+
+    def _release_now(self, key: str, owner: str, token: int, now: float) -> bool:
+        current, _ = self._stored_lease(key, self._conn)
         if current is None or not is_held(current, now):
             return False
         if (current.owner, current.token) != (owner, token):
@@ -488,11 +483,14 @@ class SqliteStore(Store):
         return True
 
     async def _lease(self, key: str, now: float) -> Lease | None:
-        current, _ = self._stored_lease(key)
+        current, _ = self._stored_lease(key, self._reads)
         return current if is_held(current, now) else None
 
     async def _revoke(self, key: str, now: float) -> bool:
-        current, _ = self._stored_lease(key)
+        return await self._serialized(self._revoke_now, key, now)
+
+    def _revoke_now(self, key: str, now: float) -> bool:
+        current, _ = self._stored_lease(key, self._conn)
         if not is_held(current, now):
             return False
         self._commit_one("UPDATE leases SET expires_at = ? WHERE key = ?", (now, key))
@@ -508,7 +506,7 @@ class SqliteStore(Store):
         if end:
             sql, params = sql + " AND key < ?", (*params, end)
         with self._failing_as_store_error(f"lease scan of prefix {prefix!r}"):
-            rows = self._conn.execute(sql + " ORDER BY key", params).fetchall()
+            rows = self._reads.execute(sql + " ORDER BY key", params).fetchall()
         return [Lease(key, owner, token, expires_at) for key, owner, token, expires_at in rows]
 
     async def _size(self) -> StoreSize:
@@ -517,10 +515,42 @@ class SqliteStore(Store):
                          "sqlite database file + WAL")
 
     async def _close(self) -> None:
-        self._flush()  # queued writes commit now rather than fail
-        self._checkpointer.close()
         try:
-            with self._failing_as_store_error("close"):
-                self._conn.close()  # the last connection: checkpoints and removes the WAL
+            while self._queue or self._committing is not None:  # queued writes commit now
+                if self._committing is None:
+                    self._flush()
+                if self._committing is not None:
+                    await asyncio.shield(self._committing)
         finally:
-            os.close(self._lock_fd)
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            self._checkpointer.close()
+            try:
+                with self._failing_as_store_error("close"):
+                    if self._reader is not None:
+                        self._reader.close()
+                    self._conn.close()  # the last connection: checkpoints, removes the WAL
+            finally:
+                os.close(self._lock_fd)
+
+
+def _settle(batch: list[_QueuedWrite], outcomes: list[WriteResult | Exception]) -> None:
+    """Wake each write of ``batch`` with its outcome (a cancelled one is left alone)."""
+    for queued, outcome in zip(batch, outcomes, strict=True):
+        if queued.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            queued.future.set_exception(outcome)
+        else:
+            queued.future.set_result(outcome)
+
+
+def _stored_next_seq(conn: sqlite3.Connection, log: str) -> int:
+    """The high water of ``log`` as stored: past its last entry, or its floor."""
+    (top,) = conn.execute("SELECT MAX(seq) FROM log_entries WHERE log = ?", (log,)).fetchone()
+    return max(0 if top is None else top + 1, _stored_floor(conn, log))
+
+
+def _stored_floor(conn: sqlite3.Connection, log: str) -> int:
+    row = conn.execute("SELECT floor FROM log_floors WHERE log = ?", (log,)).fetchone()
+    return 0 if row is None else int(row[0])

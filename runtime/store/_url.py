@@ -25,7 +25,8 @@ from runtime._errors import StoreURLError
 from runtime.store._base import Store
 from runtime.store._memory import MemoryStore
 from runtime.store._postgres_target import PostgresTarget, parse_postgres_url, redact
-from runtime.store._sqlite import WAL_PAGES, Synchronous, open_sqlite
+from runtime.store._sqlite import open_sqlite
+from runtime.store._sqlite_file import WAL_PAGES, Synchronous
 from runtime.store._types import Clock
 
 SUPPORTED_SCHEMES = ("memory", "sqlite", "postgresql")
