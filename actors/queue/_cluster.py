@@ -54,7 +54,7 @@ from actors.queue._messages import (
     settle_taken,
 )
 from actors.queue._metrics import QueueMetrics
-from actors.queue._placement import Placement
+from actors.queue._placement import shared_placement
 from actors.queue._server import QueueServer
 from actors.queue._settings import ServerSettings, ServerSpec
 from runtime import (
@@ -174,7 +174,7 @@ class QueueCluster:
         self.ask_timeout = ask_timeout
         self.metrics = metrics or QueueMetrics()
         self.server_ids = [f"server-{i}" for i in range(servers)]
-        self.placement = Placement(self.server_ids)
+        self.placement = shared_placement(tuple(self.server_ids))
         self.servers: list[ActorRef[QueueServerMsg]] = []
         self.supervisor: Supervisor | None = None
         self._owns_supervisor = False
@@ -239,16 +239,16 @@ class QueueCluster:
         With ``retry``, each server's part is retried on its own; a repeat of a
         part that was stored is dropped as a duplicate.
         """
-        parts: list[list[QueuedMessage]] = [[] for _ in self.server_ids]
-        order: list[int] = []
+        owners = self.placement.owners([m.key for m in messages])
+        order = list(dict.fromkeys(owners))
         """The servers in the order their first message came (the order of the asks)."""
-        placement = self.placement
-        for m in messages:
-            server = placement(m.key)
-            part = parts[server]
-            if not part:
-                order.append(server)
-            part.append(m)
+        if len(order) == 1:
+            parts = {order[0]: list(messages)}
+        else:
+            parts = {s: [] for s in order}
+            adds = {s: part.append for s, part in parts.items()}
+            for m, s in zip(messages, owners, strict=True):
+                adds[s](m)
         results = await _all([
             self._ask(s, Enqueue(queue, parts[s]), retry) for s in order])
         accepted = duplicates = 0

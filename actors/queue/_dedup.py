@@ -29,6 +29,11 @@ class DedupWindow:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def none_of(self, ids: list[str]) -> bool:
+        """Is none of ``ids`` in the window? (One C-level pass: an enqueue asks this for
+        all its ids before looking at any one.)"""
+        return self._seen.keys().isdisjoint(ids)
+
     def add(self, ids: list[str], stamp: float, journal_seq: int) -> None:
         """``ids`` were enqueued at ``stamp`` by journal entry ``journal_seq``."""
         if ids:

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from actors.queue import _records as records
 from actors.queue._cluster import Retry
 from actors.queue._context import PipelineContext
-from actors.queue._ledger import ledger_of_original, original_id
-from actors.queue._messages import QueuedMessage
+from actors.queue._messages import original_messages
 from actors.queue._records import ProducerCursor
 from runtime import Actor, Message
 from runtime.store import Put
@@ -39,9 +38,8 @@ class Producer(Actor[Produce]):
         self.version = found.version if found else 0
         self.retry = Retry(attempts=8, backoff=self.ctx.config.retry_backoff,
                            rng=self.random)
-        items = enumerate(self.ctx.source_items(self.ctx.seed))
-        self.items: Iterator[tuple[int, tuple[str, bytes]]] = itertools.islice(
-            items, self.cursor.position, None)
+        self.items: Iterator[tuple[str, bytes]] = itertools.islice(
+            self.ctx.source_items(self.ctx.seed), self.cursor.position, None)
         self.ctx.produced = self.cursor.position
         if not self.cursor.done:
             self.send_after(0.0, Produce())
@@ -49,22 +47,25 @@ class Producer(Actor[Produce]):
     async def receive(self, msg: Produce) -> None:
         ctx = self.ctx
         config = ctx.config
-        chunk = list(itertools.islice(self.items, config.produce_chunk))
-        full = ctx.full
-        name = config.name
-        messages = []
-        for index, (key, body) in chunk:
-            ident = original_id(name, index)
-            messages.append(QueuedMessage(ident, key, body, ledger_of_original(ident, full)))
+        # Columns, not a tuple per original kept alive across the enqueue: every
+        # container that outlives a collection of the youngest generation costs one.
+        keys: list[str] = []
+        bodies: list[bytes] = []
+        add_key, add_body = keys.append, bodies.append
+        for key, body in itertools.islice(self.items, config.produce_chunk):
+            add_key(key)
+            add_body(body)
+        messages = original_messages(config.name, self.cursor.position, keys, bodies,
+                                     ctx.full)
         if messages:
             await ctx.cluster.enqueue(ctx.input_queue(0), messages, self.retry)
         await self.fault_point("after enqueueing a chunk, before moving the cursor")
-        cursor = ProducerCursor(self.cursor.position + len(chunk),
-                                len(chunk) < config.produce_chunk)
+        cursor = ProducerCursor(self.cursor.position + len(keys),
+                                len(keys) < config.produce_chunk)
         result = await self.runtime.store.write(
             [Put(self.key, records.encode(cursor), self.version)])
         self.cursor, self.version = cursor, result.versions[self.key]
         ctx.produced = cursor.position
         if not cursor.done:
-            delay = len(chunk) / config.rate if config.rate > 0 else 0.0
+            delay = len(keys) / config.rate if config.rate > 0 else 0.0
             self.send_after(delay, Produce())
