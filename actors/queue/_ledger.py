@@ -90,13 +90,13 @@ def original_digests(queue: str, first: int, count: int) -> list[bytes]:
 
 def merge_ledgers(ledgers: Iterable[Ledger], full: bool) -> Ledger:
     """The ledger of a message made from messages with ``ledgers`` (N -> 1)."""
-    count = 0
-    total = 0
-    ids: list[str] | None = [] if full else None
-    for ledger in ledgers:
-        count += ledger.count
-        total += int.from_bytes(ledger.digest, "big")
-        if ids is not None:
+    ledgers = list(ledgers)
+    count = sum([ledger.count for ledger in ledgers])
+    total = sum(map(int.from_bytes, [ledger.digest for ledger in ledgers]))  # big-endian
+    ids: list[str] | None = None
+    if full:
+        ids = []
+        for ledger in ledgers:
             ids.extend(ledger.originals or ())
     return Ledger(count, (total % _MOD).to_bytes(DIGEST_BYTES, "big"), ids)
 

@@ -109,7 +109,7 @@ class ReduceClient(TierClient):
                 except MemberFailed as exc:
                     failed.append(Settlement(taken.receipt(batch), 0, exc.index, str(exc)))
                     continue
-                ids = tuple(m.id for m in members)
+                ids = tuple([m.id for m in members])
                 outputs.append(QueuedMessage(
                     output_id(name, ids), out_key, body,
                     merge_ledgers((m.ledger for m in members), full), ids))
