@@ -268,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visibility-timeout", type=float, default=2.0)
     parser.add_argument("--receive-batch", type=int, default=500,
                         help="messages per server per receive")
-    parser.add_argument("--produce-chunk", type=int, default=2000,
-                        help="originals per producer enqueue")
+    parser.add_argument("--produce-chunk", type=int, default=10_000,
+                        help="originals per producer enqueue (the producer has one chunk "
+                             "out at a time: smaller chunks pace the run by its round trips)")
     parser.add_argument("--idle-poll", type=float, default=0.005,
                         help="seconds a client waits after an empty receive")
     parser.add_argument("--only", choices=("clean", "crash", "baseline"), action="append",

@@ -174,3 +174,33 @@ def test_a_restarted_client_gets_its_batches_back_at_once_not_at_their_timeout()
             assert (await cluster.ack([theirs.receipt])).acked == 1  # never disturbed
 
     sim(main)
+
+
+def test_a_window_that_times_out_at_max_receives_loses_its_head_at_the_deadline() -> None:
+    """At its visibility deadline (not a moment before) a window received
+    ``max_receives`` times sends its head to the dead-letter queue with the reason, and
+    the key's next window is the rest refilled, its late receipt refused."""
+    async def main() -> None:
+        async with open_cluster(servers=1, visibility_timeout=5.0, max_receives=1,
+                                windows={"w": WindowPolicy(3)}) as (rt, cluster):
+            await cluster.send("w", [("a", b"a%d" % i) for i in range(1, 5)])
+            start = rt.now()
+            (window,) = await cluster.receive_batches("w")
+            assert [m.body for m in window.messages] == [b"a1", b"a2", b"a3"]
+            await rt.sleep(start + 4.999 - rt.now())
+            assert await cluster.receive_batches("w") == []
+            assert await cluster.dead_letters("w") == []
+            await rt.sleep(start + 5.001 - rt.now())
+            (dead,) = await cluster.dead_letters("w")
+            assert dead.message.body == b"a1"
+            assert dead.reason == "visibility timeout after 1 receives"
+            late = await cluster.ack([window.receipt])
+            assert late.acked == 0 and late.refused == [window.receipt]
+            (refilled,) = await cluster.receive_batches("w")
+            assert [m.body for m in refilled.messages] == [b"a2", b"a3", b"a4"]
+            assert refilled.receipt.attempt == 2  # a2's first receive timed out too
+            assert (await cluster.ack([refilled.receipt])).acked == 3
+            depth = await cluster.depth("w")
+            assert (depth.pending, depth.in_flight, depth.dead) == (0, 0, 1)
+
+    sim(main)

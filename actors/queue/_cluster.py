@@ -54,7 +54,7 @@ from actors.queue._messages import (
     settle_taken,
 )
 from actors.queue._metrics import QueueMetrics
-from actors.queue._placement import Placement
+from actors.queue._placement import shared_placement
 from actors.queue._server import QueueServer
 from actors.queue._settings import ServerSettings, ServerSpec
 from runtime import (
@@ -104,7 +104,7 @@ _START_BACKOFF = Backoff(min=0.001, max=0.1, jitter=0.2)
 _START_ATTEMPTS = 1000
 
 
-async def _all(calls: list[Awaitable[T]]) -> list[T]:
+async def gather_all(calls: list[Awaitable[T]]) -> list[T]:
     """Every call's result, or the first failure, raised once every call has ended (so
     no call is left to fail later with an error nobody reads)."""
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -174,7 +174,7 @@ class QueueCluster:
         self.ask_timeout = ask_timeout
         self.metrics = metrics or QueueMetrics()
         self.server_ids = [f"server-{i}" for i in range(servers)]
-        self.placement = Placement(self.server_ids)
+        self.placement = shared_placement(tuple(self.server_ids))
         self.servers: list[ActorRef[QueueServerMsg]] = []
         self.supervisor: Supervisor | None = None
         self._owns_supervisor = False
@@ -239,17 +239,17 @@ class QueueCluster:
         With ``retry``, each server's part is retried on its own; a repeat of a
         part that was stored is dropped as a duplicate.
         """
-        parts: list[list[QueuedMessage]] = [[] for _ in self.server_ids]
-        order: list[int] = []
+        owners = self.placement.owners([m.key for m in messages])
+        order = list(dict.fromkeys(owners))
         """The servers in the order their first message came (the order of the asks)."""
-        placement = self.placement
-        for m in messages:
-            server = placement(m.key)
-            part = parts[server]
-            if not part:
-                order.append(server)
-            part.append(m)
-        results = await _all([
+        if len(order) == 1:
+            parts = {order[0]: list(messages)}
+        else:
+            parts = {s: [] for s in order}
+            adds = {s: part.append for s, part in parts.items()}
+            for m, s in zip(messages, owners, strict=True):
+                adds[s](m)
+        results = await gather_all([
             self._ask(s, Enqueue(queue, parts[s]), retry) for s in order])
         accepted = duplicates = 0
         for r in results:
@@ -333,7 +333,7 @@ class QueueCluster:
             if part is None:
                 part = by_server[s.receipt.server] = []
             part.append(s)
-        results = await _all([
+        results = await gather_all([
             self._ask(server, Settle(batch), retry) for server, batch in by_server.items()])
         return _summed(results)
 
@@ -342,7 +342,7 @@ class QueueCluster:
         """Settle what ``take`` handed out: each ``Taken``'s batches are acked whole
         except those its settlements (of the same server) name, which are settled as
         ``settle`` does. One request per ``Taken``."""
-        results = await _all([
+        results = await gather_all([
             self._ask(taken.server, settle_taken(taken, others), retry)
             for taken, others in settled])
         return _summed(results)
@@ -352,17 +352,17 @@ class QueueCluster:
         still holds comes back now, as if its visibility had timed out (counting as a
         receive, so a message that crashes its client still ends in the dead-letter
         queue). Without this they come back at their visibility timeout."""
-        await _all([self._ask(s, HolderRestarted(holder), retry)
+        await gather_all([self._ask(s, HolderRestarted(holder), retry)
                                for s in range(len(self.servers))])
 
     async def seal(self, queue: str, retry: Retry | None = None) -> None:
         """The input of ``queue`` has ended: its partial windows may go out."""
-        await _all([self._ask(s, Seal(queue), retry)
+        await gather_all([self._ask(s, Seal(queue), retry)
                                for s in range(len(self.servers))])
 
     async def depth(self, queue: str) -> QueueDepth:
         """The queue's depth summed over the servers."""
-        replies = await _all([
+        replies = await gather_all([
             self._ask(s, Depth(queue), None) for s in range(len(self.servers))])
         pending = in_flight = dead = 0
         for d in replies:

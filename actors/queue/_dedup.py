@@ -12,6 +12,7 @@ until the window's horizon.
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 
 
 class DedupWindow:
@@ -29,10 +30,15 @@ class DedupWindow:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def none_of(self, ids: list[str]) -> bool:
+        """Is none of ``ids`` in the window? (One C-level pass: an enqueue asks this for
+        all its ids before looking at any one.)"""
+        return self._seen.keys().isdisjoint(ids)
+
     def add(self, ids: list[str], stamp: float, journal_seq: int) -> None:
         """``ids`` were enqueued at ``stamp`` by journal entry ``journal_seq``."""
         if ids:
-            self._seen.update(dict.fromkeys(ids, stamp))
+            self._seen.update(zip(ids, repeat(stamp)))  # no dict built to merge
             self._chunks.append((stamp, journal_seq, ids))
 
     def prune(self, at: float) -> None:

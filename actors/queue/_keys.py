@@ -123,12 +123,15 @@ class QueueState:
         window = self.window
         if window is None:
             ready = self.ready
+            pop = ready.popleft
+            add = chosen.append
             while ready and budget > 0:
-                k = ready.popleft()
+                k = pop()
                 k.queued = False
                 if k.deliverable:
-                    count = min(per_key, len(k.pending))
-                    chosen.append((k, count))
+                    held = len(k.pending)
+                    count = per_key if per_key < held else held
+                    add((k, count))
                     budget -= count
             return chosen
         full = self.full

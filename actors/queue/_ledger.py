@@ -79,15 +79,24 @@ def ledger_of_original(ident: str, full: bool) -> Ledger:
     return Ledger(1, bytes.fromhex(ident), [ident] if full else None)
 
 
+def original_digests(queue: str, first: int, count: int) -> list[bytes]:
+    """The digests of originals ``first .. first + count - 1`` of ``queue``: each one's
+    id is its hex, and its ledger digest the bytes themselves (no parse back)."""
+    prefix = f"original\x00{queue}\x00".encode()
+    blake = hashlib.blake2b
+    return [blake(prefix + b"%d" % index, digest_size=DIGEST_BYTES).digest()
+            for index in range(first, first + count)]
+
+
 def merge_ledgers(ledgers: Iterable[Ledger], full: bool) -> Ledger:
     """The ledger of a message made from messages with ``ledgers`` (N -> 1)."""
-    count = 0
-    total = 0
-    ids: list[str] | None = [] if full else None
-    for ledger in ledgers:
-        count += ledger.count
-        total += int.from_bytes(ledger.digest, "big")
-        if ids is not None:
+    ledgers = list(ledgers)
+    count = sum([ledger.count for ledger in ledgers])
+    total = sum(map(int.from_bytes, [ledger.digest for ledger in ledgers]))  # big-endian
+    ids: list[str] | None = None
+    if full:
+        ids = []
+        for ledger in ledgers:
             ids.extend(ledger.originals or ())
     return Ledger(count, (total % _MOD).to_bytes(DIGEST_BYTES, "big"), ids)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from actors.queue._ledger import Ledger
+from actors.queue._ledger import Ledger, original_digests
 from runtime import Message
 
 
@@ -31,6 +31,18 @@ class QueuedMessage(msgspec.Struct, frozen=True, array_like=True, gc=False):
     body: bytes
     ledger: Ledger
     parents: tuple[str, ...] = ()
+
+
+def original_messages(queue: str, first: int, keys: list[str], bodies: list[bytes],
+                      full: bool) -> list[QueuedMessage]:
+    """The originals ``first``, ``first + 1``, ... of pipeline ``queue`` with these keys
+    and bodies, each under its ``original_id`` with its own ledger."""
+    digests = original_digests(queue, first, len(keys))
+    if full:
+        return [QueuedMessage(d.hex(), key, body, Ledger(1, d, [d.hex()]))
+                for d, key, body in zip(digests, keys, bodies, strict=True)]
+    return [QueuedMessage(d.hex(), key, body, Ledger(1, d))
+            for d, key, body in zip(digests, keys, bodies, strict=True)]
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -9,6 +9,7 @@ key when the count changes).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 
@@ -51,10 +52,20 @@ class Placement:
             found = self._cache[key] = owner(key, self.server_ids)
         return found
 
+    def owners(self, keys: list[str]) -> list[int]:
+        """The server of each of ``keys`` (the cache read in C; misses filled here)."""
+        found = list(map(self._cache.get, keys))
+        if None in found:
+            found = [self(key) for key in keys]
+        return found  # type: ignore[return-value]
+
     def misplaced(self, keys: Iterable[str], server: int) -> str | None:
         """The first of ``keys`` not held by ``server`` (None: all are), with the cache
         read inline, since a server checks every message it is sent."""
         cache = self._cache
+        keys = list(keys)
+        if set(map(cache.get, keys)) == {server}:  # every key known and here, in C
+            return None
         for key in keys:
             found = cache.get(key)
             if found is None:
@@ -62,3 +73,11 @@ class Placement:
             if found != server:
                 return key
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def shared_placement(server_ids: tuple[str, ...]) -> Placement:
+    """The one ``Placement`` of ``server_ids`` in this process: the clients and every
+    server place the same keys, so they share one cache (each key is scored once per
+    process, not once by the clients and again by its server)."""
+    return Placement(server_ids)

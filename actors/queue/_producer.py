@@ -1,22 +1,25 @@
 """The producer: enqueues the originals into the first tier's queue, in source order.
 
-Its cursor (how many originals are durably enqueued) is a record written
-after each chunk is accepted. A restarted producer resumes at the cursor;
-the chunk it may have enqueued before crashing is enqueued again under the
-same ids, and the servers drop it as duplicates. Per key, originals are
-enqueued in source order because chunks go out one after another.
+Its cursor (how many originals are durably enqueued) is a record that never
+runs ahead of what the servers accepted: the cursor through a chunk is
+written after that chunk is accepted, together with the next chunk's
+enqueue (one round of commits per chunk, not two: the producer is paced by
+its round trips while the tiers keep the loop busy), and the last one on
+its own. A restarted producer resumes at the cursor; the chunks it may have
+enqueued past it are enqueued again under the same ids, and the servers
+drop them as duplicates. Per key, originals are enqueued in source order
+because chunks go out one after another.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 from actors.queue import _records as records
-from actors.queue._cluster import Retry
+from actors.queue._cluster import Retry, gather_all
 from actors.queue._context import PipelineContext
-from actors.queue._ledger import ledger_of_original, original_id
-from actors.queue._messages import QueuedMessage
+from actors.queue._messages import original_messages
 from actors.queue._records import ProducerCursor
 from runtime import Actor, Message
 from runtime.store import Put
@@ -39,9 +42,8 @@ class Producer(Actor[Produce]):
         self.version = found.version if found else 0
         self.retry = Retry(attempts=8, backoff=self.ctx.config.retry_backoff,
                            rng=self.random)
-        items = enumerate(self.ctx.source_items(self.ctx.seed))
-        self.items: Iterator[tuple[int, tuple[str, bytes]]] = itertools.islice(
-            items, self.cursor.position, None)
+        self.items: Iterator[tuple[str, bytes]] = itertools.islice(
+            self.ctx.source_items(self.ctx.seed), self.cursor.position, None)
         self.ctx.produced = self.cursor.position
         if not self.cursor.done:
             self.send_after(0.0, Produce())
@@ -49,22 +51,31 @@ class Producer(Actor[Produce]):
     async def receive(self, msg: Produce) -> None:
         ctx = self.ctx
         config = ctx.config
-        chunk = list(itertools.islice(self.items, config.produce_chunk))
-        full = ctx.full
-        name = config.name
-        messages = []
-        for index, (key, body) in chunk:
-            ident = original_id(name, index)
-            messages.append(QueuedMessage(ident, key, body, ledger_of_original(ident, full)))
+        # Columns, not a tuple per original kept alive across the enqueue: every
+        # container that outlives a collection of the youngest generation costs one.
+        keys: list[str] = []
+        bodies: list[bytes] = []
+        add_key, add_body = keys.append, bodies.append
+        for key, body in itertools.islice(self.items, config.produce_chunk):
+            add_key(key)
+            add_body(body)
+        first = ctx.produced  # accepted so far (the cursor may still be behind)
+        messages = original_messages(config.name, first, keys, bodies, ctx.full)
+        calls: list[Awaitable[object]] = []
         if messages:
-            await ctx.cluster.enqueue(ctx.input_queue(0), messages, self.retry)
+            calls.append(ctx.cluster.enqueue(ctx.input_queue(0), messages, self.retry))
+        if self.cursor.position < first:  # the chunk before this one, accepted
+            calls.append(self._move_cursor(ProducerCursor(first, False)))
+        await gather_all(calls)
+        ctx.produced = first + len(keys)
         await self.fault_point("after enqueueing a chunk, before moving the cursor")
-        cursor = ProducerCursor(self.cursor.position + len(chunk),
-                                len(chunk) < config.produce_chunk)
+        if len(keys) < config.produce_chunk:  # the source ended: the last cursor alone
+            await self._move_cursor(ProducerCursor(ctx.produced, True))
+            return
+        delay = len(keys) / config.rate if config.rate > 0 else 0.0
+        self.send_after(delay, Produce())
+
+    async def _move_cursor(self, cursor: ProducerCursor) -> None:
         result = await self.runtime.store.write(
             [Put(self.key, records.encode(cursor), self.version)])
         self.cursor, self.version = cursor, result.versions[self.key]
-        ctx.produced = cursor.position
-        if not cursor.done:
-            delay = len(chunk) / config.rate if config.rate > 0 else 0.0
-            self.send_after(delay, Produce())

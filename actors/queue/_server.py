@@ -44,7 +44,7 @@ from actors.queue._messages import (
     Take,
 )
 from actors.queue._metrics import QueueMetrics
-from actors.queue._placement import Placement
+from actors.queue._placement import shared_placement
 from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
 from runtime import Actor, ShardlineError, StoreError, Timer
@@ -69,7 +69,7 @@ class QueueServer(Actor[QueueServerMsg]):
         self.audit = audit
         self.index = index = spec.index
         self.metrics = metrics
-        self.placement = Placement(spec.server_ids)
+        self.placement = shared_placement(tuple(spec.server_ids))
         self.journal_log = journal.journal_log(spec.cluster, index)
         self.dlq_log = journal.dead_letter_log(spec.cluster, index)
         self.checkpoint_key = journal.checkpoint_key(spec.cluster, index)

@@ -98,23 +98,42 @@ def _ack_whole(queues: dict[str, QueueState], server: int, now: float, at: float
             f"lengths {[len(c) for c in columns]}; expected one length")
     q = queues.get(queue)
     known = q.keys if q is not None else {}
-    event: BatchesAcked | None = None
+    keys, offsets, attempts, counts = columns
+    # Each key at most once in the columns (checked in C), so no batch needs a
+    # lookup in ``done`` unless the request settles others too.
+    repeats = len(set(keys)) != len(keys)
+    track = repeats or bool(whole.others) or bool(done)
+    lasts: list[int] = []
+    add_last = lasts.append
+    bad: list[int] = []
     settled = 0
-    for key, offset, attempt, count in zip(*columns, strict=True):
+    for i, (key, offset, attempt, count) in enumerate(zip(*columns, strict=True)):
         k = known.get(key)
         if (k is None or not k.flight or k.flight != count or k.attempt != attempt
-                or k.pending[0].offset != offset or now >= k.deadline or k in done):
+                or k.pending[0].offset != offset or now >= k.deadline
+                or (track and k in done)):
             refused.append(Receipt(server, queue, key, offset, attempt, count))
+            bad.append(i)
             continue
-        done.add(k)
+        if track:
+            done.add(k)
         settled += count
-        if event is None:
-            event = acks.get(queue)
-            if event is None:
-                event = acks[queue] = BatchesAcked(queue, at, [], [], [], [], [])
-        event.keys.append(key)
-        event.offsets.append(offset)
-        event.counts.append(count)
-        event.attempts.append(attempt)
-        event.lasts.append(offset if count == 1 else k.pending[count - 1].offset)
+        add_last(offset if count == 1 else k.pending[count - 1].offset)
+    if bad:
+        good = sorted(set(range(len(keys))) - set(bad))
+        keys = [keys[i] for i in good]
+        offsets, attempts, counts = ([column[i] for i in good]
+                                     for column in (offsets, attempts, counts))
+    if not keys:
+        return settled
+    event = acks.get(queue)
+    if event is None:
+        acks[queue] = BatchesAcked(queue, at, list(keys), list(offsets), list(counts),
+                                   list(attempts), lasts)
+    else:
+        event.keys.extend(keys)
+        event.offsets.extend(offsets)
+        event.counts.extend(counts)
+        event.attempts.extend(attempts)
+        event.lasts.extend(lasts)
     return settled

@@ -18,12 +18,31 @@ HOT_KEY = "key-000000"
 
 
 def generated_items(spec: GeneratedSource, seed: int) -> Iterator[tuple[str, bytes]]:
+    """The items of ``spec`` for ``seed``: the same as drawing each key and value with
+    ``rng.randrange`` (its rejection sampling written out, so the same random bits give
+    the same items; this runs once per original, in the producer and in the checks)."""
     rng = random.Random(f"queue-source:{seed}")
-    names = [f"key-{i:06d}" for i in range(spec.keys)]
+    keys = spec.keys
+    names = [f"key-{i:06d}" for i in range(keys)]
+    values = [b"%d" % v for v in range(spec.max_value)] if spec.max_value <= 1 << 16 else None
     hot = spec.hot_share
+    bits = rng.getrandbits
+    draw = rng.random
+    key_bits = keys.bit_length()
+    top = spec.max_value
+    value_bits = top.bit_length()
     for _ in range(spec.records):
-        key = HOT_KEY if hot and rng.random() < hot else names[rng.randrange(spec.keys)]
-        yield key, b"%d" % rng.randrange(spec.max_value)
+        if hot and draw() < hot:
+            key = HOT_KEY
+        else:
+            r = bits(key_bits)
+            while r >= keys:
+                r = bits(key_bits)
+            key = names[r]
+        v = bits(value_bits)
+        while v >= top:
+            v = bits(value_bits)
+        yield key, values[v] if values is not None else b"%d" % v
 
 
 def source_items(spec: GeneratedSource | str) -> SourceItems:

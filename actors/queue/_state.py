@@ -100,6 +100,13 @@ class ServerState:
         at = self.wall()
         window = self._window(queue)
         window.prune(at)
+        if not isinstance(messages, list):
+            messages = list(messages)
+        ids = [m.id for m in messages]
+        if window.none_of(ids) and len(set(ids)) == len(ids):  # the usual case, in C
+            if not messages:
+                return [], 0, 0
+            return [MessagesEnqueued(queue, self.next_offset, at, messages)], len(messages), 0
         fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
@@ -129,23 +136,26 @@ class ServerState:
         lasts: list[int] = []
         messages: list[QueuedMessage] = []
         message_offsets: list[int] = []
+        add_key, add_offset, add_count = keys.append, offsets.append, counts.append
+        add_attempt, add_last = attempts.append, lasts.append
+        add_message, add_message_offset = messages.append, message_offsets.append
         for k, count in q.choose(at, max_messages, max(1, per_key)):
             pending = k.pending
             head = pending[0]
             offset = head.offset
             if count == 1:
-                messages.append(head.message)
-                message_offsets.append(offset)
-                lasts.append(offset)
+                add_message(head.message)
+                add_message_offset(offset)
+                add_last(offset)
             else:
-                for held in itertools.islice(pending, count):
-                    messages.append(held.message)
-                    message_offsets.append(held.offset)
-                lasts.append(message_offsets[-1])
-            keys.append(k.name)
-            offsets.append(offset)
-            counts.append(count)
-            attempts.append(head.receives + 1)
+                members = list(itertools.islice(pending, count))
+                messages.extend([held.message for held in members])
+                message_offsets.extend([held.offset for held in members])
+                add_last(members[-1].offset)
+            add_key(k.name)
+            add_offset(offset)
+            add_count(count)
+            add_attempt(head.receives + 1)
         if not keys:
             return [], None
         return ([BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)],
@@ -305,24 +315,30 @@ class ServerState:
         at = e.at
         acked = 0
         first_sample = len(samples.seconds) if samples is not None else 0
+        add_second = samples.seconds.append if samples is not None else None
+        add_key = samples.keys.append if samples is not None else None
+        in_flight = q.in_flight
+        ready = q.ready
+        full = q.full
+        size = q.window.size if q.window is not None else 0
         for i, (key, offset, count) in enumerate(zip(e.keys, e.offsets, e.counts,
                                                      strict=True)):
             k = keys.get(key)
-            if k is None or not k.pending or k.pending[0].offset != offset:
+            if k is None or not (pending := k.pending) or pending[0].offset != offset:
                 # A replay from a checkpoint after the head's enqueue: settle the
                 # members enqueued after it (it holds none of the key's older ones).
                 if k is not None and e.lasts:
                     acked += self._settle_through(q, k, e.lasts[i])
                 continue
-            if k.flight:
-                q.in_flight -= k.flight
+            flight = k.flight
+            if flight:
+                in_flight -= flight
                 k.flight = 0
-            pending = k.pending
             if count == 1:
                 held = pending.popleft()
-                if samples is not None:
-                    samples.seconds.append(at - held.at)
-                    samples.keys.append(key)
+                if add_second is not None and add_key is not None:
+                    add_second(at - held.at)
+                    add_key(key)
             else:
                 count = min(count, len(pending))
                 if samples is None:
@@ -335,8 +351,14 @@ class ServerState:
                     samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
-            if pending:
-                q.make_ready(k)
+            if pending:  # q.make_ready(k), inlined: nothing of the key is out now
+                if not k.queued:
+                    k.queued = True
+                    ready.append(k)
+                if size and not k.in_full and len(pending) >= size:
+                    k.in_full = True
+                    full.append(k)
+        q.in_flight = in_flight
         q.held -= acked
         if metrics is not None and samples is not None:
             metrics.acked += acked

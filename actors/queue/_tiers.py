@@ -17,6 +17,7 @@ a window acks nothing and blames one member (see ``_functions``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
@@ -66,23 +67,21 @@ class MapClient(TierClient):
         settled: list[tuple[Taken, list[Settlement]]] = []
         for taken in takes:
             failed: list[Settlement] = []
-            counts = taken.counts
-            batch = 0
-            end = counts[0]  # where batch ``batch`` ends in ``taken.messages``
             skip_to = 0
             for j, m in enumerate(taken.messages):
-                while j >= end:
-                    batch += 1
-                    end += counts[batch]
                 if j < skip_to:
                     continue  # the rest of a batch after its failure: given back
                 ident = m.id
                 try:
                     key, body = step_map(m.key, m.body)
                 except Exception as exc:
-                    done = j - (end - counts[batch])
+                    # only now find the batch: which one a message is in costs nothing
+                    # per message while none fails
+                    starts = taken.starts()
+                    batch = bisect.bisect_right(starts, j) - 1
+                    done = j - starts[batch]
                     failed.append(Settlement(taken.receipt(batch), done, done, reason_of(exc)))
-                    skip_to = end
+                    skip_to = starts[batch] + taken.counts[batch]
                     continue
                 add(QueuedMessage(output_of(ident), key, body, m.ledger, (ident,)))
             settled.append((taken, failed))
@@ -110,7 +109,7 @@ class ReduceClient(TierClient):
                 except MemberFailed as exc:
                     failed.append(Settlement(taken.receipt(batch), 0, exc.index, str(exc)))
                     continue
-                ids = tuple(m.id for m in members)
+                ids = tuple([m.id for m in members])
                 outputs.append(QueuedMessage(
                     output_id(name, ids), out_key, body,
                     merge_ledgers((m.ledger for m in members), full), ids))
