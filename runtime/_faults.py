@@ -216,13 +216,17 @@ class FaultInjector:
     def _started(self, fault: Fault) -> bool:
         return self._rt.now() >= self._origin(fault) + fault.start
 
-    def _budget_left(self, fault: Fault) -> bool:
-        """Triggers still under way across nodes count as spent until they are done."""
-        spent = self._fired.get(id(fault), 0) + self._striking.get(id(fault), 0)
+    def _budget_left(self, fault: Fault, *, striking: bool = True) -> bool:
+        """Triggers still under way across nodes count as spent until they are done
+        (``striking``); they may yet be absorbed, so the next trigger of an ``every``
+        is scheduled while only the budget they spend is out (``striking=False``)."""
+        spent = self._fired.get(id(fault), 0)
+        if striking:
+            spent += self._striking.get(id(fault), 0)
         return fault.count is None or spent < fault.count
 
     def _trigger(self, fault: Fault) -> None:
-        if fault.every is not None and self._budget_left(fault):
+        if fault.every is not None and self._budget_left(fault, striking=False):
             self._schedule(fault, self._rt.now() - self._origin(fault) + fault.every)
         if not self._budget_left(fault):
             return
