@@ -153,7 +153,8 @@ class FaultInjector:
         self._fired: dict[int, int] = {}
         self._timers: list[asyncio.TimerHandle] = []
         self._origins: dict[int, float] = {}
-        self._interned: dict[Fault, Fault] = {}
+        self._interned: dict[tuple[int, Fault], Fault] = {}
+        """Faults armed from another runtime, by (plan entry, value): ``arm``."""
         self._striking: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.remote: RemoteActors | None = None
@@ -300,16 +301,28 @@ class FaultInjector:
         """The actors of this runtime a trigger of ``fault`` chooses from."""
         return sorted(name for name in self._rt._registry if self.strikes(fault, name))
 
-    def arm(self, name: str, fault: Fault) -> bool:
+    def arm(self, name: str, fault: Fault, entry: int | None = None) -> bool:
         """Arm ``fault`` on actor ``name``; False if it was absorbed: the actor is gone,
         or (a crash or pause) down, waiting out its restart backoff (it is down already,
-        and its next incarnation owes nothing), or holds this fault armed already. A
-        fault that arrived from another runtime is matched by value, so a second
-        trigger of the same plan entry is absorbed as a local one is."""
+        and its next incarnation owes nothing), or holds this fault armed already.
+
+        A fault of this runtime's plan is the plan entry itself (two entries equal by
+        value are two faults). One that arrived from another runtime (``entry``: the
+        number that runtime gives the plan entry, ``plan_entry``) is a new object
+        each time: it is matched by plan entry and value, so a second trigger of the
+        same entry is absorbed as a local one is."""
         cell = self._rt._registry.get(name)
         if cell is None or not (fault.kind in TELL_KINDS or cell.running):
             return False
-        return cell.arm(self._interned.setdefault(fault, fault))
+        if entry is not None:
+            fault = self._interned.setdefault((entry, fault), fault)
+        return cell.arm(fault)
+
+    @staticmethod
+    def plan_entry(fault: Fault) -> int:
+        """The number that names plan entry ``fault`` to other runtimes (``arm``): the
+        same for every trigger of it, different for two entries equal by value."""
+        return id(fault)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

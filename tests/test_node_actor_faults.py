@@ -118,10 +118,13 @@ def test_on_a_node_a_target_strikes_by_entity_key_fault_names_and_without_the_no
             assert struck("logserver.events") == ["LogServerEntity/events"]
             assert struck("queue.final") == []
             assert rt.faults.arm("QueueServerEntity/queue.server-1",
-                                 Fault("crash", "queue.server-*", at=1.0))
+                                 Fault("crash", "queue.server-*", at=1.0), entry=7)
             # the same plan entry again (it came over the wire: equal, not identical)
             assert not rt.faults.arm("QueueServerEntity/queue.server-1",
-                                     Fault("crash", "queue.server-*", at=1.0))
+                                     Fault("crash", "queue.server-*", at=1.0), entry=7)
+            # another entry equal by value is another fault
+            assert rt.faults.arm("QueueServerEntity/queue.server-1",
+                                 Fault("crash", "queue.server-*", at=1.0), entry=8)
 
     runtime.run(main, simulated=True)
 
