@@ -426,14 +426,14 @@ class LogServer(Actor[LogServerMsg]):
         with contextlib.suppress(StoreError):
             deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
                                               self._view, self._fence())
-            expired = self.append_keys.expired(self.wall())
-            if expired:
-                await self.store.write(list(expired), fence=self._fence())
-                self.append_keys.deleted(expired)
             for session in deleted:
                 self.sessions.pop(session, None)
                 self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,
                                           session)
+            expired = self.append_keys.expired(self.wall())
+            if expired:
+                await self.store.write(list(expired), fence=self._fence())
+                self.append_keys.deleted(expired)
 
     async def _view(self, session: str) -> SessionView | None:
         try:
