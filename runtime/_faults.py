@@ -153,7 +153,8 @@ class FaultInjector:
         self._fired: dict[int, int] = {}
         self._timers: list[asyncio.TimerHandle] = []
         self._origins: dict[int, float] = {}
-        self._interned: dict[Fault, Fault] = {}
+        self._interned: dict[tuple[int, Fault], Fault] = {}
+        """Faults armed from another runtime, by (plan entry, value): ``arm``."""
         self._striking: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.remote: RemoteActors | None = None
@@ -216,13 +217,17 @@ class FaultInjector:
     def _started(self, fault: Fault) -> bool:
         return self._rt.now() >= self._origin(fault) + fault.start
 
-    def _budget_left(self, fault: Fault) -> bool:
-        """Triggers still under way across nodes count as spent until they are done."""
-        spent = self._fired.get(id(fault), 0) + self._striking.get(id(fault), 0)
+    def _budget_left(self, fault: Fault, *, striking: bool = True) -> bool:
+        """Triggers still under way across nodes count as spent until they are done
+        (``striking``); they may yet be absorbed, so the next trigger of an ``every``
+        is scheduled while only the budget they spend is out (``striking=False``)."""
+        spent = self._fired.get(id(fault), 0)
+        if striking:
+            spent += self._striking.get(id(fault), 0)
         return fault.count is None or spent < fault.count
 
     def _trigger(self, fault: Fault) -> None:
-        if fault.every is not None and self._budget_left(fault):
+        if fault.every is not None and self._budget_left(fault, striking=False):
             self._schedule(fault, self._rt.now() - self._origin(fault) + fault.every)
         if not self._budget_left(fault):
             return
@@ -296,16 +301,28 @@ class FaultInjector:
         """The actors of this runtime a trigger of ``fault`` chooses from."""
         return sorted(name for name in self._rt._registry if self.strikes(fault, name))
 
-    def arm(self, name: str, fault: Fault) -> bool:
+    def arm(self, name: str, fault: Fault, entry: int | None = None) -> bool:
         """Arm ``fault`` on actor ``name``; False if it was absorbed: the actor is gone,
         or (a crash or pause) down, waiting out its restart backoff (it is down already,
-        and its next incarnation owes nothing), or holds this fault armed already. A
-        fault that arrived from another runtime is matched by value, so a second
-        trigger of the same plan entry is absorbed as a local one is."""
+        and its next incarnation owes nothing), or holds this fault armed already.
+
+        A fault of this runtime's plan is the plan entry itself (two entries equal by
+        value are two faults). One that arrived from another runtime (``entry``: the
+        number that runtime gives the plan entry, ``plan_entry``) is a new object
+        each time: it is matched by plan entry and value, so a second trigger of the
+        same entry is absorbed as a local one is."""
         cell = self._rt._registry.get(name)
         if cell is None or not (fault.kind in TELL_KINDS or cell.running):
             return False
-        return cell.arm(self._interned.setdefault(fault, fault))
+        if entry is not None:
+            fault = self._interned.setdefault((entry, fault), fault)
+        return cell.arm(fault)
+
+    @staticmethod
+    def plan_entry(fault: Fault) -> int:
+        """The number that names plan entry ``fault`` to other runtimes (``arm``): the
+        same for every trigger of it, different for two entries equal by value."""
+        return id(fault)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -405,3 +405,21 @@ def test_a_plan_installed_with_an_origin_counts_its_times_from_there() -> None:
 
     sim(main)
     assert fired == [6.0, 7.0, 9.0]
+
+
+def test_two_equal_plan_entries_are_two_faults() -> None:
+    """Each plan entry arms its own fault, even when two entries are equal by value
+    (a plan that lists one drop twice drops two messages, as it did before faults
+    from other nodes were matched by value)."""
+    async def main() -> tuple[int, int]:
+        plan = [Fault("drop", target="w", at=5), Fault("drop", target="w", at=5)]
+        async with Runtime(faults=plan) as rt:
+            ref = await rt.spawn(Worker, name="w")
+            await asyncio.sleep(6)
+            for n in range(3):
+                await ref.tell(Ping(n))
+            await asyncio.sleep(1)
+            stats = ref.statistics()
+            return stats.dropped, stats.processed
+
+    assert sim(main) == (2, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,14 @@ from actors.logdelivery import (
     LogServer,
     LogService,
     LogUnavailable,
+    SessionNotFound,
     open_log,
 )
 from actors.logdelivery import _keys as keys
-from runtime import InjectedFault, Runtime
+from runtime import InjectedFault, Runtime, StoreError
 from runtime.scenario import Duration
+from runtime.store import Append, Delete, Fence, Put, WriteResult
+from runtime.store._types import WriteOp
 from tests.test_log_http import TOKEN, Server
 from tests.test_log_server import entries, sim, store_url
 
@@ -139,3 +143,63 @@ def test_a_scenario_with_a_bad_idempotency_window_exits_2_naming_the_field(
     err = capsys.readouterr().err
     assert f"{path}: log.retention.idempotency_window: expected a duration > 0" in err
     assert "Traceback" not in err
+
+
+def test_a_failed_key_expiry_still_forgets_the_sessions_the_pass_deleted() -> None:
+    """Retention deletes an expired session, then the keys past their window; when
+    that second write fails, the server must still forget the deleted session (else
+    it serves it from its cache: 'unavailable' instead of 'no such session')."""
+    async def main() -> None:
+        async with Runtime(store="memory://") as rt:
+            retention = LogRetention(idempotency_window=Duration(1.0))
+            log = await LogService(rt, retention=retention).log("orders")
+            session = await log.create_session(ttl=5.0)
+            await log.append(entries(0, 1), idempotency_key="a")
+            real = rt.store.write
+
+            async def write(ops: list[WriteOp], *, fence: Fence | None = None) -> WriteResult:
+                if any(isinstance(op, Delete) and "/appends/" in op.key for op in ops):
+                    raise StoreError("disk full")
+                return await real(ops, fence=fence)
+
+            rt.store.write = write  # type: ignore[method-assign]
+            await rt.sleep(11.0)  # the session idled past twice its ttl, "a" its window
+            await log.append(entries(1, 1))  # a retention pass
+            assert await rt.store.get(keys.session_key("orders", session)) is None
+            with pytest.raises(SessionNotFound):
+                await log.read(session)
+    sim(main)
+
+
+def test_after_an_append_of_unknown_outcome_a_key_still_records_where_its_records_went(
+) -> None:
+    """A store error may leave a write's outcome unknown (a connection lost during
+    COMMIT). After such an append did apply, the server's high water was stale: a keyed
+    append recorded the seq it expected, then corrected it in a second write; when that
+    write failed too (the log moved, say), the key kept the wrong seq for good and a
+    retry was answered with other records' position."""
+    async def main() -> None:
+        async with Runtime(store="memory://") as rt:
+            log = await open_log(rt, "orders")
+            real = rt.store.write
+            lost: list[str] = []
+
+            async def write(ops: list[WriteOp], *, fence: Fence | None = None) -> WriteResult:
+                first = ops[0]
+                if isinstance(first, Append) and len(ops) == 1 and not lost:
+                    lost.append("applied, the answer lost")
+                    await real(ops, fence=fence)
+                    raise StoreError("connection lost during COMMIT: outcome unknown")
+                if isinstance(first, Put) and "/appends/" in first.key \
+                        and first.expect_version is None:
+                    raise StoreError("the correction lost")
+                return await real(ops, fence=fence)
+
+            rt.store.write = write  # type: ignore[method-assign]
+            with pytest.raises(LogUnavailable, match="outcome unknown"):
+                await log.append(entries(0, 2))
+            with contextlib.suppress(LogUnavailable):
+                await log.append(entries(2, 1), idempotency_key="k")
+            assert await log.append(entries(2, 1), idempotency_key="k") == Appended(2, 1)
+            assert await whole_log(rt, "orders") == [p for _, p in entries(0, 3)]
+    sim(main)

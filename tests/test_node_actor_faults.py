@@ -8,6 +8,8 @@ the run "passed").
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -116,10 +118,13 @@ def test_on_a_node_a_target_strikes_by_entity_key_fault_names_and_without_the_no
             assert struck("logserver.events") == ["LogServerEntity/events"]
             assert struck("queue.final") == []
             assert rt.faults.arm("QueueServerEntity/queue.server-1",
-                                 Fault("crash", "queue.server-*", at=1.0))
+                                 Fault("crash", "queue.server-*", at=1.0), entry=7)
             # the same plan entry again (it came over the wire: equal, not identical)
             assert not rt.faults.arm("QueueServerEntity/queue.server-1",
-                                     Fault("crash", "queue.server-*", at=1.0))
+                                     Fault("crash", "queue.server-*", at=1.0), entry=7)
+            # another entry equal by value is another fault
+            assert rt.faults.arm("QueueServerEntity/queue.server-1",
+                                 Fault("crash", "queue.server-*", at=1.0), entry=8)
 
     runtime.run(main, simulated=True)
 
@@ -133,3 +138,33 @@ def test_without_a_cluster_only_the_name_itself_matches() -> None:
                 "Kind/queue.server-1"]
 
     runtime.run(main, simulated=True)
+
+
+class _SlowNodes:
+    """Nodes that take 2 s to say they hold no matching actor (a silent node's ask
+    waits out its timeout)."""
+
+    async def candidates(self, fault: Fault) -> list[tuple[str, str]]:
+        await asyncio.sleep(2)
+        return []
+
+    async def strike(self, node: str, name: str, fault: Fault) -> bool:
+        raise AssertionError("no node offered a candidate")
+
+
+def test_a_trigger_absorbed_while_others_waited_for_it_does_not_end_the_schedule() -> None:
+    """``every`` with ``count``: a trigger still asking the nodes counts against the
+    budget, so later triggers pass meanwhile; if it then strikes nothing, it spent
+    nothing, and the triggers go on (the one actor appears after the first trigger)."""
+    async def main() -> int:
+        async with Runtime(faults=[Fault("crash", "w", every=0.5, count=1)]) as rt:
+            rt.faults.remote = _SlowNodes()
+            await asyncio.sleep(0.7)  # the first trigger (0.5 s) found no actor
+            ref = await rt.spawn(_Quiet, name="w")
+            for _ in range(10):
+                await asyncio.sleep(1)
+                with contextlib.suppress(runtime.InjectedFault):
+                    await ref.ask(_Ping())
+            return ref.statistics().crashed
+
+    assert runtime.run(main, simulated=True) == 1

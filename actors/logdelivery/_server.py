@@ -114,6 +114,9 @@ class LogServer(Actor[LogServerMsg]):
         self.sessions: dict[str, _Session] = {}
         self.waiters: dict[str, dict[asyncio.Future[None], None]] = {}
         self.high_water = 0
+        self.high_water_sure = True
+        """False after an append whose write raised: its outcome may be unknown (a
+        connection lost during COMMIT), so the next append reads the high water again."""
         self.retainer = Retainer(log, retention or LogRetention(), audit)
         self.append_keys = AppendKeys(log, float(self.retainer.retention.idempotency_window))
 
@@ -175,6 +178,18 @@ class LogServer(Actor[LogServerMsg]):
     # -- appends ----------------------------------------------------------------
 
     async def _append(self, msg: AppendRecords) -> Appended:
+        if not self.high_water_sure:
+            self.high_water = await self.store.high_water(self.records_log)
+            self.high_water_sure = True
+        try:
+            return await self._append_sure(msg)
+        except StoreError:
+            self.high_water_sure = False
+            raise
+
+    async def _append_sure(self, msg: AppendRecords) -> Appended:
+        """``_append`` with ``high_water`` as the store has it (unless another writer
+        appends, or a write of an earlier incarnation commits late)."""
         entries = msg.entries
         key = msg.idempotency_key
         if key is None:
@@ -426,14 +441,14 @@ class LogServer(Actor[LogServerMsg]):
         with contextlib.suppress(StoreError):
             deleted = await self.retainer.run(self.store, self.wall(), self.high_water,
                                               self._view, self._fence())
-            expired = self.append_keys.expired(self.wall())
-            if expired:
-                await self.store.write(list(expired), fence=self._fence())
-                self.append_keys.deleted(expired)
             for session in deleted:
                 self.sessions.pop(session, None)
                 self.runtime.trace.record(self.runtime.now(), "session_deleted", self.name,
                                           session)
+            expired = self.append_keys.expired(self.wall())
+            if expired:
+                await self.store.write(list(expired), fence=self._fence())
+                self.append_keys.deleted(expired)
 
     async def _view(self, session: str) -> SessionView | None:
         try:

@@ -91,10 +91,12 @@ class ActorsStruck(Message, frozen=True):
 
 
 class StrikeActor(Message, frozen=True):
-    """Arm ``fault`` on this node's actor ``name``; answered True, or False if absorbed."""
+    """Arm ``fault`` on this node's actor ``name``; answered True, or False if absorbed.
+    ``entry`` names the plan entry (``FaultInjector.plan_entry``)."""
 
     name: str
     fault: Fault
+    entry: int
 
 
 class InstallFaults(Message, frozen=True):
@@ -116,8 +118,8 @@ class NodeAgent(Actor[AgentMsg]):
         match msg:
             case ActorsStruck(fault=fault):
                 return faults.candidates(fault)
-            case StrikeActor(name=name, fault=fault):
-                return faults.arm(name, fault)
+            case StrikeActor(name=name, fault=fault, entry=entry):
+                return faults.arm(name, fault, entry)
             case InstallFaults(faults=plan):
                 faults.install(plan, origin=self.runtime.now())
                 return True

@@ -58,7 +58,8 @@ class NodeActors:
     async def strike(self, node: str, name: str, fault: Fault) -> bool:
         try:
             armed = await self.rt.remote(node, AGENT_NAME, NodeAgent).ask(
-                StrikeActor(name, fault), timeout=self.timeout)
+                StrikeActor(name, fault, self.rt.faults.plan_entry(fault)),
+                timeout=self.timeout)
         except ShardlineError as exc:
             _log.info("fault.strike_failed", node=node, actor=name,
                       error=f"{type(exc).__name__}: {exc}")
