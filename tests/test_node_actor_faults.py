@@ -81,6 +81,8 @@ def test_probability_faults_are_installed_on_every_node(
     assert isinstance(nodes, dict)
     # the clients of a tier run on every node; each node's injector crashed its own
     assert all(node["restarts"] > 0 for node in nodes.values()), nodes
+    # and each node reports the faults its injector struck
+    assert all(node["faults"] >= node["restarts"] for node in nodes.values()), nodes
 
 
 class _Ping(Message, frozen=True):

@@ -58,6 +58,9 @@ class NodeReport(msgspec.Struct, frozen=True):
     messages: int
     restarts: int
     cpu_s: float = 0.0
+    faults: int = 0
+    """Faults this node's own injector struck (a run's ``probability`` actor faults
+    installed on it, and the actor faults a driver armed here once they applied)."""
 
 
 class CutLinks(Message, frozen=True):
@@ -148,7 +151,7 @@ def describe(rt: Runtime) -> NodeReport:
         node=rt.node_name or "", actors=len(stats),
         entities=cluster.entities_active, activations=cluster.activations,
         messages=sum(s.received for s in stats), restarts=sum(s.restarted for s in stats),
-        cpu_s=time.process_time())
+        cpu_s=time.process_time(), faults=rt.faults.injected)
 
 
 async def ask_report(rt: Runtime, node: str, timeout: float) -> NodeReport:

@@ -83,6 +83,9 @@ class NodeTally(msgspec.Struct):
     activations: int = 0
     messages: int = 0
     restarts: int = 0
+    faults: int = 0
+    """Faults the node's own injector struck (probability actor faults installed on it,
+    and actor faults the driver armed there when they applied), since its last start."""
     cpu_s: float | None = None
     """CPU seconds of the node's process since its last start (None: simulated node)."""
     kills: int = 0
@@ -258,6 +261,7 @@ class ScenarioNodes(ABC):
             tally.actors, tally.entities = got.actors, got.entities
             tally.activations = got.activations
             tally.messages, tally.restarts = got.messages, got.restarts
+            tally.faults = got.faults
             if self.own_processes:
                 tally.cpu_s = got.cpu_s
         return self.tally
