@@ -160,9 +160,6 @@ class JoinedNodes(ScenarioNodes):
         await driver.wait_until(lambda: name in driver.nodes(),
                                 deadline=driver.now() + JOIN_WAIT)
 
-    def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        self._spawn(self._cut_apart(groups, seconds))
-
     def _tell(self, name: str, msg: KillNode | PauseNode) -> None:
         assert self.driver is not None
         try:

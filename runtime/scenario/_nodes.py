@@ -113,8 +113,10 @@ class ScenarioNodes(ABC):
     @abstractmethod
     async def _restart(self, name: str) -> None: ...
 
-    @abstractmethod
-    def _partition(self, groups: list[list[str]], seconds: float) -> None: ...
+    def _partition(self, groups: list[list[str]], seconds: float) -> None:
+        """Cut ``groups`` apart for ``seconds``; by default each side's node agents cut
+        their own links (node processes, joined nodes), in the background."""
+        self._spawn(self._cut_apart(groups, seconds))
 
     @abstractmethod
     async def stop(self) -> None: ...
@@ -291,9 +293,6 @@ class ProcessNodes(ScenarioNodes):
                 _log.info("node.restart_retry", node=name, error=str(exc))
                 await asyncio.sleep(NODE_LEASE_TTL / 2)
         await asyncio.to_thread(self.fleet.restart, name)
-
-    def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        self._spawn(self._cut_apart(groups, seconds))
 
     async def stop(self) -> None:
         self._cancel_tasks()
