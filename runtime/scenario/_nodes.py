@@ -50,19 +50,15 @@ from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report, cut_apart
 from runtime.cluster._config import Cluster
 from runtime.cluster._simnet import SimulatedNetwork
-from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
+from runtime.scenario._loader import LoadedScenario, NodeExpect
+from runtime.scenario._node_faults import check_node_faults, node_names
 from runtime.scenario._registry import systems
 from runtime.scenario._system_api import InvariantResult, exercised_floors
 from runtime.store._base import Store
 
 NODE_LEASE_TTL = 2.0
 DRIVER = "driver"
-NODE_FAULT_KINDS = ("kill_node", "pause_node", "partition")
 _log = structlog.get_logger("shardline")
-
-
-def node_names(count: int) -> list[str]:
-    return [f"node-{i}" for i in range(1, count + 1)]
 
 
 class NodeTally(msgspec.Struct):
