@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
 
 from tests._postgres import ThrowawayPostgres
-
-
-# tmp_path directories live in RAM where the machine has a tmpfs: the runs' sinks and
-# stores fsync every batch, and on a disk shared with other jobs each fsync can take
-# milliseconds (a stream test spent 3/4 of its time there). A process kill, the only
-# crash the tests inflict, loses nothing either way. pytest reads this variable at the
-# first tmp_path; one the user set, or --basetemp, wins.
-if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
 
 
 @pytest.fixture(autouse=True)
