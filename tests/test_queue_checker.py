@@ -47,6 +47,7 @@ def _scenario(tmp_path: Path, queue: str = "", faults: str = "",
 name = "queue-broken"
 seed = 3
 store = "sqlite:///{{out}}/state.db"
+timeout = "20s"  # a sound run takes ~0.5 s; a broken one that stalls stops here, not at 10 min
 
 [queue]
 servers = 3

@@ -40,6 +40,7 @@ def _scenario(tmp_path: Path, *, stream: str = "", faults: str = "") -> Path:
 name = "stream-broken"
 seed = 3
 store = "sqlite:///{{out}}/state.db"
+timeout = "30s"  # a sound run takes ~5 s; a broken one that stalls stops here, not at 10 min
 
 [stream]
 partitions = 4

@@ -47,13 +47,8 @@ from runtime.cluster._agent import (
 )
 from runtime.cluster._config import Cluster
 from runtime.scenario._loader import LoadedScenario
-from runtime.scenario._nodes import (
-    DRIVER,
-    NODE_FAULT_KINDS,
-    NODE_LEASE_TTL,
-    NodeTally,
-    ScenarioNodes,
-)
+from runtime.scenario._node_faults import NODE_FAULT_KINDS, target_globs
+from runtime.scenario._nodes import DRIVER, NODE_LEASE_TTL, NodeTally, ScenarioNodes
 from runtime.store._url import shown_url
 
 JOIN_WAIT = 10.0
@@ -119,9 +114,7 @@ class JoinedNodes(ScenarioNodes):
         for index, fault in enumerate(self._faults):
             if fault.kind not in NODE_FAULT_KINDS:
                 continue
-            globs = fault.target.replace("|", ",").split(",") \
-                if fault.kind == "partition" else [fault.target]
-            for glob in globs:
+            for glob in target_globs(fault):
                 if not any(fnmatch.fnmatchcase(name, glob) for name in names):
                     raise ScenarioError(
                         f"{self._path}: faults[{index}].target: {glob!r} matches no live "
@@ -159,9 +152,6 @@ class JoinedNodes(ScenarioNodes):
         assert driver is not None
         await driver.wait_until(lambda: name in driver.nodes(),
                                 deadline=driver.now() + JOIN_WAIT)
-
-    def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        self._spawn(self._cut_apart(groups, seconds))
 
     def _tell(self, name: str, msg: KillNode | PauseNode) -> None:
         assert self.driver is not None

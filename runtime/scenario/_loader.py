@@ -21,6 +21,7 @@ import msgspec
 from runtime._durations import Duration, decode_hook
 from runtime._errors import ScenarioError
 from runtime._faults import ACTOR_FAULT_KINDS, Fault
+from runtime.scenario._node_faults import NODE_FAULT_KINDS, check_node_faults, shown
 from runtime.scenario._registry import load_system, system_names
 from runtime.scenario._system_api import ScenarioSystem
 from runtime.store._faulty import STORE_OPERATIONS
@@ -223,30 +224,6 @@ def _node_floors(file: str, raw: dict[str, Any]) -> tuple[dict[str, Any], NodeEx
     return {**raw, "expect": rest}, node_expect
 
 
-def check_node_faults(file: str, faults: Sequence[Fault], nodes: int | None,
-                      clock: str, *, require_nodes: bool = True) -> None:
-    """Node faults need nodes and a target among them;
-    with ``nodes`` unknown (``None``) and not ``require_nodes``, targets are not checked."""
-    from runtime.scenario._nodes import NODE_FAULT_KINDS, node_names
-
-    for index, fault in enumerate(faults):
-        if fault.kind not in NODE_FAULT_KINDS:
-            continue
-        if nodes is None:
-            if not require_nodes:
-                continue
-            raise _fail(file, f"faults[{index}].kind", f"a {fault.kind!r} fault needs nodes: "
-                        "set [scenario] nodes = N or run with --nodes N")
-        names = node_names(nodes)
-        targets = [part for group in fault.target.split("|") for part in group.split(",")] \
-            if fault.kind == "partition" else [fault.target]
-        for target in targets:
-            if not any(fnmatch.fnmatchcase(name, target) for name in names):
-                raise _fail(file, f"faults[{index}].target",
-                            f"{target!r} matches no node; expected a name or glob matching "
-                            f"one of: {_shown(names)}")
-
-
 def _strikable(kind: str, targets: Mapping[str, Sequence[str]]) -> Sequence[str] | None:
     """The names a fault of ``kind`` can strike, or ``None`` if the system does not say."""
     if kind in STORE_FAULT_KINDS:
@@ -254,15 +231,8 @@ def _strikable(kind: str, targets: Mapping[str, Sequence[str]]) -> Sequence[str]
     return targets.get("actor" if kind in ACTOR_FAULT_KINDS else kind)
 
 
-def _shown(names: Sequence[str], limit: int = 8) -> str:
-    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def _faults(file: str, specs: list[FaultSpec], system: ScenarioSystem[Any, Any],
             config: Any) -> list[Fault]:
-    from runtime.scenario._nodes import NODE_FAULT_KINDS
-
     kinds = [*ACTOR_FAULT_KINDS, *STORE_FAULT_KINDS, *NODE_FAULT_KINDS, *system.fault_kinds]
     targets = system.fault_targets(config) or {}
     faults: list[Fault] = []
@@ -275,7 +245,7 @@ def _faults(file: str, specs: list[FaultSpec], system: ScenarioSystem[Any, Any],
             raise _fail(file, f"faults[{index}].target",
                         f"{spec.target!r} matches nothing a {spec.kind!r} fault can strike "
                         f"in this topology; expected a name or glob matching one of: "
-                        f"{_shown(names)}")
+                        f"{shown(names)}")
         try:
             faults.append(spec.to_fault())
         except ValueError as exc:

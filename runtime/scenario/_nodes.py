@@ -59,19 +59,15 @@ from runtime.cluster._agent import AGENT_NAME, NodeAgent, NodeReport, ask_report
 from runtime.cluster._config import Cluster
 from runtime.cluster._remote_faults import NodeActors, install_on
 from runtime.cluster._simnet import SimulatedNetwork
-from runtime.scenario._loader import LoadedScenario, NodeExpect, check_node_faults
+from runtime.scenario._loader import LoadedScenario, NodeExpect
+from runtime.scenario._node_faults import check_node_faults, node_names
 from runtime.scenario._registry import systems
 from runtime.scenario._system_api import InvariantResult, exercised_floors
 from runtime.store._base import Store
 
 NODE_LEASE_TTL = 2.0
 DRIVER = "driver"
-NODE_FAULT_KINDS = ("kill_node", "pause_node", "partition")
 _log = structlog.get_logger("shardline")
-
-
-def node_names(count: int) -> list[str]:
-    return [f"node-{i}" for i in range(1, count + 1)]
 
 
 class NodeTally(msgspec.Struct):
@@ -126,8 +122,10 @@ class ScenarioNodes(ABC):
     @abstractmethod
     async def _restart(self, name: str) -> None: ...
 
-    @abstractmethod
-    def _partition(self, groups: list[list[str]], seconds: float) -> None: ...
+    def _partition(self, groups: list[list[str]], seconds: float) -> None:
+        """Cut ``groups`` apart for ``seconds``; by default each side's node agents cut
+        their own links (node processes, joined nodes), in the background."""
+        self._spawn(self._cut_apart(groups, seconds))
 
     @abstractmethod
     async def stop(self) -> None: ...
@@ -321,9 +319,6 @@ class ProcessNodes(ScenarioNodes):
                 _log.info("node.restart_retry", node=name, error=str(exc))
                 await asyncio.sleep(NODE_LEASE_TTL / 2)
         await asyncio.to_thread(self.fleet.restart, name)
-
-    def _partition(self, groups: list[list[str]], seconds: float) -> None:
-        self._spawn(self._cut_apart(groups, seconds))
 
     async def stop(self) -> None:
         self._cancel_tasks()

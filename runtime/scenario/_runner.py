@@ -19,7 +19,8 @@ from runtime._simloop import run
 from runtime._system import Runtime
 from runtime.scenario._fingerprint import claim_store, keep_wall_mark, mark_wall
 from runtime.scenario._join import JoinedNodes, JoinOptions, check_join_run
-from runtime.scenario._loader import LoadedScenario, check_node_faults
+from runtime.scenario._loader import LoadedScenario
+from runtime.scenario._node_faults import check_node_faults
 from runtime.scenario._nodes import (
     ScenarioNodes,
     check_node_run,

@@ -10,7 +10,14 @@ from __future__ import annotations
 import bisect
 
 from runtime.store._base import Store
-from runtime.store._rules import RecordState, WritePlan, grant_lease, is_held, plan_write
+from runtime.store._rules import (
+    RecordState,
+    WritePlan,
+    grant_lease,
+    is_held,
+    may_release,
+    plan_write,
+)
 from runtime.store._types import (
     Clock,
     Fence,
@@ -117,8 +124,7 @@ class MemoryStore(Store):
         return lease
 
     async def _release(self, key: str, owner: str, token: int, now: float) -> bool:
-        lease = self._leases_by_key.get(key)
-        if lease is None or not is_held(lease, now) or (lease.owner, lease.token) != (owner, token):
+        if not may_release(self._leases_by_key.get(key), owner, token, now):
             return False
         del self._leases_by_key[key]
         self._counters.transactions += 1

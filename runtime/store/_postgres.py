@@ -70,7 +70,14 @@ from runtime.store._base import Store
 from runtime.store._postgres_connect import DATABASE_ERRORS, Connection, failure, open_pool
 from runtime.store._postgres_schema import BatchStatements, quoted, unstorable
 from runtime.store._postgres_target import PostgresTarget
-from runtime.store._rules import RecordState, grant_lease, is_held, plan_batch, prefix_end
+from runtime.store._rules import (
+    RecordState,
+    grant_lease,
+    is_held,
+    may_release,
+    plan_batch,
+    prefix_end,
+)
 from runtime.store._types import (
     Append,
     Clock,
@@ -334,9 +341,7 @@ class PostgresStore(Store):
         async with self._connection(f"release of lease {key!r}") as conn, conn.transaction():
             current, _, when = self._judged(
                 key, await conn.fetchrow(self._lease_row_sql(lock=True), key), now)
-            if current is None or not is_held(current, when):
-                return False
-            if (current.owner, current.token) != (owner, token):
+            if not may_release(current, owner, token, when):
                 return False
             await conn.execute(f"UPDATE {self._s}.leases SET owner = NULL WHERE key = $1", key)
         self._counters.transactions += 1

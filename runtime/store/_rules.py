@@ -208,6 +208,14 @@ def is_held(lease: Lease | None, now: float) -> bool:
     return lease is not None and now < lease.expires_at
 
 
+def may_release(current: Lease | None, owner: str, token: int, now: float) -> bool:
+    """Whether ``release(key, owner, token)`` frees ``current``: only the unexpired
+    grant itself (that owner under that token) may, so a holder whose lease expired
+    and was granted again cannot free its successor's."""
+    return current is not None and is_held(current, now) and \
+        (current.owner, current.token) == (owner, token)
+
+
 def prefix_end(prefix: str) -> str:
     """The least string above every string starting with ``prefix`` ("" = none).
 

@@ -49,6 +49,7 @@ from runtime.store._rules import (
     WritePlan,
     grant_lease,
     is_held,
+    may_release,
     plan_batch,
     plan_write,
     prefix_end,
@@ -475,9 +476,7 @@ class SqliteStore(Store):
 
     def _release_now(self, key: str, owner: str, token: int, now: float) -> bool:
         current, _ = self._stored_lease(key, self._conn)
-        if current is None or not is_held(current, now):
-            return False
-        if (current.owner, current.token) != (owner, token):
+        if not may_release(current, owner, token, now):
             return False
         self._commit_one("UPDATE leases SET owner = NULL WHERE key = ?", (key,))
         return True
