@@ -447,7 +447,7 @@ class LogServer(Actor[LogServerMsg]):
                                           session)
             expired = self.append_keys.expired(self.wall())
             if expired:
-                await self.store.write(list(expired), fence=self._fence())
+                await self.store.write(expired, fence=self._fence())
                 self.append_keys.deleted(expired)
 
     async def _view(self, session: str) -> SessionView | None:

@@ -162,6 +162,19 @@ async def ask_report(rt: Runtime, node: str, timeout: float) -> NodeReport:
     return msgspec.convert(reply, NodeReport)  # a remote reply arrives as plain data
 
 
+async def ask_agent(rt: Runtime, node: str, msg: AgentMsg, timeout: float, *,
+                    failed: str, warn: bool = False, **context: str) -> object | None:
+    """``node``'s agent's answer to ``msg`` (never ``None``); ``None`` when none came in
+    ``timeout`` or it was an error, after logging ``failed`` (at info, or warning with
+    ``warn``) with ``context``: the node may be down, paused or cut off."""
+    try:
+        return await rt.remote(node, AGENT_NAME, NodeAgent).ask(msg, timeout=timeout)
+    except ShardlineError as exc:
+        log = _log.warning if warn else _log.info
+        log(failed, node=node, error=f"{type(exc).__name__}: {exc}", **context)
+        return None
+
+
 async def cut_apart(rt: Runtime, groups: list[list[str]], seconds: float,
                     timeout: float = 2.0) -> list[str]:
     """Ask every node of each group to cut its links to the nodes of the other groups for
@@ -169,13 +182,8 @@ async def cut_apart(rt: Runtime, groups: list[list[str]], seconds: float,
     be in a group itself (its own agent must be spawned then)."""
 
     async def cut(node: str, peers: list[str]) -> bool:
-        try:
-            await rt.remote(node, AGENT_NAME, NodeAgent).ask(CutLinks(peers, float(seconds)),
-                                                             timeout=timeout)
-        except ShardlineError as exc:
-            _log.warning("node.cut_failed", node=node, error=f"{type(exc).__name__}: {exc}")
-            return False
-        return True
+        return await ask_agent(rt, node, CutLinks(peers, float(seconds)), timeout,
+                               failed="node.cut_failed", warn=True) is not None
 
     orders = [(node, [peer for other in groups if other is not group for peer in other])
               for group in groups for node in group]

@@ -17,20 +17,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import msgspec
-import structlog
 
-from runtime._errors import ShardlineError
 from runtime._faults import Fault
 from runtime._system import Runtime
-from runtime.cluster._agent import (
-    AGENT_NAME,
-    ActorsStruck,
-    InstallFaults,
-    NodeAgent,
-    StrikeActor,
-)
-
-_log = structlog.get_logger("shardline")
+from runtime.cluster._agent import ActorsStruck, InstallFaults, StrikeActor, ask_agent
 
 
 class NodeActors:
@@ -44,26 +34,18 @@ class NodeActors:
 
     async def candidates(self, fault: Fault) -> list[tuple[str, str]]:
         async def struck(node: str) -> list[tuple[str, str]]:
-            try:
-                names = await self.rt.remote(node, AGENT_NAME, NodeAgent).ask(
-                    ActorsStruck(fault), timeout=self.timeout)
-            except ShardlineError as exc:
-                _log.info("fault.node_silent", node=node, error=f"{type(exc).__name__}: {exc}")
-                return []
-            return [(node, name) for name in msgspec.convert(names, list[str])]
+            names = await ask_agent(self.rt, node, ActorsStruck(fault), self.timeout,
+                                    failed="fault.node_silent")
+            return [] if names is None else [
+                (node, name) for name in msgspec.convert(names, list[str])]
 
         found = await asyncio.gather(*(struck(node) for node in self.nodes()))
         return [pair for pairs in found for pair in pairs]
 
     async def strike(self, node: str, name: str, fault: Fault) -> bool:
-        try:
-            armed = await self.rt.remote(node, AGENT_NAME, NodeAgent).ask(
-                StrikeActor(name, fault, self.rt.faults.plan_entry(fault)),
-                timeout=self.timeout)
-        except ShardlineError as exc:
-            _log.info("fault.strike_failed", node=node, actor=name,
-                      error=f"{type(exc).__name__}: {exc}")
-            return False
+        armed = await ask_agent(
+            self.rt, node, StrikeActor(name, fault, self.rt.faults.plan_entry(fault)),
+            self.timeout, failed="fault.strike_failed", actor=name)
         return armed is True
 
 
@@ -71,9 +53,5 @@ async def install_on(rt: Runtime, node: str, faults: list[Fault],
                      timeout: float = 2.0) -> bool:
     """Install probability actor ``faults`` in ``node``'s injector; False if it did not
     confirm."""
-    try:
-        await rt.remote(node, AGENT_NAME, NodeAgent).ask(InstallFaults(faults), timeout=timeout)
-    except ShardlineError as exc:
-        _log.warning("fault.install_failed", node=node, error=f"{type(exc).__name__}: {exc}")
-        return False
-    return True
+    return await ask_agent(rt, node, InstallFaults(faults), timeout,
+                           failed="fault.install_failed", warn=True) is not None
