@@ -80,3 +80,21 @@ def test_a_backlogged_partition_cuts_larger_batches_up_to_max_batch_bytes(
     assert_each_once(read_dir_sink(tmp_path / "out" / "sink"),
                      source_items(src["records"], src["keys"], src["payload_bytes"], seed=1))
 
+
+
+def test_a_backlogged_partition_reads_ahead_to_fill_max_batch_bytes(tmp_path: Path) -> None:
+    """Small producer chunks (about 10 records per partition) and 2 batches of 10 in
+    flight: a backlogged partition reads ahead until each batch can reach
+    ``max_batch_bytes`` 3,000 (about 100 records of 16-byte payloads and their keys).
+    Before, it read ahead only ``batch_size`` x ``batches_in_flight`` records, so no
+    batch grew past about 30 records whatever the budget."""
+    doc = scenario_doc("memory://", batch_size=10, batches_in_flight=2, produce_chunk=40,
+                       rate=0.0, max_batch_bytes=3000)
+    report = run_doc(doc, tmp_path / "out")
+    assert_all_held(report)
+    batches = read_dir_sink(tmp_path / "out" / "sink")
+    sizes = [len(batch.records) for batch in batches]
+    assert 60 < max(sizes) <= 3000 // 16
+    src = BASE_STREAM["source"]
+    assert_each_once(batches, source_items(src["records"], src["keys"], src["payload_bytes"],
+                                           seed=1))

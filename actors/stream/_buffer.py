@@ -88,6 +88,14 @@ class ChunkBuffer:
         self._chunks.append(chunk)
         self.read_upto += 1
 
+    def fill_target(self, batch_size: int, max_bytes: int) -> int:
+        """Records to read ahead for one batch: ``batch_size``, or with ``max_bytes`` about
+        ``max_bytes`` of stored records once a chunk told their size (reading stops where
+        the log ends, so a partition that keeps up is not held back)."""
+        if not max_bytes or not self.record_bytes:
+            return batch_size
+        return max(batch_size, int(max_bytes / self.record_bytes))
+
     def batch_limit(self, batch_size: int, max_bytes: int) -> int:
         """Records the next batch may hold: ``batch_size``, or when more than that is
         buffered (a backlog) and ``max_bytes`` is set, up to about ``max_bytes`` of

@@ -227,10 +227,12 @@ class Worker(Actor[WorkerMsg]):
 
     async def _cut(self, buffer: ChunkBuffer, batches: int) -> list[Slice]:
         """Up to ``batches`` next batches of at most ``batch_size`` records each (more
-        with ``max_batch_bytes`` when the partition is backlogged)."""
+        with ``max_batch_bytes`` when the partition is backlogged: enough is read ahead
+        for each batch to reach the byte budget)."""
         config = self.job.config
-        if buffer.buffered < config.batch_size * batches:
-            await self._fill(buffer, config.batch_size * batches)
+        wanted = buffer.fill_target(config.batch_size, config.max_batch_bytes) * batches
+        if buffer.buffered < wanted:
+            await self._fill(buffer, wanted)
         cut: list[Slice] = []
         while len(cut) < batches:
             taken = buffer.take(buffer.batch_limit(config.batch_size, config.max_batch_bytes))
