@@ -1,8 +1,12 @@
 """Stream benchmark: Shardline exactly-once vs bytewax at-least-once, in one run.
 
 The job (issue 3, "Performance"): N generated records (default 1,000,000),
-8 partitions, batches of 500, identity processing, a ``dir://`` destination
-(one fsynced file per batch), a SQLite store on disk, the real clock. Measured:
+8 partitions, batches of 500 growing to 1 MiB when a partition is backlogged
+(``max_batch_bytes``, ``--batch-bytes``; 0 keeps every batch at 500 records),
+the producer appending the source in chunks of 20,000 items (``produce_chunk``,
+``--produce-chunk``; the runtime's default is 4,000), identity processing, a
+``dir://`` destination (one fsynced file per batch), a SQLite store on disk,
+the real clock. Measured:
 
 - Shardline records/s with no faults, and with one worker crash per second
   (``Fault(kind="crash", target="stream.worker-*", every=1.0)``), with the
@@ -281,9 +285,11 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     p50, p99 = percentile(recovery, 0.50), percentile(recovery, 0.99)
 
     store = shown_url(args.store) if args.store else "SQLite"
-    grown = f" (up to {args.batch_bytes:,} bytes when backlogged)" if args.batch_bytes else ""
+    grown = (f", growing to {args.batch_bytes / 1024:,.0f} KiB when backlogged"
+             if args.batch_bytes else "")
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
                         f"partitions, batch {args.batch}{grown}, {args.in_flight} in flight, "
+                        f"producer chunks of {args.produce_chunk:,}, "
                         f"{args.workers} workers, {store}, {args.sink}:// sink")
     for column in ("run", "wall s", "records/s", "all repeats", "exactly-once", "crashes",
                    "restarts", "redelivered", "recovery p50", "recovery p99"):
@@ -311,6 +317,7 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
         "benchmark": "stream_exactly_once",
         "records": args.records, "partitions": args.partitions, "batch": args.batch,
         "batches_in_flight": args.in_flight, "max_batch_bytes": args.batch_bytes,
+        "produce_chunk": args.produce_chunk,
         "sink": args.sink,
         "workers": args.workers, "crash_every_s": args.crash_every, "repeat": args.repeat,
         "store": shown_url(args.store) if args.store else "sqlite",
@@ -343,9 +350,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--in-flight", type=int, default=4,
                         help="batches in flight per partition (batches_in_flight)")
-    parser.add_argument("--batch-bytes", type=int, default=0,
+    parser.add_argument("--batch-bytes", type=int, default=1 << 20,
                         help="max_batch_bytes: a backlogged partition's batches grow up to "
-                             "about this many bytes (default 0: every batch --batch records)")
+                             "about this many bytes (default 1 MiB; 0: every batch --batch "
+                             "records)")
+    parser.add_argument("--produce-chunk", type=int, default=20_000,
+                        help="produce_chunk: source items per producer append, split over "
+                             "the partitions (default 20,000; the runtime's default is 4,000)")
     parser.add_argument("--crash-every", type=float, default=None,
                         help="seconds between worker crashes (default 1; 0.2 with --quick, "
                              "whose runs are shorter than a second)")
@@ -374,9 +385,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.crash_every <= 0:
         parser.error("--crash-every must be > 0")
     if min(args.records, args.partitions, args.batch, args.workers, args.repeat,
-           args.in_flight) < 1:
-        parser.error("--records, --partitions, --batch, --workers, --in-flight and --repeat "
-                     "must be >= 1")
+           args.in_flight, args.produce_chunk) < 1:
+        parser.error("--records, --partitions, --batch, --workers, --in-flight, "
+                     "--produce-chunk and --repeat must be >= 1")
     if args.batch_bytes < 0:
         parser.error("--batch-bytes must be >= 0")
     return args
@@ -388,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     items: list[Item] = list(generated_items(spec, args.seed))
     config = StreamConfig(source=spec, partitions=args.partitions, workers=args.workers,
                           batch_size=args.batch, batches_in_flight=args.in_flight,
-                          max_batch_bytes=args.batch_bytes, destination="dir://unused")
+                          max_batch_bytes=args.batch_bytes, produce_chunk=args.produce_chunk,
+                          destination="dir://unused")
     limit = max(120.0, args.records / 2_000)
     if args.profile:
         profiler = cProfile.Profile()
