@@ -78,9 +78,11 @@ class Worker(Actor[WorkerMsg]):
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def recover(self) -> None:
-        """Adopt the leases this worker still holds and replay their pending batches."""
+        """Adopt the leases this worker still holds and replay their pending batches
+        (the partitions side by side, each in order)."""
         config = self.job.config
         store = self.runtime.store
+        adopted: list[tuple[int, HeldPartition]] = []
         for lease in await store.leases(keys.lease_prefix(config.name)):
             if lease.owner != self.name:
                 continue
@@ -90,7 +92,14 @@ class Worker(Actor[WorkerMsg]):
             partition = keys.partition_from_lease(lease.key)
             held = self.held[partition] = HeldPartition(
                 renewed.token, self.job.next_chain(), renewed.expires_at)
-            await self._replay(partition, held)
+            adopted.append((partition, held))
+        loop = asyncio.get_running_loop()
+        replays = [loop.create_task(self._replay(partition, held)) for partition, held in adopted]
+        try:
+            await asyncio.gather(*replays)
+        finally:  # one failed (the worker crashes with its error): stop the others
+            for replay in replays:
+                replay.cancel()
         self.send_every(config.lease_ttl / 3.0, Renew())
 
     async def stopped(self) -> None:
