@@ -26,7 +26,8 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``max_batch_bytes`` (default 0: off) lets a backlogged partition (more
     than ``batch_size`` records read ahead) cut larger batches, up to about
     this many bytes of stored records each: fewer, larger batches when the
-    stream falls behind, ``batch_size`` records when it keeps up.
+    stream falls behind, ``batch_size`` records when it keeps up (to see the
+    backlog, a worker reads ahead up to this budget per batch in flight).
     ``lease_ttl`` may be shorter than a batch takes: the
     lease is renewed every ``lease_ttl / 3`` while the batch runs.
     ``retention`` (default 24 h): a partition's chunks and commit records

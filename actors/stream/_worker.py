@@ -6,7 +6,8 @@ For a partition it holds under a lease, a worker
    and keeps it, with the partition's log read ahead (``ChunkBuffer``);
 2. with **pending batches**: takes exactly the named ranges again; with
    **none**: cuts the next up to ``batches_in_flight`` batches of at most
-   ``batch_size`` records and durably records them as pending (one fenced
+   ``batch_size`` records (up to ``max_batch_bytes`` each when the partition
+   is backlogged) and durably records them as pending (one fenced
    write naming each range under its deterministic batch id);
 3. processes and delivers the pending batches one after the other, in
    sequence order;
