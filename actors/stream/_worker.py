@@ -220,16 +220,24 @@ class Worker(Actor[WorkerMsg]):
             self.job.metrics.redelivered_batches += 1
         return buffer
 
-    async def _fill(self, buffer: ChunkBuffer, wanted: int, chunks: int = 0) -> None:
+    async def _fill(self, buffer: ChunkBuffer, wanted: int, chunks: int = 0,
+                    from_store: int | None = None) -> None:
         """Read ahead until ``wanted`` records are buffered or the log has no more:
-        chunks this process just appended are taken as they are, the rest read."""
+        chunks this process just appended are taken as they are, the rest read from
+        the store, but only while fewer than ``from_store`` (default ``wanted``) are
+        buffered. Past that, growing toward a byte budget, a chunk not appended here
+        is left for later: a store read there would mostly ask for a chunk not yet
+        appended (on SQLite, a query on the event loop for every batch cut)."""
         read = max(chunks, self.job.config.chunks_per_read)
         recent = self.job.recent_chunks
+        store_below = wanted if from_store is None else from_store
         while buffer.buffered < wanted:
             found = recent.take(buffer.log, buffer.read_upto)
             if found is not None:
                 buffer.add_chunk(*found)
                 continue
+            if buffer.buffered >= store_below:
+                return
             entries = await self.runtime.store.read(buffer.log, buffer.read_upto, read)
             if not entries:
                 return
@@ -242,7 +250,7 @@ class Worker(Actor[WorkerMsg]):
         config = self.job.config
         wanted = buffer.fill_target(config.batch_size, config.max_batch_bytes) * batches
         if buffer.buffered < wanted:
-            await self._fill(buffer, wanted)
+            await self._fill(buffer, wanted, from_store=config.batch_size * batches)
         cut: list[Slice] = []
         while len(cut) < batches:
             taken = buffer.take(buffer.batch_limit(config.batch_size, config.max_batch_bytes))
