@@ -285,8 +285,9 @@ def report(args: argparse.Namespace, runs: list[Run], baseline: Run | None,
     p50, p99 = percentile(recovery, 0.50), percentile(recovery, 0.99)
 
     store = shown_url(args.store) if args.store else "SQLite"
-    grown = (f", growing to {args.batch_bytes / 1024:,.0f} KiB when backlogged"
-             if args.batch_bytes else "")
+    budget = (f"{args.batch_bytes >> 20} MiB" if args.batch_bytes % (1 << 20) == 0
+              else f"{args.batch_bytes / 1024:,.0f} KiB")
+    grown = f", growing to {budget} when backlogged" if args.batch_bytes else ""
     table = Table(title=f"stream exactly-once: {args.records:,} records, {args.partitions} "
                         f"partitions, batch {args.batch}{grown}, {args.in_flight} in flight, "
                         f"producer chunks of {args.produce_chunk:,}, "
