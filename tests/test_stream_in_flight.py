@@ -42,7 +42,7 @@ from actors.stream._messages import CommitBatch, RecordPending
 from actors.stream._partition import CheckpointReply, Partition
 from actors.stream._records import PendingCheckpoint
 from actors.stream._worker import Worker
-from runtime import Fault, Runtime
+from runtime import Fault, InjectedFault, Runtime
 from tests.stream_helpers import quiet_logs
 
 RECORDS = 300
@@ -68,7 +68,9 @@ class _Run:
     """One simulated run: every delivery in order, and the pending batches each worker
     found when it recovered (what it must replay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow: dict[int, float] | None = None) -> None:
+        self.slow = slow or {}
+        """Seconds per batch by partition, where not 0.1."""
         self.deliveries: list[Batch] = []
         self.replays: list[tuple[int, list[str]]] = []
         """(deliveries so far, pending batch ids) at each checkpoint read that found
@@ -77,8 +79,9 @@ class _Run:
         self.job: StreamJob | None = None
 
     async def deliver(self, batch: Batch) -> None:
-        """A destination that takes exactly 0.1 s per batch, then holds it."""
-        await asyncio.sleep(0.1)
+        """A destination that takes exactly 0.1 s per batch (or as ``slow`` says for its
+        partition), then holds it."""
+        await asyncio.sleep(self.slow.get(batch.partition, 0.1))
         self.deliveries.append(batch)
 
 
@@ -87,10 +90,10 @@ async def _trusted_lease(self: Worker, partition: int, held: HeldPartition) -> b
 
 
 def _run(config: StreamConfig, faults: list[Fault], monkeypatch: pytest.MonkeyPatch,
-         trusting: bool = False) -> _Run:
+         trusting: bool = False, slow: dict[int, float] | None = None) -> _Run:
     """``trusting``: the worker skips its own lease check before a commit, so a late
     commit reaches the partition and only the fenced write stands in its way."""
-    run = _Run()
+    run = _Run(slow)
     read_checkpoint = Worker._checkpoint
 
     async def recording_checkpoint(self: Worker, partition: int, held: HeldPartition
@@ -123,14 +126,18 @@ def _run(config: StreamConfig, faults: list[Fault], monkeypatch: pytest.MonkeyPa
     return run
 
 
-def _assert_each_record_once(run: _Run) -> None:
-    """Every seq once across distinct batch ids; a repeated id carries the same records."""
+def _assert_each_record_once(run: _Run, partitions: int = 1) -> None:
+    """Every seq of every partition once across distinct batch ids; a repeated id
+    carries the same records."""
     by_id: dict[str, Batch] = {}
     for batch in run.deliveries:
         first = by_id.setdefault(batch.batch_id, batch)
         assert first == batch, f"{batch.batch_id} delivered again with other records"
-    seqs = sorted(s for b in by_id.values() for s in b.seqs)
-    assert seqs == list(range(RECORDS))
+    held = sorted((b.partition, s) for b in by_id.values() for s in b.seqs)
+    assert len(held) == RECORDS
+    for partition in range(partitions):
+        seqs = [s for p, s in held if p == partition]
+        assert seqs == list(range(len(seqs))) and seqs, partition
 
 
 @pytest.mark.parametrize(("at", "pending_count", "already_delivered"), [
@@ -281,3 +288,78 @@ def test_pending_batches_reach_the_destination_while_the_handler_is_stalled() ->
     assert len(during) == 3, during  # the window: batches_in_flight = 3
     ids = [bid for _, bid in deliveries]
     assert len(ids) == len(set(ids)) == RECORDS // 10  # nothing delivered twice
+
+
+def _delivered_ids(run: _Run, like: str, start: int, stop: int | None = None) -> list[str]:
+    """Ids of the deliveries ``start:stop`` to the partition of batch id ``like``."""
+    partition = like.rsplit("-", 2)[0]
+    return [b.batch_id for b in run.deliveries[start:stop]
+            if b.batch_id.rsplit("-", 2)[0] == partition]
+
+
+def test_a_restarted_worker_replays_its_partitions_side_by_side(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, two partitions, each with batches pending when the worker crashes at
+    0.55 s: the restarted worker replays both at once (the destination takes 0.1 s per
+    batch, so one after the other would take the sum), each partition's pending batches
+    in order under the same ids, then goes on; each record reaches the sink once."""
+    run = _run(_config(partitions=2), [Fault(kind="crash", target="stream.worker-0",
+                                             at=0.55)], monkeypatch)
+    assert run.results == {"exactly_once": True, "order": True, "no_stale_commit": True}
+    _assert_each_record_once(run, 2)
+    assert len(run.replays) == 2, run.replays
+    for before, pending in run.replays:
+        assert _delivered_ids(run, pending[0], before)[:len(pending)] == pending
+    start = min(before for before, _ in run.replays)
+    pending_ids = {bid for _, ids in run.replays for bid in ids}
+    order = [b.batch_id for b in run.deliveries[start:]]
+    first_new = min(i for i, bid in enumerate(order) if bid not in pending_ids)
+    replayed = order[:first_new]
+    assert sorted(replayed) == sorted(pending_ids)  # both partitions' replays, first
+    partition_of = [bid.rsplit("-", 2)[0] for bid in replayed]
+    assert partition_of != sorted(partition_of), partition_of  # interleaved: side by side
+
+
+def test_a_crash_in_the_middle_of_recovery_cancels_the_other_replay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The destination takes 0.1 s per batch of partition 0, 0.25 s of partition 1. The
+    second crash, armed at 0.6 s, strikes the restarted worker inside ``recover``: at
+    the first fault point of partition 0's replay (its commit, which recorded the next
+    batches), while partition 1's replay is still delivering, which is cancelled. The
+    worker restarts once more and replays exactly what each partition has pending by
+    then, in order; nothing new was delivered in between. Each record reaches the sink
+    once; a batch delivered again carries the same records."""
+    faults = [Fault(kind="crash", target="stream.worker-0", at=0.55),
+              Fault(kind="crash", target="stream.worker-0", at=0.6)]
+    outcomes: list[str] = []
+    replay = Worker._replay
+
+    async def watched_replay(self: Worker, partition: int, held: HeldPartition) -> None:
+        try:
+            await replay(self, partition, held)
+        except asyncio.CancelledError:
+            outcomes.append(f"p{partition} cancelled")
+            raise
+        except InjectedFault:
+            outcomes.append(f"p{partition} crashed")
+            raise
+        outcomes.append(f"p{partition} done")
+
+    monkeypatch.setattr(Worker, "_replay", watched_replay)
+    run = _run(_config(partitions=2), faults, monkeypatch, slow={1: 0.25})
+    assert outcomes[:2] == ["p0 crashed", "p1 cancelled"], outcomes
+    assert sorted(outcomes[2:]) == ["p0 done", "p1 done"], outcomes
+    assert run.results == {"exactly_once": True, "order": True, "no_stale_commit": True}
+    _assert_each_record_once(run, 2)
+    assert len(run.replays) == 4, run.replays  # two recoveries, two partitions each
+    first, second = sorted({before for before, _ in run.replays})
+    for before, pending in run.replays:
+        got = _delivered_ids(run, pending[0], before, second if before == first else None)
+        if "-p001-" in pending[0] and before == first:  # cut short by the cancel
+            assert got and got == pending[:len(got)] and len(got) < len(pending), got
+        else:
+            assert got[:len(pending)] == pending, got
+    again = {bid for before, ids in run.replays if before == first for bid in ids}
+    assert {b.batch_id for b in run.deliveries[first:second]} <= again  # nothing new
+    job = run.job
+    assert job is not None and job.rt.faults.injected == 2

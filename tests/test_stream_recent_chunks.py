@@ -8,6 +8,7 @@ from the store as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,6 +67,15 @@ def test_a_worker_takes_the_chunks_its_process_appended_from_memory(
     config = StreamConfig(source=GeneratedSource(records=2000, keys=50, payload_bytes=16),
                           partitions=3, workers=2, batch_size=40, produce_chunk=150,
                           rate=4000.0, batch_cost=0.005)
+    _run(config, max_bytes, lambda: counting.__setitem__(0, False))
+    assert bool(read_chunks) == reads_chunks
+
+
+def _run(config: StreamConfig, max_bytes: int, done: Callable[[], None] = lambda: None
+         ) -> list[Batch]:
+    """Run ``config`` to the end, simulated, with ``RecentChunks(max_bytes)``; calls
+    ``done`` before the checks read the store. Every invariant holds; the batches, in
+    delivery order."""
     delivered: list[Batch] = []
 
     async def main() -> dict[str, bool]:
@@ -76,11 +86,30 @@ def test_a_worker_takes_the_chunks_its_process_appended_from_memory(
             job.recent_chunks = RecentChunks(max_bytes)
             await job.start()
             assert await job.wait_done(deadline=120.0)
-            counting[0] = False
+            done()
             results = {r.name: r.held for r in await check_stream(job, recorded)}
             await job.close()
             return results
 
     results = runtime.run(main, simulated=True, seed=3)
     assert results == {"exactly_once": True, "order": True, "no_stale_commit": True}
-    assert bool(read_chunks) == reads_chunks
+    return delivered
+
+
+@pytest.mark.parametrize("max_bytes", [64 << 20, 0], ids=["appended-here", "appended-elsewhere"])
+def test_a_backlogged_partition_grows_its_batches_whoever_appended_its_chunks(
+        max_bytes: int) -> None:
+    """A backlog (rate 0, 10 ms per batch) in chunks of 10 records per partition, read one
+    chunk per store read, 2 batches of 10 in flight and a budget of 3,000 bytes (about 100
+    records of 16-byte payloads and their keys): batches grow past 60 records whether the
+    chunks come from memory or, as for chunks another process appended (a cluster node's
+    worker, or a restarted process), from the store. Before, read from the store, the
+    read-ahead stopped at batch_size x batches_in_flight records (and the chunk that
+    passed it), and no batch held more than 32. Each record reaches the destination
+    once."""
+    config = StreamConfig(source=GeneratedSource(records=3000, keys=50, payload_bytes=16),
+                          partitions=2, workers=1, batch_size=10, batches_in_flight=2,
+                          produce_chunk=20, chunks_per_read=1, rate=0.0, batch_cost=0.01,
+                          max_batch_bytes=3000)
+    sizes = [len(batch.seqs) for batch in _run(config, max_bytes)]
+    assert 60 < max(sizes) <= 3000 // 16, sizes

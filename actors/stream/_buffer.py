@@ -56,6 +56,8 @@ class ChunkBuffer:
         """Records held at or after ``next_seq``."""
         self.record_bytes = 0.0
         """Stored bytes per record of the last chunk read (its encoded size / records)."""
+        self.store_ahead = False
+        """The last store read filled its limit: the log held more chunks than it took."""
         self._chunks: deque[Chunk] = deque()
 
     def add(self, entries: list[LogEntry]) -> None:

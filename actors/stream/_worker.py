@@ -225,9 +225,11 @@ class Worker(Actor[WorkerMsg]):
         """Read ahead until ``wanted`` records are buffered or the log has no more:
         chunks this process just appended are taken as they are, the rest read from
         the store, but only while fewer than ``from_store`` (default ``wanted``) are
-        buffered. Past that, growing toward a byte budget, a chunk not appended here
-        is left for later: a store read there would mostly ask for a chunk not yet
-        appended (on SQLite, a query on the event loop for every batch cut)."""
+        buffered, or while the last store read found more than it took (a backlog in
+        the store: chunks appended before a restart, or by another process, as for a
+        cluster node's worker). Past that, growing toward a byte budget, a chunk not
+        appended here is left for later: a store read there would mostly ask for a
+        chunk not yet appended (on SQLite, a query on the event loop per batch cut)."""
         read = max(chunks, self.job.config.chunks_per_read)
         recent = self.job.recent_chunks
         store_below = wanted if from_store is None else from_store
@@ -236,9 +238,10 @@ class Worker(Actor[WorkerMsg]):
             if found is not None:
                 buffer.add_chunk(*found)
                 continue
-            if buffer.buffered >= store_below:
+            if buffer.buffered >= store_below and not buffer.store_ahead:
                 return
             entries = await self.runtime.store.read(buffer.log, buffer.read_upto, read)
+            buffer.store_ahead = len(entries) >= read
             if not entries:
                 return
             buffer.add(entries)
