@@ -44,13 +44,13 @@ import asyncio
 import fnmatch
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
 
+from runtime._background import BackgroundTasks
 from runtime._errors import ScenarioError, ShardlineError
 from runtime._faults import ACTOR_FAULT_KINDS, Fault
 from runtime._node_fleet import NodeFleet, shared_store
@@ -101,7 +101,7 @@ class ScenarioNodes(ABC):
         self.partitions = 0
         self.driver: Runtime | None = None
         self._restarting: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._node_faults: list[Fault] = []
 
     @abstractmethod
@@ -125,7 +125,7 @@ class ScenarioNodes(ABC):
     def _partition(self, groups: list[list[str]], seconds: float) -> None:
         """Cut ``groups`` apart for ``seconds``; by default each side's node agents cut
         their own links (node processes, joined nodes), in the background."""
-        self._spawn(self._cut_apart(groups, seconds))
+        self._tasks.spawn(self._cut_apart(groups, seconds))
 
     @abstractmethod
     async def stop(self) -> None: ...
@@ -147,13 +147,13 @@ class ScenarioNodes(ABC):
             rt.faults.register_kind(kind, act)
         for fault in plan:
             if fault.kind in acts and fault.probability is not None:
-                self._spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
+                self._tasks.spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
         rt.faults.remote = NodeActors(rt, self.up)
         self._node_faults = [fault for fault in plan if fault.kind in ACTOR_FAULT_KINDS
                              and fault.probability is not None]
         if self._node_faults:
             for name in self.up():
-                self._spawn(self._install_on(name))
+                self._tasks.spawn(self._install_on(name))
 
     def up(self) -> list[str]:
         """The nodes that are up, as far as this run knows."""
@@ -188,7 +188,7 @@ class ScenarioNodes(ABC):
         self.tally[name].state = "killed"
         _log.warning("node.fault", kind="kill_node", node=name)
         if fault.restart_after is not None:
-            self._spawn(self._restart_later(name, fault.restart_after))
+            self._tasks.spawn(self._restart_later(name, fault.restart_after))
 
     async def _restart_later(self, name: str, delay: float) -> None:
         self._restarting.add(name)
@@ -232,14 +232,6 @@ class ScenarioNodes(ABC):
         self.partitions += 1
         _log.warning("node.fault", kind="partition", groups=groups, seconds=fault.duration)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
 
     # -- report ------------------------------------------------------------
     async def report(self, driver: Runtime) -> dict[str, NodeTally]:
@@ -321,7 +313,7 @@ class ProcessNodes(ScenarioNodes):
         await asyncio.to_thread(self.fleet.restart, name)
 
     async def stop(self) -> None:
-        self._cancel_tasks()
+        self._tasks.cancel()
         await asyncio.to_thread(self.fleet.stop)
 
 
@@ -377,7 +369,7 @@ class SimulatedNodes(ScenarioNodes):
         asyncio.get_running_loop().call_later(seconds, self.net.heal)
 
     async def stop(self) -> None:
-        self._cancel_tasks()
+        self._tasks.cancel()
         for name in list(self.runtimes):
             await self.runtimes.pop(name).shutdown()
 
