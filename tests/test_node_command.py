@@ -33,6 +33,10 @@ SECRET = "node-command-secret"
      "--secret-file /nonexistent/secret: cannot read it"),
     (["--store", "postgresql://u:hunter2@h/db", "--secret-env", "HOME", "--lease-ttl", "2x"],
      "--lease-ttl:"),
+    (["--store", "postgresql://u:hunter2@h/db", "--secret-env", "HOME", "--systems",
+      "stream,streams"],
+     "--systems: expected names from deploy, log, queue, stream separated by commas, "
+     "got 'streams'"),
 ])
 def test_bad_node_input_is_exit_2_naming_the_option(
         argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
