@@ -57,11 +57,13 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import random
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import structlog
+
+from runtime._background import BackgroundTasks
 
 if TYPE_CHECKING:
     from runtime._cell import _ActorCell
@@ -156,7 +158,7 @@ class FaultInjector:
         self._interned: dict[tuple[int, Fault], Fault] = {}
         """Faults armed from another runtime, by (plan entry, value): ``arm``."""
         self._striking: dict[int, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self.remote: RemoteActors | None = None
         """Where time-triggered actor faults also look for targets (module docstring)."""
         self.injected = 0
@@ -203,8 +205,7 @@ class FaultInjector:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
 
     def _schedule(self, fault: Fault, at: float) -> None:
         loop = asyncio.get_running_loop()
@@ -245,7 +246,7 @@ class FaultInjector:
     def _trigger_actor_fault(self, fault: Fault) -> None:
         if self.remote is not None:
             self._striking[id(fault)] = self._striking.get(id(fault), 0) + 1
-            self._spawn(self._trigger_across(fault, self.remote))
+            self._tasks.spawn(self._trigger_across(fault, self.remote))
             return
         names = self.candidates(fault)
         if not names:
@@ -323,11 +324,6 @@ class FaultInjector:
         """The number that names plan entry ``fault`` to other runtimes (``arm``): the
         same for every trigger of it, different for two entries equal by value."""
         return id(fault)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _count(self, fault: Fault) -> None:
         self._fired[id(fault)] = self._fired.get(id(fault), 0) + 1

@@ -8,7 +8,10 @@ Contract:
   cluster secret, read from ``--secret-file`` or the environment variable
   ``--secret-env`` (never from argv, which ``ps`` shows), to its peers.
 - It hosts the entity kinds every installed system declares
-  (``ScenarioSystem.register_node``) and spawns the node agent
+  (``ScenarioSystem.register_node``), or only those of ``--systems`` (a node
+  then imports only what they need: deploy's statistics, scipy, are three
+  quarters of a node's start-up; every node of a cluster must host the
+  systems its runs use), and spawns the node agent
   (``runtime.cluster._agent``), then prints ``READY <name> <address>`` on
   stdout. Events go to stderr as JSON lines.
 - Before saying READY it asks every live peer's agent; if there are peers
@@ -44,7 +47,7 @@ from runtime._system import Runtime
 from runtime.cluster._agent import AGENT_NAME, NodeAgent, unreachable_peers
 from runtime.cluster._config import Cluster, split_address
 from runtime.scenario._nodes import host_everything
-from runtime.scenario._registry import systems
+from runtime.scenario._registry import load_system, system_names
 from runtime.store._url import shown_url
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -61,6 +64,7 @@ class NodeOptions:
     secret: str
     name: str | None
     lease_ttl: float
+    systems: tuple[str, ...]
 
 
 def add_node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,6 +80,8 @@ def add_node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.add_argument("--name", default=None, help="node name (default: generated)")
     node.add_argument("--lease-ttl", default="3s",
                       help="membership and entity lease TTL (default 3s)")
+    node.add_argument("--systems", default=None, metavar="S,..",
+                      help="host only these systems (default: every installed one)")
     node.add_argument("--log-level", default="info",
                       choices=("debug", "info", "warning", "error", "critical"))
     node.set_defaults(handler=cmd_node)
@@ -116,7 +122,22 @@ def node_options(args: argparse.Namespace) -> NodeOptions:
         raise ValueError(f"--lease-ttl: {exc}") from None
     if lease_ttl <= 0:
         raise ValueError(f"--lease-ttl: expected a positive duration, got {args.lease_ttl!r}")
-    return NodeOptions(store, args.listen, read_secret(args), args.name, lease_ttl)
+    return NodeOptions(store, args.listen, read_secret(args), args.name, lease_ttl,
+                       hosted_systems(args.systems))
+
+
+def hosted_systems(option: str | None) -> tuple[str, ...]:
+    """The systems of ``--systems`` (every installed one without it); ``ValueError``
+    naming a name that is not installed."""
+    known = system_names()
+    if option is None:
+        return tuple(known)
+    names = tuple(dict.fromkeys(name.strip() for name in option.split(",")))
+    for name in names:
+        if name not in known:
+            raise ValueError(f"--systems: expected names from {', '.join(known)} separated "
+                             f"by commas, got {name!r}")
+    return names
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -149,14 +170,14 @@ async def serve_node(options: NodeOptions) -> list[str]:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    # Import every system before joining: their imports (scipy for deploy's analysis)
-    # take seconds, and a node that blocked its loop that long inside the cluster
-    # would miss its first lease renewals.
-    systems()
+    # Import the hosted systems before joining: their imports (scipy for deploy's
+    # analysis) take seconds, and a node that blocked its loop that long inside the
+    # cluster would miss its first lease renewals.
+    hosted = [load_system(name) for name in options.systems]
     cluster = Cluster(listen=options.listen, secret=options.secret, name=options.name,
                       lease_ttl=options.lease_ttl)
     async with Runtime(store=options.store, cluster=cluster) as rt:
-        await host_everything(rt)
+        await host_everything(rt, hosted)
         await rt.spawn(NodeAgent, name=AGENT_NAME)
         refused_by = await _refused_by(rt, 2 * options.lease_ttl)
         if refused_by:

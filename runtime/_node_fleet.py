@@ -7,7 +7,8 @@ Contract:
   an environment variable (never argv), each node's events appended to
   ``<logs>/<name>.log``, and waits until every one printed ``READY``.
   A node that exits or stays silent instead raises :class:`NodeStartFailed`
-  naming it and quoting the last line it logged.
+  naming it and quoting the last line it logged. With ``systems`` each node
+  hosts only those (``shardline node --systems``; a run passes its own).
 - :meth:`NodeFleet.stop` sends SIGTERM to every node still running (a
   clean leave) and SIGKILLs one that has not exited after ``grace`` s.
 - ``kill`` (SIGKILL), ``pause`` (SIGSTOP) and ``resume`` (SIGCONT) act on
@@ -53,8 +54,9 @@ class NodeFleet:
     """Node processes owned by this process; see the module docstring."""
 
     def __init__(self, store: str, secret: str, logs: Path, *, lease_ttl: float = 3.0,
-                 ready_within: float = 30.0) -> None:
+                 ready_within: float = 30.0, systems: Sequence[str] | None = None) -> None:
         self.store = store
+        self.systems = systems
         self.logs = logs
         self.lease_ttl = lease_ttl
         self.ready_within = ready_within
@@ -81,7 +83,8 @@ class NodeFleet:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "node", "--store", self.store,
              "--listen", "127.0.0.1:0", "--secret-env", SECRET_ENV, "--name", name,
-             "--lease-ttl", f"{self.lease_ttl}s"],
+             "--lease-ttl", f"{self.lease_ttl}s",
+             *(["--systems", ",".join(self.systems)] if self.systems is not None else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
     def _await_ready(self, name: str) -> None:

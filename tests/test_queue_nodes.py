@@ -218,3 +218,9 @@ def test_the_queue_across_node_processes_survives_a_sigkill(
     on = report["server_nodes"]
     assert all(on.values())
     assert all(hosts[-1] != "node-2" for hosts in on.values())
+    # the run's nodes host the queue alone (``--systems queue``): no other system's
+    # node-local actor started on them
+    started = {json.loads(line).get("actor") for name in ("node-1", "node-3") for line in
+               (tmp_path / "out" / "nodes" / f"{name}.log").read_text().splitlines()
+               if line.startswith("{") and '"actor.started"' in line}
+    assert "queue.node-clients" in started and "stream.node-host" not in started

@@ -27,9 +27,14 @@ SECRET = "join-test-secret"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, postgres_url: Callable[..., str]) -> Iterator[tuple[str, NodeFleet]]:
+def cluster(request: pytest.FixtureRequest, tmp_path: Path,
+            postgres_url: Callable[..., str]) -> Iterator[tuple[str, NodeFleet]]:
+    """Two nodes started by hand; every system on them, or only those of an indirect
+    parameter (``shardline node --systems``: a node without deploy starts in a third
+    of the time, and a restarted node must start with the same option)."""
     url = postgres_url()
-    fleet = NodeFleet(url, SECRET, tmp_path / "by-hand", lease_ttl=2.0)
+    fleet = NodeFleet(url, SECRET, tmp_path / "by-hand", lease_ttl=2.0,
+                      systems=getattr(request, "param", None))
     fleet.start(["node-1", "node-2"])
     try:
         yield url, fleet
@@ -134,6 +139,7 @@ def _stop_by_store(url: str) -> None:
 
 
 @pytest.mark.real_processes
+@pytest.mark.parametrize("cluster", [["stream"]], indirect=True, ids=["stream-only"])
 def test_a_joined_cluster_takes_every_node_fault_through_the_agents(
         tmp_path: Path, cluster: tuple[str, NodeFleet],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,6 +166,7 @@ def test_a_joined_cluster_takes_every_node_fault_through_the_agents(
 
 
 @pytest.mark.real_processes
+@pytest.mark.parametrize("cluster", [["stream"]], indirect=True, ids=["stream-only"])
 def test_a_wrong_secret_is_named_not_hung_on(
         tmp_path: Path, cluster: tuple[str, NodeFleet], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

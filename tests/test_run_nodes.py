@@ -156,7 +156,8 @@ def test_a_node_that_cannot_join_is_named(
         tmp_path: Path, postgres_url: Callable[..., str],
         capsys: pytest.CaptureFixture[str]) -> None:
     url = postgres_url()
-    squatter = NodeFleet(url, "another-secret", tmp_path / "squatter", lease_ttl=2.0)
+    squatter = NodeFleet(url, "another-secret", tmp_path / "squatter", lease_ttl=2.0,
+                         systems=["stream"])
     squatter.start(["node-2"])  # the name the run's second node needs
     try:
         code = main(["run", str(_scenario(tmp_path)), "--nodes", "2", "--store", url,

@@ -193,7 +193,7 @@ def test_a_node_process_sigkilled_mid_stream_loses_and_repeats_nothing(
                           destination=f"dir://{tmp_path}/sink")
 
     async def scenario() -> tuple[list[int], Counter[str], list[str]]:
-        nodes = ProcessNodes(3, url, tmp_path / "nodes")
+        nodes = ProcessNodes(3, url, tmp_path / "nodes", systems=["stream"])
         async with Runtime(store=url, cluster=nodes.driver_cluster()) as rt:
             await start_nodes(nodes, rt, [])
             try:

@@ -117,7 +117,7 @@ def cluster_options(args: argparse.Namespace) -> NodeOptions | None:
         return node_options(argparse.Namespace(
             store=args.store, listen=args.cluster_listen or LOOPBACK, name=args.node_name,
             lease_ttl=args.lease_ttl, secret_file=args.secret_file,
-            secret_env=args.secret_env))
+            secret_env=args.secret_env, systems=None))
     except ValueError as exc:
         text = str(exc).replace("--listen:", "--cluster-listen:").replace("--name:",
                                                                          "--node-name:")

@@ -26,6 +26,7 @@ import msgspec
 import structlog
 
 from runtime._actor import Actor
+from runtime._background import BackgroundTasks
 from runtime._errors import ShardlineError
 from runtime._ref import _LocalRef
 from runtime.cluster import _frames as f
@@ -80,7 +81,7 @@ class ClusterNode:
         self._replies: dict[int, tuple[asyncio.Future[object], str, asyncio.TimerHandle]] = {}
         self.watches = RemoteWatches(self)
         self.cuts = LinkCuts()
-        self._tasks: dict[asyncio.Task[Any], None] = {}
+        self._tasks = BackgroundTasks(on_failure=self._task_failed)
         self._ids = 0
         self._paused_until = 0.0
         self.killed = False
@@ -116,10 +117,7 @@ class ClusterNode:
             await outbox.close()
         self.outboxes.clear()
         await self.transport.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await self._tasks.cancel_and_wait()
 
     def kill(self) -> None:
         """Simulated SIGKILL: stop everything now, release nothing."""
@@ -151,16 +149,14 @@ class ClusterNode:
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any], *,
                    detached: bool = False) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        if not detached:
-            self._tasks[task] = None
-            task.add_done_callback(self._task_done)
-        return task
+        """Run ``coro`` as a task of this node: cancelled when the node closes, and
+        logged (``cluster.task_failed``) if it fails; ``detached`` outlives the close."""
+        if detached:
+            return asyncio.get_running_loop().create_task(coro)
+        return self._tasks.spawn(coro)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.pop(task, None)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("cluster.task_failed", node=self.name, exc_info=task.exception())
+    def _task_failed(self, exc: BaseException) -> None:
+        _log.error("cluster.task_failed", node=self.name, exc_info=exc)
 
     async def _periodic(self) -> None:
         interval = self.config.lease_ttl / 3

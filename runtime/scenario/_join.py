@@ -162,4 +162,4 @@ class JoinedNodes(ScenarioNodes):
 
     async def stop(self) -> None:
         """The nodes are not this run's: they keep running."""
-        self._cancel_tasks()
+        self._tasks.cancel()

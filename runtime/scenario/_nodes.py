@@ -44,13 +44,13 @@ import asyncio
 import fnmatch
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
 
+from runtime._background import BackgroundTasks
 from runtime._errors import ScenarioError, ShardlineError
 from runtime._faults import ACTOR_FAULT_KINDS, Fault
 from runtime._node_fleet import NodeFleet, shared_store
@@ -62,7 +62,7 @@ from runtime.cluster._simnet import SimulatedNetwork
 from runtime.scenario._loader import LoadedScenario, NodeExpect
 from runtime.scenario._node_faults import check_node_faults, node_names
 from runtime.scenario._registry import systems
-from runtime.scenario._system_api import InvariantResult, exercised_floors
+from runtime.scenario._system_api import InvariantResult, ScenarioSystem, exercised_floors
 from runtime.store._base import Store
 
 NODE_LEASE_TTL = 2.0
@@ -101,7 +101,7 @@ class ScenarioNodes(ABC):
         self.partitions = 0
         self.driver: Runtime | None = None
         self._restarting: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._node_faults: list[Fault] = []
 
     @abstractmethod
@@ -125,7 +125,7 @@ class ScenarioNodes(ABC):
     def _partition(self, groups: list[list[str]], seconds: float) -> None:
         """Cut ``groups`` apart for ``seconds``; by default each side's node agents cut
         their own links (node processes, joined nodes), in the background."""
-        self._spawn(self._cut_apart(groups, seconds))
+        self._tasks.spawn(self._cut_apart(groups, seconds))
 
     @abstractmethod
     async def stop(self) -> None: ...
@@ -147,13 +147,13 @@ class ScenarioNodes(ABC):
             rt.faults.register_kind(kind, act)
         for fault in plan:
             if fault.kind in acts and fault.probability is not None:
-                self._spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
+                self._tasks.spawn(self._draw_every_second(rt, fault, acts[fault.kind]))
         rt.faults.remote = NodeActors(rt, self.up)
         self._node_faults = [fault for fault in plan if fault.kind in ACTOR_FAULT_KINDS
                              and fault.probability is not None]
         if self._node_faults:
             for name in self.up():
-                self._spawn(self._install_on(name))
+                self._tasks.spawn(self._install_on(name))
 
     def up(self) -> list[str]:
         """The nodes that are up, as far as this run knows."""
@@ -188,7 +188,7 @@ class ScenarioNodes(ABC):
         self.tally[name].state = "killed"
         _log.warning("node.fault", kind="kill_node", node=name)
         if fault.restart_after is not None:
-            self._spawn(self._restart_later(name, fault.restart_after))
+            self._tasks.spawn(self._restart_later(name, fault.restart_after))
 
     async def _restart_later(self, name: str, delay: float) -> None:
         self._restarting.add(name)
@@ -232,14 +232,6 @@ class ScenarioNodes(ABC):
         self.partitions += 1
         _log.warning("node.fault", kind="partition", groups=groups, seconds=fault.duration)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
 
     # -- report ------------------------------------------------------------
     async def report(self, driver: Runtime) -> dict[str, NodeTally]:
@@ -275,12 +267,14 @@ async def _report_of(driver: Runtime, name: str, attempts: int) -> NodeReport | 
     return None
 
 
-async def host_everything(rt: Runtime) -> None:
-    """What every node does before it serves: declare each system's entities, then
-    start its node-local actors."""
-    for system in systems().values():
+async def host_everything(rt: Runtime,
+                          hosted: Sequence[ScenarioSystem[object, object]] | None = None) -> None:
+    """What every node does before it serves: declare each hosted system's entities
+    (every installed system's by default), then start its node-local actors."""
+    chosen = list(systems().values()) if hosted is None else hosted
+    for system in chosen:
         system.register_node(rt)
-    for system in systems().values():
+    for system in chosen:
         await system.start_node(rt)
 
 
@@ -289,10 +283,12 @@ class ProcessNodes(ScenarioNodes):
 
     own_processes = True
 
-    def __init__(self, count: int, store: str, logs: Path) -> None:
+    def __init__(self, count: int, store: str, logs: Path,
+                 systems: Sequence[str] | None = None) -> None:
         super().__init__(count)
         self._secret = secrets.token_hex(16)
-        self.fleet = NodeFleet(store, self._secret, logs, lease_ttl=NODE_LEASE_TTL)
+        self.fleet = NodeFleet(store, self._secret, logs, lease_ttl=NODE_LEASE_TTL,
+                               systems=systems)
 
     def driver_cluster(self) -> Cluster:
         return Cluster(secret=self._secret, name=DRIVER, lease_ttl=NODE_LEASE_TTL)
@@ -321,7 +317,7 @@ class ProcessNodes(ScenarioNodes):
         await asyncio.to_thread(self.fleet.restart, name)
 
     async def stop(self) -> None:
-        self._cancel_tasks()
+        self._tasks.cancel()
         await asyncio.to_thread(self.fleet.stop)
 
 
@@ -377,15 +373,19 @@ class SimulatedNodes(ScenarioNodes):
         asyncio.get_running_loop().call_later(seconds, self.net.heal)
 
     async def stop(self) -> None:
-        self._cancel_tasks()
+        self._tasks.cancel()
         for name in list(self.runtimes):
             await self.runtimes.pop(name).shutdown()
 
 
-def scenario_nodes(count: int, clock: str, store: str, out_dir: Path) -> ScenarioNodes:
+def scenario_nodes(count: int, clock: str, store: str, out_dir: Path,
+                   system: str | None = None) -> ScenarioNodes:
+    """The nodes of a run; node processes host only ``system`` when it is given (the
+    run's own: they start in a third of the time without deploy's scipy)."""
     if clock == "simulated":
         return SimulatedNodes(count)
-    return ProcessNodes(count, store, out_dir / "nodes")
+    return ProcessNodes(count, store, out_dir / "nodes",
+                        systems=None if system is None else [system])
 
 
 def check_node_run(loaded: LoadedScenario, count: int, store: str) -> None:

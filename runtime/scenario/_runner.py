@@ -98,7 +98,8 @@ def run_scenario(
         check_node_faults(loaded.path, loaded.faults, None, header.clock)
     else:
         check_node_run(loaded, node_count, store_url)
-        cluster_nodes = scenario_nodes(node_count, header.clock, store_url, out_dir)
+        cluster_nodes = scenario_nodes(node_count, header.clock, store_url, out_dir,
+                                       loaded.system.section)
 
     async def main() -> tuple[SystemOutcome, str, StoreSize | None]:
         async with Runtime(store=store_url, seed=run_seed, cluster=(
