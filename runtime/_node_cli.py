@@ -178,7 +178,7 @@ async def serve_node(options: NodeOptions) -> list[str]:
                       lease_ttl=options.lease_ttl)
     async with Runtime(store=options.store, cluster=cluster) as rt:
         await host_everything(rt, hosted)
-        await rt.spawn(NodeAgent, name=AGENT_NAME)
+        await rt.spawn(NodeAgent, list(options.systems), name=AGENT_NAME)
         refused_by = await _refused_by(rt, 2 * options.lease_ttl)
         if refused_by:
             _log.error("node.refused", node=rt.node_name, peers=refused_by)

@@ -180,6 +180,25 @@ def test_a_wrong_secret_is_named_not_hung_on(
     assert "not-the-secret" not in err and "Traceback" not in err
 
 
+@pytest.mark.real_processes
+@pytest.mark.parametrize("cluster", [["stream"]], indirect=True, ids=["stream-only"])
+def test_nodes_that_do_not_host_the_runs_system_are_named_not_waited_on(
+        tmp_path: Path, cluster: tuple[str, NodeFleet],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A deploy run joining nodes started with --systems stream: exit 2 naming them (it
+    used to wait for its deployment's entities, which no node could host, until its
+    timeout and fail ``finished``)."""
+    url, _fleet = cluster
+    variant = _variant(tmp_path, 'timeout = "60s"', 'timeout = "6s"')
+    assert main(["run", variant, "--store", url, "--join", "--secret-file",
+                 _secret_file(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "node node-1, node-2 does not host system 'deploy' (started with `shardline " \
+           "node --systems stream`); expected every node to host it: start them with " \
+           "--systems naming deploy, or without --systems" in err
+    assert "Traceback" not in err and SECRET not in err
+
+
 def test_a_cluster_without_a_live_node_is_exit_2_naming_the_store(
         tmp_path: Path, postgres_url: Callable[..., str], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,9 @@ class NodeReport(msgspec.Struct, frozen=True):
     faults: int = 0
     """Faults this node's own injector struck (a run's ``probability`` actor faults
     installed on it, and the actor faults a driver armed here once they applied)."""
+    systems: list[str] | None = None
+    """The scenario systems the node hosts (``shardline node --systems``); ``None``
+    when its agent was not told (every installed one)."""
 
 
 class CutLinks(Message, frozen=True):
@@ -114,7 +117,11 @@ AgentMsg = (DescribeNode | CutLinks | KillNode | PauseNode | ActorsStruck | Stri
 
 
 class NodeAgent(Actor[AgentMsg]):
-    """Answers for this node: its report, and the node faults a driver asks of it."""
+    """Answers for this node: its report (naming ``systems``, the scenario systems it
+    hosts, when given), and the node faults a driver asks of it."""
+
+    def __init__(self, systems: Sequence[str] | None = None) -> None:
+        self.systems = None if systems is None else list(systems)
 
     async def receive(self, msg: AgentMsg) -> NodeReport | bool | list[str]:
         faults = self.runtime.faults
@@ -140,10 +147,10 @@ class NodeAgent(Actor[AgentMsg]):
                 self.log.warning("node.pausing_itself", seconds=seconds)
                 if not self.runtime.simulated:
                     pause_self(seconds)
-        return describe(self.runtime)
+        return describe(self.runtime, self.systems)
 
 
-def describe(rt: Runtime) -> NodeReport:
+def describe(rt: Runtime, systems: list[str] | None = None) -> NodeReport:
     """This node's :class:`NodeReport`, read from its actors' counters."""
     stats = rt.statistics()
     cluster = rt.cluster_statistics()
@@ -151,7 +158,7 @@ def describe(rt: Runtime) -> NodeReport:
         node=rt.node_name or "", actors=len(stats),
         entities=cluster.entities_active, activations=cluster.activations,
         messages=sum(s.received for s in stats), restarts=sum(s.restarted for s in stats),
-        cpu_s=time.process_time(), faults=rt.faults.injected)
+        cpu_s=time.process_time(), faults=rt.faults.injected, systems=systems)
 
 
 async def ask_report(rt: Runtime, node: str, timeout: float) -> NodeReport:

@@ -23,6 +23,10 @@ Policy:
   cluster links (``runtime.cluster._self_faults``, ``_cuts``). Every
   ``kill_node`` / ``pause_node`` target and every ``partition`` group must
   match a live node when the run starts.
+- Every live node must host the run's system: one started with
+  ``shardline node --systems`` naming others is a ``ScenarioError`` naming
+  it, the system and the option (it could never run the system's actors:
+  the run would wait for them until its timeout).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from runtime.cluster._agent import (
     KillNode,
     NodeAgent,
     PauseNode,
+    ask_report,
     unreachable_peers,
 )
 from runtime.cluster._config import Cluster
@@ -82,8 +87,9 @@ class JoinedNodes(ScenarioNodes):
     """The live ``shardline node`` processes of a cluster this run did not start."""
 
     def __init__(self, options: JoinOptions, store: str, faults: Sequence[Fault],
-                 path: str) -> None:
+                 path: str, system: str) -> None:
         super().__init__(0)
+        self._system = system
         self._options = options
         self._store = store
         self._faults = faults
@@ -120,7 +126,28 @@ class JoinedNodes(ScenarioNodes):
                         f"{self._path}: faults[{index}].target: {glob!r} matches no live "
                         f"node of the cluster; expected a name or glob matching one of: "
                         f"{', '.join(names)}")
+        await self._check_hosted(driver, names, where)
         _log.info("run.joined", nodes=names)
+
+    async def _check_hosted(self, driver: Runtime, names: list[str], where: str) -> None:
+        """``ScenarioError`` naming the nodes that host other systems than the run's (a
+        node whose agent does not answer in time is taken as hosting it)."""
+        lacking: list[str] = []
+        hosted: set[str] = set()
+        for name in names:
+            try:
+                report = await ask_report(driver, name, JOIN_WAIT / 2)
+            except ShardlineError:
+                continue
+            if report.systems is not None and self._system not in report.systems:
+                lacking.append(name)
+                hosted.update(report.systems)
+        if lacking:
+            raise ScenarioError(
+                f"{where}: node {', '.join(lacking)} does not host system {self._system!r} "
+                f"(started with `shardline node --systems {','.join(sorted(hosted))}`); "
+                f"expected every node to host it: start them with --systems naming "
+                f"{self._system}, or without --systems")
 
     @staticmethod
     async def _settled(driver: Runtime, names: list[str]) -> list[str]:

@@ -93,7 +93,8 @@ def run_scenario(
     cluster_nodes: ScenarioNodes | None = None
     if join is not None:
         check_join_run(loaded, store_url)
-        cluster_nodes = JoinedNodes(join, store_url, loaded.faults, loaded.path)
+        cluster_nodes = JoinedNodes(join, store_url, loaded.faults, loaded.path,
+                                    loaded.system.section)
     elif node_count is None:
         check_node_faults(loaded.path, loaded.faults, None, header.clock)
     else:
