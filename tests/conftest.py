@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import structlog
 
 from tests._postgres import ThrowawayPostgres
 
-_DISK_TEMP = tempfile.gettempdir()
-"""The system's temporary directory (``TMPDIR``, else /tmp): on the disk, not tmpfs."""
-
 # tmp_path directories live in RAM where the machine has a tmpfs: the runs' sinks and
 # stores fsync every batch, and on a disk shared with other jobs each fsync can take
 # milliseconds (a stream test spent 3/4 of its time there). A process kill, the only
 # crash the tests inflict, loses nothing either way. pytest reads this variable at the
-# first tmp_path; one the user set, or --basetemp, wins. A test whose figures depend on
-# disk timing takes ``disk_tmp_path`` instead.
+# first tmp_path; one the user set, or --basetemp, wins. No test's figures may depend on
+# disk timing (a SQLite store measured by size holds its WAL to a few pages).
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
-
-
-@pytest.fixture
-def disk_tmp_path() -> Iterator[Path]:
-    """A fresh temporary directory on the disk (``tmp_path`` may be on tmpfs), removed after."""
-    with tempfile.TemporaryDirectory(prefix="shardline-disk-", dir=_DISK_TEMP) as path:
-        yield Path(path)
 
 
 @pytest.fixture(autouse=True)
