@@ -12,6 +12,7 @@ import pytest
 
 import runtime
 from runtime import Cluster, Runtime
+from runtime._node_cli import hosted_systems
 from runtime._node_fleet import NodeFleet, NodeStartFailed
 from runtime.cli import main
 from runtime.cluster._agent import NodeReport, ask_report
@@ -37,6 +38,11 @@ SECRET = "node-command-secret"
       "stream,streams"],
      "--systems: expected names from deploy, log, queue, stream separated by commas, "
      "got 'streams'"),
+    (["--store", "postgresql://u:hunter2@h/db", "--secret-env", "HOME", "--systems", ""],
+     "--systems: expected names from deploy, log, queue, stream separated by commas, "
+     "got ''"),
+    (["--store", "postgresql://u:hunter2@h/db", "--secret-env", "HOME", "--systems",
+      "stream,,queue"], "got ''"),
 ])
 def test_bad_node_input_is_exit_2_naming_the_option(
         argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,6 +50,11 @@ def test_bad_node_input_is_exit_2_naming_the_option(
     err = capsys.readouterr().err
     assert expected in err
     assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_systems_are_names_around_commas_each_once() -> None:
+    assert hosted_systems(" stream , queue,stream") == ("stream", "queue")
+    assert hosted_systems(None) == ("deploy", "log", "queue", "stream")
 
 
 def test_a_node_without_a_secret_option_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -127,6 +127,19 @@ node_partitions = 1
 """
 
 
+def _command_lines(url: str) -> list[list[str]]:
+    """The argument lists of the live processes whose command line names ``url``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if url.encode() in text:
+            found.append(text.decode(errors="replace").rstrip("\0").split("\0"))
+    return found
+
+
 def _stop_by_store(url: str) -> None:
     """SIGTERM every process whose command line names ``url`` (a node the run's kill
     started again is no child of the test's fleet)."""
@@ -161,6 +174,10 @@ def test_a_joined_cluster_takes_every_node_fault_through_the_agents(
         assert nodes["node-1"]["state"] == "up"  # the new process answered its agent
         assert nodes["node-2"]["pauses"] == 1 and nodes["node-2"]["state"] == "up"
         assert fleet.processes["node-1"].wait(timeout=10) == -signal.SIGKILL
+        # the restarted node-1 is a new process with the same command line, --systems too
+        restarted = [argv for argv in _command_lines(url) if "node-1" in argv]
+        assert len(restarted) == 1 and "--systems" in restarted[0], restarted
+        assert restarted[0][restarted[0].index("--systems") + 1] == "stream"
     finally:
         _stop_by_store(url)
 
