@@ -193,11 +193,11 @@ def test_every_error_path_exits_2_with_one_message_and_no_traceback(
 def test_ctrl_c_during_run_exits_130_with_one_line_and_the_rerun_resumes(
     tmp_path: Path,
 ) -> None:
-    # 2 s of work on the real clock at 10,000 records/s: SIGINT (≤ 50 ms after the first
+    # 4 s of work on the real clock at 10,000 records/s: SIGINT (≤ 50 ms after the first
     # batch) lands mid-run. Paced, not sized: the default clock is simulated, so a sized
     # run's length was its disk's (on tmpfs all 40,000 records often committed before
     # SIGINT arrived, and the rerun had nothing left to resume).
-    records = 20_000
+    records = 40_000
     path, out = _stream(tmp_path, "interrupted", records=records), tmp_path / "out"
     path.write_text(path.read_text().replace("seed = 3\n", "seed = 3\nclock = \"real\"\n")
                     .replace("workers = 2\n", "workers = 2\nrate = 10000.0\n"))
