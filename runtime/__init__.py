@@ -6,6 +6,7 @@ state layer.
 """
 
 from runtime._actor import Actor, Timer
+from runtime._background import BackgroundTasks
 from runtime._clock import Clock
 from runtime._deferred import Deferred
 from runtime._errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "AskTimeout",
+    "BackgroundTasks",
     "Backoff",
     "Clock",
     "Cluster",

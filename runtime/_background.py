@@ -33,9 +33,9 @@ class BackgroundTasks:
         self._on_failure = on_failure
         self._tasks: dict[asyncio.Task[Any], None] = {}
 
-    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run ``coro`` as a task on the running loop, held until it is done."""
-        task = asyncio.get_running_loop().create_task(coro)
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+        """Run ``coro`` as a task (named ``name``) on the running loop, held until done."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks[task] = None
         task.add_done_callback(self._done)
         return task

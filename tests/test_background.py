@@ -1,19 +1,21 @@
-"""runtime._background.BackgroundTasks: held until done, cancelled in start order,
-failures handed to the owner (the cluster node, the fault injector and the node runs
-of a scenario all keep their fire-and-forget tasks in one)."""
+"""runtime.BackgroundTasks: held until done, cancelled in start order, failures
+handed to the owner (the cluster node, the fault injector, the node runs of a
+scenario, the stream worker's deliveries and the queue node's client spawns all keep
+their fire-and-forget tasks in one)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from runtime._background import BackgroundTasks
+from runtime import BackgroundTasks
 
 
 async def test_a_task_is_held_until_done_then_forgotten() -> None:
     tasks = BackgroundTasks()
     gate = asyncio.Event()
-    task = tasks.spawn(gate.wait())
+    task = tasks.spawn(gate.wait(), name="waiting")
     await asyncio.sleep(0)
+    assert task.get_name() == "waiting"
     assert len(tasks) == 1 and not task.done()
     gate.set()
     assert await task is True

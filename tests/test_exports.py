@@ -15,6 +15,7 @@ RUNTIME_API = [
     "ActorStatistics",
     "ActorStopped",
     "AskTimeout",
+    "BackgroundTasks",
     "Backoff",
     "Clock",
     "Cluster",

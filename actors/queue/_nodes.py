@@ -19,7 +19,6 @@ instead of spawned servers. Its ``start`` (the driver's) checks the layout only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from actors.queue._recipe import (
 )
 from runtime import (
     Actor,
+    BackgroundTasks,
     ConflictError,
     Message,
     Runtime,
@@ -92,12 +92,11 @@ def host_node_clients(rt: Runtime) -> None:
     """Declare the server entity and start this node's :class:`NodeClients` (called
     on every node before it serves, with its loop running)."""
     rt.register_entity(QueueServerEntity)
-    task = asyncio.get_running_loop().create_task(rt.spawn(NodeClients, name=NODE_CLIENTS))
-    _starting.add(task)
-    task.add_done_callback(_starting.discard)
+    _starting.spawn(rt.spawn(NodeClients, name=NODE_CLIENTS))
 
 
-_starting: set[asyncio.Task[object]] = set()
+_starting = BackgroundTasks()
+"""The spawns of nodes' ``NodeClients`` under way (held until done)."""
 
 
 class Scan(Message, frozen=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 
 from actors.stream import _keys as keys
@@ -16,7 +15,7 @@ from actors.stream._destinations import (
 from actors.stream._job import StreamJob
 from actors.stream._node_driver import StreamOnNodes
 from actors.stream._node_host import HOST_NAME, StreamNodeHost
-from runtime import Fault, Runtime, ScenarioError
+from runtime import BackgroundTasks, Fault, Runtime, ScenarioError
 from runtime._callables import resolve_callable
 from runtime.scenario import (
     FileAudit,
@@ -84,7 +83,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
 
     def register_faults(self, rt: Runtime) -> None:
         rt.faults.register_kind("destination_error")
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = BackgroundTasks()
 
         async def expire(fault: Fault) -> None:
             store = without_faults(rt.store)
@@ -97,9 +96,7 @@ class StreamSystem(ScenarioSystem[StreamConfig, StreamExpect]):
             rt.faults.record(fault, lease_actor(chosen.key))
 
         def on_trigger(fault: Fault) -> None:
-            task = asyncio.get_running_loop().create_task(expire(fault))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks.spawn(expire(fault))
 
         rt.faults.register_kind("lease_expiry", on_trigger)
 

@@ -60,7 +60,7 @@ from actors.stream._messages import (
 )
 from actors.stream._partition import CheckpointReply
 from actors.stream._records import Batch, PendingCheckpoint, Record, batch_id
-from runtime import Actor, ShardlineError
+from runtime import Actor, BackgroundTasks, ShardlineError
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
@@ -76,7 +76,8 @@ class Worker(Actor[WorkerMsg]):
     def __init__(self, job: StreamJob) -> None:
         self.job = job
         self.held: dict[int, HeldPartition] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks = BackgroundTasks()
+        """The partitions' delivery tasks, cancelled in the order they started."""
 
     async def recover(self) -> None:
         """Adopt the leases this worker still holds and replay their pending batches
@@ -104,8 +105,7 @@ class Worker(Actor[WorkerMsg]):
         self.send_every(config.lease_ttl / 3.0, Renew())
 
     async def stopped(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        self.tasks.cancel()
         now = self.runtime.now()
         for partition in self.held:
             self.job.metrics.partition_lost(partition, now)
@@ -323,10 +323,7 @@ class Worker(Actor[WorkerMsg]):
         held.delivering = True
         taken = held.window[held.delivered]
         bid = self._bid(partition, taken)
-        task = asyncio.get_running_loop().create_task(
-            self._delivery(partition, held, taken, bid), name=f"{self.name} {bid}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.spawn(self._delivery(partition, held, taken, bid), name=f"{self.name} {bid}")
 
     async def _delivery(self, partition: int, held: HeldPartition, taken: Slice,
                         bid: str) -> None:
