@@ -44,6 +44,22 @@ def test_pruning_a_chunk_leaves_an_id_that_a_later_chunk_added_again() -> None:
     assert "a" not in window
 
 
+def test_an_id_added_by_three_chunks_stays_until_the_latest_leaves_the_window() -> None:
+    window = DedupWindow(10.0)
+    window.add({"a", "b"}, 100.0, 1)
+    window.add({"a"}, 102.0, 2)  # a replay: "a" in three entries
+    window.add({"a", "c"}, 104.0, 3)
+    window.prune(113.0)  # the first two chunks leave; "a" is stamped 104.0
+    assert "a" in window and "b" not in window and window.oldest_seq() == 3
+    window.prune(114.0)  # horizon 104.0: still inside
+    assert "a" in window and "c" in window
+    window.prune(114.000001)
+    assert len(window) == 0 and window.oldest_seq() is None
+    window.add({"a"}, 120.0, 4)  # back after it left: one chunk, one stamp
+    window.prune(130.000001)
+    assert "a" not in window
+
+
 def test_a_server_refuses_an_enqueue_holding_a_key_it_does_not_own() -> None:
     async def main() -> None:
         async with open_cluster(servers=2) as (_rt, cluster):
