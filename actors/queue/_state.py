@@ -154,11 +154,11 @@ class ServerState:
                 add_message(head.message)
                 add_message_offset(offset)
                 add_last(offset)
-            else:
-                members = list(itertools.islice(pending, count))
-                messages.extend([held.message for held in members])
-                message_offsets.extend([held.offset for held in members])
-                add_last(members[-1].offset)
+            else:  # a loop: a comprehension's call costs more than a few members
+                for held in itertools.islice(pending, count):
+                    add_message(held.message)
+                    add_message_offset(held.offset)
+                add_last(held.offset)
             add_key(k.name)
             add_offset(offset)
             add_count(count)
@@ -371,9 +371,10 @@ class ServerState:
                     for _ in range(count):
                         pending.popleft()
                 else:
-                    seconds = samples.seconds
+                    add = samples.seconds.append
+                    popleft = pending.popleft
                     for _ in range(count):
-                        seconds.append(at - pending.popleft().at)
+                        add(at - popleft().at)
                     samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
