@@ -128,8 +128,7 @@ class QueueState:
             while ready and budget > 0:
                 k = pop()
                 k.queued = False
-                if k.deliverable:
-                    held = len(k.pending)
+                if not k.flight and (held := len(k.pending)):  # k.deliverable, inlined
                     count = per_key if per_key < held else held
                     add((k, count))
                     budget -= count

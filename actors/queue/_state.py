@@ -78,6 +78,9 @@ class ServerState:
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
         """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
         the receive's time plus one constant timeout, so they come in order."""
+        self._planned_ids: tuple[MessagesEnqueued, set[str]] | None = None
+        """The ids of the enqueue event planned last (a cache: applying that event adds
+        them to the dedup window without reading every message again)."""
 
     def _window(self, queue: str) -> DedupWindow:
         window = self._dedup.get(queue)
@@ -102,11 +105,13 @@ class ServerState:
         window.prune(at)
         if not isinstance(messages, list):
             messages = list(messages)
-        ids = [m.id for m in messages]
-        if window.none_of(ids) and len(set(ids)) == len(ids):  # the usual case, in C
+        ids = set([m.id for m in messages])  # a list first: faster
+        if len(ids) == len(messages) and window.none_of(ids):  # the usual case, in C
             if not messages:
                 return [], 0, 0
-            return [MessagesEnqueued(queue, self.next_offset, at, messages)], len(messages), 0
+            event = MessagesEnqueued(queue, self.next_offset, at, messages)
+            self._planned_ids = (event, ids)
+            return [event], len(messages), 0
         fresh: list[QueuedMessage] = []
         seen: set[str] = set()
         duplicates = 0
@@ -119,7 +124,9 @@ class ServerState:
             fresh.append(message)
         if not fresh:
             return [], 0, duplicates
-        return [MessagesEnqueued(queue, self.next_offset, at, fresh)], len(fresh), duplicates
+        event = MessagesEnqueued(queue, self.next_offset, at, fresh)
+        self._planned_ids = (event, seen)
+        return [event], len(fresh), duplicates
 
     def plan_receive(self, queue: str, max_messages: int, per_key: int = 1, holder: str = ""
                      ) -> tuple[list[JournalEvent], Taken | None]:
@@ -147,11 +154,11 @@ class ServerState:
                 add_message(head.message)
                 add_message_offset(offset)
                 add_last(offset)
-            else:
-                members = list(itertools.islice(pending, count))
-                messages.extend([held.message for held in members])
-                message_offsets.extend([held.offset for held in members])
-                add_last(members[-1].offset)
+            else:  # a loop: a comprehension's call costs more than a few members
+                for held in itertools.islice(pending, count):
+                    add_message(held.message)
+                    add_message_offset(held.offset)
+                add_last(held.offset)
             add_key(k.name)
             add_offset(offset)
             add_count(count)
@@ -243,28 +250,47 @@ class ServerState:
         # after the restart, would re-send outputs whose ids had expired meanwhile.
         stamp = e.at if live else max(e.at, self.wall())
         keys = q.keys
-        offset = e.first_offset
         at = e.at
         ready = q.ready
-        full = q.full
-        size = q.window.size if q.window is not None else 0
+        add_ready = ready.append
         messages = e.messages
-        for message in messages:
-            key = message.key
-            k = keys.get(key)
-            if k is None:
-                k = keys[key] = KeyState(key)
-            pending = k.pending
-            pending.append(Held(message, offset, at, journal_seq))
-            if k.deliverable:  # q.make_ready(k), inlined: this runs once per message
-                if not k.queued:
+        first = e.first_offset
+        # q.make_ready(k), inlined: this runs once per message (a key just given a
+        # message is deliverable unless a batch of it is out)
+        if q.window is None:
+            for offset, message in enumerate(messages, first):
+                key = message.key
+                k = keys.get(key)
+                if k is None:
+                    k = keys[key] = KeyState(key)
+                k.pending.append(Held(message, offset, at, journal_seq))
+                if not k.flight and not k.queued:
                     k.queued = True
-                    ready.append(k)
-                if size and not k.in_full and (k.pinned or len(pending) >= size):
-                    k.in_full = True
-                    full.append(k)
-            offset += 1
-        self._window(e.queue).add([m.id for m in messages], stamp, journal_seq)
+                    add_ready(k)
+        else:
+            full = q.full
+            size = q.window.size
+            for offset, message in enumerate(messages, first):
+                key = message.key
+                k = keys.get(key)
+                if k is None:
+                    k = keys[key] = KeyState(key)
+                pending = k.pending
+                pending.append(Held(message, offset, at, journal_seq))
+                if not k.flight:
+                    if not k.queued:
+                        k.queued = True
+                        add_ready(k)
+                    if not k.in_full and (k.pinned or len(pending) >= size):
+                        k.in_full = True
+                        full.append(k)
+        offset = first + len(messages)
+        planned = self._planned_ids
+        if planned is not None and planned[0] is e:
+            ids, self._planned_ids = planned[1], None
+        else:  # a replay, or a stale plan
+            ids = set([m.id for m in messages])
+        self._window(e.queue).add(ids, stamp, journal_seq)
         q.held += len(messages)
         if offset > self.next_offset:
             self.next_offset = offset
@@ -345,9 +371,10 @@ class ServerState:
                     for _ in range(count):
                         pending.popleft()
                 else:
-                    seconds = samples.seconds
+                    add = samples.seconds.append
+                    popleft = pending.popleft
                     for _ in range(count):
-                        seconds.append(at - pending.popleft().at)
+                        add(at - popleft().at)
                     samples.keys.extend([key] * count)
             acked += count
             k.pinned = 0
