@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from actors.queue._builtins import make_map, make_reduce
+from actors.queue._builtins import BuiltinMap, make_map, make_reduce
 from actors.queue._config import PoisonSpec, TierConfig
 from runtime import ShardlineError
 from runtime._callables import resolve_callable
@@ -72,6 +72,7 @@ class TierStep:
                   else make_reduce(config.name, config.out_keys))
         self.fn: Callable[..., object] = fn
         self.poison = PoisonMatcher(poison.key, poison.body) if poison is not None else None
+        self._many = fn.many if isinstance(fn, BuiltinMap) and self.poison is None else None
 
     def map(self, key: str, body: bytes) -> tuple[str, bytes]:
         if self.poison is not None:
@@ -82,6 +83,28 @@ class TierStep:
                 and type(result[1]) is bytes):
             return cast(tuple[str, bytes], result)
         return check_result(self.name, result)
+
+    def map_many(self, keys: list[str], bodies: list[bytes],
+                 ) -> tuple[list[str], list[bytes], Exception | None]:
+        """Map messages in order until one fails: the output keys and bodies of those
+        before it, and what the failing one raised (None: all of them mapped). The
+        failing message is the one at index ``len(out_keys)``."""
+        if self._many is not None:
+            try:
+                out_keys, out_bodies = self._many(keys, bodies)
+                return out_keys, out_bodies, None
+            except Exception:
+                pass  # which one fails is found one by one (the built-in is pure)
+        out_keys = []
+        out_bodies = []
+        for key, body in zip(keys, bodies, strict=True):
+            try:
+                out_key, out_body = self.map(key, body)
+            except Exception as exc:
+                return out_keys, out_bodies, exc
+            out_keys.append(out_key)
+            out_bodies.append(out_body)
+        return out_keys, out_bodies, None
 
     def reduce(self, key: str, bodies: list[bytes]) -> tuple[str, bytes]:
         """The window's output; raises ``MemberFailed`` naming the member to blame."""

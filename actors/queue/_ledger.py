@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable
+import operator
+from collections.abc import Iterable
 
 import msgspec
 
@@ -34,28 +35,34 @@ def original_id(queue: str, index: int) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _output_hash(tier: str) -> hashlib.blake2b:
-    """The hash state after a tier's prefix (copied per output: one per message)."""
-    return hashlib.blake2b(f"output\x00{tier}".encode(), digest_size=DIGEST_BYTES)
+    """The hash state after a tier's prefix and the separator of its first input (copied
+    per output: one per message)."""
+    return hashlib.blake2b(f"output\x00{tier}\x00".encode(), digest_size=DIGEST_BYTES)
 
 
 def output_id(tier: str, input_ids: Iterable[str]) -> str:
-    """The id (and dedup id) of what ``tier`` made from ``input_ids``, in their order."""
+    """The id (and dedup id) of what ``tier`` made from ``input_ids``, in their order:
+    the hash of ``output``, the tier and the ids, each after a NUL."""
+    ids = input_ids if isinstance(input_ids, (list, tuple)) else list(input_ids)
+    if not ids:
+        return hashlib.blake2b(f"output\x00{tier}".encode(),
+                               digest_size=DIGEST_BYTES).hexdigest()
     h = _output_hash(tier).copy()
-    for item in input_ids:
-        h.update(b"\x00" + item.encode())
+    h.update("\x00".join(ids).encode())  # one update: the hash of the same bytes
     return h.hexdigest()
 
 
-def output_id_of_one(tier: str) -> Callable[[str], str]:
-    """``ident -> output_id(tier, [ident])``, for a map tier (one input per output)."""
-    base = _output_hash(tier)
-
-    def of_one(ident: str) -> str:
-        h = base.copy()
-        h.update(b"\x00" + ident.encode())
-        return h.hexdigest()
-
-    return of_one
+def output_ids_of_each(tier: str, input_ids: Iterable[str]) -> list[str]:
+    """``[output_id(tier, [ident]) for ident in input_ids]``, for a map tier (one input
+    per output), in one pass."""
+    copy = _output_hash(tier).copy
+    found: list[str] = []
+    add = found.append
+    for ident in input_ids:
+        h = copy()
+        h.update(ident.encode())
+        add(h.hexdigest())
+    return found
 
 
 class Ledger(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -88,11 +95,15 @@ def original_digests(queue: str, first: int, count: int) -> list[bytes]:
             for index in range(first, first + count)]
 
 
+_count_of = operator.attrgetter("count")
+_digest_of = operator.attrgetter("digest")
+
+
 def merge_ledgers(ledgers: Iterable[Ledger], full: bool) -> Ledger:
     """The ledger of a message made from messages with ``ledgers`` (N -> 1)."""
-    ledgers = list(ledgers)
-    count = sum([ledger.count for ledger in ledgers])
-    total = sum(map(int.from_bytes, [ledger.digest for ledger in ledgers]))  # big-endian
+    ledgers = ledgers if isinstance(ledgers, (list, tuple)) else list(ledgers)
+    count = sum(map(_count_of, ledgers))
+    total = sum(map(int.from_bytes, map(_digest_of, ledgers)))  # big-endian
     ids: list[str] | None = None
     if full:
         ids = []

@@ -13,6 +13,11 @@ import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from actors.queue._keycache import KeyCache
+
+_KEYS_CACHED = 1 << 20
+"""Keys whose owner a process remembers (then it starts again: scoring is cheap)."""
+
 
 def score(server_id: str, key: str) -> int:
     """The weight of ``key`` on ``server_id``: 64 bits of BLAKE2b, the same everywhere."""
@@ -36,7 +41,7 @@ def owner(key: str, server_ids: Sequence[str]) -> int:
 class Placement:
     """Rendezvous placement over a fixed list of server ids, with a per-key cache."""
 
-    __slots__ = ("_cache", "server_ids")
+    __slots__ = ("_owners", "server_ids")
 
     def __init__(self, server_ids: Sequence[str]) -> None:
         if not server_ids:
@@ -44,35 +49,26 @@ class Placement:
         if len(set(server_ids)) != len(server_ids):
             raise ValueError(f"server ids must be distinct, got {list(server_ids)}")
         self.server_ids = tuple(server_ids)
-        self._cache: dict[str, int] = {}
+        self._owners: KeyCache[int] = KeyCache(self._owner, limit=_KEYS_CACHED)
+
+    def _owner(self, key: str) -> int:
+        return owner(key, self.server_ids)
 
     def __call__(self, key: str) -> int:
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = owner(key, self.server_ids)
-        return found
+        return self._owners[key]
 
     def owners(self, keys: list[str]) -> list[int]:
-        """The server of each of ``keys`` (the cache read in C; misses filled here)."""
-        found = list(map(self._cache.get, keys))
-        if None in found:
-            found = [self(key) for key in keys]
-        return found  # type: ignore[return-value]
+        """The server of each of ``keys`` (read in C while the keys are known)."""
+        return self._owners.many(keys)
 
     def misplaced(self, keys: Iterable[str], server: int) -> str | None:
-        """The first of ``keys`` not held by ``server`` (None: all are), with the cache
-        read inline, since a server checks every message it is sent."""
-        cache = self._cache
+        """The first of ``keys`` not held by ``server`` (None: all are); a server checks
+        every message it is sent, so the common case (all here) is one pass in C."""
         keys = list(keys)
-        if set(map(cache.get, keys)) == {server}:  # every key known and here, in C
+        owners = self._owners.many(keys)
+        if set(owners) <= {server}:
             return None
-        for key in keys:
-            found = cache.get(key)
-            if found is None:
-                found = self(key)
-            if found != server:
-                return key
-        return None
+        return keys[[found != server for found in owners].index(True)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import operator
 
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
 from actors.queue._functions import MemberFailed, TierStep
-from actors.queue._ledger import merge_ledgers, output_id, output_id_of_one
+from actors.queue._ledger import merge_ledgers, output_id, output_ids_of_each
 from actors.queue._messages import QueuedMessage, Settlement, Taken
 
 
@@ -56,36 +57,48 @@ class TierClient(QueueConsumer):
         await self.settle(settled)
 
 
+_key_of = operator.attrgetter("key")
+_body_of = operator.attrgetter("body")
+_id_of = operator.attrgetter("id")
+_ledger_of = operator.attrgetter("ledger")
+
+
 class MapClient(TierClient):
     """One output per input; a batch is mapped in order up to its first failure."""
 
     async def handle(self, takes: list[Taken]) -> None:
-        step_map = self.step.map
-        output_of = output_id_of_one(self.step.name)
         outputs: list[QueuedMessage] = []
-        add = outputs.append
-        settled: list[tuple[Taken, list[Settlement]]] = []
-        for taken in takes:
-            failed: list[Settlement] = []
-            skip_to = 0
-            for j, m in enumerate(taken.messages):
-                if j < skip_to:
-                    continue  # the rest of a batch after its failure: given back
-                ident = m.id
-                try:
-                    key, body = step_map(m.key, m.body)
-                except Exception as exc:
-                    # only now find the batch: which one a message is in costs nothing
-                    # per message while none fails
-                    starts = taken.starts()
-                    batch = bisect.bisect_right(starts, j) - 1
-                    done = j - starts[batch]
-                    failed.append(Settlement(taken.receipt(batch), done, done, reason_of(exc)))
-                    skip_to = starts[batch] + taken.counts[batch]
-                    continue
-                add(QueuedMessage(output_of(ident), key, body, m.ledger, (ident,)))
-            settled.append((taken, failed))
+        settled = [(taken, self._map_taken(taken, outputs)) for taken in takes]
         await self.pass_on(outputs, settled)
+
+    def _map_taken(self, taken: Taken, outputs: list[QueuedMessage]) -> list[Settlement]:
+        """Add the outputs of ``taken``'s messages to ``outputs`` (whole columns at a
+        time); the settlements of its batches that failed (the messages of a batch
+        after its failure are given back, so they have no output)."""
+        step = self.step
+        messages = taken.messages
+        keys = list(map(_key_of, messages))
+        bodies = list(map(_body_of, messages))
+        failed: list[Settlement] = []
+        at = 0
+        while True:
+            out_keys, out_bodies, exc = step.map_many(keys[at:], bodies[at:])
+            done = at + len(out_keys)
+            inputs = messages[at:done]
+            ids = list(map(_id_of, inputs))
+            outputs.extend(map(QueuedMessage, output_ids_of_each(step.name, ids), out_keys,
+                               out_bodies, map(_ledger_of, inputs), zip(ids)))
+            if exc is None:
+                return failed
+            # only now find the batch: which one a message is in costs nothing per
+            # message while none fails
+            starts = taken.starts()
+            batch = bisect.bisect_right(starts, done) - 1
+            acked = done - starts[batch]
+            failed.append(Settlement(taken.receipt(batch), acked, acked, reason_of(exc)))
+            at = starts[batch] + taken.counts[batch]  # the rest of the batch: given back
+            if at >= len(messages):
+                return failed
 
 
 class ReduceClient(TierClient):
@@ -100,19 +113,22 @@ class ReduceClient(TierClient):
         for taken in takes:
             failed: list[Settlement] = []
             messages = taken.messages
+            bodies = list(map(_body_of, messages))
+            ids = list(map(_id_of, messages))
+            ledgers = list(map(_ledger_of, messages))
             start = 0
             for batch, (key, count) in enumerate(zip(taken.keys, taken.counts, strict=True)):
-                members = messages[start:start + count]
-                start += count
+                end = start + count
                 try:
-                    out_key, body = step.reduce(key, [m.body for m in members])
+                    out_key, body = step.reduce(key, bodies[start:end])
                 except MemberFailed as exc:
                     failed.append(Settlement(taken.receipt(batch), 0, exc.index, str(exc)))
+                    start = end
                     continue
-                ids = tuple([m.id for m in members])
-                outputs.append(QueuedMessage(
-                    output_id(name, ids), out_key, body,
-                    merge_ledgers((m.ledger for m in members), full), ids))
+                window = tuple(ids[start:end])
+                outputs.append(QueuedMessage(output_id(name, window), out_key, body,
+                                             merge_ledgers(ledgers[start:end], full), window))
+                start = end
             settled.append((taken, failed))
         self.metrics.windows_closed += len(outputs)
         await self.pass_on(outputs, settled)
