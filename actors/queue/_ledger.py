@@ -89,10 +89,14 @@ def ledger_of_original(ident: str, full: bool) -> Ledger:
 def original_digests(queue: str, first: int, count: int) -> list[bytes]:
     """The digests of originals ``first .. first + count - 1`` of ``queue``: each one's
     id is its hex, and its ledger digest the bytes themselves (no parse back)."""
-    prefix = f"original\x00{queue}\x00".encode()
-    blake = hashlib.blake2b
-    return [blake(prefix + b"%d" % index, digest_size=DIGEST_BYTES).digest()
-            for index in range(first, first + count)]
+    copy = hashlib.blake2b(f"original\x00{queue}\x00".encode(), digest_size=DIGEST_BYTES).copy
+    found: list[bytes] = []
+    add = found.append
+    for index in range(first, first + count):
+        h = copy()  # the prefix hashed once, not once per original
+        h.update(b"%d" % index)
+        add(h.digest())
+    return found
 
 
 _count_of = operator.attrgetter("count")
