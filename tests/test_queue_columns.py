@@ -1,7 +1,7 @@
 """Tier clients work a whole ``Taken`` in columns, with the results of message by message.
 
 A map tier maps a batch at once (``TierStep.map_many``; the built-in map
-over a whole batch with ``BuiltinMap.many``), and must give exactly what
+over a whole batch with its ``many``), and must give exactly what
 mapping each message alone gives: the same output keys and bodies, the
 same ids (derived from the inputs' ids as ``output_id`` documents), and on
 a failure the outputs of the messages before it, the failing message named
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.queue import QueuedMessage, Taken, TierConfig, make_map, make_reduce, output_id
+from actors.queue._builtins import many_of
 from actors.queue._functions import BadFunctionResult, TierStep
 from actors.queue._keycache import KeyCache
 from actors.queue._ledger import Ledger, original_id, output_ids_of_each
@@ -43,11 +44,13 @@ def outcome(call: object) -> object:
 def test_the_builtin_map_over_a_batch_gives_what_it_gives_message_by_message(
         items: list[tuple[str, bytes]], out_keys: int | None) -> None:
     fn = make_map("transform", out_keys)
+    many = many_of(fn)
+    assert many is not None
     keys = [k for k, _ in items]
     bodies = [b for _, b in items]
     one_by_one = [outcome(lambda k=k, b=b: fn(k, b)) for k, b in items]
     failed = [r for r in one_by_one if isinstance(r, type)]
-    batch = outcome(lambda: fn.many(keys, bodies))
+    batch = outcome(lambda: many(keys, bodies))
     if failed:
         assert isinstance(batch, type) and issubclass(batch, Exception)
     else:
@@ -55,9 +58,10 @@ def test_the_builtin_map_over_a_batch_gives_what_it_gives_message_by_message(
 
 
 def test_the_builtin_map_writes_an_original_as_json_would() -> None:
-    fn = make_map("transform", None)
+    many = many_of(make_map("transform", None))
+    assert many is not None and many_of(make_reduce("summarize", None)) is None
     keys = ["k", 'q"uote', "é", "back\\slash"]
-    out_keys, bodies = fn.many(keys, [b"417", b"-3", b"0", b"999999999999999999"])
+    out_keys, bodies = many(keys, [b"417", b"-3", b"0", b"999999999999999999"])
     assert out_keys == keys
     assert bodies == [b'{"k":417}', b'{"q\\"uote":-3}', '{"é":0}'.encode(),
                       b'{"back\\\\slash":999999999999999999}']

@@ -20,6 +20,7 @@ import msgspec
 from actors.queue._keycache import KeyCache
 
 MapFn = Callable[[str, bytes], tuple[str, bytes]]
+MapManyFn = Callable[[list[str], list[bytes]], tuple[list[str], list[bytes]]]
 ReduceFn = Callable[[str, list[bytes]], tuple[str, bytes]]
 FinalFn = Callable[[list[bytes]], object]
 
@@ -58,43 +59,45 @@ _ONE_SUM = b"{%b:%b}".__mod__
 """(JSON key, JSON integer) -> the JSON object of that one sum."""
 
 
-class BuiltinMap:
+def make_map(tier: str, out_keys: int | None) -> MapFn:
     """Built-in map: the body's sums, under the coarser key.
 
-    ``map(key, body)`` maps one message; ``map.many(keys, bodies)`` a whole
-    batch (what a tier client does), with the same results: when every body
-    is an original already in JSON's form of its integer, each output is
-    written around it without parsing it (most of a map tier's cost per
-    message); otherwise message by message. Either raises on a bad body.
+    ``fn(key, body)`` maps one message; ``fn.many(keys, bodies)`` a whole
+    batch (what a tier client does; see ``many_of``), with the same results:
+    when every body is an original already in JSON's form of its integer,
+    each output is written around it without parsing it (most of a map
+    tier's cost per message); otherwise message by message. Either raises
+    on a bad body.
     """
+    coarser = KeyCache(regroup(tier, out_keys))
+    quoted: KeyCache[bytes] = KeyCache(_encode)
 
-    builtin = True
+    def transform(key: str, body: bytes) -> tuple[str, bytes]:
+        return coarser[key], _encode(sums_of(key, body))
 
-    def __init__(self, tier: str, out_keys: int | None) -> None:
-        self._coarser = KeyCache(regroup(tier, out_keys))
-        self._quoted: KeyCache[bytes] = KeyCache(_encode)
-
-    def __call__(self, key: str, body: bytes) -> tuple[str, bytes]:
-        return self._coarser[key], _encode(sums_of(key, body))
-
-    def many(self, keys: list[str], bodies: list[bytes]) -> tuple[list[str], list[bytes]]:
-        """``([out_key, ...], [out_body, ...])`` of ``self(key, body)`` for each message."""
-        out_keys = self._coarser.many(keys)
+    def many(keys: list[str], bodies: list[bytes]) -> tuple[list[str], list[bytes]]:
+        out_keys = coarser.many(keys)
         if _PLAIN_INTS.fullmatch(b"\n".join(bodies) + b"\n"):
-            return out_keys, list(map(_ONE_SUM, zip(self._quoted.many(keys), bodies, strict=True)))
+            return out_keys, list(map(_ONE_SUM, zip(quoted.many(keys), bodies, strict=True)))
         pairs = zip(keys, bodies, strict=True)
         return out_keys, [_encode(sums_of(key, body)) for key, body in pairs]
 
+    transform.builtin = True  # type: ignore[attr-defined]
+    transform.many = many  # type: ignore[attr-defined]
+    return transform
 
-class BuiltinReduce:
+
+def many_of(fn: Callable[..., object]) -> MapManyFn | None:
+    """The batch form of a built-in map (``keys, bodies -> (out_keys, out_bodies)``),
+    or None for any other function."""
+    return getattr(fn, "many", None) if is_builtin(fn) else None
+
+
+def make_reduce(tier: str, out_keys: int | None) -> ReduceFn:
     """Built-in reduce: the window's sums added up, under the coarser key."""
+    coarser = KeyCache(regroup(tier, out_keys))
 
-    builtin = True
-
-    def __init__(self, tier: str, out_keys: int | None) -> None:
-        self._coarser = KeyCache(regroup(tier, out_keys))
-
-    def __call__(self, key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+    def summarize(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
         total: dict[str, int] = {}
         get = total.get
         if all(map(bytes.startswith, bodies, itertools.repeat(b"{"))):
@@ -104,17 +107,10 @@ class BuiltinReduce:
         for sums in parts:
             for k, v in sums.items():
                 total[k] = get(k, 0) + v
-        return self._coarser[key], _encode(total)
+        return coarser[key], _encode(total)
 
-
-def make_map(tier: str, out_keys: int | None) -> BuiltinMap:
-    """Built-in map: the body's sums, under the coarser key."""
-    return BuiltinMap(tier, out_keys)
-
-
-def make_reduce(tier: str, out_keys: int | None) -> BuiltinReduce:
-    """Built-in reduce: the window's sums added up, under the coarser key."""
-    return BuiltinReduce(tier, out_keys)
+    summarize.builtin = True  # type: ignore[attr-defined]
+    return summarize
 
 
 def final_sums(bodies: list[bytes]) -> object:

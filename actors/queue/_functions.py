@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from actors.queue._builtins import BuiltinMap, make_map, make_reduce
+from actors.queue._builtins import make_map, make_reduce, many_of
 from actors.queue._config import PoisonSpec, TierConfig
 from runtime import ShardlineError
 from runtime._callables import resolve_callable
@@ -72,7 +72,7 @@ class TierStep:
                   else make_reduce(config.name, config.out_keys))
         self.fn: Callable[..., object] = fn
         self.poison = PoisonMatcher(poison.key, poison.body) if poison is not None else None
-        self._many = fn.many if isinstance(fn, BuiltinMap) and self.poison is None else None
+        self._many = many_of(fn) if self.poison is None else None
 
     def map(self, key: str, body: bytes) -> tuple[str, bytes]:
         if self.poison is not None:
