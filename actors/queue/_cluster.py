@@ -24,7 +24,6 @@ owner changed would strand their messages on the old owner).
 from __future__ import annotations
 
 import asyncio
-import operator
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,8 +73,6 @@ from runtime.store import Put, without_faults
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
-
-_key_of = operator.attrgetter("key")
 
 TRANSIENT = (StoreError, InjectedFault, AskTimeout)
 """What a server call may fail with and succeed on retry: the server journals a
@@ -242,7 +239,7 @@ class QueueCluster:
         With ``retry``, each server's part is retried on its own; a repeat of a
         part that was stored is dropped as a duplicate.
         """
-        owners = self.placement.owners(list(map(_key_of, messages)))
+        owners = self.placement.owners([m.key for m in messages])
         order = list(dict.fromkeys(owners))
         """The servers in the order their first message came (the order of the asks)."""
         if len(order) == 1:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import operator
 from collections.abc import Iterable
 
 import msgspec
@@ -99,15 +98,11 @@ def original_digests(queue: str, first: int, count: int) -> list[bytes]:
     return found
 
 
-_count_of = operator.attrgetter("count")
-_digest_of = operator.attrgetter("digest")
-
-
 def merge_ledgers(ledgers: Iterable[Ledger], full: bool) -> Ledger:
     """The ledger of a message made from messages with ``ledgers`` (N -> 1)."""
-    ledgers = ledgers if isinstance(ledgers, (list, tuple)) else list(ledgers)
-    count = sum(map(_count_of, ledgers))
-    total = sum(map(int.from_bytes, map(_digest_of, ledgers)))  # big-endian
+    ledgers = list(ledgers)
+    count = sum([ledger.count for ledger in ledgers])
+    total = sum(map(int.from_bytes, [ledger.digest for ledger in ledgers]))  # big-endian
     ids: list[str] | None = None
     if full:
         ids = []

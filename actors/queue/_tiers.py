@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import operator
 
 from actors.queue._consumer import QueueConsumer
 from actors.queue._context import PipelineContext
@@ -57,12 +56,6 @@ class TierClient(QueueConsumer):
         await self.settle(settled)
 
 
-_key_of = operator.attrgetter("key")
-_body_of = operator.attrgetter("body")
-_id_of = operator.attrgetter("id")
-_ledger_of = operator.attrgetter("ledger")
-
-
 class MapClient(TierClient):
     """One output per input; a batch is mapped in order up to its first failure."""
 
@@ -77,17 +70,17 @@ class MapClient(TierClient):
         after its failure are given back, so they have no output)."""
         step = self.step
         messages = taken.messages
-        keys = list(map(_key_of, messages))
-        bodies = list(map(_body_of, messages))
+        keys = [m.key for m in messages]  # (a comprehension reads a field faster than
+        bodies = [m.body for m in messages]  # attrgetter does: its LOAD_ATTR is specialized)
         failed: list[Settlement] = []
         at = 0
         while True:
             out_keys, out_bodies, exc = step.map_many(keys[at:], bodies[at:])
             done = at + len(out_keys)
             inputs = messages[at:done]
-            ids = list(map(_id_of, inputs))
+            ids = [m.id for m in inputs]
             outputs.extend(map(QueuedMessage, output_ids_of_each(step.name, ids), out_keys,
-                               out_bodies, map(_ledger_of, inputs), zip(ids)))
+                               out_bodies, [m.ledger for m in inputs], zip(ids)))
             if exc is None:
                 return failed
             # only now find the batch: which one a message is in costs nothing per
@@ -113,9 +106,9 @@ class ReduceClient(TierClient):
         for taken in takes:
             failed: list[Settlement] = []
             messages = taken.messages
-            bodies = list(map(_body_of, messages))
-            ids = list(map(_id_of, messages))
-            ledgers = list(map(_ledger_of, messages))
+            bodies = [m.body for m in messages]
+            ids = [m.id for m in messages]
+            ledgers = [m.ledger for m in messages]
             start = 0
             for batch, (key, count) in enumerate(zip(taken.keys, taken.counts, strict=True)):
                 end = start + count
