@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.queue import QueuedMessage, Taken, TierConfig, make_map, make_reduce, output_id
-from actors.queue._builtins import many_of
+from actors.queue._builtins import many_of, sums_of
 from actors.queue._functions import BadFunctionResult, TierStep
 from actors.queue._keycache import KeyCache
 from actors.queue._ledger import Ledger, original_id, output_ids_of_each
@@ -55,6 +56,17 @@ def test_the_builtin_map_over_a_batch_gives_what_it_gives_message_by_message(
         assert isinstance(batch, type) and issubclass(batch, Exception)
     else:
         assert batch == ([k for k, _ in one_by_one], [b for _, b in one_by_one])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(key=st.text(max_size=8), body=BODIES)
+def test_the_builtin_map_of_one_message_is_the_json_of_its_sums(key: str, body: bytes) -> None:
+    """The in-memory baseline maps message by message: its built-in writes an original
+    around its body too (so the benchmark's two sides run the same function), and
+    gives exactly the JSON encoding of the body's sums, or raises where that raises."""
+    fn = make_map("transform", None)
+    expected = outcome(lambda: (key, msgspec.json.encode(sums_of(key, body))))
+    assert outcome(lambda: fn(key, body)) == expected
 
 
 def test_the_builtin_map_writes_an_original_as_json_would() -> None:
