@@ -6,7 +6,8 @@ messages), so a server keeps one window per queue. Ids arrive in chunks
 what the window remembers in order: adding a chunk and pruning one are a
 few C-level set operations for all its ids, with no object per id. Stamps
 come in (roughly) increasing order, so pruning takes chunks from the front
-until the window's horizon.
+until the window's horizon; a chunk stamped earlier than the one before it
+(a wall clock set back) takes that one's stamp, as it leaves with it anyway.
 
 An id's stamp is that of the latest chunk that added it. Normally an id is
 added only while it is out of the window (an enqueue drops the ids in it),
@@ -50,6 +51,12 @@ class DedupWindow:
         """``ids`` were enqueued at ``stamp`` by journal entry ``journal_seq``."""
         if not ids:
             return
+        chunks = self._chunks
+        if chunks and stamp < chunks[-1][0]:
+            # A stamp earlier than the last chunk's (a wall clock set back): the chunk
+            # is pruned after that one anyway, so give it that stamp. Stamps then never
+            # decrease, and an id pruned with a chunk is never still in a later one.
+            stamp = chunks[-1][0]
         seen = self._seen
         before = len(seen)
         seen.update(ids)  # set into set: the hashes are copied, no id is read
@@ -57,7 +64,7 @@ class DedupWindow:
             # Some were in the window already: stamping every id of the chunk is
             # exact, as the chunk is the latest of each.
             self._renewed.update(zip(ids, repeat(stamp)))
-        self._chunks.append((stamp, journal_seq, list(ids)))
+        chunks.append((stamp, journal_seq, list(ids)))
 
     def prune(self, at: float) -> None:
         """Forget the ids stamped before ``at`` minus the window (an id added again
