@@ -11,19 +11,38 @@ and the rest of its batch given back while later batches go on.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import hashlib
+from types import SimpleNamespace
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.queue import QueuedMessage, Taken, TierConfig, make_map, make_reduce, output_id
+from actors.queue import (
+    PoisonSpec,
+    QueuedMessage,
+    Settlement,
+    Taken,
+    TierConfig,
+    _placement,
+    make_map,
+    make_reduce,
+    output_id,
+)
 from actors.queue._builtins import many_of, sums_of
 from actors.queue._functions import BadFunctionResult, TierStep
 from actors.queue._keycache import KeyCache
-from actors.queue._ledger import Ledger, original_id, output_ids_of_each
-from actors.queue._tiers import MapClient
+from actors.queue._ledger import (
+    Ledger,
+    merge_ledgers,
+    original_digests,
+    original_id,
+    output_ids_of_each,
+)
+from actors.queue._tiers import MapClient, ReduceClient, reason_of
 
 INTS = st.integers(-(10 ** 20), 10 ** 20).map(lambda n: b"%d" % n)  # past int64 too
 ODD = st.sampled_from([b"-0", b"007", b"+5", b" 6", b"7 ", b"1_000", b"\n3", b'{"a": 1}',
@@ -154,3 +173,200 @@ def test_a_key_cache_computes_a_key_once_while_it_holds_it_and_holds_at_most_its
     assert cache.many(["c", "a"]) == ["C", "A"] and calls == ["a", "b", "c", "a"]
     with pytest.raises(ValueError, match="at least 1 key"):
         KeyCache(upper, limit=0)
+
+
+# -- review (issue #14): the column path against the formulas and the loop it replaced ---
+
+LINES = st.lists(st.sampled_from([b"0", b"1", b"-2", b"10", b"\n", b"-", b" ", b"+", b"00"]),
+                 max_size=5).map(b"".join)
+"""Bodies near the plain integers: digits, signs, blanks and newlines of their own."""
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(bodies=st.lists(st.one_of(INTS, LINES), min_size=1, max_size=6))
+def test_the_builtin_map_over_a_batch_raises_where_any_of_its_messages_does(
+        bodies: list[bytes]) -> None:
+    """A body with a newline between two plain integers (``b"1\\n2"``) is no integer:
+    the batch form must not take the batch for plain lines and write it into JSON."""
+    keys = [f"k{i}" for i in range(len(bodies))]
+    fn = make_map("transform", None)
+    expected = [outcome(lambda k=k, b=b: (k, msgspec.json.encode(sums_of(k, b))))
+                for k, b in zip(keys, bodies, strict=True)]
+    assert [outcome(lambda k=k, b=b: fn(k, b)) for k, b in zip(keys, bodies, strict=True)
+            ] == expected
+    many = many_of(fn)
+    assert many is not None
+    batch = outcome(lambda: many(keys, bodies))
+    if any(isinstance(r, type) for r in expected):
+        assert isinstance(batch, type)
+    else:
+        assert batch == ([k for k, _ in expected], [b for _, b in expected])  # type: ignore[misc]
+
+
+def test_a_body_with_a_newline_of_its_own_fails_in_a_batch_of_plain_integers() -> None:
+    keys, out_bodies, exc = step_of().map_many(["a", "b", "c"], [b"1", b"2\n3", b"4"])
+    assert keys == ["a"] and out_bodies == [b'{"a":1}'] and isinstance(exc, ValueError)
+
+
+def _old_output_id(tier: str, input_ids: list[str]) -> str:
+    """``output_id`` as 5869521 computed it (persisted dedup ids must not move)."""
+    h = hashlib.blake2b(f"output\x00{tier}".encode(), digest_size=16)
+    for item in input_ids:
+        h.update(b"\x00" + item.encode())
+    return h.hexdigest()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(tier=st.text(max_size=6), ids=st.lists(st.text(max_size=6), max_size=5),
+       queue=st.text(max_size=6), first=st.integers(0, 10 ** 12))
+def test_ids_are_those_of_before_the_column_path(tier: str, ids: list[str], queue: str,
+                                                  first: int) -> None:
+    assert output_id(tier, ids) == _old_output_id(tier, ids)
+    assert output_id(tier, tuple(ids)) == _old_output_id(tier, ids)
+    assert output_ids_of_each(tier, ids) == [_old_output_id(tier, [i]) for i in ids]
+    assert original_digests(queue, first, 3) == [
+        hashlib.blake2b(f"original\x00{queue}\x00{i}".encode(), digest_size=16).digest()
+        for i in range(first, first + 3)]
+    assert [d.hex() for d in original_digests(queue, first, 2)] == [
+        original_id(queue, first), original_id(queue, first + 1)]
+
+
+def test_placement_through_its_key_cache_is_rendezvous_even_as_the_cache_starts_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_placement, "_KEYS_CACHED", 3)
+    servers = ["s0", "s1", "s2", "s3"]
+    placement = _placement.Placement(servers)
+    keys = [f"k{i % 7}é\x00{i}" for i in range(40)]
+    expected = [_placement.owner(k, servers) for k in keys]
+    assert placement.owners(keys) == expected
+    assert [placement(k) for k in keys] == expected
+    for server in range(len(servers)):
+        wrong = [k for k, o in zip(keys, expected, strict=True) if o != server]
+        assert placement.misplaced(keys, server) == (wrong[0] if wrong else None)
+        assert placement.misplaced([k for k in keys if k not in wrong], server) is None
+    assert placement.misplaced([], 0) is None
+
+
+def _old_map_taken(step: TierStep, taken: Taken) -> tuple[list[QueuedMessage], list[object]]:
+    """``MapClient.handle``'s loop over one ``Taken`` as 5869521 ran it."""
+    outputs: list[QueuedMessage] = []
+    failed: list[object] = []
+    skip_to = 0
+    for j, m in enumerate(taken.messages):
+        if j < skip_to:
+            continue
+        try:
+            key, body = step.map(m.key, m.body)
+        except Exception as exc:
+            starts = taken.starts()
+            batch = bisect.bisect_right(starts, j) - 1
+            done = j - starts[batch]
+            failed.append(Settlement(taken.receipt(batch), done, done, reason_of(exc)))
+            skip_to = starts[batch] + taken.counts[batch]
+            continue
+        outputs.append(QueuedMessage(_old_output_id(step.name, [m.id]), key, body, m.ledger,
+                                     (m.id,)))
+    return outputs, failed
+
+
+def _user_map(key: str, body: bytes) -> object:
+    if body == b"bad-shape":
+        return [key, body]
+    if body == b"raise":
+        raise RuntimeError("user says no")
+    return key.upper(), body + b"!"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(counts=st.lists(st.integers(1, 4), min_size=1, max_size=5), data=st.data(),
+       kind=st.sampled_from(["builtin", "poison", "user"]))
+def test_map_taken_settles_exactly_as_the_loop_it_replaced(
+        counts: list[int], data: st.DataObject, kind: str) -> None:
+    """Failures anywhere (first message, last, several per Taken), poison, bad shapes."""
+    total = sum(counts)
+    bodies = data.draw(st.lists(st.sampled_from(
+        [b"1", b"-7", b"x", b"2\n3", b"poison", b"raise", b"bad-shape", b'{"a":1}']),
+        min_size=total, max_size=total))
+    keys = [f"key-{i}" for i in range(len(counts))]
+    messages = []
+    for i, body in enumerate(bodies):
+        batch = next(b for b in range(len(counts)) if i < sum(counts[:b + 1]))
+        messages.append(message(keys[batch], body, i))
+    taken = Taken(1, "transform", keys, [10 * i for i in range(len(counts))],
+                  [1] * len(counts), counts, messages, list(range(total)))
+    config = TierConfig("transform", "map", out_keys=7 if kind == "builtin" else None)
+    step = TierStep(config, _user_map if kind == "user" else None,
+                    PoisonSpec(body="poison") if kind == "poison" else None)
+    client = MapClient.__new__(MapClient)
+    client.step = step
+    outputs: list[QueuedMessage] = []
+    failed = client._map_taken(taken, outputs)
+    old_outputs, old_failed = _old_map_taken(step, taken)
+    assert (outputs, failed) == (old_outputs, old_failed)
+
+
+def _old_summarize(key: str, bodies: list[bytes]) -> tuple[str, bytes]:
+    """The built-in reduce as 5869521 computed it (out_keys None)."""
+    total: dict[str, int] = {}
+    for body in bodies:
+        for k, v in sums_of(key, body).items():
+            total[k] = total.get(k, 0) + v
+    return key, msgspec.json.encode(total)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(bodies=st.lists(st.one_of(INTS, ODD, BAD, st.sampled_from([b'{"k":3,"z":-1}'])),
+                       max_size=5))
+def test_the_builtin_reduce_gives_what_it_gave_or_raises_where_it_raised(
+        bodies: list[bytes]) -> None:
+    assert outcome(lambda: make_reduce("summarize", None)("k", bodies)) == outcome(
+        lambda: _old_summarize("k", bodies))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(counts=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data(),
+       full=st.booleans())
+def test_reduce_client_settles_and_outputs_as_the_loop_it_replaced(
+        counts: list[int], data: st.DataObject, full: bool) -> None:
+    total = sum(counts)
+    bodies = data.draw(st.lists(st.sampled_from([b"1", b"-7", b"x", b'{"a":1}']),
+                                min_size=total, max_size=total))
+    keys = [f"key-{i}" for i in range(len(counts))]
+    messages = []
+    at = 0
+    for batch, count in enumerate(counts):
+        for i in range(at, at + count):
+            ident = original_id("q", i)
+            messages.append(QueuedMessage(ident, keys[batch], bodies[i],
+                                          Ledger(1, bytes.fromhex(ident),
+                                                 [ident] if full else None)))
+        at += count
+    taken = Taken(1, "summarize", keys, [10 * i for i in range(len(counts))],
+                  [1] * len(counts), counts, messages, list(range(total)))
+    step = TierStep(TierConfig("summarize", "reduce"))
+    client = ReduceClient.__new__(ReduceClient)
+    client.step, client.full = step, full
+    client.metrics = SimpleNamespace(windows_closed=0)  # type: ignore[assignment]
+    passed: list[object] = []
+
+    async def pass_on(outputs: list[QueuedMessage], settled: list[object]) -> None:
+        passed.extend([outputs, settled])
+
+    client.pass_on = pass_on  # type: ignore[method-assign]
+    asyncio.run(client.handle([taken]))
+    old_outputs: list[QueuedMessage] = []
+    old_failed: list[Settlement] = []
+    start = 0
+    for batch, (key, count) in enumerate(zip(keys, counts, strict=True)):  # 5869521's loop
+        members = messages[start:start + count]
+        start += count
+        try:
+            out_key, body = step.reduce(key, [m.body for m in members])
+        except Exception as exc:
+            old_failed.append(Settlement(taken.receipt(batch), 0, exc.index, str(exc)))  # type: ignore[attr-defined]
+            continue
+        ids = tuple([m.id for m in members])
+        old_outputs.append(QueuedMessage(_old_output_id("summarize", list(ids)), out_key, body,
+                                         merge_ledgers((m.ledger for m in members), full), ids))
+    assert passed == [old_outputs, [(taken, old_failed)]]
+    assert client.metrics.windows_closed == len(old_outputs)

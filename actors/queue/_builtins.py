@@ -56,7 +56,7 @@ def regroup(tier: str, out_keys: int | None) -> Callable[[str], str]:
 _PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}")
 """A body that is an integer exactly as JSON writes it (within int64)."""
 _PLAIN_INTS = re.compile(rb"(?:(?:0|-?[1-9][0-9]{0,17})\n)*")
-"""Bodies joined by newlines, each such an integer."""
+"""Bodies joined by newlines, each such an integer (given no body has a newline)."""
 _ONE_SUM = b"{%b:%b}".__mod__
 """(JSON key, JSON integer) -> the JSON object of that one sum."""
 
@@ -82,7 +82,9 @@ def make_map(tier: str, out_keys: int | None) -> MapFn:
 
     def many(keys: list[str], bodies: list[bytes]) -> tuple[list[str], list[bytes]]:
         out_keys = coarser.many(keys)
-        if _PLAIN_INTS.fullmatch(b"\n".join(bodies) + b"\n"):
+        joined = b"\n".join(bodies)
+        # a body with a newline of its own would split into lines that all look plain
+        if joined.count(b"\n") == len(bodies) - 1 and _PLAIN_INTS.fullmatch(joined + b"\n"):
             return out_keys, list(map(_ONE_SUM, zip(quoted.many(keys), bodies, strict=True)))
         pairs = zip(keys, bodies, strict=True)
         return out_keys, [_encode(sums_of(key, body)) for key, body in pairs]
