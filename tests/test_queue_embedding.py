@@ -166,3 +166,32 @@ def test_custom_functions_with_the_built_in_final_keep_each_aggregate_key() -> N
             return await pipeline.read_result()
 
     assert sim(main) == direct_sums(items)
+
+
+def test_an_original_whose_body_has_a_newline_is_dead_lettered_at_the_map_tier() -> None:
+    """b"1\\n2" is not an integer: the built-in map raises on it, alone or in a batch of
+    plain integers (whose batch form once read it as two lines of digits and wrote the
+    invalid JSON {"k":1\\n2}, acked), so it is dead-lettered at the map tier with its
+    reason after max_receives, and the others reach the result."""
+    good = [(f"k{i % 5}", b"%d" % i) for i in range(60)]
+    bad = ("k2", b"1\n2")
+    items = [*good[:30], bad, *good[30:]]
+
+    def source(seed: int) -> Iterator[tuple[str, bytes]]:
+        return iter(items)
+
+    async def main() -> tuple[object, list[tuple[str, str, bytes]]]:
+        async with Runtime(store="memory://") as rt:
+            pipeline = QueuePipeline(rt, QueueConfig(tiers=TIERS[:2], max_receives=2),
+                                     source=source, final=final_sums)
+            await pipeline.start()
+            assert await pipeline.wait_done(deadline=120.0)
+            dead = await pipeline.cluster.dead_letters()
+            return await pipeline.read_result(), [
+                (d.queue, d.reason, d.message.body) for d in dead]
+
+    result, dead = sim(main)
+    assert len(dead) == 1
+    queue, reason, body = dead[0]
+    assert body == b"1\n2" and queue.endswith("transform") and "ValueError" in reason
+    assert result == direct_sums(good)
