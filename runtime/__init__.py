@@ -26,6 +26,7 @@ from runtime._errors import (
     StoreURLError,
 )
 from runtime._faults import Fault, FaultInjector
+from runtime._keycache import KeyCache
 from runtime._logging import configure_logging, install_default_logging
 from runtime._message import Message, Terminated, decode, encode
 from runtime._ref import ActorRef
@@ -51,6 +52,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "InjectedFault",
+    "KeyCache",
     "LeaseLost",
     "LogTruncated",
     "MailboxFull",

@@ -24,6 +24,7 @@ RUNTIME_API = [
     "Fault",
     "FaultInjector",
     "InjectedFault",
+    "KeyCache",
     "LeaseLost",
     "LogTruncated",
     "MailboxFull",

@@ -34,7 +34,6 @@ from actors.queue import (
 )
 from actors.queue._builtins import many_of, sums_of
 from actors.queue._functions import BadFunctionResult, TierStep
-from actors.queue._keycache import KeyCache
 from actors.queue._ledger import (
     Ledger,
     merge_ledgers,
@@ -43,6 +42,7 @@ from actors.queue._ledger import (
     output_ids_of_each,
 )
 from actors.queue._tiers import MapClient, ReduceClient, reason_of
+from runtime import KeyCache
 
 INTS = st.integers(-(10 ** 20), 10 ** 20).map(lambda n: b"%d" % n)  # past int64 too
 ODD = st.sampled_from([b"-0", b"007", b"+5", b" 6", b"7 ", b"1_000", b"\n3", b'{"a": 1}',

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from actors.queue._keycache import KeyCache
+from runtime import KeyCache
 
 MapFn = Callable[[str, bytes], tuple[str, bytes]]
 MapManyFn = Callable[[list[str], list[bytes]], tuple[list[str], list[bytes]]]

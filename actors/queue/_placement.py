@@ -13,7 +13,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from actors.queue._keycache import KeyCache
+from runtime import KeyCache
 
 _KEYS_CACHED = 1 << 20
 """Keys whose owner a process remembers (then it starts again: scoring is cheap)."""

@@ -25,7 +25,7 @@ import msgspec
 from actors.stream import _keys as keys
 from actors.stream._messages import AppendBatch, Produce, ProducerMsg
 from actors.stream._records import ProducerPosition
-from runtime import Actor
+from runtime import Actor, KeyCache
 
 if TYPE_CHECKING:
     from actors.stream._job import StreamJob
@@ -33,24 +33,15 @@ if TYPE_CHECKING:
 _decode_position = msgspec.msgpack.Decoder(ProducerPosition).decode
 
 
-class _Placement(dict[str, int]):
-    """Key -> partition, hashed once per key (on the first lookup)."""
-
-    def __init__(self, partitions: int) -> None:
-        super().__init__()
-        self.partitions = partitions
-
-    def __missing__(self, key: str) -> int:
-        partition = self[key] = keys.partition_of(key, self.partitions)
-        return partition
-
-
 class Producer(Actor[ProducerMsg]):
     def __init__(self, job: StreamJob) -> None:
         self.job = job
         self.index = 0
         self.chain = -1
-        self.placement = _Placement(job.config.partitions)
+        partitions = job.config.partitions
+        self.placement: KeyCache[int] = KeyCache(
+            lambda key: keys.partition_of(key, partitions))
+        """Key -> partition, hashed once per key while the cache holds it."""
         self.items: Iterator[tuple[str, bytes]] = iter(())
         self.positions: list[int] = []
 

@@ -1,7 +1,8 @@
-"""``KeyCache``: a function of a strict-order key, computed once per key.
+"""``KeyCache``: a function of a key, computed once per key, in bounded memory.
 
-Keys recur (once per message they carry), so what the data path derives
-from a key (its server, its coarser key, its JSON form) is remembered.
+Keys recur (once per message or record they carry), so what a data path
+derives from a key (its queue server or stream partition, a coarser key,
+its JSON form) is remembered.
 The cache is a ``dict`` whose ``__missing__`` computes, so a known key is
 read in C: ``cache[key]`` for one, ``cache.many(keys)`` for a whole batch
 (``map`` over ``dict.__getitem__``; a miss calls back into Python only for
