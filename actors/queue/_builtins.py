@@ -53,9 +53,10 @@ def regroup(tier: str, out_keys: int | None) -> Callable[[str], str]:
     return coarser
 
 
-_PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}")
+_INT = rb"0|-?[1-9][0-9]{0,17}"
+_PLAIN_INT = re.compile(_INT)
 """A body that is an integer exactly as JSON writes it (within int64)."""
-_PLAIN_INTS = re.compile(rb"(?:(?:0|-?[1-9][0-9]{0,17})\n)*")
+_PLAIN_INTS = re.compile(rb"(?:(?:" + _INT + rb")\n)*")
 """Bodies joined by newlines, each such an integer (given no body has a newline)."""
 _ONE_SUM = b"{%b:%b}".__mod__
 """(JSON key, JSON integer) -> the JSON object of that one sum."""

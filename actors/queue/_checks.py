@@ -38,7 +38,13 @@ from actors.queue._journal import (
     MessageDeadLettered,
     MessagesEnqueued,
 )
-from actors.queue._ledger import Ledger, digest_of_ids, merge_ledgers, original_id, subtract
+from actors.queue._ledger import (
+    Ledger,
+    digest_of_ids,
+    merge_ledgers,
+    original_digests,
+    subtract,
+)
 from actors.queue._records import FinalEntry
 from runtime.scenario import InvariantResult
 from runtime.store import without_faults
@@ -181,7 +187,7 @@ async def check_pipeline(pipeline: QueuePipeline, history: History) -> Checked:
     config = pipeline.config
     store = without_faults(pipeline.rt.store)
     items = list(pipeline.source_items(pipeline.seed))
-    ids = [original_id(config.name, i) for i in range(len(items))]
+    ids = [digest.hex() for digest in original_digests(config.name, 0, len(items))]
     index_of = {ident: i for i, ident in enumerate(ids)}
     first_queue = pipeline.input_queue(0)
     invariants = [check_strict_order(history, first_queue, index_of)]

@@ -28,15 +28,22 @@ _MOD = 1 << 128
 
 def original_id(queue: str, index: int) -> str:
     """The id of the ``index``-th original of pipeline ``queue``."""
-    return hashlib.blake2b(f"original\x00{queue}\x00{index}".encode(),
-                           digest_size=DIGEST_BYTES).hexdigest()
+    return original_digests(queue, index, 1)[0].hex()
+
+
+@functools.lru_cache(maxsize=256)
+def _tier_hash(tier: str) -> hashlib.blake2b:
+    """The hash state after a tier's prefix: the id of an output made from no input."""
+    return hashlib.blake2b(f"output\x00{tier}".encode(), digest_size=DIGEST_BYTES)
 
 
 @functools.lru_cache(maxsize=256)
 def _output_hash(tier: str) -> hashlib.blake2b:
     """The hash state after a tier's prefix and the separator of its first input (copied
     per output: one per message)."""
-    return hashlib.blake2b(f"output\x00{tier}\x00".encode(), digest_size=DIGEST_BYTES)
+    h = _tier_hash(tier).copy()
+    h.update(b"\x00")
+    return h
 
 
 def output_id(tier: str, input_ids: Iterable[str]) -> str:
@@ -44,8 +51,7 @@ def output_id(tier: str, input_ids: Iterable[str]) -> str:
     the hash of ``output``, the tier and the ids, each after a NUL."""
     ids = input_ids if isinstance(input_ids, (list, tuple)) else list(input_ids)
     if not ids:
-        return hashlib.blake2b(f"output\x00{tier}".encode(),
-                               digest_size=DIGEST_BYTES).hexdigest()
+        return _tier_hash(tier).hexdigest()
     h = _output_hash(tier).copy()
     h.update("\x00".join(ids).encode())  # one update: the hash of the same bytes
     return h.hexdigest()
