@@ -260,5 +260,9 @@ class ExpireVisibility(Message, frozen=True):
     """Timer: hand out again the messages whose visibility timeout has passed."""
 
 
+class JournalFailed(Message, frozen=True):
+    """To itself: a journal write failed, so the server crashes and recovers."""
+
+
 QueueServerMsg = (Enqueue | Receive | Take | Settle | SettleTaken | Seal | HolderRestarted
-                  | Depth | ExpireVisibility)
+                  | Depth | ExpireVisibility | JournalFailed)

@@ -20,6 +20,9 @@ still see the whole journal.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from actors.queue import _journal as journal
 from actors.queue._journal import (
     DeadLetter,
@@ -35,6 +38,7 @@ from actors.queue._messages import (
     EnqueueResult,
     ExpireVisibility,
     HolderRestarted,
+    JournalFailed,
     QueueDepth,
     QueueServerMsg,
     Receive,
@@ -47,7 +51,7 @@ from actors.queue._metrics import QueueMetrics
 from actors.queue._placement import shared_placement
 from actors.queue._settings import ServerSpec
 from actors.queue._state import ServerState
-from runtime import Actor, ShardlineError, StoreError, Timer
+from runtime import Actor, Deferred, ShardlineError, StoreError, Timer
 from runtime.scenario import Audit, audit_before_truncating
 from runtime.store import Append, Fence, Put, Truncate
 
@@ -102,6 +106,12 @@ class QueueServer(Actor[QueueServerMsg]):
         self.high_water = max(seq, await store.high_water(self.journal_log))
         self.floor = await store.floor(self.journal_log)
         self.since_checkpoint = 0
+        self._next_seq = self.high_water
+        self._entries: list[bytes] = []
+        self._dlq: list[tuple[str, bytes]] = []
+        self._owed: list[tuple[asyncio.Future[object], object]] = []
+        self._writing: asyncio.Future[None] | None = None
+        self._broken: BaseException | None = None
         if self.high_water > 0:
             metrics = self.metrics
             metrics.server_recoveries += 1
@@ -112,28 +122,28 @@ class QueueServer(Actor[QueueServerMsg]):
         self._arm_expiry()
 
     async def receive(self, msg: QueueServerMsg) -> object:
+        if self._broken is not None:
+            raise self._broken
         state = self.state
         match msg:
             case Take(queue=queue, max_messages=n, per_key=per_key, holder=holder):
                 events, taken = state.plan_receive(queue, n, per_key, holder)
-                await self._commit(events)
+                answer = self._stage(events, taken)
                 self._arm_expiry()
-                return taken
+                return answer
             case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
                 events, taken = state.plan_receive(queue, n, per_key, holder)
-                await self._commit(events)
+                answer = self._stage(events, taken.batches() if taken is not None else [])
                 self._arm_expiry()
-                return taken.batches() if taken is not None else []
+                return answer
             case SettleTaken(others=others):
                 events, refused, settled = state.plan_settle(others, msg)
-                await self._commit(events)
                 self.metrics.acks_refused += len(refused)
-                return AckResult(settled, refused)
+                return self._stage(events, AckResult(settled, refused))
             case Settle(settlements=settlements):
                 events, refused, settled = state.plan_settle(settlements)
-                await self._commit(events)
                 self.metrics.acks_refused += len(refused)
-                return AckResult(settled, refused)
+                return self._stage(events, AckResult(settled, refused))
             case Enqueue(queue=queue, messages=messages):
                 wrong = self.placement.misplaced([m.key for m in messages], self.index)
                 if wrong is not None:
@@ -141,48 +151,130 @@ class QueueServer(Actor[QueueServerMsg]):
                         f"{self.name}: key {wrong!r} of queue {queue!r} belongs to "
                         f"server {self.placement(wrong)}")
                 events, accepted, duplicates = state.plan_enqueue(queue, messages)
-                await self._commit(events)
                 self.metrics.duplicates_dropped += duplicates
-                return EnqueueResult(accepted, duplicates)
+                return self._stage(events, EnqueueResult(accepted, duplicates))
             case Seal(queue=queue):
-                await self._commit(state.plan_seal(queue))
+                return self._stage(state.plan_seal(queue), None)
             case HolderRestarted(holder=holder):
-                await self._commit(state.plan_holder_restarted(holder))
+                return self._stage(state.plan_holder_restarted(holder), None)
             case Depth(queue=queue):
-                return state.depth(queue)
+                return self._stage([], state.depth(queue))
             case ExpireVisibility():
                 self._timer, self._timer_at = None, None
-                await self._commit(state.plan_expire())
+                self._stage(state.plan_expire(), None)
                 self._arm_expiry()
+            case JournalFailed():
+                if self._broken is not None:  # else a notice to an earlier incarnation
+                    raise self._broken
         return None
 
-    async def _commit(self, events: list[JournalEvent]) -> None:
-        """Journal ``events`` durably, then apply them. A failed write crashes the server."""
-        if not events:
-            return
-        ops: list[Append | Put | Truncate] = [
-            Append(self.journal_log, [("", journal.encode(JournalEntry(events)))])]
-        dead = self._dead_letters(events)
+    # -- the journal: apply at once, answer once durable ------------------------------
+
+    def _stage(self, events: list[JournalEvent], value: object) -> object:
+        """Apply ``events`` now and journal them with the next write; the answer
+        ``value`` is given once they (and everything applied before them) are durable.
+
+        Every request is applied in the order it came, so each plan sees the ones
+        before it, and the journal holds them in that order. One write is out at a
+        time: what is staged meanwhile goes out as the next write, in one store
+        write (a server's own group commit). No answer leaves before its events are
+        durable, and a failed write crashes the server, so an answer never tells of
+        state the journal does not hold: what was applied but not written is thrown
+        away with the incarnation, and recovery rebuilds from the journal.
+        """
+        if events:
+            dead = self._dead_letters(events)  # they read what applying removes
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            self._entries.append(journal.encode(JournalEntry(events)))
+            if dead:
+                self._dlq.extend(dead)
+            self.state.apply(events, seq)
+        elif self._writing is None and not self._entries:
+            return value  # nothing unwritten: the answer is already durable
+        answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._owed.append((answer, value))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_staged())
+        return Deferred(answer)
+
+    async def _write_staged(self) -> None:
+        """Write what is staged, again and again, until nothing is (one write out)."""
+        try:
+            while self._owed and self._broken is None:
+                entries, self._entries = self._entries, []
+                dead, self._dlq = self._dlq, []
+                answers, self._owed = self._owed, []
+                first = self._next_seq - len(entries)
+                try:
+                    await self._write(entries, dead, first)
+                    await self.fault_point("after journaling, before answering")
+                except Exception as exc:
+                    self._break(exc, answers)
+                    return
+                for answer, value in answers:
+                    if not answer.done():
+                        answer.set_result(value)
+        finally:
+            self._writing = None
+
+    async def _write(self, entries: list[bytes], dead: list[tuple[str, bytes]],
+                     first: int) -> None:
+        """One store write: the entries (first at seq ``first``), their dead letters and,
+        every ``checkpoint_every`` entries, a checkpoint that compacts the journal."""
+        ops: list[Append | Put | Truncate] = []
+        if entries:
+            ops.append(Append(self.journal_log, [("", e) for e in entries]))
         if dead:
             ops.append(Append(self.dlq_log, dead))
-        self.since_checkpoint += 1
-        if self.since_checkpoint >= self.spec.settings.checkpoint_every:
-            # Taken before these events apply, so it is conservative: they only add
-            # messages at or after this entry, or settle older ones.
-            checkpoint = self.state.checkpoint(self.high_water)
+        self.since_checkpoint += len(entries)
+        if entries and self.since_checkpoint >= self.spec.settings.checkpoint_every:
+            # Taken with exactly these entries applied and nothing after them (this
+            # runs before any await), and capped at their first seq: recovery replays
+            # them, and nothing it needs lies below.
+            checkpoint = self.state.checkpoint(first)
             ops.append(Put(self.checkpoint_key, journal.encode(checkpoint),
                            self.checkpoint_version))
             if checkpoint.from_seq > self.floor and await self._audited(checkpoint.from_seq):
                 ops.append(Truncate(self.journal_log, checkpoint.from_seq))
+        if not ops:
+            return
         result = await self.runtime.store.write(ops, fence=self._fence())
-        seq = result.first_seqs[self.journal_log]
+        if entries:
+            seq = result.first_seqs[self.journal_log]
+            if seq != first:
+                raise StoreError(f"{self.name}: journal entries landed at seq {seq}, "
+                                 f"expected {first} (another writer?)")
+            self.high_water = first + len(entries)
         if self.checkpoint_key in result.versions:
             self.checkpoint_version = result.versions[self.checkpoint_key]
             self.since_checkpoint = 0
         self.floor = result.floors.get(self.journal_log, self.floor)
-        self.high_water = seq + 1
-        await self.fault_point("after journaling, before applying")
-        self.state.apply(events, seq)
+
+    def _break(self, error: BaseException, answers: list[tuple[asyncio.Future[object],
+                                                                 object]]) -> None:
+        """A write failed: every answer not given fails with ``error``, and the server
+        crashes at its next message (one is sent) and recovers from the journal."""
+        self._broken = error
+        for answer, _ in [*answers, *self._owed]:
+            if not answer.done():
+                answer.set_exception(error)
+        self._owed.clear()
+        with contextlib.suppress(ShardlineError):
+            self.ref.tell_nowait(JournalFailed())
+
+    async def stopped(self) -> None:
+        """Let the write out finish (the next incarnation must read it back), then
+        fail every answer still owed: those requests may or may not be durable, and
+        each is safe to repeat."""
+        writing = getattr(self, "_writing", None)
+        if writing is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(writing)
+        for answer, _ in getattr(self, "_owed", []):
+            if not answer.done():
+                answer.set_exception(StoreError(
+                    f"{self.name} stopped before its journal write was confirmed"))
 
     def _fence(self) -> Fence | None:
         """The fence the journal is written under: none in one process; the entity's
