@@ -1,12 +1,18 @@
 """The queue server actor: single writer of its journal.
 
-Every request is planned against the in-memory state, written to the
-journal as one entry (one store write, so concurrent requests of all
-servers share a group commit), and only then applied and answered. If the
-write fails the server crashes on purpose: its supervisor restarts it and
-``recover`` rebuilds the state from the journal, so memory never holds
-anything the store does not. Messages out when the server went down stay
-out (a fresh visibility timeout), so a key never has two out at once.
+Every request is planned against the in-memory state and applied to it at
+once, in the order requests arrive, and its events are journaled; its answer
+is given only once they are durable. One journal write is out at a time;
+what is staged while it is out goes out as the next write, all of it in one
+store write (the server's own group commit, on top of the store's), so a
+server never waits for a commit between two requests. If a write fails the
+server crashes on purpose and every answer still owed fails with it: what
+was applied but not written is thrown away with the incarnation, its
+supervisor restarts it, and ``recover`` rebuilds the state from the
+journal. So no answer ever tells of state the store does not hold, and
+memory never holds anything the store will not, once a crash has passed.
+Messages out when the server went down stay out (a fresh visibility
+timeout), so a key never has two out at once.
 
 Compaction: every ``checkpoint_every`` entries the server writes a
 checkpoint (where recovery starts: the oldest entry still holding a message
@@ -17,6 +23,7 @@ only. With an audit (``runtime.scenario.Audit``; a scenario run keeps one
 under ``<out>/audit/``) the entries are first handed to it, so the checks
 still see the whole journal.
 """
+
 
 from __future__ import annotations
 
@@ -256,25 +263,26 @@ class QueueServer(Actor[QueueServerMsg]):
         """A write failed: every answer not given fails with ``error``, and the server
         crashes at its next message (one is sent) and recovers from the journal."""
         self._broken = error
-        for answer, _ in [*answers, *self._owed]:
-            if not answer.done():
-                answer.set_exception(error)
+        _fail([*answers, *self._owed], error)
         self._owed.clear()
         with contextlib.suppress(ShardlineError):
             self.ref.tell_nowait(JournalFailed())
 
     async def stopped(self) -> None:
-        """Let the write out finish (the next incarnation must read it back), then
-        fail every answer still owed: those requests may or may not be durable, and
+        """Let the write that is out finish (the next incarnation must read it back,
+        and its answers are given if it succeeded), write nothing more, and fail every
+        answer still owed: those requests were applied here but never journaled, and
         each is safe to repeat."""
-        writing = getattr(self, "_writing", None)
+        if not hasattr(self, "_owed"):  # stopped before recover ran
+            return
+        if self._broken is None:
+            self._broken = StoreError(f"{self.name} stopped before journaling a request")
+        writing = self._writing
         if writing is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(writing)
-        for answer, _ in getattr(self, "_owed", []):
-            if not answer.done():
-                answer.set_exception(StoreError(
-                    f"{self.name} stopped before its journal write was confirmed"))
+        _fail(self._owed, self._broken)
+        self._owed.clear()
 
     def _fence(self) -> Fence | None:
         """The fence the journal is written under: none in one process; the entity's
@@ -322,3 +330,11 @@ class QueueServer(Actor[QueueServerMsg]):
     def depth(self, queue: str) -> QueueDepth:
         return self.state.depth(queue)
 
+
+def _fail(owed: list[tuple[asyncio.Future[object], object]], error: BaseException) -> None:
+    """Fail each answer still open with ``error``. A ``tell`` (a timer) has nobody to read
+    it: the failure is marked read, so asyncio does not log it as lost."""
+    for answer, _ in owed:
+        if not answer.done():
+            answer.set_exception(error)
+            answer.exception()
