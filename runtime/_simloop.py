@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
+import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -84,7 +85,9 @@ def run(
     ``simulated=True`` runs it on a :class:`SimulatedEventLoop` seeded with
     ``seed``: virtual time, seeded scheduling, and a ``Runtime`` created inside
     picks the same seed for ``rt.random``. ``simulated=False`` runs it on the
-    real clock, like ``anyio.run`` on the asyncio backend.
+    real clock, like ``anyio.run`` on the asyncio backend, on uvloop's event loop
+    (libuv: the same asyncio API, its scheduling and I/O in C) unless the
+    environment says ``SHARDLINE_LOOP=asyncio`` (the standard library's loop).
     """
 
     async def _main() -> T:
@@ -94,10 +97,23 @@ def run(
         return _main()
 
     if not simulated:
-        with asyncio.Runner() as runner:
+        with asyncio.Runner(loop_factory=real_loop_factory()) as runner:
             return runner.run(_coroutine())
     with asyncio.Runner(loop_factory=lambda: SimulatedEventLoop(seed)) as runner:
         return runner.run(_coroutine())
+
+
+def real_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the real clock runs on: uvloop's, or the standard library's
+    when ``SHARDLINE_LOOP=asyncio`` (``None``: asyncio's default)."""
+    choice = os.environ.get("SHARDLINE_LOOP", "uvloop")
+    if choice == "asyncio":
+        return None
+    if choice != "uvloop":
+        raise ValueError(f"SHARDLINE_LOOP must be 'uvloop' or 'asyncio', got {choice!r}")
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 @contextmanager
