@@ -219,6 +219,9 @@ class QueueServer(Actor[QueueServerMsg]):
                 except Exception as exc:
                     self._break(exc, answers)
                     return
+                except asyncio.CancelledError:  # stopped() gave up waiting for it
+                    _fail(answers, self._broken or StoreError(f"{self.name}: write abandoned"))
+                    raise
                 for answer, value in answers:
                     if not answer.done():
                         answer.set_result(value)
@@ -272,15 +275,21 @@ class QueueServer(Actor[QueueServerMsg]):
         """Let the write that is out finish (the next incarnation must read it back,
         and its answers are given if it succeeded), write nothing more, and fail every
         answer still owed: those requests were applied here but never journaled, and
-        each is safe to repeat."""
+        each is safe to repeat. Stopped past its ``shutdown_timeout`` (cancelled), it
+        cancels the write instead and waits until it is given up: a write left out
+        could land after the next incarnation's first entries, at the offsets that
+        one hands out again."""
         if not hasattr(self, "_owed"):  # stopped before recover ran
             return
         if self._broken is None:
             self._broken = StoreError(f"{self.name} stopped before journaling a request")
         writing = self._writing
         if writing is not None:
-            with contextlib.suppress(BaseException):
+            try:
                 await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                writing.cancel()
+                await asyncio.wait({writing})
         _fail(self._owed, self._broken)
         self._owed.clear()
 

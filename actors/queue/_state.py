@@ -2,7 +2,8 @@
 
 Pure logic, no I/O. The server *plans* a request (validates it against the
 current state and returns the journal events it implies, changing nothing
-that matters), writes the events durably, then *applies* them. Recovery
+that matters), then *applies* them at once and journals them; its answer
+waits until they are durable (``_server``). Recovery
 applies the journal's events the same way, so a restarted server ends in
 exactly the state the journal describes.
 
