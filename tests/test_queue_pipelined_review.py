@@ -194,8 +194,6 @@ def test_a_crash_armed_while_a_write_is_out_strikes_after_journaling_and_the_ser
     sim(main)
 
 
-@pytest.mark.xfail(strict=True, reason="review finding: metrics count applied requests "
-                   "whose write then failed (on cc6ddb2 they counted durable ones only)")
 def test_the_metrics_count_only_what_became_durable() -> None:
     async def main() -> None:
         store = GatedStore(await open_store("memory://", clock=lambda: 0.0))
@@ -223,9 +221,6 @@ def test_the_metrics_count_only_what_became_durable() -> None:
     sim(main)
 
 
-@pytest.mark.xfail(strict=True, reason="review finding: a receive's visibility timeout runs "
-                   "from when it was applied, before its write; a write slower than the "
-                   "timeout hands out a batch already expired (cc6ddb2 counted from after it)")
 def test_a_received_batch_gets_its_whole_visibility_timeout_once_handed_out() -> None:
     async def main() -> None:
         store = GatedStore(await open_store("memory://", clock=lambda: 0.0))
