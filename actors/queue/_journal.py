@@ -1,7 +1,8 @@
 """The queue server's journal: what it decided, in order, durably.
 
 Each server appends one journal entry per request it handles (a batch of
-events, one store write), and an event covers a whole request's messages
+events; the entries staged while a write is out go out in the next store
+write), and an event covers a whole request's messages
 (an enqueue's messages in one list; a receive's or an ack's batches as
 columns of keys, offsets, counts and attempts), so the cost of durability
 is paid per request, not per message. Replaying the journal rebuilds a server exactly: which

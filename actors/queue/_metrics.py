@@ -7,7 +7,7 @@ describe this run; the store holds the truth the invariants are checked on.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from runtime.scenario import Observation, percentile
 
@@ -42,6 +42,18 @@ class AckLatencies:
         """Tag every sample added since length ``since`` with ``queue``."""
         self.queues.extend(array("H", [queue]) * (len(self.seconds) - since))
 
+    def add(self, other: AckLatencies) -> None:
+        """Append ``other``'s samples (its queues mapped to this column's indexes)."""
+        if not other.seconds:
+            return
+        mine = [self.queue_index(name) for name in other.queue_names]
+        if mine == list(range(len(mine))):  # the same indexes: the usual case
+            self.queues.extend(other.queues)
+        else:
+            self.queues.extend(array("H", [mine[q] for q in other.queues]))
+        self.keys.extend(other.keys)
+        self.seconds.extend(other.seconds)
+
     def of(self, queue: str, keys: set[str] | None = None,
            exclude: set[str] | None = None) -> list[float]:
         """The seconds of ``queue``'s samples, optionally only some keys or all but some."""
@@ -72,6 +84,14 @@ class QueueMetrics:
     request_retries: int = 0
     acks: AckLatencies = field(default_factory=AckLatencies)
 
+    def add(self, other: QueueMetrics) -> None:
+        """Add ``other``'s counts and samples to these."""
+        for name in _COUNTERS:
+            value = getattr(other, name)
+            if value:
+                setattr(self, name, getattr(self, name) + value)
+        self.acks.add(other.acks)
+
     def on_returned(self, expired: bool) -> None:
         """A batch is visible again: its visibility timed out, or its client released it."""
         if expired:
@@ -89,3 +109,6 @@ class QueueMetrics:
         waiting = self.enqueued - self.duplicates_dropped - self.acked - self.dead_lettered
         return Observation(completed=self.acked, latencies=self.acks.seconds,
                            in_flight=max(0, waiting), unit="messages acked")
+
+
+_COUNTERS = tuple(f.name for f in fields(QueueMetrics) if f.name != "acks")

@@ -114,6 +114,10 @@ class QueueServer(Actor[QueueServerMsg]):
         self.floor = await store.floor(self.journal_log)
         self.since_checkpoint = 0
         self._next_seq = self.high_water
+        self._staging = QueueMetrics()
+        """What the requests staged since the last write counted (added to ``metrics``
+        once their write is durable: a run counts nothing the journal does not hold)."""
+        state.metrics = self._staging
         self._entries: list[bytes] = []
         self._dlq: list[tuple[str, bytes]] = []
         self._owed: list[tuple[asyncio.Future[object], object]] = []
@@ -145,11 +149,11 @@ class QueueServer(Actor[QueueServerMsg]):
                 return answer
             case SettleTaken(others=others):
                 events, refused, settled = state.plan_settle(others, msg)
-                self.metrics.acks_refused += len(refused)
+                self._staging.acks_refused += len(refused)
                 return self._stage(events, AckResult(settled, refused))
             case Settle(settlements=settlements):
                 events, refused, settled = state.plan_settle(settlements)
-                self.metrics.acks_refused += len(refused)
+                self._staging.acks_refused += len(refused)
                 return self._stage(events, AckResult(settled, refused))
             case Enqueue(queue=queue, messages=messages):
                 wrong = self.placement.misplaced([m.key for m in messages], self.index)
@@ -158,7 +162,7 @@ class QueueServer(Actor[QueueServerMsg]):
                         f"{self.name}: key {wrong!r} of queue {queue!r} belongs to "
                         f"server {self.placement(wrong)}")
                 events, accepted, duplicates = state.plan_enqueue(queue, messages)
-                self.metrics.duplicates_dropped += duplicates
+                self._staging.duplicates_dropped += duplicates
                 return self._stage(events, EnqueueResult(accepted, duplicates))
             case Seal(queue=queue):
                 return self._stage(state.plan_seal(queue), None)
@@ -196,9 +200,12 @@ class QueueServer(Actor[QueueServerMsg]):
             self._entries.append(journal.encode(JournalEntry(events)))
             if dead:
                 self._dlq.extend(dead)
-            self.state.apply(events, seq)
+            self.state.apply(events, seq, staged=True)
         elif self._writing is None and not self._entries:
-            return value  # nothing unwritten: the answer is already durable
+            # nothing unwritten: the answer (a refusal, say) is already durable
+            self.metrics.add(self._staging)
+            self._staging = self.state.metrics = QueueMetrics()
+            return value
         answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._owed.append((answer, value))
         if self._writing is None:
@@ -213,12 +220,24 @@ class QueueServer(Actor[QueueServerMsg]):
                 dead, self._dlq = self._dlq, []
                 answers, self._owed = self._owed, []
                 first = self._next_seq - len(entries)
+                receives = self.state.unconfirmed_receives
+                counted, self._staging = self._staging, QueueMetrics()
+                self.state.metrics = self._staging
                 try:
                     await self._write(entries, dead, first)
-                    await self.fault_point("after journaling, before answering")
+                    if entries:
+                        await self.fault_point("after journaling, before answering")
                 except Exception as exc:
                     self._break(exc, answers)
                     return
+                except asyncio.CancelledError:  # stopped() gave up waiting for it
+                    _fail(answers, self._broken or StoreError(f"{self.name}: write abandoned"))
+                    raise
+                # handed out now: the batches' visibility timeouts start, and the
+                # counts and latencies of what is durable join the run's
+                self.state.confirm_receives(receives)
+                self.metrics.add(counted)
+                self._arm_expiry()
                 for answer, value in answers:
                     if not answer.done():
                         answer.set_result(value)
@@ -272,15 +291,21 @@ class QueueServer(Actor[QueueServerMsg]):
         """Let the write that is out finish (the next incarnation must read it back,
         and its answers are given if it succeeded), write nothing more, and fail every
         answer still owed: those requests were applied here but never journaled, and
-        each is safe to repeat."""
+        each is safe to repeat. Stopped past its ``shutdown_timeout`` (cancelled), it
+        cancels the write instead and waits until it is given up: a write left out
+        could land after the next incarnation's first entries, at the offsets that
+        one hands out again."""
         if not hasattr(self, "_owed"):  # stopped before recover ran
             return
         if self._broken is None:
             self._broken = StoreError(f"{self.name} stopped before journaling a request")
         writing = self._writing
         if writing is not None:
-            with contextlib.suppress(BaseException):
+            try:
                 await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                writing.cancel()
+                await asyncio.wait({writing})
         _fail(self._owed, self._broken)
         self._owed.clear()
 

@@ -2,7 +2,8 @@
 
 Pure logic, no I/O. The server *plans* a request (validates it against the
 current state and returns the journal events it implies, changing nothing
-that matters), writes the events durably, then *applies* them. Recovery
+that matters), then *applies* them at once and journals them; its answer
+waits until they are durable (``_server``). Recovery
 applies the journal's events the same way, so a restarted server ends in
 exactly the state the journal describes.
 
@@ -33,6 +34,7 @@ Policy, kept here:
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -78,6 +80,9 @@ class ServerState:
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
         """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
         the receive's time plus one constant timeout, so they come in order."""
+        self._unconfirmed: deque[tuple[str, list[str], list[int], list[int], str]] = deque()
+        """Receives applied live but not yet durable (``confirm_receives``), oldest first:
+        their visibility timeout starts when they are handed out, not before."""
         self._planned_ids: tuple[MessagesEnqueued, set[str]] | None = None
         """The ids of the enqueue event planned last (a cache: applying that event adds
         them to the dedup window without reading every message again)."""
@@ -195,11 +200,35 @@ class ServerState:
         gone; a settlement from it would be refused once the batch is handed out again)."""
         at = self.wall()
         events: list[JournalEvent] = []
-        for _, queue, keys, offsets, attempts, held_by in self._expiry:
+        out = [r[1:] for r in self._expiry]
+        for queue, keys, offsets, attempts, held_by in [*out, *self._unconfirmed]:
             if held_by == holder:
                 self._return_out(queue, keys, offsets, attempts, at,
                                  f"client {holder} restarted", events)
         return events
+
+    def confirm_receives(self, count: int) -> None:
+        """The oldest ``count`` receives applied live are durable and handed out: their
+        visibility timeout starts now (a batch still out gets the whole timeout)."""
+        deadline = self.now() + self.settings.visibility_timeout
+        unconfirmed = self._unconfirmed
+        expiry = self._expiry
+        for _ in range(count):
+            queue, keys, offsets, attempts, holder = unconfirmed.popleft()
+            expiry.append((deadline, queue, keys, offsets, attempts, holder))
+            q = self.queues.get(queue)
+            if q is None:
+                continue
+            for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
+                k = q.keys.get(key)
+                if (k is not None and k.flight and k.attempt == attempt
+                        and k.pending[0].offset == offset):
+                    k.deadline = deadline
+
+    @property
+    def unconfirmed_receives(self) -> int:
+        """Receives applied live and not yet confirmed durable."""
+        return len(self._unconfirmed)
 
     def _return_out(self, queue: str, keys: list[str], offsets: list[int],
                     attempts: list[int], at: float, why: str,
@@ -225,14 +254,17 @@ class ServerState:
 
     # -- applying: the only place state changes ------------------------------
 
-    def apply(self, events: Iterable[JournalEvent], journal_seq: int, live: bool = True) -> None:
-        """Apply journal events (just written, or replayed by ``recover``)."""
+    def apply(self, events: Iterable[JournalEvent], journal_seq: int, live: bool = True,
+              staged: bool = False) -> None:
+        """Apply journal events: ``staged`` ones, applied before their write is durable
+        (their receives' visibility timeouts start at ``confirm_receives``), ones just
+        written, or ones ``recover`` replays (``live=False``)."""
         metrics = self.metrics if live else None
         for event in events:
             if isinstance(event, MessagesEnqueued):
                 self._apply_enqueued(event, journal_seq, metrics, live)
             elif isinstance(event, BatchesReceived):
-                self._apply_received(event, metrics)
+                self._apply_received(event, metrics, staged)
             elif isinstance(event, BatchesAcked):
                 self._apply_acked(event, metrics)
             elif isinstance(event, BatchReturned):
@@ -297,12 +329,17 @@ class ServerState:
         if metrics is not None:
             metrics.enqueued += len(messages)
 
-    def _apply_received(self, e: BatchesReceived, metrics: QueueMetrics | None) -> None:
+    def _apply_received(self, e: BatchesReceived, metrics: QueueMetrics | None,
+                        staged: bool) -> None:
         q = self._queue(e.queue)
-        now = self.now()
-        deadline = now + self.settings.visibility_timeout
         windowed = q.window is not None
-        self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts, e.holder))
+        if staged:  # out once durable: no deadline until then (``confirm_receives``)
+            deadline = math.inf
+            self._unconfirmed.append((e.queue, e.keys, e.offsets, e.attempts, e.holder))
+        else:  # written (or recovered: out since before the crash), a fresh timeout
+            deadline = self.now() + self.settings.visibility_timeout
+            self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts,
+                                 e.holder))
         keys = q.keys
         lasts = e.lasts
         delivered = redelivered = 0
