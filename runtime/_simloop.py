@@ -103,14 +103,24 @@ def run(
         return runner.run(_coroutine())
 
 
+LOOPS = ("uvloop", "asyncio")
+"""What ``SHARDLINE_LOOP`` may name: the event loop the real clock runs on."""
+
+
+def loop_choice() -> str:
+    """``SHARDLINE_LOOP`` (default ``uvloop``); ``ValueError`` naming it if unknown."""
+    choice = os.environ.get("SHARDLINE_LOOP", "uvloop")
+    if choice not in LOOPS:
+        raise ValueError(f"environment variable SHARDLINE_LOOP: expected one of "
+                         f"{', '.join(LOOPS)}, got {choice!r}")
+    return choice
+
+
 def real_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop the real clock runs on: uvloop's, or the standard library's
     when ``SHARDLINE_LOOP=asyncio`` (``None``: asyncio's default)."""
-    choice = os.environ.get("SHARDLINE_LOOP", "uvloop")
-    if choice == "asyncio":
+    if loop_choice() == "asyncio":
         return None
-    if choice != "uvloop":
-        raise ValueError(f"SHARDLINE_LOOP must be 'uvloop' or 'asyncio', got {choice!r}")
     import uvloop
 
     return uvloop.new_event_loop

@@ -26,6 +26,7 @@ import msgspec
 from runtime._errors import ScenarioError, StoreError
 from runtime._logging import configure_logging
 from runtime._node_cli import add_node_parser, read_secret
+from runtime._simloop import loop_choice
 from runtime.cluster._config import split_address
 from runtime.scenario import (
     LoadedScenario,
@@ -281,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        loop_choice()
+    except ValueError as exc:
+        return _error(str(exc))
     try:
         return handler(args)
     except KeyboardInterrupt:  # Ctrl-C outside a run (loading, listing, serving set-up)
