@@ -336,7 +336,7 @@ class ServerState:
             elif members == 1:  # the usual cases: a batch handed out the first time
                 receives.append(1)
             else:
-                k.receives = [1] * members
+                receives.extend([1] * members)
             delivered += count
             if attempt > 1:
                 redelivered += count
