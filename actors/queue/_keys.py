@@ -11,8 +11,9 @@ skipped when popped, and a key re-enters when it becomes eligible again.
 A key keeps its messages in columns, not an object per message: enqueue
 appends to them, a receive or an ack works on a slice from the head, in C.
 Settled messages are dropped by moving the head; the columns are cut when
-the head passes half of them (or cleared when it reaches their end), so a
-hot key's backlog costs amortized constant time per message.
+the head passes half of them and ``_CUT`` (or cleared when it reaches their
+end), so a hot key's backlog costs amortized constant time per message, and
+a key keeps at most ``max(_CUT, held)`` settled messages referenced.
 """
 
 from __future__ import annotations

@@ -444,7 +444,7 @@ class ServerState:
             return
         if k.flight and k.attempt == e.attempt and k.offsets[k.head] == e.offset:
             self._land(q, k)
-        for offset in e.untried:
+        for offset in set(e.untried):
             i = k.index(offset)
             if i >= 0:
                 k.count_receives(i, i + 1, -1)
