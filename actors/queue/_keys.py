@@ -43,7 +43,7 @@ class Held(msgspec.Struct, frozen=True):
     receives: int = 0
 
 
-class KeyState(msgspec.Struct, gc=False, eq=False):
+class KeyState:
     """One strict-order key of one queue: its held messages in columns.
 
     ``messages``, ``offsets`` and ``stamps`` run in parallel; the held ones are
@@ -51,28 +51,28 @@ class KeyState(msgspec.Struct, gc=False, eq=False):
     ``receives`` counts how often each of the first ``len(receives)`` held
     messages was handed out; the rest were never handed out (0): only a
     delivered batch's members get an entry.
-
-    Untracked by the garbage collector (``gc=False``): it refers to nothing that
-    refers back to it, and a server holds one per key (its columns are tracked, as
-    any list).
     """
 
-    name: str
-    messages: list[QueuedMessage] = msgspec.field(default_factory=list)
-    offsets: list[int] = msgspec.field(default_factory=list)
-    stamps: list[Stamp] = msgspec.field(default_factory=list)
-    head: int = 0
-    receives: list[int] = msgspec.field(default_factory=list)
-    flight: int = 0
-    """Messages out (the first ``flight`` held), 0 when none is."""
-    attempt: int = 0
-    """The delivery number of the batch out (its head's receives)."""
-    deadline: float = 0.0
-    pinned: int = 0
-    """On a windowed queue: the size of the window handed out and not yet settled,
-    so it goes out again with the same members."""
-    queued: bool = False
-    in_full: bool = False
+    __slots__ = ("attempt", "deadline", "flight", "head", "in_full", "messages", "name",
+                 "offsets", "pinned", "queued", "receives", "stamps")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.messages: list[QueuedMessage] = []
+        self.offsets: list[int] = []
+        self.stamps: list[Stamp] = []
+        self.head = 0
+        self.receives: list[int] = []
+        self.flight = 0
+        """Messages out (the first ``flight`` held), 0 when none is."""
+        self.attempt = 0
+        """The delivery number of the batch out (its head's receives)."""
+        self.deadline = 0.0
+        self.pinned = 0
+        """On a windowed queue: the size of the window handed out and not yet settled,
+        so it goes out again with the same members."""
+        self.queued = False
+        self.in_full = False
 
     @property
     def held(self) -> int:

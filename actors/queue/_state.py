@@ -163,7 +163,7 @@ class ServerState:
             add_key(k.name)
             add_offset(offset)
             add_count(count)
-            add_attempt(k.receives[0] + 1 if k.receives else 1)
+            add_attempt(receives[0] + 1 if (receives := k.receives) else 1)
         if not keys:
             return [], None
         return ([BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)],
@@ -328,15 +328,19 @@ class ServerState:
             k.deadline = deadline
             if windowed:
                 k.pinned = count
-            held = len(column) - k.head
-            members = count if count <= held else held
             receives = k.receives
-            if receives:
-                k.count_receives(0, members)
-            elif members == 1:  # the usual cases: a batch handed out the first time
-                receives.append(1)
+            if count == 1:
+                if receives:
+                    receives[0] += 1
+                else:
+                    receives.append(1)
             else:
-                receives.extend([1] * members)
+                held = len(column) - k.head
+                members = count if count <= held else held
+                if receives:
+                    k.count_receives(0, members)
+                else:  # the usual case: a batch handed out the first time
+                    receives.extend([1] * members)
             delivered += count
             if attempt > 1:
                 redelivered += count
