@@ -194,7 +194,7 @@ def test_a_server_that_hands_out_a_second_message_of_a_busy_key_fails_strict_ord
     path = _scenario(tmp_path, transform_cost="20ms")
     control, report = _run(path, tmp_path / "control", capsys)
     assert control == 0, report["invariants"]
-    monkeypatch.setattr(KeyState, "deliverable", property(lambda self: bool(self.pending)))
+    monkeypatch.setattr(KeyState, "deliverable", property(lambda self: bool(self.offsets)))
     real_enqueued = ServerState._apply_enqueued
 
     def forgetting(self: ServerState, e: Any, *args: Any) -> None:

@@ -26,7 +26,6 @@ from actors.queue import QueuedMessage
 from actors.queue._dedup import DedupWindow
 from actors.queue._journal import (
     JournalEntry,
-    JournalEvent,
     MessagesEnqueued,
     decode_entry,
     encode,
@@ -35,41 +34,17 @@ from actors.queue._keys import QueueState
 from actors.queue._ledger import Ledger
 from actors.queue._messages import Settlement, WindowPolicy, settle_taken
 from actors.queue._settings import ServerSettings
-from actors.queue._state import ServerState
+from tests.queue_helpers.state import JournaledState
 
 
-class _Server:
+class _Server(JournaledState):
     """A ``ServerState`` on a hand-set clock, with a journal kept in a list."""
-
-    def __init__(self, settings: ServerSettings, at: float = 100.0) -> None:
-        self.settings = settings
-        self.at = at
-        self.journal: list[tuple[int, bytes]] = []
-        self.state = self._fresh()
-
-    def _fresh(self) -> ServerState:
-        return ServerState(0, self.settings, lambda: self.at, lambda: self.at)
-
-    def commit(self, events: list[JournalEvent]) -> None:
-        if events:
-            seq = len(self.journal)
-            self.journal.append((seq, encode(JournalEntry(events))))
-            self.state.apply(events, seq)
 
     def enqueue(self, *ids: str, queue: str = "q", key: str | None = None) -> tuple[int, int]:
         """(accepted, duplicates) of one enqueue request of ``ids``."""
         events, accepted, duplicates = self.state.plan_enqueue(queue, _messages(ids, key))
         self.commit(events)
         return accepted, duplicates
-
-    def recover(self, from_seq: int = 0, read: float = 0.0) -> None:
-        """Replay the journal from ``from_seq``; each entry's read takes ``read`` s."""
-        state = self._fresh()
-        for seq, payload in self.journal:
-            if seq >= from_seq:
-                state.apply(decode_entry(payload).events, seq, live=False)
-                self.at += read
-        self.state = state
 
 
 def _messages(ids: tuple[str, ...] | list[str], key: str | None = None) -> list[QueuedMessage]:

@@ -78,9 +78,10 @@ def _snapshot(cluster: QueueCluster) -> dict[str, object]:
     state = server.state
     queues = {}
     for name, q in sorted(state.queues.items()):
-        keys = {k.name: ([(h.offset, h.receives, h.message.id) for h in k.pending],
+        keys = {k.name: ([(k.offsets[k.head + i], k.receives_of(i),
+                           k.messages[k.head + i].id) for i in range(k.held)],
                          k.flight, k.attempt if k.flight else 0)
-                for k in q.keys.values() if k.pending}
+                for k in q.keys.values() if k.held}
         queues[name] = (keys, q.held, q.in_flight, q.sealed)
     return {"queues": queues, "next_offset": state.next_offset}
 

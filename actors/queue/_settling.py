@@ -18,7 +18,6 @@ returns once they are journaled. The rules (kept here):
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 from actors.queue._journal import (
@@ -56,7 +55,7 @@ def plan_settlements(queues: dict[str, QueueState], server: int, max_receives: i
         q = queues.get(r.queue)
         k = q.keys.get(r.key) if q is not None else None
         if (k is None or not k.flight or k.flight != count or k.attempt != r.attempt
-                or k.pending[0].offset != r.offset or now >= k.deadline or k in done
+                or k.offsets[k.head] != r.offset or now >= k.deadline or k in done
                 or r.server != server or not 0 <= acked <= count
                 or not (s.failed == -1 or acked <= s.failed < count)):
             refused.append(r)
@@ -71,17 +70,18 @@ def plan_settlements(queues: dict[str, QueueState], server: int, max_receives: i
             event.offsets.append(r.offset)
             event.counts.append(acked)
             event.attempts.append(r.attempt)
-            event.lasts.append(k.pending[acked - 1].offset)
+            event.lasts.append(k.offsets[k.head + acked - 1])
         if acked == count:
             continue
-        members = list(itertools.islice(k.pending, acked, count))
-        culprit = members[s.failed - acked] if s.failed >= 0 else None
-        untried = [] if culprit is None else [m.offset for m in members if m is not culprit]
+        failed = s.failed
+        untried = [] if failed < 0 else [
+            offset for i, offset in enumerate(k.offsets[k.head + acked:k.head + count], acked)
+            if i != failed]
         later.append(BatchReturned(r.queue, r.key, r.offset, r.attempt, at, False, untried))
-        if culprit is not None and culprit.receives >= max_receives:
+        if failed >= 0 and (receives := k.receives_of(failed)) >= max_receives:
             later.append(MessageDeadLettered(
-                r.queue, r.key, culprit.offset, at,
-                f"released after {culprit.receives} receives: {s.reason}"))
+                r.queue, r.key, k.offsets[k.head + failed], at,
+                f"released after {receives} receives: {s.reason}"))
     return [*acks.values(), *later], refused, settled
 
 
@@ -110,7 +110,7 @@ def _ack_whole(queues: dict[str, QueueState], server: int, now: float, at: float
     for i, (key, offset, attempt, count) in enumerate(zip(*columns, strict=True)):
         k = known.get(key)
         if (k is None or not k.flight or k.flight != count or k.attempt != attempt
-                or k.pending[0].offset != offset or now >= k.deadline
+                or k.offsets[k.head] != offset or now >= k.deadline
                 or (track and k in done)):
             refused.append(Receipt(server, queue, key, offset, attempt, count))
             bad.append(i)
@@ -118,7 +118,7 @@ def _ack_whole(queues: dict[str, QueueState], server: int, now: float, at: float
         if track:
             done.add(k)
         settled += count
-        add_last(offset if count == 1 else k.pending[count - 1].offset)
+        add_last(offset if count == 1 else k.offsets[k.head + count - 1])
     if bad:
         good = sorted(set(range(len(keys))) - set(bad))
         keys = [keys[i] for i in good]

@@ -33,8 +33,8 @@ Policy, kept here:
 
 from __future__ import annotations
 
-import itertools
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -151,23 +151,24 @@ class ServerState:
         add_key, add_offset, add_count = keys.append, offsets.append, counts.append
         add_attempt, add_last = attempts.append, lasts.append
         add_message, add_message_offset = messages.append, message_offsets.append
+        add_messages, add_message_offsets = messages.extend, message_offsets.extend
         for k, count in q.choose(at, max_messages, max(1, per_key)):
-            pending = k.pending
-            head = pending[0]
-            offset = head.offset
+            head = k.head
+            column = k.offsets
+            offset = column[head]
             if count == 1:
-                add_message(head.message)
+                add_message(k.messages[head])
                 add_message_offset(offset)
                 add_last(offset)
-            else:  # a loop: a comprehension's call costs more than a few members
-                for held in itertools.islice(pending, count):
-                    add_message(held.message)
-                    add_message_offset(held.offset)
-                add_last(held.offset)
+            else:
+                end = head + count
+                add_messages(k.messages[head:end])
+                add_message_offsets(column[head:end])
+                add_last(column[end - 1] if end <= len(column) else column[-1])
             add_key(k.name)
             add_offset(offset)
             add_count(count)
-            add_attempt(head.receives + 1)
+            add_attempt(receives[0] + 1 if (receives := k.receives) else 1)
         if not keys:
             return [], None
         return ([BatchesReceived(queue, at, keys, offsets, counts, attempts, holder, lasts)],
@@ -222,7 +223,7 @@ class ServerState:
             for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
                 k = q.keys.get(key)
                 if (k is not None and k.flight and k.attempt == attempt
-                        and k.pending[0].offset == offset):
+                        and k.offsets[k.head] == offset):
                     k.deadline = deadline
 
     @property
@@ -240,13 +241,13 @@ class ServerState:
         for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
             k = q.keys.get(key)
             if (k is None or not k.flight or k.attempt != attempt
-                    or k.pending[0].offset != offset):
+                    or k.offsets[k.head] != offset):
                 continue  # settled in time
             events.append(BatchReturned(queue, key, offset, attempt, at, True))
-            head = k.pending[0]
-            if head.receives >= self.settings.max_receives:
+            receives = k.receives_of(0)
+            if receives >= self.settings.max_receives:
                 events.append(MessageDeadLettered(
-                    queue, key, offset, at, f"{why} after {head.receives} receives"))
+                    queue, key, offset, at, f"{why} after {receives} receives"))
 
     def plan_seal(self, queue: str) -> list[JournalEvent]:
         q = self.queues.get(queue)
@@ -283,6 +284,7 @@ class ServerState:
         stamp = e.at if live else max(e.at, self.wall())
         keys = q.keys
         at = e.at
+        stamp_of = (at, journal_seq)
         ready = q.ready
         add_ready = ready.append
         messages = e.messages
@@ -295,7 +297,9 @@ class ServerState:
                 k = keys.get(key)
                 if k is None:
                     k = keys[key] = KeyState(key)
-                k.pending.append(Held(message, offset, at, journal_seq))
+                k.messages.append(message)
+                k.offsets.append(offset)
+                k.stamps.append(stamp_of)
                 if not k.flight and not k.queued:
                     k.queued = True
                     add_ready(k)
@@ -307,13 +311,15 @@ class ServerState:
                 k = keys.get(key)
                 if k is None:
                     k = keys[key] = KeyState(key)
-                pending = k.pending
-                pending.append(Held(message, offset, at, journal_seq))
+                column = k.offsets
+                k.messages.append(message)
+                column.append(offset)
+                k.stamps.append(stamp_of)
                 if not k.flight:
                     if not k.queued:
                         k.queued = True
                         add_ready(k)
-                    if not k.in_full and (k.pinned or len(pending) >= size):
+                    if not k.in_full and (k.pinned or len(column) - k.head >= size):
                         k.in_full = True
                         full.append(k)
         offset = first + len(messages)
@@ -346,7 +352,7 @@ class ServerState:
         for i, (key, offset, count, attempt) in enumerate(zip(
                 e.keys, e.offsets, e.counts, e.attempts, strict=True)):
             k = keys.get(key)
-            if k is None or not (pending := k.pending) or pending[0].offset != offset:
+            if k is None or not (column := k.offsets) or column[k.head] != offset:
                 # A replay from a checkpoint after the head's enqueue: the head was
                 # settled before it; the members enqueued after it still count this.
                 if k is not None and lasts:
@@ -359,11 +365,19 @@ class ServerState:
             k.deadline = deadline
             if windowed:
                 k.pinned = count
+            receives = k.receives
             if count == 1:
-                pending[0].receives += 1
+                if receives:
+                    receives[0] += 1
+                else:
+                    receives.append(1)
             else:
-                for held in itertools.islice(pending, count):
-                    held.receives += 1
+                held = len(column) - k.head
+                members = count if count <= held else held
+                if receives:
+                    k.count_receives(0, members)
+                else:  # the usual case: a batch handed out the first time
+                    receives.extend([1] * members)
             delivered += count
             if attempt > 1:
                 redelivered += count
@@ -380,6 +394,8 @@ class ServerState:
         first_sample = len(samples.seconds) if samples is not None else 0
         add_second = samples.seconds.append if samples is not None else None
         add_key = samples.keys.append if samples is not None else None
+        add_seconds = samples.seconds.extend if samples is not None else None
+        add_keys = samples.keys.extend if samples is not None else None
         in_flight = q.in_flight
         ready = q.ready
         full = q.full
@@ -387,7 +403,7 @@ class ServerState:
         for i, (key, offset, count) in enumerate(zip(e.keys, e.offsets, e.counts,
                                                      strict=True)):
             k = keys.get(key)
-            if k is None or not (pending := k.pending) or pending[0].offset != offset:
+            if k is None or not (column := k.offsets) or column[head := k.head] != offset:
                 # A replay from a checkpoint after the head's enqueue: settle the
                 # members enqueued after it (it holds none of the key's older ones).
                 if k is not None and e.lasts:
@@ -397,29 +413,37 @@ class ServerState:
             if flight:
                 in_flight -= flight
                 k.flight = 0
+            held = len(column) - head
+            stamps = k.stamps
             if count == 1:
-                held = pending.popleft()
                 if add_second is not None and add_key is not None:
-                    add_second(at - held.at)
+                    add_second(at - stamps[head][0])
                     add_key(key)
             else:
-                count = min(count, len(pending))
-                if samples is None:
-                    for _ in range(count):
-                        pending.popleft()
-                else:
-                    add = samples.seconds.append
-                    popleft = pending.popleft
-                    for _ in range(count):
-                        add(at - popleft().at)
-                    samples.keys.extend([key] * count)
+                if count > held:
+                    count = held
+                if add_seconds is not None and add_keys is not None:
+                    stamp = stamps[head]
+                    if stamps[head + count - 1] is stamp:  # one enqueue's: all between too
+                        add_seconds([at - stamp[0]] * count)
+                    else:
+                        add_seconds([at - s[0] for s in stamps[head:head + count]])
+                    add_keys([key] * count)
+            if count == held:  # k.drop(count), inlined: the usual case, all of it settled
+                column.clear()
+                k.messages.clear()
+                stamps.clear()
+                k.receives.clear()
+                k.head = 0
+            else:
+                k.drop(count)
             acked += count
             k.pinned = 0
-            if pending:  # q.make_ready(k), inlined: nothing of the key is out now
+            if count < held:  # q.make_ready(k), inlined: nothing of the key is out now
                 if not k.queued:
                     k.queued = True
                     ready.append(k)
-                if size and not k.in_full and len(pending) >= size:
+                if size and not k.in_full and held - count >= size:
                     k.in_full = True
                     full.append(k)
         q.in_flight = in_flight
@@ -430,21 +454,19 @@ class ServerState:
 
     @staticmethod
     def _count_receive(k: KeyState, first: int, last: int) -> None:
-        for held in k.pending:
-            if held.offset > last:
-                return
-            if held.offset >= first:
-                held.receives += 1
+        """Count a receive for ``k``'s messages at offsets ``first`` to ``last``."""
+        offsets, head = k.offsets, k.head
+        start = bisect_left(offsets, first, head) - head
+        stop = bisect_right(offsets, last, head) - head
+        if start < stop:
+            k.count_receives(start, stop)
 
     @staticmethod
     def _settle_through(q: QueueState, k: KeyState, last: int) -> int:
         """Drop ``k``'s messages up to offset ``last``; how many."""
-        pending = k.pending
-        dropped = 0
-        while pending and pending[0].offset <= last:
-            pending.popleft()
-            dropped += 1
+        dropped = bisect_right(k.offsets, last, k.head) - k.head
         if dropped:
+            k.drop(dropped)
             k.pinned = 0
             q.make_ready(k)
         return dropped
@@ -461,13 +483,12 @@ class ServerState:
         k = q.keys.get(e.key)
         if k is None:
             return
-        if k.flight and k.attempt == e.attempt and k.pending[0].offset == e.offset:
+        if k.flight and k.attempt == e.attempt and k.offsets[k.head] == e.offset:
             self._land(q, k)
-        if e.untried:
-            untried = set(e.untried)
-            for held in k.pending:
-                if held.offset in untried:
-                    held.receives -= 1
+        for offset in set(e.untried):
+            i = k.index(offset)
+            if i >= 0:
+                k.count_receives(i, i + 1, -1)
         q.make_ready(k)
         if metrics is not None:
             metrics.on_returned(e.expired)
@@ -475,11 +496,11 @@ class ServerState:
     def _apply_dead(self, e: MessageDeadLettered, metrics: QueueMetrics | None) -> None:
         q = self._queue(e.queue)
         k = q.keys.get(e.key)
-        held = k.find(e.offset) if k is not None else None
-        if k is None or held is None:
+        i = k.index(e.offset) if k is not None else -1
+        if k is None or i < 0:
             return
         self._land(q, k)
-        k.pending.remove(held)
+        k.remove(i)
         k.pinned = 0  # a window that lost a member is refilled
         q.held -= 1
         q.dead += 1
@@ -515,7 +536,7 @@ class ServerState:
         for q in self.queues.values():
             q.forget_idle()
             for k in q.keys.values():
-                from_seq = min(from_seq, k.pending[0].journal_seq)
+                from_seq = min(from_seq, k.stamps[k.head][1])
         sealed = sorted(name for name, q in self.queues.items() if q.sealed)
         return ServerCheckpoint(from_seq=from_seq, next_offset=self.next_offset, sealed=sealed)
 
