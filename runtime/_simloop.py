@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import heapq
 import os
 import random
@@ -87,7 +88,8 @@ def run(
     picks the same seed for ``rt.random``. ``simulated=False`` runs it on the
     real clock, like ``anyio.run`` on the asyncio backend, on uvloop's event loop
     (libuv: the same asyncio API, its scheduling and I/O in C) unless the
-    environment says ``SHARDLINE_LOOP=asyncio`` (the standard library's loop).
+    environment says ``SHARDLINE_LOOP=asyncio`` (the standard library's loop),
+    with the collector's thresholds at ``THROUGHPUT_GC`` until it returns.
     """
 
     async def _main() -> T:
@@ -97,10 +99,31 @@ def run(
         return _main()
 
     if not simulated:
-        with asyncio.Runner(loop_factory=real_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=real_loop_factory()) as runner, \
+                collector_thresholds(THROUGHPUT_GC):
             return runner.run(_coroutine())
     with asyncio.Runner(loop_factory=lambda: SimulatedEventLoop(seed)) as runner:
         return runner.run(_coroutine())
+
+
+THROUGHPUT_GC = (10_000, 10, 1_000)
+"""The collector's thresholds while ``run`` runs the real clock (Python's are
+(700, 10, 10)): a young pass every 10,000 net allocations instead of 700, and a
+full pass at most every 1,000 middle ones, not every 10 (a run's heap is hundreds
+of MB of live messages that a full pass walks for nothing). Measured on the strict
+queue's benchmark: 216-231 ms of a 2.3 s run in 384-388 passes with Python's,
+124-127 ms in 25 with these."""
+
+
+@contextmanager
+def collector_thresholds(thresholds: tuple[int, int, int]) -> Iterator[None]:
+    """The collector's thresholds set to ``thresholds`` for the block, then put back."""
+    before = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 LOOPS = ("uvloop", "asyncio")

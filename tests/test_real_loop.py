@@ -4,6 +4,7 @@ and an unknown choice is a clear error (exit 2 from the CLI, no traceback)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def test_an_unknown_loop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "SHARDLINE_LOOP: expected one of uvloop, asyncio, got 'trio'" in err
     assert "Traceback" not in err
+
+
+async def thresholds() -> tuple[int, int, int]:
+    return gc.get_threshold()
+
+
+def test_the_real_clock_tunes_the_collector_for_throughput_and_puts_it_back() -> None:
+    before = gc.get_threshold()
+    assert runtime.run(thresholds) == (10_000, 10, 1_000)
+    assert gc.get_threshold() == before
+    assert runtime.run(thresholds, simulated=True) == before  # simulation: untouched
