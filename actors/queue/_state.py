@@ -191,8 +191,9 @@ class ServerState:
         events: list[JournalEvent] = []
         expiry = self._expiry
         while expiry and expiry[0][0] <= now:
-            _, queue, keys, offsets, attempts, _holder = expiry.popleft()
-            self._return_out(queue, keys, offsets, attempts, at, "visibility timeout", events)
+            deadline, queue, keys, offsets, attempts, _holder = expiry.popleft()
+            self._return_out(queue, keys, offsets, attempts, deadline, at,
+                             "visibility timeout", events)
         return events
 
     def plan_holder_restarted(self, holder: str) -> list[JournalEvent]:
@@ -201,10 +202,11 @@ class ServerState:
         gone; a settlement from it would be refused once the batch is handed out again)."""
         at = self.wall()
         events: list[JournalEvent] = []
-        out = [r[1:] for r in self._expiry]
-        for queue, keys, offsets, attempts, held_by in [*out, *self._unconfirmed]:
+        unconfirmed = [(math.inf, *r) for r in self._unconfirmed]
+        for deadline, queue, keys, offsets, attempts, held_by in [*self._expiry,
+                                                                  *unconfirmed]:
             if held_by == holder:
-                self._return_out(queue, keys, offsets, attempts, at,
+                self._return_out(queue, keys, offsets, attempts, deadline, at,
                                  f"client {holder} restarted", events)
         return events
 
@@ -232,17 +234,20 @@ class ServerState:
         return len(self._unconfirmed)
 
     def _return_out(self, queue: str, keys: list[str], offsets: list[int],
-                    attempts: list[int], at: float, why: str,
+                    attempts: list[int], deadline: float, at: float, why: str,
                     events: list[JournalEvent]) -> None:
-        """Events returning the batches of one receive that are still out."""
+        """Events returning the batches of one receive (its visibility ``deadline``;
+        inf while unconfirmed) that are still out. A batch given back with its head
+        untried goes out again with the same head offset and attempt: only the
+        delivery's own deadline tells a later delivery from this one."""
         q = self.queues.get(queue)
         if q is None:
             return
         for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
             k = q.keys.get(key)
             if (k is None or not k.flight or k.attempt != attempt
-                    or k.offsets[k.head] != offset):
-                continue  # settled in time
+                    or k.offsets[k.head] != offset or k.deadline != deadline):
+                continue  # settled in time, or out again since
             events.append(BatchReturned(queue, key, offset, attempt, at, True))
             receives = k.receives_of(0)
             if receives >= self.settings.max_receives:
