@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                              "out at a time: smaller chunks pace the run by its round trips)")
     parser.add_argument("--idle-poll", type=float, default=0.005,
                         help="seconds a client waits after an empty receive")
+    parser.add_argument("--drain-poll", type=float, default=0.005,
+                        help="seconds between the conductor's looks at the next tier")
     parser.add_argument("--only", choices=("clean", "crash", "baseline"), action="append",
                         help="run only these (repeatable)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or ("clean", "crash", "baseline"))
     configure_logging(level="critical", stream=io.StringIO())
     tuning = {"receive_batch": args.receive_batch, "produce_chunk": args.produce_chunk,
-              "idle_poll": f"{args.idle_poll}s"}
+              "idle_poll": f"{args.idle_poll}s", "drain_poll": f"{args.drain_poll}s"}
     runs: list[Outcome] = []
     shares: dict[int, float] = {}
     """id of a durable run -> its share of the baseline of the same round."""
