@@ -107,6 +107,20 @@ def sends(cluster: QueueCluster, batches: Sequence[list[tuple[str, bytes]]],
     return [asyncio.ensure_future(cluster.send("q", items)) for items in batches]
 
 
+async def refuse_the_write_behind(rt: Runtime, store: GatedStore, cluster: QueueCluster,
+                                  ) -> tuple[asyncio.Task[object], list[asyncio.Task[object]]]:
+    """Send a@1 and hold its write at the gate; stage a@2 and b@3 behind it, arrange for
+    their write to be refused, open the gate: (the first send, the two staged sends)."""
+    store.gate = asyncio.Event()
+    first = sends(cluster, [[("a", b"1")]])[0]
+    await rt.sleep(0.01)
+    store.fail_write = len(store.journal_writes)  # the next journal write
+    staged = sends(cluster, [[("a", b"2")], [("b", b"3")]])
+    await rt.sleep(0.01)
+    store.gate.set()
+    return first, staged
+
+
 def test_requests_staged_while_a_write_is_out_go_out_together_as_the_next_write() -> None:
     async def main() -> None:
         store = GatedStore(await open_store("memory://", clock=lambda: 0.0))
@@ -162,13 +176,7 @@ def test_a_failed_write_fails_every_request_staged_with_it_and_they_can_be_sent_
         store = GatedStore(await open_store("memory://", clock=lambda: 0.0))
         async with Runtime(store=store) as rt:
             cluster = await one_server(rt)
-            store.gate = asyncio.Event()
-            first = sends(cluster, [[("a", b"1")]])[0]
-            await rt.sleep(0.01)
-            store.fail_write = len(store.journal_writes)  # the next journal write
-            staged = sends(cluster, [[("a", b"2")], [("b", b"3")]])
-            await rt.sleep(0.01)
-            store.gate.set()
+            first, staged = await refuse_the_write_behind(rt, store, cluster)
             assert (await first).accepted == 1  # type: ignore[attr-defined]
             for task in staged:
                 with pytest.raises(StoreError, match="refused by the test"):

@@ -17,7 +17,12 @@ from runtime import Backoff, Fault, InjectedFault, Runtime, StoreError
 from runtime.store import Append, Fence, Store, WriteResult, open_store
 from runtime.store._types import WriteOp
 from tests.queue_helpers import sim
-from tests.test_queue_pipelined_commits import JOURNAL, GatedStore, sends
+from tests.test_queue_pipelined_commits import (
+    JOURNAL,
+    GatedStore,
+    refuse_the_write_behind,
+    sends,
+)
 
 
 def test_a_server_stopped_past_its_shutdown_timeout_writes_nothing_after_its_successor(
@@ -201,13 +206,7 @@ def test_the_metrics_count_only_what_became_durable() -> None:
         async with Runtime(store=store) as rt:
             cluster = QueueCluster(rt, servers=1, visibility_timeout=10.0)
             await cluster.start()
-            store.gate = asyncio.Event()
-            first = sends(cluster, [[("a", b"1")]])[0]
-            await rt.sleep(0.01)
-            store.fail_write = len(store.journal_writes)  # the next journal write
-            staged = sends(cluster, [[("a", b"2")], [("b", b"3")]])
-            await rt.sleep(0.01)
-            store.gate.set()
+            first, staged = await refuse_the_write_behind(rt, store, cluster)
             await first
             for task in staged:
                 with contextlib.suppress(StoreError):

@@ -114,10 +114,8 @@ class QueueServer(Actor[QueueServerMsg]):
         self.floor = await store.floor(self.journal_log)
         self.since_checkpoint = 0
         self._next_seq = self.high_water
-        self._staging = QueueMetrics()
-        """What the requests staged since the last write counted (added to ``metrics``
-        once their write is durable: a run counts nothing the journal does not hold)."""
-        state.metrics = self._staging
+        self._staging = state.metrics = QueueMetrics()
+        """What the requests staged since the last write counted (``_take_staging``)."""
         self._entries: list[bytes] = []
         self._dlq: list[tuple[str, bytes]] = []
         self._owed: list[tuple[asyncio.Future[object], object]] = []
@@ -137,16 +135,14 @@ class QueueServer(Actor[QueueServerMsg]):
             raise self._broken
         state = self.state
         match msg:
+            # a receive's visibility deadline is set once its write is durable
+            # (``_write_staged`` arms the timer then), not here
             case Take(queue=queue, max_messages=n, per_key=per_key, holder=holder):
                 events, taken = state.plan_receive(queue, n, per_key, holder)
-                answer = self._stage(events, taken)
-                self._arm_expiry()
-                return answer
+                return self._stage(events, taken)
             case Receive(queue=queue, max_messages=n, per_key=per_key, holder=holder):
                 events, taken = state.plan_receive(queue, n, per_key, holder)
-                answer = self._stage(events, taken.batches() if taken is not None else [])
-                self._arm_expiry()
-                return answer
+                return self._stage(events, taken.batches() if taken is not None else [])
             case SettleTaken(others=others):
                 events, refused, settled = state.plan_settle(others, msg)
                 self._staging.acks_refused += len(refused)
@@ -203,14 +199,21 @@ class QueueServer(Actor[QueueServerMsg]):
             self.state.apply(events, seq, staged=True)
         elif self._writing is None and not self._entries:
             # nothing unwritten: the answer (a refusal, say) is already durable
-            self.metrics.add(self._staging)
-            self._staging = self.state.metrics = QueueMetrics()
+            self.metrics.add(self._take_staging())
             return value
         answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._owed.append((answer, value))
         if self._writing is None:
             self._writing = asyncio.ensure_future(self._write_staged())
         return Deferred(answer)
+
+    def _take_staging(self) -> QueueMetrics:
+        """What the requests staged since the last take counted, and a fresh count for
+        the next ones. It joins ``metrics`` only once their write is durable (or at once
+        when nothing is unwritten): a run counts nothing the journal does not hold."""
+        counted = self._staging
+        self._staging = self.state.metrics = QueueMetrics()
+        return counted
 
     async def _write_staged(self) -> None:
         """Write what is staged, again and again, until nothing is (one write out)."""
@@ -221,8 +224,7 @@ class QueueServer(Actor[QueueServerMsg]):
                 answers, self._owed = self._owed, []
                 first = self._next_seq - len(entries)
                 receives = self.state.unconfirmed_receives
-                counted, self._staging = self._staging, QueueMetrics()
-                self.state.metrics = self._staging
+                counted = self._take_staging()
                 try:
                     await self._write(entries, dead, first)
                     if entries:

@@ -80,9 +80,11 @@ class ServerState:
         self._expiry: deque[tuple[float, str, list[str], list[int], list[int], str]] = deque()
         """(deadline, queue, keys, offsets, attempts, holder) per receive: deadlines are
         the receive's time plus one constant timeout, so they come in order."""
-        self._unconfirmed: deque[tuple[str, list[str], list[int], list[int], str]] = deque()
-        """Receives applied live but not yet durable (``confirm_receives``), oldest first:
-        their visibility timeout starts when they are handed out, not before."""
+        self._unconfirmed: deque[tuple[float, str, list[str], list[int], list[int], str]] = \
+            deque()
+        """Receives applied live but not yet durable (``confirm_receives``), oldest first,
+        as ``_expiry`` holds them but with no deadline (inf): their visibility timeout
+        starts when they are handed out, not before."""
         self._planned_ids: tuple[MessagesEnqueued, set[str]] | None = None
         """The ids of the enqueue event planned last (a cache: applying that event adds
         them to the dedup window without reading every message again)."""
@@ -202,9 +204,8 @@ class ServerState:
         gone; a settlement from it would be refused once the batch is handed out again)."""
         at = self.wall()
         events: list[JournalEvent] = []
-        unconfirmed = [(math.inf, *r) for r in self._unconfirmed]
         for deadline, queue, keys, offsets, attempts, held_by in [*self._expiry,
-                                                                  *unconfirmed]:
+                                                                  *self._unconfirmed]:
             if held_by == holder:
                 self._return_out(queue, keys, offsets, attempts, deadline, at,
                                  f"client {holder} restarted", events)
@@ -217,15 +218,14 @@ class ServerState:
         unconfirmed = self._unconfirmed
         expiry = self._expiry
         for _ in range(count):
-            queue, keys, offsets, attempts, holder = unconfirmed.popleft()
+            _, queue, keys, offsets, attempts, holder = unconfirmed.popleft()
             expiry.append((deadline, queue, keys, offsets, attempts, holder))
             q = self.queues.get(queue)
             if q is None:
                 continue
             for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
-                k = q.keys.get(key)
-                if (k is not None and k.flight and k.attempt == attempt
-                        and k.offsets[k.head] == offset):
+                k = _out(q, key, offset, attempt)
+                if k is not None:
                     k.deadline = deadline
 
     @property
@@ -244,9 +244,8 @@ class ServerState:
         if q is None:
             return
         for key, offset, attempt in zip(keys, offsets, attempts, strict=True):
-            k = q.keys.get(key)
-            if (k is None or not k.flight or k.attempt != attempt
-                    or k.offsets[k.head] != offset or k.deadline != deadline):
+            k = _out(q, key, offset, attempt)
+            if k is None or k.deadline != deadline:
                 continue  # settled in time, or out again since
             events.append(BatchReturned(queue, key, offset, attempt, at, True))
             receives = k.receives_of(0)
@@ -346,7 +345,8 @@ class ServerState:
         windowed = q.window is not None
         if staged:  # out once durable: no deadline until then (``confirm_receives``)
             deadline = math.inf
-            self._unconfirmed.append((e.queue, e.keys, e.offsets, e.attempts, e.holder))
+            self._unconfirmed.append((deadline, e.queue, e.keys, e.offsets, e.attempts,
+                                      e.holder))
         else:  # written (or recovered: out since before the crash), a fresh timeout
             deadline = self.now() + self.settings.visibility_timeout
             self._expiry.append((deadline, e.queue, e.keys, e.offsets, e.attempts,
@@ -550,3 +550,12 @@ class ServerState:
         self.next_offset = checkpoint.next_offset
         for name in checkpoint.sealed:
             self._queue(name).sealed = True
+
+
+def _out(q: QueueState, key: str, offset: int, attempt: int) -> KeyState | None:
+    """``key``'s state if the batch with head ``offset`` handed out as delivery
+    ``attempt`` is out now, else None (settled, returned, or never out)."""
+    k = q.keys.get(key)
+    if k is None or not k.flight or k.attempt != attempt or k.offsets[k.head] != offset:
+        return None
+    return k
